@@ -1,0 +1,125 @@
+/**
+ * Validate configuration once, at the edge: parse YAML or JSON, check it against one
+ * schema, report every problem with its path, value and reason, and freeze the result.
+ */
+import { readFile } from 'node:fs/promises';
+import { parseAllDocuments } from 'yaml';
+import type { z } from 'zod';
+import { HexmeshError } from '../errors/hexmesh-error.ts';
+import { proxyConfigSchema, type ProxyConfig } from './proxy-config.ts';
+
+export interface ConfigProblem {
+  /** Dotted path into the document, e.g. `resources[2].spec.rules[0].timeouts.request`. */
+  path: string;
+  value: unknown;
+  message: string;
+}
+
+export class ConfigError extends HexmeshError {
+  readonly problems: readonly ConfigProblem[];
+  readonly source: string;
+  constructor(source: string, problems: ConfigProblem[]) {
+    super(
+      'HEXMESH_ERR_CONFIG_INVALID',
+      `${source}: invalid configuration (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n` +
+        problems
+          .map(
+            (p) =>
+              `  - ${p.path || '(root)'}: ${p.message}${p.value === undefined ? '' : ` (got ${show(p.value)})`}`,
+          )
+          .join('\n'),
+    );
+    this.source = source;
+    this.problems = problems;
+  }
+}
+
+function show(v: unknown): string {
+  const s = JSON.stringify(v);
+  if (s === undefined) return String(v);
+  return s.length > 60 ? `${s.slice(0, 57)}...` : s;
+}
+
+export function formatPath(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const k of path) out += typeof k === 'number' ? `[${k}]` : out ? `.${String(k)}` : String(k);
+  return out;
+}
+
+function valueAt(doc: unknown, path: readonly PropertyKey[]): unknown {
+  let cur: unknown = doc;
+  for (const k of path) {
+    if (cur === null || typeof cur !== 'object') return undefined;
+    cur = (cur as Record<PropertyKey, unknown>)[k as string];
+  }
+  return cur;
+}
+
+/** Validate `doc` against `schema`; throws ConfigError listing every problem. Returns a deep-frozen value. */
+export function validate<S extends z.ZodType>(schema: S, doc: unknown, source: string): z.infer<S> {
+  const r = schema.safeParse(doc);
+  if (!r.success) {
+    throw new ConfigError(
+      source,
+      r.error.issues.map((i) => {
+        const extra = i.code === 'unrecognized_keys' ? (i as { keys?: string[] }).keys : undefined;
+        return {
+          path: formatPath(i.path),
+          value: extra ? undefined : valueAt(doc, i.path),
+          message: extra
+            ? `unknown field${extra.length > 1 ? 's' : ''} ${extra.map((k) => `"${k}"`).join(', ')}`
+            : i.message,
+        };
+      }),
+    );
+  }
+  return deepFreeze(r.data);
+}
+
+export function deepFreeze<T>(o: T): T {
+  if (o && typeof o === 'object' && !Object.isFrozen(o)) {
+    Object.freeze(o);
+    for (const v of Object.values(o)) deepFreeze(v);
+  }
+  return o;
+}
+
+/** Parse YAML (or JSON) text; syntax errors are reported with line and column. */
+export function parseDocuments(text: string, source: string): unknown[] {
+  const docs = parseAllDocuments(text);
+  const list = Array.isArray(docs) ? docs : [docs];
+  const problems: ConfigProblem[] = [];
+  for (const d of list) {
+    for (const e of d.errors) {
+      const pos = e.linePos?.[0];
+      problems.push({
+        path: pos ? `line ${pos.line}, column ${pos.col}` : '',
+        value: undefined,
+        message: e.message.split('\n')[0],
+      });
+    }
+  }
+  if (problems.length) throw new ConfigError(source, problems);
+  return list.map((d) => d.toJS()).filter((d) => d !== null && d !== undefined);
+}
+
+export function parseProxyConfig(doc: unknown, source = 'config'): ProxyConfig {
+  return validate(proxyConfigSchema, doc, source);
+}
+
+export async function loadProxyConfig(file: string): Promise<ProxyConfig> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (e) {
+    throw new ConfigError(file, [
+      { path: '', value: undefined, message: `cannot read file: ${(e as Error).message}` },
+    ]);
+  }
+  const docs = parseDocuments(text, file);
+  if (docs.length !== 1)
+    throw new ConfigError(file, [
+      { path: '', value: undefined, message: `expected one YAML document, found ${docs.length}` },
+    ]);
+  return parseProxyConfig(docs[0], file);
+}

@@ -1,0 +1,107 @@
+/**
+ * The proxy's configuration: a snapshot of the mesh model (this proxy's listeners, the
+ * services it may call with their endpoints, and the routes and policies that apply).
+ * A static file today; the control plane feeds the same shape dynamically.
+ */
+import { z } from 'zod';
+import { duration, resourceSchema } from './resources.ts';
+
+const port = z.number().int().min(0).max(65535);
+const host = z.string().min(1);
+const address = z.object({ address: host, port }).strict();
+
+export const endpointSchema = z
+  .object({
+    address: host,
+    /** The port of the destination's inbound sidecar listener (or the app itself for a mesh-less endpoint). */
+    port: port.refine((p) => p > 0, 'endpoint port must be 1..65535'),
+    labels: z.record(z.string(), z.string()).default({}),
+    weight: z.number().int().min(1).max(1_000_000).default(1),
+    /** Health as known from the catalog; only passing (and warning) endpoints take traffic. */
+    health: z.enum(['passing', 'warning', 'critical']).default('passing'),
+    /** false: the endpoint is a plain app with no sidecar (registered by hand); traffic goes to it directly. */
+    meshed: z.boolean().default(true),
+  })
+  .strict();
+
+export const meshServiceSchema = z
+  .object({
+    name: z.string().min(1),
+    namespace: z.string().default('default'),
+    ports: z
+      .array(
+        z
+          .object({
+            name: z.string().optional(),
+            port,
+            protocol: z.enum(['http', 'http2', 'grpc', 'tcp', 'opaque']).default('http'),
+          })
+          .strict(),
+      )
+      .default([{ port: 80, protocol: 'http' }]),
+    endpoints: z.array(endpointSchema).default([]),
+  })
+  .strict();
+
+export const proxySettingsSchema = z
+  .object({
+    /** The service this proxy's workload belongs to. */
+    service: z.string().min(1),
+    namespace: z.string().default('default'),
+    outbound: address.default({ address: '127.0.0.1', port: 4140 }),
+    inbound: address.default({ address: '0.0.0.0', port: 4143 }),
+    admin: address.default({ address: '127.0.0.1', port: 4191 }),
+    /** The local app, target of inbound traffic. Without it the proxy is outbound-only (a job or a client). */
+    app: z
+      .object({
+        host: host.default('127.0.0.1'),
+        port: port.refine((p) => p > 0, 'app port must be 1..65535'),
+        protocol: z.enum(['http', 'http2', 'grpc', 'tcp', 'opaque']).default('http'),
+      })
+      .strict()
+      .optional(),
+    /** Per-upstream local ports on the outbound side: any protocol, opaque TCP included. */
+    upstreams: z
+      .array(
+        z
+          .object({ service: z.string().min(1), localPort: port, address: host.default('127.0.0.1') })
+          .strict(),
+      )
+      .default([]),
+    /** Inbound ports that skip protocol detection (server-first protocols such as MySQL). */
+    opaquePorts: z.array(port).default([]),
+    detectTimeout: duration.default(1000),
+    /** Time for a client to finish sending request headers (slowloris protection). */
+    headerTimeout: duration.default(10_000),
+    maxHeaderSize: z
+      .number()
+      .int()
+      .min(1024)
+      .max(1 << 20)
+      .default(16 * 1024),
+    /** Downstream keep-alive idle timeout. */
+    idleTimeout: duration.default(300_000),
+    drainTimeout: duration.default(30_000),
+    /** JSON access log: off, stdout, or a file path. */
+    accessLog: z.union([z.literal(false), z.literal('stdout'), z.string().min(1)]).default(false),
+    /** Transport between sidecars for HTTP/1 traffic (see docs/proxy.md, "Transport between sidecars"). */
+    hopTransport: z.enum(['http1', 'http2']).default('http1'),
+  })
+  .strict();
+
+export const proxyConfigSchema = z
+  .object({
+    apiVersion: z.literal('hexmesh.io/v1alpha1').default('hexmesh.io/v1alpha1'),
+    kind: z.literal('ProxyConfig').default('ProxyConfig'),
+    /** Monotonic snapshot version (from the control plane; 0 for a static file). */
+    version: z.number().int().min(0).default(0),
+    proxy: proxySettingsSchema,
+    services: z.array(meshServiceSchema).default([]),
+    resources: z.array(resourceSchema).default([]),
+  })
+  .strict();
+
+export type ProxyConfig = z.infer<typeof proxyConfigSchema>;
+export type ProxySettings = ProxyConfig['proxy'];
+export type MeshService = z.infer<typeof meshServiceSchema>;
+export type Endpoint = z.infer<typeof endpointSchema>;

@@ -1,0 +1,559 @@
+/**
+ * Schemas of the mesh resources, Kubernetes-shaped (apiVersion/kind/metadata/spec).
+ * One schema per resource; validated once at the edge, then frozen (see load.ts).
+ * HTTPRoute/GRPCRoute follow Gateway API v1 (GAMMA: parentRefs to a Service).
+ */
+import { z } from 'zod';
+import { parseDuration } from './duration.ts';
+
+/** A duration string or number, parsed to milliseconds. */
+export const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
+  const ms = parseDuration(v);
+  if (ms === undefined) {
+    ctx.addIssue({
+      code: 'custom',
+      message: `invalid duration ${JSON.stringify(v)} (use e.g. 500ms, 2s, 1m)`,
+    });
+    return z.NEVER;
+  }
+  return ms;
+});
+
+const dnsLabel = z
+  .string()
+  .min(1)
+  .max(253)
+  .regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'must be a lower-case DNS name (a-z, 0-9, -, .)');
+
+const regex = z.string().superRefine((s, ctx) => {
+  try {
+    new RegExp(s);
+  } catch (e) {
+    ctx.addIssue({ code: 'custom', message: `invalid regular expression: ${(e as Error).message}` });
+  }
+});
+
+export const metadata = z
+  .object({
+    name: dnsLabel,
+    namespace: dnsLabel.default('default'),
+    labels: z.record(z.string(), z.string()).optional(),
+    annotations: z.record(z.string(), z.string()).optional(),
+    /** Used for route precedence ("oldest route wins"); set by the store, optional in files. */
+    creationTimestamp: z.string().optional(),
+    resourceVersion: z.string().optional(),
+  })
+  .strict();
+
+const port = z.number().int().min(1).max(65535);
+const protocol = z.enum(['http', 'http2', 'grpc', 'tcp', 'opaque']);
+
+// ---------- Service ----------
+export const servicePortSchema = z
+  .object({
+    name: z.string().optional(),
+    port,
+    targetPort: port.optional(),
+    protocol: protocol.default('http'),
+  })
+  .strict();
+
+export const serviceSchema = z
+  .object({
+    apiVersion: z.literal('hexmesh.io/v1alpha1'),
+    kind: z.literal('Service'),
+    metadata,
+    spec: z
+      .object({
+        ports: z.array(servicePortSchema).min(1),
+        /** Labels an instance must carry to belong to this service (e.g. version: v2 for reviews-v2). */
+        selector: z.record(z.string(), z.string()).optional(),
+        /** Name of the service whose instances this one selects from (reviews-v2 selects from reviews). */
+        instancesOf: dnsLabel.optional(),
+      })
+      .strict(),
+  })
+  .strict();
+
+// ---------- Gateway API shared pieces ----------
+const parentRef = z
+  .object({
+    group: z.string().optional(),
+    kind: z.literal('Service').default('Service'),
+    name: dnsLabel,
+    namespace: dnsLabel.optional(),
+    port: port.optional(),
+    sectionName: z.string().optional(),
+  })
+  .strict();
+
+const headerName = z.string().regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/, 'invalid header name');
+const headerValuePair = z.object({ name: headerName, value: z.string() }).strict();
+const headerModifier = z
+  .object({
+    set: z.array(headerValuePair).optional(),
+    add: z.array(headerValuePair).optional(),
+    remove: z.array(headerName).optional(),
+  })
+  .strict();
+
+const backendRef = z
+  .object({
+    group: z.string().optional(),
+    kind: z.literal('Service').default('Service'),
+    name: dnsLabel,
+    namespace: dnsLabel.optional(),
+    port: port.optional(),
+    weight: z.number().int().min(0).max(1_000_000).default(1),
+  })
+  .strict();
+
+const matchRegexCheck = (m: { type: string; value: string }, ctx: z.RefinementCtx) => {
+  if (m.type === 'RegularExpression') {
+    try {
+      new RegExp(m.value);
+    } catch (e) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['value'],
+        message: `invalid regular expression: ${(e as Error).message}`,
+      });
+    }
+  }
+};
+const headerMatch = z
+  .object({
+    type: z.enum(['Exact', 'RegularExpression']).default('Exact'),
+    name: headerName,
+    value: z.string(),
+  })
+  .strict()
+  .superRefine(matchRegexCheck);
+const queryMatch = z
+  .object({
+    type: z.enum(['Exact', 'RegularExpression']).default('Exact'),
+    name: z.string().min(1),
+    value: z.string(),
+  })
+  .strict()
+  .superRefine(matchRegexCheck);
+
+const mirror = z
+  .object({
+    backendRef: backendRef.omit({ weight: true }),
+    percent: z.number().int().min(0).max(100).optional(),
+    fraction: z
+      .object({ numerator: z.number().int().min(0), denominator: z.number().int().min(1).default(100) })
+      .strict()
+      .optional(),
+  })
+  .strict();
+
+const pathModifier = z
+  .object({
+    type: z.enum(['ReplaceFullPath', 'ReplacePrefixMatch']),
+    replaceFullPath: z.string().optional(),
+    replacePrefixMatch: z.string().optional(),
+  })
+  .strict();
+
+export const httpFilterSchema = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('RequestHeaderModifier'), requestHeaderModifier: headerModifier }).strict(),
+  z.object({ type: z.literal('ResponseHeaderModifier'), responseHeaderModifier: headerModifier }).strict(),
+  z
+    .object({
+      type: z.literal('RequestRedirect'),
+      requestRedirect: z
+        .object({
+          scheme: z.enum(['http', 'https']).optional(),
+          hostname: z.string().optional(),
+          path: pathModifier.optional(),
+          port: port.optional(),
+          statusCode: z
+            .union([z.literal(301), z.literal(302), z.literal(303), z.literal(307), z.literal(308)])
+            .default(302),
+        })
+        .strict(),
+    })
+    .strict(),
+  z
+    .object({
+      type: z.literal('URLRewrite'),
+      urlRewrite: z.object({ hostname: z.string().optional(), path: pathModifier.optional() }).strict(),
+    })
+    .strict(),
+  z.object({ type: z.literal('RequestMirror'), requestMirror: mirror }).strict(),
+]);
+
+const timeouts = z.object({ request: duration.optional(), backendRequest: duration.optional() }).strict();
+const routeRetry = z
+  .object({
+    codes: z.array(z.number().int().min(400).max(599)).optional(),
+    attempts: z.number().int().min(0).max(10).optional(),
+    backoff: duration.optional(),
+    /** hexmesh extension: allow retrying non-idempotent methods (POST) on this rule. */
+    retryNonIdempotent: z.boolean().optional(),
+  })
+  .strict();
+
+export const httpRouteMatchSchema = z
+  .object({
+    path: z
+      .object({
+        type: z.enum(['Exact', 'PathPrefix', 'RegularExpression']).default('PathPrefix'),
+        value: z.string().default('/'),
+      })
+      .strict()
+      .superRefine((p, ctx) => {
+        if (p.type === 'RegularExpression') {
+          try {
+            new RegExp(p.value);
+          } catch (e) {
+            ctx.addIssue({
+              code: 'custom',
+              path: ['value'],
+              message: `invalid regular expression: ${(e as Error).message}`,
+            });
+          }
+        } else if (!p.value.startsWith('/'))
+          ctx.addIssue({ code: 'custom', path: ['value'], message: 'path must start with /' });
+      })
+      .optional(),
+    headers: z.array(headerMatch).optional(),
+    queryParams: z.array(queryMatch).optional(),
+    method: z
+      .enum(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'CONNECT', 'OPTIONS', 'TRACE', 'PATCH'])
+      .optional(),
+  })
+  .strict();
+
+export const httpRouteSchema = z
+  .object({
+    apiVersion: z.literal('gateway.networking.k8s.io/v1'),
+    kind: z.literal('HTTPRoute'),
+    metadata,
+    spec: z
+      .object({
+        parentRefs: z.array(parentRef).min(1),
+        hostnames: z.array(z.string()).optional(),
+        rules: z
+          .array(
+            z
+              .object({
+                name: z.string().optional(),
+                matches: z.array(httpRouteMatchSchema).optional(),
+                filters: z.array(httpFilterSchema).optional(),
+                backendRefs: z.array(backendRef).optional(),
+                timeouts: timeouts.optional(),
+                retry: routeRetry.optional(),
+              })
+              .strict()
+              .superRefine((r, ctx) => {
+                if (
+                  r.timeouts?.request &&
+                  r.timeouts.backendRequest &&
+                  r.timeouts.backendRequest > r.timeouts.request
+                )
+                  ctx.addIssue({
+                    code: 'custom',
+                    path: ['timeouts', 'backendRequest'],
+                    message: 'backendRequest must not exceed request',
+                  });
+                const redirect = r.filters?.some((f) => f.type === 'RequestRedirect');
+                const rewrite = r.filters?.some((f) => f.type === 'URLRewrite');
+                if (redirect && rewrite)
+                  ctx.addIssue({
+                    code: 'custom',
+                    path: ['filters'],
+                    message: 'RequestRedirect and URLRewrite cannot be combined',
+                  });
+                if (redirect && r.backendRefs?.length)
+                  ctx.addIssue({
+                    code: 'custom',
+                    path: ['backendRefs'],
+                    message: 'a RequestRedirect rule takes no backendRefs',
+                  });
+              }),
+          )
+          .default([{}] as never),
+      })
+      .strict(),
+  })
+  .strict();
+
+export const grpcRouteSchema = z
+  .object({
+    apiVersion: z.literal('gateway.networking.k8s.io/v1'),
+    kind: z.literal('GRPCRoute'),
+    metadata,
+    spec: z
+      .object({
+        parentRefs: z.array(parentRef).min(1),
+        hostnames: z.array(z.string()).optional(),
+        rules: z.array(
+          z
+            .object({
+              name: z.string().optional(),
+              matches: z
+                .array(
+                  z
+                    .object({
+                      method: z
+                        .object({
+                          type: z.enum(['Exact', 'RegularExpression']).default('Exact'),
+                          service: z.string().optional(),
+                          method: z.string().optional(),
+                        })
+                        .strict()
+                        .optional(),
+                      headers: z.array(headerMatch).optional(),
+                    })
+                    .strict(),
+                )
+                .optional(),
+              filters: z
+                .array(
+                  z.discriminatedUnion('type', [
+                    z
+                      .object({
+                        type: z.literal('RequestHeaderModifier'),
+                        requestHeaderModifier: headerModifier,
+                      })
+                      .strict(),
+                    z
+                      .object({
+                        type: z.literal('ResponseHeaderModifier'),
+                        responseHeaderModifier: headerModifier,
+                      })
+                      .strict(),
+                    z.object({ type: z.literal('RequestMirror'), requestMirror: mirror }).strict(),
+                  ]),
+                )
+                .optional(),
+              backendRefs: z.array(backendRef).optional(),
+              timeouts: timeouts.optional(),
+              retry: routeRetry.optional(),
+            })
+            .strict(),
+        ),
+      })
+      .strict(),
+  })
+  .strict();
+
+// ---------- TrafficPolicy (ours) ----------
+const percent = z.number().min(0).max(100);
+
+export const trafficPolicySpecSchema = z
+  .object({
+    /** Policy attachment: a Service (all its traffic) or one HTTPRoute/GRPCRoute (optionally one rule by name). */
+    targetRef: z
+      .object({
+        group: z.string().optional(),
+        kind: z.enum(['Service', 'HTTPRoute', 'GRPCRoute']).default('Service'),
+        name: dnsLabel,
+        sectionName: z.string().optional(),
+      })
+      .strict(),
+    loadBalancer: z
+      .object({
+        type: z
+          .enum(['peakEwma', 'roundRobin', 'leastRequest', 'random', 'ringHash', 'maglev'])
+          .default('peakEwma'),
+        hashOn: z
+          .object({
+            header: z.string().optional(),
+            cookie: z.string().optional(),
+            sourceIp: z.boolean().optional(),
+          })
+          .strict()
+          .refine(
+            (h) => [h.header, h.cookie, h.sourceIp].filter(Boolean).length === 1,
+            'set exactly one of header, cookie, sourceIp',
+          )
+          .optional(),
+        panicThreshold: percent.default(50),
+        /** leastRequest: active request bias (Envoy active_request_bias). */
+        activeRequestBias: z.number().min(0).default(1),
+        /** peakEwma: decay time constant. */
+        decay: duration.default(10_000),
+        defaultRtt: duration.default(30),
+      })
+      .strict()
+      .superRefine((lb, ctx) => {
+        if ((lb.type === 'ringHash' || lb.type === 'maglev') && !lb.hashOn)
+          ctx.addIssue({
+            code: 'custom',
+            path: ['hashOn'],
+            message: `${lb.type} needs hashOn (header, cookie or sourceIp)`,
+          });
+      })
+      .optional(),
+    timeouts: z
+      .object({
+        connect: duration.optional(),
+        request: duration.optional(),
+        perTry: duration.optional(),
+        idle: duration.optional(),
+        tcpIdle: duration.optional(),
+      })
+      .strict()
+      .optional(),
+    retries: z
+      .object({
+        attempts: z.number().int().min(0).max(10).optional(),
+        on: z
+          .array(
+            z.enum([
+              'connect-failure',
+              'refused-stream',
+              '5xx',
+              'gateway-error',
+              'reset',
+              'retriable-status-codes',
+            ]),
+          )
+          .optional(),
+        codes: z.array(z.number().int().min(400).max(599)).optional(),
+        grpcStatuses: z
+          .array(z.enum(['cancelled', 'deadline-exceeded', 'internal', 'resource-exhausted', 'unavailable']))
+          .optional(),
+        backoff: z
+          .object({ base: duration.default(25), max: duration.default(250) })
+          .strict()
+          .optional(),
+        budget: z
+          .object({
+            percent: percent.default(20),
+            minPerSecond: z.number().min(0).default(10),
+            window: duration.default(10_000),
+          })
+          .strict()
+          .optional(),
+        retryNonIdempotent: z.boolean().optional(),
+      })
+      .strict()
+      .optional(),
+    connectionPool: z
+      .object({
+        maxConnections: z.number().int().min(1).optional(),
+        maxPendingRequests: z.number().int().min(0).optional(),
+        maxRequests: z.number().int().min(1).optional(),
+        maxRetries: z.number().int().min(0).optional(),
+      })
+      .strict()
+      .optional(),
+    circuitBreaker: z
+      .object({
+        enabled: z.boolean().default(true),
+        window: duration.default(10_000),
+        buckets: z.number().int().min(1).max(100).default(10),
+        requestVolumeThreshold: z.number().int().min(1).default(20),
+        errorThresholdPercent: percent.default(50),
+        sleepWindow: duration.default(5000),
+        slowCallDuration: duration.optional(),
+        slowCallThresholdPercent: percent.default(100),
+      })
+      .strict()
+      .optional(),
+    fallback: z
+      .union([
+        z
+          .object({
+            response: z
+              .object({
+                status: z.number().int().min(100).max(599).default(200),
+                headers: z.record(z.string(), z.string()).optional(),
+                body: z.string().default(''),
+              })
+              .strict(),
+          })
+          .strict(),
+        z.object({ service: dnsLabel, port: port.optional() }).strict(),
+      ])
+      .optional(),
+    outlierDetection: z
+      .object({
+        consecutive5xx: z.number().int().min(0).default(5),
+        consecutiveGatewayErrors: z.number().int().min(0).default(5),
+        interval: duration.default(10_000),
+        baseEjectionTime: duration.default(30_000),
+        maxEjectionTime: duration.default(300_000),
+        maxEjectionPercent: percent.default(10),
+        successRate: z
+          .object({
+            minHosts: z.number().int().min(1).default(5),
+            requestVolume: z.number().int().min(1).default(100),
+            stdevFactor: z.number().min(0).default(1.9),
+          })
+          .strict()
+          .optional(),
+      })
+      .strict()
+      .optional(),
+    healthCheck: z
+      .object({
+        type: z.enum(['http', 'tcp', 'grpc']),
+        path: z.string().default('/health'),
+        grpcService: z.string().default(''),
+        interval: duration.default(10_000),
+        timeout: duration.default(1000),
+        healthyThreshold: z.number().int().min(1).default(1),
+        unhealthyThreshold: z.number().int().min(1).default(3),
+      })
+      .strict()
+      .optional(),
+    rateLimit: z
+      .object({
+        /** Token bucket: maxTokens, refilled by tokensPerFill every fillInterval (Envoy local_ratelimit). */
+        maxTokens: z.number().int().min(1),
+        tokensPerFill: z.number().int().min(1).default(1),
+        fillInterval: duration.default(1000),
+      })
+      .strict()
+      .optional(),
+    faults: z
+      .object({
+        delay: z.object({ percent, duration }).strict().optional(),
+        abort: z
+          .object({
+            percent,
+            status: z.number().int().min(200).max(599).default(503),
+            grpcStatus: z.number().int().min(0).max(16).optional(),
+          })
+          .strict()
+          .optional(),
+      })
+      .strict()
+      .optional(),
+  })
+  .strict();
+
+export const trafficPolicySchema = z
+  .object({
+    apiVersion: z.literal('hexmesh.io/v1alpha1'),
+    kind: z.literal('TrafficPolicy'),
+    metadata,
+    spec: trafficPolicySpecSchema,
+  })
+  .strict();
+
+/** Every resource kind the proxy's snapshot understands; later issues add more kinds here. */
+export const resourceSchema = z.discriminatedUnion('kind', [
+  serviceSchema,
+  httpRouteSchema,
+  grpcRouteSchema,
+  trafficPolicySchema,
+]);
+
+export type ServiceResource = z.infer<typeof serviceSchema>;
+export type HTTPRoute = z.infer<typeof httpRouteSchema>;
+export type HTTPRouteRule = HTTPRoute['spec']['rules'][number];
+export type HTTPRouteMatch = z.infer<typeof httpRouteMatchSchema>;
+export type HTTPRouteFilter = z.infer<typeof httpFilterSchema>;
+export type GRPCRoute = z.infer<typeof grpcRouteSchema>;
+export type GRPCRouteRule = GRPCRoute['spec']['rules'][number];
+export type TrafficPolicy = z.infer<typeof trafficPolicySchema>;
+export type TrafficPolicySpec = z.infer<typeof trafficPolicySpecSchema>;
+export type Resource = z.infer<typeof resourceSchema>;
+export { regex as regexSchema };
