@@ -33,7 +33,11 @@ export type ErrorCode = keyof typeof ERROR_CODES;
 
 export class HexmeshError extends Error {
   readonly code: ErrorCode;
-  /** Extra fields a layer wants to report (endpoint, service, timeout ms). */
+  /**
+   * Extra fields a layer wants to report (endpoint, service, timeout ms). `status` / `grpcStatus`,
+   * when present (fault injection), are the HTTP status / gRPC status the error mapper must use
+   * instead of the code's defaults.
+   */
   readonly context: Readonly<Record<string, string | number>>;
 
   constructor(

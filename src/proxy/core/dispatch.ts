@@ -33,6 +33,14 @@ export interface RequestContext {
   route: string;
   /** Absolute deadline (performance.now() ms) for the whole request incl. retries; Infinity if none. */
   deadline: number;
+  /**
+   * Abort signal of the current try, set by the timeout and retry layers (absent when no such
+   * layer runs). It follows `signal` (downstream gone) and is also aborted when this try is
+   * abandoned: request or per-try timeout, or a response discarded for a retry. Its `reason` is
+   * the HexmeshError that ended the try. Transports and pools must honour it: use
+   * `ctx.trySignal ?? ctx.signal` for connecting, sending and streaming the response.
+   */
+  trySignal?: AbortSignal;
   /** Try number, 0 for the first try; set by the retry layer. */
   attempt: number;
   /** Endpoint chosen for the current try (`host:port`), set by the balancer layer. */
