@@ -1,0 +1,164 @@
+/**
+ * One round of one path: start it, measure idle memory, the fixed-rate run (latency,
+ * vCPU, memory after), the max-throughput run (CPU per request), the large streamed body,
+ * and stop it.
+ */
+import type { OpenLoopResult } from '../open-loop.ts';
+import type { PathContext, PathName, PathStarter } from '../paths/path.ts';
+import { runOpenLoop } from './open-loop-runner.ts';
+import { cpuSeconds, machineTicks, rssKiB } from './proc-stats.ts';
+import type { ProcessGroup } from './process-group.ts';
+import { streamBody, type StreamResult } from './stream-body.ts';
+import { runWrk, type WrkResult } from './wrk.ts';
+
+export interface RoundOptions {
+  durationS: number;
+  warmupS: number;
+  rate: number;
+  fixedConnections: number;
+  maxConnections: number;
+  /** 0 skips the streamed-body check. */
+  streamMiB: number;
+  /** Fraction of failed requests above which the round counts as failed. */
+  maxErrorRatio: number;
+}
+
+export interface RoundResult {
+  round: number;
+  path: PathName;
+  ok: boolean;
+  error?: string;
+  hop?: string;
+  proxyNames?: string[];
+  /** RSS per proxy (client side first), KiB. */
+  rssIdleKiB?: number[];
+  rssAfterFixedKiB?: number[];
+  rssAfterMaxKiB?: number[];
+  fixed?: OpenLoopResult & {
+    /** CPU seconds of each proxy during the measured fixed-rate phase. */
+    proxyCpuS: number[];
+    wallS: number;
+    /** vCPU used by both proxies together per 1000 completed requests per second. */
+    vcpuPer1000Rps: number;
+    stealPct: number;
+  };
+  max?: WrkResult & {
+    proxyCpuS: number[];
+    /** CPU µs of both proxies together per completed request. */
+    cpuUsPerRequest: number;
+    stealPct: number;
+  };
+  stream?: StreamResult;
+  streamError?: string;
+}
+
+const cpuOf = (pids: readonly number[]): number[] => pids.map((p) => cpuSeconds(p));
+const sum = (xs: readonly number[]): number => xs.reduce((a, b) => a + b, 0);
+const stealPct = (a: { total: number; steal: number }, b: { total: number; steal: number }): number =>
+  b.total > a.total ? (100 * (b.steal - a.steal)) / (b.total - a.total) : 0;
+
+export async function runRound(
+  round: number,
+  name: PathName,
+  start: PathStarter,
+  ctx: PathContext,
+  group: ProcessGroup,
+  o: RoundOptions,
+): Promise<RoundResult> {
+  const r: RoundResult = { round, path: name, ok: false };
+  let path;
+  try {
+    path = await start(ctx);
+  } catch (err) {
+    r.error = `start failed: ${(err as Error).message}`;
+    return r;
+  }
+  try {
+    r.hop = path.hop;
+    r.proxyNames = path.proxies.map((p) => p.name);
+    const pids = path.proxies.map((p) => p.pid);
+    // A moment for start-up work (module loading, JIT of the first requests) to settle.
+    await new Promise((res) => setTimeout(res, 300));
+    r.rssIdleKiB = pids.map(rssKiB);
+
+    let cpu0: number[] = [];
+    let cpu1: number[] = [];
+    let t0 = 0;
+    let t1 = 0;
+    let m0 = machineTicks();
+    let m1 = m0;
+    const fixed = await runOpenLoop(group, {
+      origin: path.origin,
+      host: path.host,
+      rate: o.rate,
+      durationS: o.durationS,
+      connections: o.fixedConnections,
+      warmupS: o.warmupS,
+      atStart: () => {
+        cpu0 = cpuOf(pids);
+        m0 = machineTicks();
+        t0 = performance.now();
+      },
+      atEnd: () => {
+        cpu1 = cpuOf(pids);
+        m1 = machineTicks();
+        t1 = performance.now();
+      },
+    });
+    const proxyCpuS = cpu1.map((c, i) => c - cpu0[i]);
+    const wallS = (t1 - t0) / 1000;
+    r.fixed = {
+      ...fixed,
+      proxyCpuS,
+      wallS,
+      vcpuPer1000Rps: sum(proxyCpuS) / wallS / (fixed.achievedRps / 1000),
+      stealPct: stealPct(m0, m1),
+    };
+    r.rssAfterFixedKiB = pids.map(rssKiB);
+
+    cpu0 = cpuOf(pids);
+    m0 = machineTicks();
+    const max = await runWrk(group, {
+      url: `${path.origin}/`,
+      host: path.host,
+      connections: o.maxConnections,
+      durationS: o.durationS,
+    });
+    cpu1 = cpuOf(pids);
+    m1 = machineTicks();
+    const maxCpu = cpu1.map((c, i) => c - cpu0[i]);
+    r.max = {
+      ...max,
+      proxyCpuS: maxCpu,
+      cpuUsPerRequest: (sum(maxCpu) * 1e6) / max.requests,
+      stealPct: stealPct(m0, m1),
+    };
+    r.rssAfterMaxKiB = pids.map(rssKiB);
+
+    const problems: string[] = [];
+    if (fixed.errors > o.maxErrorRatio * fixed.sent) {
+      problems.push(`fixed-rate: ${fixed.errors}/${fixed.sent} failed (first: ${fixed.firstError ?? '?'})`);
+    }
+    if (max.errors > o.maxErrorRatio * Math.max(1, max.requests))
+      problems.push(`max-throughput: ${max.errors}/${max.requests} failed`);
+    if (max.requests === 0) problems.push('max-throughput: no request completed');
+    for (const p of path.proxies)
+      if (p.hasExited()) problems.push(`${p.name} exited during the round:\n${p.tail().slice(-600)}`);
+
+    if (o.streamMiB > 0 && problems.length === 0) {
+      try {
+        r.stream = await streamBody(path.origin, path.host, o.streamMiB, path.proxies, 120_000);
+      } catch (err) {
+        // Reported beside the round, not failing it: the core figures stand on their own.
+        r.streamError = (err as Error).message;
+      }
+    }
+    r.ok = problems.length === 0;
+    if (!r.ok) r.error = problems.join('; ');
+  } catch (err) {
+    r.error = (err as Error).message;
+  } finally {
+    await path.close();
+  }
+  return r;
+}

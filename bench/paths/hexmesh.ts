@@ -1,0 +1,76 @@
+/**
+ * The hexmesh pair: `node bin/hexmesh.js proxy --config <file>` twice, a client-side
+ * sidecar (outbound listener, service `bench-client`) that routes `Host: upstream` to the
+ * server-side sidecar's inbound listener, which forwards to the upstream app.
+ */
+import { writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { stringify } from 'yaml';
+import { freePort } from '../lib/free-port.ts';
+import { waitFor200 } from '../lib/http-probe.ts';
+import type { PathStarter } from './path.ts';
+
+const BIN = resolve(import.meta.dirname, '..', '..', 'bin', 'hexmesh.js');
+
+export const startHexmesh: PathStarter = async (ctx) => {
+  const [clientOut, clientIn, clientAdmin, serverOut, serverIn, serverAdmin] = await Promise.all(
+    Array.from({ length: 6 }, () => freePort()),
+  );
+  const loop = (port: number): { address: string; port: number } => ({ address: '127.0.0.1', port });
+  const serverCfg = {
+    proxy: {
+      service: 'upstream',
+      outbound: loop(serverOut),
+      inbound: loop(serverIn),
+      admin: loop(serverAdmin),
+      app: { host: '127.0.0.1', port: ctx.upstreamPort },
+    },
+  };
+  const clientCfg = {
+    proxy: {
+      service: 'bench-client',
+      outbound: loop(clientOut),
+      inbound: loop(clientIn),
+      admin: loop(clientAdmin),
+    },
+    services: [{ name: 'upstream', endpoints: [{ address: '127.0.0.1', port: serverIn }] }],
+  };
+  const serverFile = join(ctx.tmpDir, `hexmesh-server-${serverIn}.yaml`);
+  const clientFile = join(ctx.tmpDir, `hexmesh-client-${clientOut}.yaml`);
+  writeFileSync(serverFile, stringify(serverCfg));
+  writeFileSync(clientFile, stringify(clientCfg));
+  const env = { ...process.env, NODE_ENV: 'production' };
+  const server = ctx.group.start('hexmesh-server', process.execPath, [BIN, 'proxy', '--config', serverFile], {
+    env,
+  });
+  const client = ctx.group.start('hexmesh-client', process.execPath, [BIN, 'proxy', '--config', clientFile], {
+    env,
+  });
+  const close = async (): Promise<void> => {
+    await Promise.all([ctx.group.stop(client), ctx.group.stop(server)]);
+  };
+  try {
+    const watch = [client, server];
+    await Promise.all([
+      waitFor200(`http://127.0.0.1:${serverAdmin}/ready`, { timeoutMs: ctx.startTimeoutMs, watch }),
+      waitFor200(`http://127.0.0.1:${clientAdmin}/ready`, { timeoutMs: ctx.startTimeoutMs, watch }),
+    ]);
+    await waitFor200(`http://127.0.0.1:${clientOut}/`, {
+      host: 'upstream',
+      timeoutMs: ctx.startTimeoutMs,
+      watch,
+    });
+  } catch (err) {
+    await close();
+    throw err;
+  }
+  return {
+    name: 'hexmesh',
+    origin: `http://127.0.0.1:${clientOut}`,
+    host: 'upstream',
+    proxies: [client, server],
+    // Mutual TLS between sidecars is a later issue: the hop is plaintext even with --tls.
+    hop: 'plaintext',
+    close,
+  };
+};

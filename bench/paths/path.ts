@@ -1,0 +1,36 @@
+/**
+ * One benchmarked path: where the load generator sends, which processes are the proxies
+ * whose CPU and memory are measured, and how to tear it down.
+ */
+import type { BenchCerts } from '../lib/tls-certs.ts';
+import type { Managed, ProcessGroup } from '../lib/process-group.ts';
+
+export type PathName = 'direct' | 'hexmesh' | 'haproxy';
+
+export const PATH_NAMES: readonly PathName[] = ['direct', 'hexmesh', 'haproxy'];
+
+export interface PathContext {
+  group: ProcessGroup;
+  upstreamPort: number;
+  /** A scratch directory for config files, removed at the end of the run. */
+  tmpDir: string;
+  /** Mutual TLS between the two proxies, when the path supports it. */
+  certs?: BenchCerts;
+  /** Bound on start-up, ms. */
+  startTimeoutMs: number;
+}
+
+export interface RunningPath {
+  name: PathName;
+  /** Origin the load generators send to, e.g. http://127.0.0.1:4140 */
+  origin: string;
+  /** Host header on every request. */
+  host: string;
+  /** The proxy processes (client side first); empty for `direct`. */
+  proxies: readonly Managed[];
+  /** Transport between the two proxies, for the report: 'plaintext', 'mTLS' or '-'. */
+  hop: string;
+  close(): Promise<void>;
+}
+
+export type PathStarter = (ctx: PathContext) => Promise<RunningPath>;
