@@ -4,15 +4,19 @@
  * Removing an endpoint moves only the keys that were on its points. Endpoints outside the
  * candidate set are skipped by walking further clockwise, which likewise moves only their keys.
  *
- * Ring size as Envoy: at least 1024 points, and enough that the lightest endpoint gets one
- * (capped at 2^20 points rather than Envoy's 8M, to bound memory and build time).
+ * Points per endpoint: {@link POINTS_PER_WEIGHT} for each multiple of the lightest weight.
+ * Unlike Envoy, which sizes the whole ring (min 1024) and so changes every endpoint's point
+ * count whenever the set changes, a count here depends only on the endpoint's own weight
+ * relative to the lightest one: with equal weights, a departure moves exactly the departed
+ * endpoint's keys. The ring is capped at 2^20 points (scaled down beyond that).
  */
 import type { EndpointState } from './endpoint-state.ts';
 import type { CandidateSet } from './candidates.ts';
 import { hash32 } from './hash.ts';
 import type { Picker, PickerEnv } from './picker.ts';
 
-export const MIN_RING_SIZE = 1024;
+/** Points for an endpoint of the lightest weight; ±1/√256 ≈ 6% share error per endpoint. */
+export const POINTS_PER_WEIGHT = 256;
 export const MAX_RING_SIZE = 1 << 20;
 
 /** A sorted ring: `hashes[k]` ascending, `owners[k]` the endpoint index holding that point. */
@@ -27,15 +31,12 @@ const OWNER_BITS = 2 ** 21;
 export function buildRing(endpoints: readonly EndpointState[]): Ring {
   const n = endpoints.length;
   if (n === 0) return { hashes: new Uint32Array(0), owners: new Int32Array(0) };
-  let total = 0;
   let min = Infinity;
-  for (const ep of endpoints) {
-    total += ep.weight;
-    min = Math.min(min, ep.weight);
-  }
-  const minShare = min / total;
-  const scale = Math.min(Math.ceil(minShare * MIN_RING_SIZE) / minShare, MAX_RING_SIZE);
-  const counts = endpoints.map((ep) => Math.max(1, Math.round((scale * ep.weight) / total)));
+  let units = 0;
+  for (const ep of endpoints) min = Math.min(min, ep.weight);
+  for (const ep of endpoints) units += ep.weight / min;
+  const perUnit = Math.min(POINTS_PER_WEIGHT, MAX_RING_SIZE / units);
+  const counts = endpoints.map((ep) => Math.max(1, Math.round((perUnit * ep.weight) / min)));
   const packed = new Float64Array(counts.reduce((a, b) => a + b, 0));
   let k = 0;
   for (let j = 0; j < n; j++) {
