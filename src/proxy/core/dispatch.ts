@@ -36,8 +36,8 @@ export interface RequestContext {
   /**
    * Abort signal of the current try, set by the timeout and retry layers (absent when no such
    * layer runs). It follows `signal` (downstream gone) and is also aborted when this try is
-   * abandoned: request or per-try timeout, or a response discarded for a retry. Its `reason` is
-   * the HexmeshError that ended the try. Transports and pools must honour it: use
+   * abandoned: request or per-try timeout (`reason` is then the HexmeshError timeout), or a
+   * response discarded for a retry. Transports and pools must honour it: use
    * `ctx.trySignal ?? ctx.signal` for connecting, sending and streaming the response.
    */
   trySignal?: AbortSignal;
