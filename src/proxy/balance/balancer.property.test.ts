@@ -148,8 +148,8 @@ describe('consistent hashing: minimal disruption (fast-check)', () => {
           let others = 0;
           for (let i = 0; i < KEYS.length; i++)
             if (before[i] !== all[removed].key && after[i] !== before[i]) others++;
-          // A ring moves nothing else; Maglev's table shifts a few slots (the paper: a few percent).
-          const bound = type === 'ringHash' ? 0 : 0.08 * KEYS.length;
+          // A ring moves nothing else; Maglev's table shifts a few slots (up to ~3% measured).
+          const bound = type === 'ringHash' ? 0 : 0.05 * KEYS.length;
           assert.ok(others <= bound, `${others} keys of surviving endpoints moved (n=${n})`);
           assert.ok(after.every((k) => k !== all[removed].key));
         }),

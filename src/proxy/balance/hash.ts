@@ -11,6 +11,11 @@ export function hash32(s: string, seed = 0): number {
     h ^= s.charCodeAt(i);
     h = Math.imul(h, 0x01000193);
   }
+  return mix32(h);
+}
+
+/** murmur3's fmix32 finaliser: a bijection on 32-bit integers with full avalanche. */
+export function mix32(h: number): number {
   h ^= h >>> 16;
   h = Math.imul(h, 0x85ebca6b);
   h ^= h >>> 13;
