@@ -249,6 +249,11 @@ export class ProxyMetrics {
 
     if (opts.processMetrics !== false) {
       collectDefaultMetrics({ register: this.registry, prefix: 'hexmesh_proxy_' });
+      // prom-client names these gauges `*_total`, which Prometheus reserves for counters
+      // (promtool rejects them); the same numbers are in the by-type gauges without the suffix.
+      for (const name of ['active_handles_total', 'active_requests_total', 'active_resources_total']) {
+        this.registry.removeSingleMetric(`hexmesh_proxy_nodejs_${name}`);
+      }
     }
   }
 

@@ -1,0 +1,147 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { HexmeshError } from '../../errors/hexmesh-error.ts';
+import { ProxyMetrics } from '../../telemetry/metrics.ts';
+import { AdminServer, type AdminServerOptions } from './admin-server.ts';
+
+async function start(overrides: Partial<AdminServerOptions> = {}) {
+  const admin = new AdminServer({
+    address: '127.0.0.1',
+    port: 0,
+    metrics: new ProxyMetrics({ service: 'web', namespace: 'shop', processMetrics: false }),
+    isReady: () => true,
+    configDump: () => ({}),
+    onShutdown: () => {},
+    ...overrides,
+  });
+  const { port } = await admin.listen();
+  return { admin, base: `http://127.0.0.1:${port}` };
+}
+
+test('/ready follows isReady() and says why it is not ready; /live is always 200', async (t) => {
+  let ready = false;
+  const { admin, base } = await start({
+    isReady: () => ready,
+    notReadyReason: () => 'config not loaded yet',
+  });
+  t.after(() => admin.close());
+
+  let res = await fetch(`${base}/ready`);
+  assert.equal(res.status, 503);
+  assert.equal(await res.text(), 'config not loaded yet\n');
+  res = await fetch(`${base}/live`);
+  assert.equal(res.status, 200);
+  assert.equal(await res.text(), 'live\n');
+
+  ready = true;
+  res = await fetch(`${base}/ready?verbose=1`);
+  assert.equal(res.status, 200);
+  assert.equal(await res.text(), 'ready\n');
+  ready = false;
+  assert.equal((await fetch(`${base}/ready`)).status, 503);
+});
+
+test('/ready without a reason callback answers 503 "not ready"', async (t) => {
+  const { admin, base } = await start({ isReady: () => false });
+  t.after(() => admin.close());
+  const res = await fetch(`${base}/ready`);
+  assert.equal(res.status, 503);
+  assert.equal(await res.text(), 'not ready\n');
+});
+
+test('/config serves configDump() as pretty JSON, and a throwing dump is a 500', async (t) => {
+  let dump: () => unknown = () => ({ version: 3, listeners: [{ port: 15001 }] });
+  const { admin, base } = await start({ configDump: () => dump() });
+  t.after(() => admin.close());
+
+  let res = await fetch(`${base}/config`);
+  assert.equal(res.status, 200);
+  assert.equal(res.headers.get('content-type'), 'application/json; charset=utf-8');
+  const text = await res.text();
+  assert.deepEqual(JSON.parse(text), { version: 3, listeners: [{ port: 15001 }] });
+  assert.ok(text.includes('\n  "version": 3'), 'indented');
+
+  dump = () => {
+    throw new Error('config store offline');
+  };
+  res = await fetch(`${base}/config`);
+  assert.equal(res.status, 500);
+  assert.equal(await res.text(), 'admin /config failed: config store offline\n');
+});
+
+test('POST /shutdown answers 202 and then calls back once; GET on it is 405', async (t) => {
+  let calls = 0;
+  let called!: () => void;
+  const calledOnce = new Promise<void>((resolve) => (called = resolve));
+  const { admin, base } = await start({
+    onShutdown: () => {
+      calls++;
+      called();
+    },
+  });
+  t.after(() => admin.close());
+
+  const wrong = await fetch(`${base}/shutdown`);
+  assert.equal(wrong.status, 405);
+  assert.equal(wrong.headers.get('allow'), 'POST');
+  await wrong.text();
+  assert.equal(calls, 0);
+
+  const res = await fetch(`${base}/shutdown`, { method: 'POST' });
+  assert.equal(res.status, 202);
+  assert.equal(await res.text(), 'shutting down\n');
+  await calledOnce;
+  const again = await fetch(`${base}/shutdown`, { method: 'POST' });
+  assert.equal(again.status, 202);
+  assert.equal(await again.text(), 'already shutting down\n');
+  assert.equal(calls, 1);
+});
+
+test('unknown paths are 404 with a one-line body; wrong methods on known paths are 405', async (t) => {
+  const { admin, base } = await start();
+  t.after(() => admin.close());
+  const res = await fetch(`${base}/nope?x=1`);
+  assert.equal(res.status, 404);
+  assert.equal(await res.text(), 'no admin endpoint /nope\n');
+  const post = await fetch(`${base}/metrics`, { method: 'POST', body: 'x' });
+  assert.equal(post.status, 405);
+  assert.equal(post.headers.get('allow'), 'GET, HEAD');
+  await post.text();
+});
+
+test('/metrics serves the Prometheus text format of this proxy', async (t) => {
+  const metrics = new ProxyMetrics({ service: 'web', namespace: 'shop', processMetrics: false });
+  metrics.setConfigVersion(12);
+  const { admin, base } = await start({ metrics });
+  t.after(() => admin.close());
+  const res = await fetch(`${base}/metrics`);
+  assert.equal(res.status, 200);
+  assert.equal(res.headers.get('content-type'), 'text/plain; version=0.0.4; charset=utf-8');
+  const text = await res.text();
+  assert.match(text, /^# TYPE hexmesh_config_version gauge$/m);
+  assert.match(text, /^hexmesh_config_version 12$/m);
+});
+
+test('listen on a taken port fails with HEXMESH_ERR_LISTEN; close() is idempotent and frees the port', async () => {
+  const { admin, base } = await start();
+  const port = Number(new URL(base).port);
+  const clash = new AdminServer({
+    address: '127.0.0.1',
+    port,
+    metrics: new ProxyMetrics({ service: 'x', namespace: 'y', processMetrics: false }),
+    isReady: () => true,
+    configDump: () => null,
+    onShutdown: () => {},
+  });
+  await assert.rejects(
+    clash.listen(),
+    (e) => e instanceof HexmeshError && e.code === 'HEXMESH_ERR_LISTEN' && e.message.includes(String(port)),
+  );
+  await clash.close();
+
+  // A kept-alive connection must not hold close() open.
+  await (await fetch(`${base}/live`)).text();
+  await Promise.all([admin.close(), admin.close()]);
+  await admin.close();
+  await assert.rejects(fetch(`${base}/live`));
+});
