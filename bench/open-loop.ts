@@ -2,10 +2,13 @@
  * Open-loop load generator: sends requests at a fixed rate whatever the responses do, and
  * measures each request's latency from its *intended* send time, so a stall shows up in
  * every request it delays (no coordinated omission, as wrk2 does). Debian has no wrk2,
- * hence this. Runs as its own process, on an undici Pool.
+ * hence this. Runs as its own process (HTTP/1.1 on an undici Pool; see lib/senders.ts).
  *
  *   node --import tsx bench/open-loop.ts --url http://127.0.0.1:P/ --host upstream \
- *     --rate 1000 --duration 10 --connections 16 --warmup 2
+ *     --rate 1000 --duration 10 --connections 16 --warmup 2 [--protocol http1|h2c|grpc]
+ *
+ * With `--closed`, it runs a closed loop instead (one request in flight per connection,
+ * as wrk does), for the protocols wrk does not speak; latency is then per request.
  *
  * Protocol on stdio: after the warm-up it prints `{"event":"warm"}` and waits for a line
  * on stdin (so the caller can sample CPU counters exactly at the start), then runs the
@@ -13,7 +16,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
-import { Pool } from 'undici';
+import { makeSender, PROTOCOLS, type Protocol, type Sender } from './lib/senders.ts';
 import { percentile } from './lib/stats.ts';
 
 export interface OpenLoopResult {
@@ -41,12 +44,28 @@ interface Options {
   duration: number;
   connections: number;
   warmup: number;
+  protocol: Protocol;
+  closed: boolean;
 }
 
 function parseArgs(argv: readonly string[]): Options {
-  const o: Options = { url: '', host: '', rate: 1000, duration: 10, connections: 16, warmup: 0 };
+  const o: Options = {
+    url: '',
+    host: '',
+    rate: 1000,
+    duration: 10,
+    connections: 16,
+    warmup: 0,
+    protocol: 'http1',
+    closed: false,
+  };
   for (let i = 0; i < argv.length; i += 2) {
     const k = argv[i];
+    if (k === '--closed') {
+      o.closed = true;
+      i--;
+      continue;
+    }
     const v = argv[i + 1];
     if (v === undefined) throw new Error(`missing value for ${k}`);
     if (k === '--url') o.url = v;
@@ -55,7 +74,11 @@ function parseArgs(argv: readonly string[]): Options {
     else if (k === '--duration') o.duration = Number(v);
     else if (k === '--connections') o.connections = Number(v);
     else if (k === '--warmup') o.warmup = Number(v);
-    else throw new Error(`unknown option ${k}`);
+    else if (k === '--protocol') {
+      if (!PROTOCOLS.includes(v as Protocol))
+        throw new Error(`--protocol must be one of ${PROTOCOLS.join(', ')}, got ${v}`);
+      o.protocol = v as Protocol;
+    } else throw new Error(`unknown option ${k}`);
   }
   if (!o.url) throw new Error('--url is required');
   for (const k of ['rate', 'duration', 'connections', 'warmup'] as const) {
@@ -66,12 +89,10 @@ function parseArgs(argv: readonly string[]): Options {
 }
 
 /** Run one open-loop phase; resolves once every request finished or the drain deadline passed. */
-async function phase(pool: Pool, o: Options, durationS: number): Promise<OpenLoopResult> {
+async function phase(sender: Sender, o: Options, durationS: number): Promise<OpenLoopResult> {
   const total = Math.round(o.rate * durationS);
   const intervalMs = 1000 / o.rate;
   const latencies = new Float64Array(total);
-  const path = new URL(o.url).pathname;
-  const headers = o.host ? { host: o.host } : {};
   let sent = 0;
   let completed = 0;
   let errors = 0;
@@ -81,22 +102,14 @@ async function phase(pool: Pool, o: Options, durationS: number): Promise<OpenLoo
 
   const fire = (intended: number): void => {
     pending++;
-    pool
-      .request({ path, method: 'GET', headers })
-      .then(async (res) => {
-        await res.body.dump({ limit: 1 << 20 });
-        if (res.statusCode >= 200 && res.statusCode < 300)
-          latencies[completed++] = performance.now() - intended;
-        else {
-          errors++;
-          firstError ??= `HTTP ${res.statusCode}`;
-        }
-      })
-      .catch((err: Error) => {
+    void sender.send().then((err) => {
+      pending--;
+      if (err === null) latencies[completed++] = performance.now() - intended;
+      else {
         errors++;
-        firstError ??= err.message;
-      })
-      .finally(() => pending--);
+        firstError ??= err;
+      }
+    });
   };
 
   await new Promise<void>((resolve) => {
@@ -117,9 +130,58 @@ async function phase(pool: Pool, o: Options, durationS: number): Promise<OpenLoo
     errors += pending;
     firstError ??= `${pending} requests still pending 10 s after the last send`;
   }
+  return result(o.rate, durationS, sent, completed, errors, firstError, latencies, (sendEnd - start) / 1000);
+}
+
+/** Closed loop: `connections` workers, each sending its next request when the last ends. */
+async function closedPhase(sender: Sender, o: Options, durationS: number): Promise<OpenLoopResult> {
+  const latencies: number[] = [];
+  let sent = 0;
+  let errors = 0;
+  let firstError: string | undefined;
+  const start = performance.now();
+  const end = start + durationS * 1000;
+  const worker = async (): Promise<void> => {
+    while (performance.now() < end) {
+      const t = performance.now();
+      sent++;
+      const err = await sender.send();
+      if (err === null) latencies.push(performance.now() - t);
+      else {
+        errors++;
+        firstError ??= err;
+        // A failing path must not spin: back off a little.
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: o.connections }, worker));
+  const wallS = (performance.now() - start) / 1000;
+  return result(
+    0,
+    durationS,
+    sent,
+    latencies.length,
+    errors,
+    firstError,
+    Float64Array.from(latencies),
+    wallS,
+  );
+}
+
+function result(
+  rate: number,
+  durationS: number,
+  sent: number,
+  completed: number,
+  errors: number,
+  firstError: string | undefined,
+  latencies: Float64Array,
+  wallS: number,
+): OpenLoopResult {
   const sorted = latencies.subarray(0, completed).sort();
   return {
-    rate: o.rate,
+    rate,
     durationS,
     sent,
     completed,
@@ -130,16 +192,16 @@ async function phase(pool: Pool, o: Options, durationS: number): Promise<OpenLoo
     p99: percentile(sorted, 0.99),
     p999: percentile(sorted, 0.999),
     max: completed > 0 ? sorted[completed - 1] : NaN,
-    achievedRps: completed / ((sendEnd - start) / 1000),
+    achievedRps: completed / wallS,
   };
 }
 
 async function main(): Promise<void> {
   const o = parseArgs(process.argv.slice(2));
-  const origin = new URL(o.url).origin;
-  const pool = new Pool(origin, { connections: o.connections, pipelining: 1, keepAliveTimeout: 60_000 });
+  const sender = makeSender(o.protocol, o.url, o.host, o.connections);
+  const run = o.closed ? closedPhase : phase;
   try {
-    if (o.warmup > 0) await phase(pool, o, o.warmup);
+    if (o.warmup > 0) await run(sender, o, o.warmup);
     process.stdout.write('{"event":"warm"}\n');
     if (!process.stdin.isTTY) {
       const rl = createInterface({ input: process.stdin });
@@ -156,10 +218,10 @@ async function main(): Promise<void> {
       });
       rl.close();
     }
-    const result = await phase(pool, o, o.duration);
-    process.stdout.write(`${JSON.stringify({ event: 'result', ...result })}\n`);
+    const r = await run(sender, o, o.duration);
+    process.stdout.write(`${JSON.stringify({ event: 'result', ...r })}\n`);
   } finally {
-    await pool.destroy();
+    await sender.close();
   }
 }
 

@@ -14,8 +14,9 @@ import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { machineInfo } from './lib/machine.ts';
 import { ProcessGroup } from './lib/process-group.ts';
-import { formatSummary, summarize } from './lib/report.ts';
+import { formatSummary, summarize, type Summary } from './lib/report.ts';
 import { runRound, type RoundOptions, type RoundResult } from './lib/round.ts';
+import { PROTOCOLS, type Protocol } from './lib/senders.ts';
 import { makeCerts } from './lib/tls-certs.ts';
 import { startDirect } from './paths/direct.ts';
 import { startHaproxy } from './paths/haproxy.ts';
@@ -35,6 +36,7 @@ const USAGE = `usage: node --import tsx bench/run.ts [options]
   --warmup S        seconds of fixed-rate warm-up before measuring (default 2; 1 with --smoke)
   --rate R          fixed-rate requests per second (default 1000)
   --paths LIST      comma-separated subset of ${PATH_NAMES.join(',')}
+  --protocols LIST  comma-separated subset of ${PROTOCOLS.join(',')} (default: all)
   --tls             mutual TLS between the two proxies (HAProxy now; hexmesh once it has mTLS)
   --stream-mib M    size of the streamed-body check, 0 to skip (default 100; 10 with --smoke)
   --out FILE        results JSON (default bench/results/<ISO date>.json)
@@ -45,6 +47,7 @@ function options(): {
   round: RoundOptions;
   rounds: number;
   paths: PathName[];
+  protocols: Protocol[];
   tls: boolean;
   smoke: boolean;
   out: string;
@@ -56,6 +59,7 @@ function options(): {
       warmup: { type: 'string' },
       rate: { type: 'string' },
       paths: { type: 'string' },
+      protocols: { type: 'string' },
       tls: { type: 'boolean', default: false },
       'stream-mib': { type: 'string' },
       out: { type: 'string' },
@@ -79,10 +83,16 @@ function options(): {
   for (const p of paths)
     if (!PATH_NAMES.includes(p))
       throw new Error(`--paths: unknown path ${JSON.stringify(p)} (known: ${PATH_NAMES.join(', ')})`);
+  const protocols = (values.protocols?.split(',').map((s) => s.trim()) ?? [...PROTOCOLS]) as Protocol[];
+  for (const p of protocols) {
+    if (!PROTOCOLS.includes(p))
+      throw new Error(`--protocols: unknown protocol ${JSON.stringify(p)} (known: ${PROTOCOLS.join(', ')})`);
+  }
   const stamp = new Date().toISOString().replace(/:/g, '-').replace(/\..*/, 'Z');
   return {
     rounds: Math.floor(num('rounds', values.rounds, smoke ? 1 : 5, 1)),
     paths,
+    protocols,
     tls: values.tls,
     smoke,
     out: values.out ? resolve(values.out) : join(HERE, 'results', `${stamp}${smoke ? '-smoke' : ''}.json`),
@@ -98,18 +108,18 @@ function options(): {
   };
 }
 
-/** Start the upstream app and read the port it prints. */
-async function startUpstream(group: ProcessGroup): Promise<number> {
+/** Start the upstream app and read the ports it prints. */
+async function startUpstream(group: ProcessGroup): Promise<{ port: number; h2Port: number }> {
   const p = group.start('upstream', process.execPath, ['--import', 'tsx', join(HERE, 'upstream.ts')], {
     keepStdout: true,
   });
   const rl = createInterface({ input: p.child.stdout! });
   try {
-    return await new Promise<number>((resolvePort, reject) => {
+    return await new Promise((resolvePort, reject) => {
       const t = setTimeout(() => reject(new Error(`upstream did not start in 15 s: ${p.tail()}`)), 15_000);
       rl.once('line', (line) => {
         clearTimeout(t);
-        resolvePort((JSON.parse(line) as { port: number }).port);
+        resolvePort(JSON.parse(line) as { port: number; h2Port: number });
       });
       void p.exited.then((code) => reject(new Error(`upstream exited (${code}): ${p.tail()}`)));
     });
@@ -132,38 +142,57 @@ async function main(): Promise<number> {
   const rounds: RoundResult[] = [];
   const notes: string[] = [
     'upstream: node:http server in its own process, 1 KiB body (nginx is not installed here)',
-    'max throughput: wrk -t1 -c32, closed loop; fixed rate: bench/open-loop.ts (undici Pool, 16 connections), latency from the intended send time',
+    'max throughput: wrk -t1 -c32, closed loop (h2c and gRPC: bench/open-loop.ts --closed, 32 HTTP/2 connections, one stream in flight each); fixed rate: bench/open-loop.ts (16 connections), latency from the intended send time',
+    'h2c and gRPC: HTTP/2 end to end (app → proxy → proxy → app); gRPC is unary with 64-byte requests and 1 KiB responses',
     `hops between the proxies: haproxy ${o.tls ? 'mutual TLS (ECDSA P-256, throw-away CA)' : 'plaintext'}, hexmesh plaintext${o.tls ? ' (hexmesh has no mTLS yet: the comparison is uneven)' : ''}; bench.md's targets assume mTLS on both`,
     'proxy CPU and RSS are those of the proxy processes only (/proc/PID/stat utime+stime, VmRSS)',
   ];
   try {
     const machine = machineInfo();
     console.log(
-      `hexmesh data-plane benchmark: ${o.rounds} round(s) × ${o.paths.join(', ')}; ${o.round.durationS} s runs; ${machine.nproc} CPU ${machine.cpuModel}; node ${machine.node}; ${machine.haproxy}`,
+      `hexmesh data-plane benchmark: ${o.rounds} round(s) × ${o.paths.join(', ')} × ${o.protocols.join(', ')}; ${o.round.durationS} s runs; ${machine.nproc} CPU ${machine.cpuModel}; node ${machine.node}; ${machine.haproxy}`,
     );
     const certs = o.tls ? makeCerts(tmpDir) : undefined;
-    const upstreamPort = await startUpstream(group);
-    const ctx = { group, upstreamPort, tmpDir, certs, startTimeoutMs: 20_000 };
-    const startFailures: Partial<Record<PathName, number>> = {};
+    const upstream = await startUpstream(group);
+    const base = {
+      group,
+      upstreamPort: upstream.port,
+      upstreamH2Port: upstream.h2Port,
+      tmpDir,
+      certs,
+      startTimeoutMs: 20_000,
+    };
+    const startFailures = new Map<string, number>();
     for (let round = 1; round <= o.rounds; round++) {
-      for (const name of o.paths) {
-        // A path that failed to start twice running will not start now: say so and move on.
-        if ((startFailures[name] ?? 0) >= 2) {
-          rounds.push({ round, path: name, ok: false, error: 'skipped: failed to start twice' });
-          continue;
+      for (const protocol of o.protocols) {
+        for (const name of o.paths) {
+          // A path that failed to start twice running will not start now: say so and move on.
+          const key = `${name}/${protocol}`;
+          if ((startFailures.get(key) ?? 0) >= 2) {
+            rounds.push({ round, path: name, protocol, ok: false, error: 'skipped: failed to start twice' });
+            continue;
+          }
+          const r = await runRound(round, name, STARTERS[name], { ...base, protocol }, group, o.round);
+          rounds.push(r);
+          startFailures.set(key, r.error?.startsWith('start failed') ? (startFailures.get(key) ?? 0) + 1 : 0);
+          const line = r.ok
+            ? `max ${r.max?.rps.toFixed(0)} rps, p50 ${r.fixed?.p50.toFixed(2)} ms, p99 ${r.fixed?.p99.toFixed(2)} ms` +
+              (r.proxyNames?.length ? `, ${r.max?.cpuUsPerRequest.toFixed(0)} µs/req` : '')
+            : `FAILED: ${r.error?.split('\n')[0]}`;
+          console.log(`round ${round}/${o.rounds} ${protocol.padEnd(5)} ${name.padEnd(7)} ${line}`);
         }
-        const r = await runRound(round, name, STARTERS[name], ctx, group, o.round);
-        rounds.push(r);
-        startFailures[name] = r.error?.startsWith('start failed') ? (startFailures[name] ?? 0) + 1 : 0;
-        const line = r.ok
-          ? `max ${r.max?.rps.toFixed(0)} rps, p50 ${r.fixed?.p50.toFixed(2)} ms, p99 ${r.fixed?.p99.toFixed(2)} ms` +
-            (r.proxyNames?.length ? `, ${r.max?.cpuUsPerRequest.toFixed(0)} µs/req` : '')
-          : `FAILED: ${r.error?.split('\n')[0]}`;
-        console.log(`round ${round}/${o.rounds} ${name.padEnd(7)} ${line}`);
       }
     }
-    const summary = summarize(rounds, o.paths);
-    console.log(`\n${formatSummary(summary, notes)}`);
+    const summary: Partial<Record<Protocol, Summary>> = {};
+    for (const protocol of o.protocols) {
+      const s = summarize(
+        rounds.filter((r) => r.protocol === protocol),
+        o.paths,
+      );
+      summary[protocol] = s;
+      console.log(`\n== ${protocol} ==\n${formatSummary(s)}`);
+    }
+    console.log(`\nNotes:\n${notes.map((n) => `- ${n}`).join('\n')}`);
     mkdirSync(resolve(o.out, '..'), { recursive: true });
     writeFileSync(
       o.out,

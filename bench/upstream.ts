@@ -7,9 +7,14 @@
  *   GET /big     200, 100 MiB streamed in 64 KiB chunks with back-pressure (override
  *                the size with ?mib=N)
  *
- * Prints `{"port":N}` on stdout once listening.
+ * A second listener speaks HTTP/2 cleartext (prior knowledge): `GET /` answers the same
+ * 1 KiB body; a request with `content-type: application/grpc` is answered as a gRPC unary
+ * call (one length-prefixed 1 KiB message, then the `grpc-status: 0` trailer).
+ *
+ * Prints `{"port":N,"h2Port":M}` on stdout once both listen.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createH2Server, type ServerHttp2Stream } from 'node:http2';
 
 const BODY = Buffer.alloc(1024, 'x');
 const CHUNK = Buffer.alloc(64 * 1024, 'y');
@@ -33,6 +38,30 @@ function streamBig(req: IncomingMessage, res: ServerResponse): void {
   pump();
 }
 
+const GRPC_MESSAGE = Buffer.concat([Buffer.from([0, 0, 0, 4, 0]), BODY]);
+const H2_HEADERS = { ':status': 200, 'content-type': 'text/plain', 'content-length': String(BODY.length) };
+const GRPC_HEADERS = { ':status': 200, 'content-type': 'application/grpc' };
+const GRPC_TRAILERS = { 'grpc-status': '0' };
+
+function grpcUnary(stream: ServerHttp2Stream): void {
+  stream.on('data', () => {});
+  stream.once('end', () => {
+    stream.respond(GRPC_HEADERS, { waitForTrailers: true });
+    stream.once('wantTrailers', () => stream.sendTrailers(GRPC_TRAILERS));
+    stream.end(GRPC_MESSAGE);
+  });
+}
+
+const h2 = createH2Server();
+h2.on('stream', (stream, headers) => {
+  stream.on('error', () => {});
+  if (String(headers['content-type'] ?? '').startsWith('application/grpc')) grpcUnary(stream);
+  else {
+    stream.respond(H2_HEADERS);
+    stream.end(BODY);
+  }
+});
+
 const server = createServer((req, res) => {
   if (req.url !== undefined && req.url.startsWith('/big')) {
     streamBig(req, res);
@@ -44,11 +73,11 @@ const server = createServer((req, res) => {
 // Long keep-alive so neither load generators nor proxies see connections closed mid-run.
 server.keepAliveTimeout = 120_000;
 server.headersTimeout = 125_000;
-server.listen(Number(process.argv[2] ?? 0), '127.0.0.1', () => {
-  const addr = server.address();
-  process.stdout.write(`${JSON.stringify({ port: typeof addr === 'object' && addr ? addr.port : 0 })}\n`);
+const portOf = (s: { address(): unknown }): number => (s.address() as { port: number }).port;
+server.listen(0, '127.0.0.1', () => {
+  h2.listen(0, '127.0.0.1', () => {
+    process.stdout.write(`${JSON.stringify({ port: portOf(server), h2Port: portOf(h2) })}\n`);
+  });
 });
-process.on('SIGTERM', () => {
-  server.closeAllConnections();
-  server.close(() => process.exit(0));
-});
+// Nothing here needs a graceful end.
+process.on('SIGTERM', () => process.exit(0));

@@ -3,6 +3,7 @@
  * process's own output) when the process being waited for has exited.
  */
 import { request } from 'node:http';
+import { connect } from 'node:http2';
 import type { Managed } from './process-group.ts';
 
 /** One GET with a fresh connection; resolves with the status code. */
@@ -23,10 +24,35 @@ export function getStatus(url: string, host?: string, timeoutMs = 2000): Promise
   });
 }
 
+/** One HTTP/2 cleartext (prior knowledge) GET on a fresh session; resolves with the status code. */
+export function getStatusH2(url: string, host?: string, timeoutMs = 2000): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const u = new URL(url);
+    const session = connect(u.origin);
+    const timer = setTimeout(() => session.destroy(new Error(`timeout after ${timeoutMs} ms`)), timeoutMs);
+    session.once('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    const req = session.request({ ':path': u.pathname, ':authority': host ?? u.host });
+    let status = 0;
+    req.once('response', (h) => (status = Number(h[':status'])));
+    req.on('data', () => {});
+    req.once('error', () => {});
+    req.once('close', () => {
+      clearTimeout(timer);
+      session.close();
+      if (status) resolve(status);
+      else reject(new Error('HTTP/2 stream closed without a response'));
+    });
+    req.end();
+  });
+}
+
 /** Wait until `url` answers 200, or throw after `timeoutMs` naming the last outcome. */
 export async function waitFor200(
   url: string,
-  opts: { host?: string; timeoutMs: number; watch?: readonly Managed[] },
+  opts: { host?: string; timeoutMs: number; watch?: readonly Managed[]; h2?: boolean },
 ): Promise<void> {
   const deadline = Date.now() + opts.timeoutMs;
   let last = 'no attempt';
@@ -37,7 +63,7 @@ export async function waitFor200(
       }
     }
     try {
-      const status = await getStatus(url, opts.host);
+      const status = await (opts.h2 ? getStatusH2 : getStatus)(url, opts.host);
       if (status === 200) return;
       last = `HTTP ${status}`;
     } catch (err) {

@@ -6,6 +6,7 @@ import { resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { OpenLoopResult } from '../open-loop.ts';
 import type { ProcessGroup } from './process-group.ts';
+import type { Protocol } from './senders.ts';
 
 const SCRIPT = resolve(import.meta.dirname, '..', 'open-loop.ts');
 
@@ -16,6 +17,9 @@ export interface OpenLoopRun {
   durationS: number;
   connections: number;
   warmupS: number;
+  protocol: Protocol;
+  /** Closed loop (one request in flight per connection) instead of a fixed rate. */
+  closed?: boolean;
   atStart(): void;
   atEnd(): void;
 }
@@ -40,6 +44,9 @@ export async function runOpenLoop(group: ProcessGroup, o: OpenLoopRun): Promise<
       String(o.connections),
       '--warmup',
       String(o.warmupS),
+      '--protocol',
+      o.protocol,
+      ...(o.closed ? ['--closed'] : []),
     ],
     { keepStdout: true },
   );

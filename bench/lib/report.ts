@@ -194,7 +194,7 @@ function table(head: readonly string[], rows: readonly (readonly string[])[]): s
 }
 
 /** The stdout report: one table per path group, then the targets. */
-export function formatSummary(s: Summary, notes: readonly string[]): string {
+export function formatSummary(s: Summary): string {
   const paths = Object.entries(s.paths) as [PathName, PathSummary][];
   const out: string[] = [];
   out.push('Each cell: median [min–max] over the rounds that succeeded.\n');
@@ -272,6 +272,5 @@ export function formatSummary(s: Summary, notes: readonly string[]): string {
     ),
   );
   for (const [name, p] of paths) for (const e of p.errors) out.push(`\n${name}: ${e}`);
-  if (notes.length) out.push(`\nNotes:\n${notes.map((n) => `- ${n}`).join('\n')}`);
   return out.join('\n');
 }

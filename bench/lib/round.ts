@@ -8,6 +8,7 @@ import type { PathContext, PathName, PathStarter } from '../paths/path.ts';
 import { runOpenLoop } from './open-loop-runner.ts';
 import { cpuSeconds, machineTicks, rssKiB } from './proc-stats.ts';
 import type { ProcessGroup } from './process-group.ts';
+import type { Protocol } from './senders.ts';
 import { streamBody, type StreamResult } from './stream-body.ts';
 import { runWrk, type WrkResult } from './wrk.ts';
 
@@ -26,6 +27,9 @@ export interface RoundOptions {
 export interface RoundResult {
   round: number;
   path: PathName;
+  protocol: Protocol;
+  /** Tool behind the max-throughput figure: wrk for HTTP/1.1, bench/open-loop.ts --closed otherwise. */
+  maxTool?: string;
   ok: boolean;
   error?: string;
   hop?: string;
@@ -57,6 +61,38 @@ const sum = (xs: readonly number[]): number => xs.reduce((a, b) => a + b, 0);
 const stealPct = (a: { total: number; steal: number }, b: { total: number; steal: number }): number =>
   b.total > a.total ? (100 * (b.steal - a.steal)) / (b.total - a.total) : 0;
 
+/** wrk for HTTP/1.1; wrk has no HTTP/2, so the Node generator in closed-loop mode otherwise. */
+async function maxThroughput(
+  group: ProcessGroup,
+  origin: string,
+  host: string,
+  protocol: Protocol,
+  o: RoundOptions,
+): Promise<WrkResult> {
+  if (protocol === 'http1')
+    return runWrk(group, { url: `${origin}/`, host, connections: o.maxConnections, durationS: o.durationS });
+  const c = await runOpenLoop(group, {
+    origin,
+    host,
+    protocol,
+    closed: true,
+    rate: 0,
+    durationS: o.durationS,
+    connections: o.maxConnections,
+    warmupS: 0,
+    atStart: () => {},
+    atEnd: () => {},
+  });
+  return {
+    requests: c.completed,
+    durationS: c.durationS,
+    rps: c.achievedRps,
+    errors: c.errors,
+    p50: c.p50,
+    p99: c.p99,
+  };
+}
+
 export async function runRound(
   round: number,
   name: PathName,
@@ -65,7 +101,7 @@ export async function runRound(
   group: ProcessGroup,
   o: RoundOptions,
 ): Promise<RoundResult> {
-  const r: RoundResult = { round, path: name, ok: false };
+  const r: RoundResult = { round, path: name, protocol: ctx.protocol, ok: false };
   let path;
   try {
     path = await start(ctx);
@@ -94,6 +130,7 @@ export async function runRound(
       durationS: o.durationS,
       connections: o.fixedConnections,
       warmupS: o.warmupS,
+      protocol: ctx.protocol,
       atStart: () => {
         cpu0 = cpuOf(pids);
         m0 = machineTicks();
@@ -118,12 +155,8 @@ export async function runRound(
 
     cpu0 = cpuOf(pids);
     m0 = machineTicks();
-    const max = await runWrk(group, {
-      url: `${path.origin}/`,
-      host: path.host,
-      connections: o.maxConnections,
-      durationS: o.durationS,
-    });
+    const max = await maxThroughput(group, path.origin, path.host, ctx.protocol, o);
+    r.maxTool = ctx.protocol === 'http1' ? 'wrk' : 'open-loop --closed';
     cpu1 = cpuOf(pids);
     m1 = machineTicks();
     const maxCpu = cpu1.map((c, i) => c - cpu0[i]);
@@ -145,7 +178,7 @@ export async function runRound(
     for (const p of path.proxies)
       if (p.hasExited()) problems.push(`${p.name} exited during the round:\n${p.tail().slice(-600)}`);
 
-    if (o.streamMiB > 0 && problems.length === 0) {
+    if (o.streamMiB > 0 && ctx.protocol === 'http1' && problems.length === 0) {
       try {
         r.stream = await streamBody(path.origin, path.host, o.streamMiB, path.proxies, 120_000);
       } catch (err) {

@@ -10,13 +10,22 @@ import { waitFor200 } from '../lib/http-probe.ts';
 import type { BenchCerts } from '../lib/tls-certs.ts';
 import type { PathStarter } from './path.ts';
 
-function config(listen: number, next: number, side: 'client' | 'server', certs?: BenchCerts): string {
-  const bindTls =
-    side === 'server' && certs ? ` ssl crt ${certs.serverPem} ca-file ${certs.caCert} verify required` : '';
-  const serverTls =
-    side === 'client' && certs
-      ? ` ssl crt ${certs.clientPem} ca-file ${certs.caCert} verify required verifyhost upstream sni str(upstream)`
-      : '';
+function config(
+  listen: number,
+  next: number,
+  side: 'client' | 'server',
+  h2: boolean,
+  certs?: BenchCerts,
+): string {
+  // HTTP/2 end to end for h2c and gRPC: prior knowledge in cleartext, ALPN under TLS.
+  const tlsIn = side === 'server' && certs !== undefined;
+  const tlsOut = side === 'client' && certs !== undefined;
+  let bind = tlsIn ? ` ssl crt ${certs.serverPem} ca-file ${certs.caCert} verify required` : '';
+  if (h2) bind += tlsIn ? ' alpn h2' : ' proto h2';
+  let server = tlsOut
+    ? ` ssl crt ${certs.clientPem} ca-file ${certs.caCert} verify required verifyhost upstream sni str(upstream)`
+    : '';
+  if (h2) server += tlsOut ? ' alpn h2' : ' proto h2';
   return `global
   nbthread 1
   maxconn 4096
@@ -33,11 +42,11 @@ defaults
   timeout http-request 10s
 
 frontend fe
-  bind 127.0.0.1:${listen}${bindTls}
+  bind 127.0.0.1:${listen}${bind}
   default_backend be
 
 backend be
-  server next 127.0.0.1:${next}${serverTls}
+  server next 127.0.0.1:${next}${server}
 `;
 }
 
@@ -46,8 +55,10 @@ export const startHaproxy: PathStarter = async (ctx) => {
   const serverPort = await freePort();
   const serverCfg = join(ctx.tmpDir, `haproxy-server-${serverPort}.cfg`);
   const clientCfg = join(ctx.tmpDir, `haproxy-client-${clientPort}.cfg`);
-  writeFileSync(serverCfg, config(serverPort, ctx.upstreamPort, 'server', ctx.certs));
-  writeFileSync(clientCfg, config(clientPort, serverPort, 'client', ctx.certs));
+  const h2 = ctx.protocol !== 'http1';
+  const app = h2 ? ctx.upstreamH2Port : ctx.upstreamPort;
+  writeFileSync(serverCfg, config(serverPort, app, 'server', h2, ctx.certs));
+  writeFileSync(clientCfg, config(clientPort, serverPort, 'client', h2, ctx.certs));
   // -db: stay in the foreground, no daemon, so the PID we hold is the proxy itself.
   const server = ctx.group.start('haproxy-server', 'haproxy', ['-db', '-f', serverCfg]);
   const client = ctx.group.start('haproxy-client', 'haproxy', ['-db', '-f', clientCfg]);
@@ -57,6 +68,7 @@ export const startHaproxy: PathStarter = async (ctx) => {
   try {
     await waitFor200(`http://127.0.0.1:${clientPort}/`, {
       host: 'upstream',
+      h2,
       timeoutMs: ctx.startTimeoutMs,
       watch: [client, server],
     });

@@ -16,6 +16,9 @@ export const startHexmesh: PathStarter = async (ctx) => {
   const [clientOut, clientIn, clientAdmin, serverOut, serverIn, serverAdmin] = await Promise.all(
     Array.from({ length: 6 }, () => freePort()),
   );
+  const h2 = ctx.protocol !== 'http1';
+  // The mesh's protocol names: h2c from the app is plain 'http2'.
+  const protocol = ctx.protocol === 'http1' ? 'http' : ctx.protocol === 'h2c' ? 'http2' : 'grpc';
   const loop = (port: number): { address: string; port: number } => ({ address: '127.0.0.1', port });
   const serverCfg = {
     proxy: {
@@ -23,7 +26,7 @@ export const startHexmesh: PathStarter = async (ctx) => {
       outbound: loop(serverOut),
       inbound: loop(serverIn),
       admin: loop(serverAdmin),
-      app: { host: '127.0.0.1', port: ctx.upstreamPort },
+      app: { host: '127.0.0.1', port: h2 ? ctx.upstreamH2Port : ctx.upstreamPort, protocol },
     },
   };
   const clientCfg = {
@@ -33,7 +36,13 @@ export const startHexmesh: PathStarter = async (ctx) => {
       inbound: loop(clientIn),
       admin: loop(clientAdmin),
     },
-    services: [{ name: 'upstream', endpoints: [{ address: '127.0.0.1', port: serverIn }] }],
+    services: [
+      {
+        name: 'upstream',
+        ports: [{ port: 80, protocol }],
+        endpoints: [{ address: '127.0.0.1', port: serverIn }],
+      },
+    ],
   };
   const serverFile = join(ctx.tmpDir, `hexmesh-server-${serverIn}.yaml`);
   const clientFile = join(ctx.tmpDir, `hexmesh-client-${clientOut}.yaml`);

@@ -2,6 +2,7 @@
  * One benchmarked path: where the load generator sends, which processes are the proxies
  * whose CPU and memory are measured, and how to tear it down.
  */
+import type { Protocol } from '../lib/senders.ts';
 import type { BenchCerts } from '../lib/tls-certs.ts';
 import type { Managed, ProcessGroup } from '../lib/process-group.ts';
 
@@ -12,6 +13,10 @@ export const PATH_NAMES: readonly PathName[] = ['direct', 'hexmesh', 'haproxy'];
 export interface PathContext {
   group: ProcessGroup;
   upstreamPort: number;
+  /** The upstream's HTTP/2 cleartext listener (h2c and gRPC). */
+  upstreamH2Port: number;
+  /** What the app speaks to its sidecar, end to end. */
+  protocol: Protocol;
   /** A scratch directory for config files, removed at the end of the run. */
   tmpDir: string;
   /** Mutual TLS between the two proxies, when the path supports it. */
