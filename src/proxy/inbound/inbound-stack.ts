@@ -1,0 +1,54 @@
+/**
+ * The inbound side: traffic from other sidecars to the local app.
+ *
+ *   [rate limit · fault (policies targeting this service)] → local app connection
+ *
+ * Authentication and authorization (the security issue) slot in before the rate limit.
+ */
+import type { ProxyConfig } from '../../config/proxy-config.ts';
+import { HexmeshError } from '../../errors/hexmesh-error.ts';
+import { compose, header, type Layer, type Service } from '../core/dispatch.ts';
+import { faultLayer } from '../fault/fault-layer.ts';
+import { rateLimitLayer } from '../ratelimit/rate-limit-layer.ts';
+import { resolveResilience } from '../retry/resilience-options.ts';
+import { CLIENT_HEADER } from '../outbound/destination.ts';
+import type { TransportPool } from '../transport/transport-pool.ts';
+
+export function buildInbound(config: ProxyConfig, transports: TransportPool): Service {
+  const app = config.proxy.app;
+  const self = config.proxy.service;
+  if (!app)
+    return () =>
+      Promise.reject(
+        new HexmeshError(
+          'HEXMESH_ERR_UNKNOWN_SERVICE',
+          `${self} has no local app to receive inbound traffic (proxy.app is not set)`,
+        ),
+      );
+  const appKey = `${app.host}:${app.port}`;
+  const appH2 = app.protocol === 'http2' || app.protocol === 'grpc';
+  const terminal: Service = (req) => {
+    const client = header(req.headers, CLIENT_HEADER);
+    if (client !== undefined) {
+      req.ctx.srcService = client;
+      delete req.headers[CLIENT_HEADER];
+    }
+    req.ctx.endpoint = appKey;
+    return transports.request(appKey, app.host, app.port, appH2 || req.grpc, req);
+  };
+  const policy = config.resources.find(
+    (r) =>
+      r.kind === 'TrafficPolicy' &&
+      r.spec.targetRef.kind === 'Service' &&
+      r.spec.targetRef.name === self &&
+      r.metadata.namespace === config.proxy.namespace,
+  );
+  const layers: Layer[] = [];
+  if (policy?.kind === 'TrafficPolicy') {
+    // Local rate limits protect the app from all its callers together (Envoy's inbound local_ratelimit).
+    const res = resolveResilience(undefined, { rateLimit: policy.spec.rateLimit });
+    if (res.rateLimit) layers.push(rateLimitLayer(res.rateLimit));
+    if (res.faults) layers.push(faultLayer(res.faults));
+  }
+  return compose(layers, terminal);
+}

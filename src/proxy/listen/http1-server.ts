@@ -1,0 +1,189 @@
+/**
+ * HTTP/1.1 downstream adapter: Node's HTTP parser (strict: bad request lines, invalid
+ * header bytes, Content-Length with Transfer-Encoding and oversized headers are refused
+ * before anything reaches a layer) turned into MeshRequests for one Service.
+ */
+import http from 'node:http';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { HeaderMap, MeshRequest, MeshResponse, Service } from '../core/dispatch.ts';
+import { errorResponse, ERROR_HEADER } from '../core/error-response.ts';
+import { endToEndHeaders } from '../core/headers.ts';
+import { isGrpc, newContext, type ListenerIdentity } from './request-context.ts';
+
+export interface Http1Options {
+  maxHeaderSize: number;
+  headerTimeout: number;
+  idleTimeout: number;
+}
+
+/** Handles `Upgrade` requests (WebSocket); the socket is raw after the 101. */
+export type UpgradeHandler = (req: MeshRequest, socket: Duplex, head: Buffer) => void;
+
+export class Http1Server {
+  readonly #server: http.Server;
+  readonly #id: ListenerIdentity;
+  #service: Service;
+  #draining = false;
+  inflight = 0;
+
+  constructor(id: ListenerIdentity, service: Service, opts: Http1Options, onUpgrade?: UpgradeHandler) {
+    this.#id = id;
+    this.#service = service;
+    this.#server = http.createServer({
+      maxHeaderSize: opts.maxHeaderSize,
+      headersTimeout: opts.headerTimeout,
+      requestTimeout: 0,
+      keepAliveTimeout: opts.idleTimeout,
+      connectionsCheckingInterval: Math.min(1000, opts.headerTimeout),
+      requireHostHeader: false,
+      joinDuplicateHeaders: false,
+    });
+    this.#server.on(
+      'request',
+      (req: http.IncomingMessage, res: http.ServerResponse) => void this.#handle(req, res),
+    );
+    this.#server.on('clientError', onClientError);
+    if (onUpgrade)
+      this.#server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+        onUpgrade(this.#toMesh(req, new AbortController().signal, null), socket, head);
+      });
+    // The server never listens itself (the mesh listener hands it detected sockets), but its
+    // header-timeout sweeper only starts on 'listening'.
+    this.#server.emit('listening');
+  }
+
+  /** Swap the service when config changes; in-flight requests keep the old chain. */
+  setService(service: Service): void {
+    this.#service = service;
+  }
+
+  /** Give the server a socket whose first bytes (`head`) were read during detection. */
+  accept(socket: Socket, head: Buffer): void {
+    this.#server.emit('connection', socket);
+    if (head.length) socket.emit('data', head);
+    socket.resume();
+  }
+
+  #toMesh(req: http.IncomingMessage, signal: AbortSignal, body: MeshRequest['body']): MeshRequest {
+    let authority = req.headers.host ?? '';
+    let path = req.url ?? '/';
+    // Absolute-form request target (the app uses us as its HTTP proxy: HTTP_PROXY=...).
+    if (path.charCodeAt(0) !== 47 /* '/' */ && path.startsWith('http://')) {
+      const slash = path.indexOf('/', 7);
+      authority = slash < 0 ? path.slice(7) : path.slice(7, slash);
+      path = slash < 0 ? '/' : path.slice(slash);
+    }
+    const headers = endToEndHeaders(req.headers);
+    return {
+      method: req.method ?? 'GET',
+      authority,
+      path,
+      headers,
+      body,
+      protocol: 'http1',
+      grpc: isGrpc(headers['content-type']),
+      ctx: newContext(this.#id, req.socket.remoteAddress ?? '', signal),
+    };
+  }
+
+  async #handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const ac = new AbortController();
+    res.once('close', () => {
+      if (!res.writableFinished) ac.abort();
+    });
+    const hasBody =
+      req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
+    const mreq = this.#toMesh(req, ac.signal, hasBody ? req : null);
+    this.inflight++;
+    let mres: MeshResponse;
+    try {
+      mres = await this.#service(mreq);
+    } catch (err) {
+      mres = errorResponse(err, mreq);
+    }
+    if (this.#draining) res.shouldKeepAlive = false;
+    writeResponse(res, mres, () => this.inflight--);
+  }
+
+  /** Stop keep-alive on every connection; idle ones close now. */
+  drain(): void {
+    this.#draining = true;
+    this.#server.closeIdleConnections();
+  }
+
+  close(): void {
+    this.#server.close();
+    this.#server.closeAllConnections();
+  }
+}
+
+function writeResponse(res: http.ServerResponse, m: MeshResponse, done: () => void): void {
+  let finished = false;
+  const finish = () => {
+    if (!finished) {
+      finished = true;
+      done();
+    }
+  };
+  res.once('close', finish);
+  const headers = endToEndHeaders(m.headers);
+  const body = m.body;
+  if (res.destroyed) {
+    body?.destroy();
+    return;
+  }
+  // A response that will carry trailers must be chunked and announce them.
+  res.writeHead(m.status, headers as http.OutgoingHttpHeaders);
+  if (!body) {
+    res.end();
+    return;
+  }
+  body.on('error', () => res.destroy());
+  res.once('close', () => {
+    if (!body.readableEnded) body.destroy();
+  });
+  body.pipe(res, { end: false });
+  body.once('end', () => {
+    const t = m.trailers;
+    if (t && Object.keys(t).length) res.addTrailers(t as http.OutgoingHttpHeaders);
+    res.end();
+  });
+}
+
+const REASONS: Record<string, [number, string]> = {
+  HPE_HEADER_OVERFLOW: [431, 'request headers too large'],
+  HPE_INVALID_HEADER_TOKEN: [400, 'invalid header'],
+  HPE_UNEXPECTED_CONTENT_LENGTH: [400, 'both Content-Length and Transfer-Encoding'],
+  HPE_INVALID_TRANSFER_ENCODING: [400, 'invalid Transfer-Encoding'],
+  HPE_INVALID_METHOD: [400, 'invalid method'],
+  HPE_INVALID_URL: [400, 'invalid request target'],
+  HPE_INVALID_VERSION: [400, 'invalid HTTP version'],
+  HPE_INVALID_CONTENT_LENGTH: [400, 'invalid Content-Length'],
+  HPE_INVALID_CHUNK_SIZE: [400, 'invalid chunk size'],
+  HPE_CR_EXPECTED: [400, 'malformed request (CR expected)'],
+  HPE_LF_EXPECTED: [400, 'malformed request (LF expected)'],
+  HPE_INVALID_CONSTANT: [400, 'malformed request'],
+};
+
+/** Malformed HTTP never reaches the app: answer 400 (431 for oversized headers) naming the cause. */
+function onClientError(err: NodeJS.ErrnoException & { bytesParsed?: number }, socket: Duplex): void {
+  if (err.code === 'ECONNRESET' || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+    socket.end(
+      `HTTP/1.1 408 Request Timeout\r\nconnection: close\r\n${ERROR_HEADER}: header-timeout\r\ncontent-length: 0\r\n\r\n`,
+    );
+    return;
+  }
+  const [status, reason] = REASONS[err.code ?? ''] ?? [400, `malformed request (${err.code ?? err.message})`];
+  const body = `bad request: ${reason}\n`;
+  socket.end(
+    `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nconnection: close\r\ncontent-type: text/plain\r\n` +
+      `${ERROR_HEADER}: bad-request\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+  );
+}
+
+export type { HeaderMap };

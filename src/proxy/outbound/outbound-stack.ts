@@ -1,0 +1,266 @@
+/**
+ * The outbound side, assembled from one config snapshot:
+ *
+ *   authority → destination → route rule (match, redirect, filters, mirror, fault, rate limit)
+ *     → weighted backend → [circuit breaker + bulkhead + fallback → request timeout → retry
+ *     (per-try timeout, budget) → balancer → connection]
+ *
+ * Chains are built here, when config changes, never per request. Destinations (with their
+ * balancer, ejections, circuits and connections) are carried over from the previous stack.
+ */
+import type { ProxyConfig } from '../../config/proxy-config.ts';
+import type { GRPCRoute, HTTPRoute, TrafficPolicySpec } from '../../config/resources.ts';
+import { HexmeshError } from '../../errors/hexmesh-error.ts';
+import type { ProxyMetrics } from '../../telemetry/metrics.ts';
+import { breakerLayer } from '../breaker/layer.ts';
+import { fallbackFromSpec } from '../breaker/fallback.ts';
+import { compose, type Layer, type MeshRequest, type MeshResponse, type Service } from '../core/dispatch.ts';
+import { faultLayer } from '../fault/fault-layer.ts';
+import { rateLimitLayer } from '../ratelimit/rate-limit-layer.ts';
+import { resolveResilience } from '../retry/resilience-options.ts';
+import { retryLayer } from '../retry/retry-layer.ts';
+import { buildRedirect, mirrorTarget, shadowAuthority } from '../route/filters.ts';
+import {
+  applyRequestFilters,
+  applyResponseFilters,
+  compileRoutes,
+  noBackendError,
+  noRouteError,
+  parseAuthority,
+  type BackendTarget,
+  type MatchedRule,
+  type RouteTable,
+} from '../route/route-table.ts';
+import { timeoutLayer } from '../timeout/timeout-layer.ts';
+import type { TransportSettings } from '../transport/transport-pool.ts';
+import { Destination, serviceKey } from './destination.ts';
+
+/** Most distinct authorities remembered per config (a bound against Host-header floods). */
+const AUTHORITY_CACHE_LIMIT = 4096;
+
+export interface OutboundStack {
+  /** Routes by Host / :authority. */
+  readonly service: Service;
+  /** The same chain with the destination fixed (per-upstream local ports). */
+  serviceFor(name: string): Service | undefined;
+  readonly destinations: ReadonlyMap<string, Destination>;
+  destination(name: string): Destination | undefined;
+}
+
+interface Entry {
+  dst: Destination;
+  table: RouteTable | undefined;
+  /** The chain for requests with no route attached (passthrough to the service). */
+  direct: Service;
+  /** Chains per matched rule, built on first use (rules are fixed per config). */
+  rules: Map<MatchedRule, Service>;
+  entry: Service;
+}
+
+export function buildOutbound(
+  config: ProxyConfig,
+  previous: ReadonlyMap<string, Destination> | undefined,
+  metrics: ProxyMetrics,
+  transport: TransportSettings,
+): OutboundStack {
+  const ns = config.proxy.namespace;
+  const self = config.proxy.service;
+  const routes = config.resources.filter(
+    (r): r is HTTPRoute | GRPCRoute => r.kind === 'HTTPRoute' || r.kind === 'GRPCRoute',
+  );
+  const policies = config.resources.filter((r) => r.kind === 'TrafficPolicy');
+  const h2Hop = config.proxy.hopTransport === 'http2';
+
+  const servicePolicy = (name: string, namespace: string): TrafficPolicySpec | undefined =>
+    policies.find(
+      (p) =>
+        p.spec.targetRef.kind === 'Service' &&
+        p.spec.targetRef.name === name &&
+        p.metadata.namespace === namespace,
+    )?.spec;
+  /** A policy attached to a route (optionally one rule) overrides the service's, field by field. */
+  const rulePolicy = (
+    rule: MatchedRule,
+    base: TrafficPolicySpec | undefined,
+  ): TrafficPolicySpec | undefined => {
+    const [rns, rname] = rule.routeLabel.split('/');
+    const p = policies.find(
+      (x) =>
+        x.spec.targetRef.kind === rule.kind &&
+        x.spec.targetRef.name === rname &&
+        x.metadata.namespace === rns &&
+        (x.spec.targetRef.sectionName === undefined || x.spec.targetRef.sectionName === rule.ruleName),
+    );
+    return p ? ({ ...base, ...p.spec } as TrafficPolicySpec) : base;
+  };
+
+  // Destinations: reuse by key, create new ones, close the ones that left.
+  const destinations = new Map<string, Destination>();
+  for (const svc of config.services) {
+    const key = serviceKey(svc.name, svc.namespace);
+    const policy = servicePolicy(svc.name, svc.namespace);
+    const old = previous?.get(key);
+    if (old) {
+      old.update(svc, policy);
+      destinations.set(key, old);
+    } else destinations.set(key, new Destination(svc, policy, transport, metrics, h2Hop));
+  }
+  if (previous) for (const [key, d] of previous) if (!destinations.has(key)) void d.close();
+
+  const entries = new Map<string, Entry>();
+
+  /** [breaker → timeout → retry] → balancer, for one destination under one rule's settings. */
+  const backendChain = (
+    dst: Destination,
+    rule: MatchedRule | undefined,
+    policy: TrafficPolicySpec | undefined,
+  ): Service => {
+    const res = resolveResilience(rule ? { timeouts: rule.timeouts, retry: rule.retry } : undefined, policy);
+    const fallback = fallbackFromSpec(dst.policy?.fallback, (name) => {
+      const e = entries.get(serviceKey(name, dst.namespace));
+      return e ? e.entry : unknownService(name);
+    });
+    const layers: Layer[] = [
+      breakerLayer({ breaker: dst.breaker, bulkhead: dst.bulkhead, fallback, service: dst.name }),
+      timeoutLayer({ request: res.timeouts.request }),
+      retryLayer({ retry: res.retry, timeouts: res.timeouts }, { budget: dst.budget }),
+    ];
+    return compose(layers, dst.send);
+  };
+
+  const backendService = (
+    b: BackendTarget,
+    rule: MatchedRule,
+    policy: TrafficPolicySpec | undefined,
+  ): Service => {
+    const dst = destinations.get(serviceKey(b.name, b.namespace));
+    if (!dst)
+      return () =>
+        Promise.reject(
+          new HexmeshError(
+            'HEXMESH_ERR_NO_HEALTHY_ENDPOINTS',
+            `no endpoints for ${b.name}: route ${rule.routeLabel} names an unknown service`,
+            {
+              context: { service: b.name },
+            },
+          ),
+        );
+    return backendChain(dst, rule, { ...dst.policy, ...policy } as TrafficPolicySpec);
+  };
+
+  const ruleChain = (e: Entry, rule: MatchedRule): Service => {
+    const policy = rulePolicy(rule, e.dst.policy);
+    const res = resolveResilience(undefined, policy);
+    const backends = new Map<BackendTarget, Service>();
+    for (const b of rule.backends.all)
+      backends.set(b, backendService(b, rule, policy === e.dst.policy ? undefined : policy));
+    const mirrors = rule.mirrors;
+    const forward: Service = async (req) => {
+      if (rule.redirect) return buildRedirect(req, rule.redirect, rule.matchedPrefix);
+      const out = applyRequestFilters(rule, req);
+      if (mirrors.length) sendMirrors(out, rule);
+      const b = rule.backends.pick();
+      if (!b) throw noBackendError(rule);
+      const res = await backends.get(b)!(out);
+      return applyResponseFilters(rule, res);
+    };
+    const layers: Layer[] = [];
+    if (res.faults) layers.push(faultLayer(res.faults));
+    if (res.rateLimit) layers.push(rateLimitLayer(res.rateLimit));
+    return compose(layers, forward);
+  };
+
+  /** Fire-and-forget copies (bodiless requests only: a streamed body cannot be shared safely). */
+  const sendMirrors = (req: MeshRequest, rule: MatchedRule): void => {
+    if (req.body) return;
+    for (const m of rule.mirrors) {
+      const t = mirrorTarget(m);
+      if (!t) continue;
+      const e = entries.get(serviceKey(t.name, t.namespace));
+      if (!e) continue;
+      const copy: MeshRequest = {
+        ...req,
+        authority: shadowAuthority(req.authority),
+        headers: { ...req.headers },
+        ctx: { ...req.ctx, dstService: t.name, notes: {}, deadline: Infinity, trySignal: undefined },
+      };
+      e.direct(copy).then(
+        (r) => r.body?.resume(),
+        () => {},
+      );
+    }
+  };
+
+  for (const dst of destinations.values()) {
+    const table = compileRoutes({ name: dst.name, namespace: dst.namespace }, routes, ns);
+    const e: Entry = {
+      dst,
+      table,
+      direct: undefined as unknown as Service,
+      rules: new Map(),
+      entry: undefined as unknown as Service,
+    };
+    e.direct = backendChain(dst, undefined, dst.policy);
+    e.entry = table
+      ? (req: MeshRequest): Promise<MeshResponse> => {
+          const rule = table.match(req);
+          if (!rule) return Promise.reject(noRouteError(dst.name, req));
+          req.ctx.route = rule.routeLabel;
+          let chain = e.rules.get(rule);
+          if (!chain) {
+            chain = ruleChain(e, rule);
+            e.rules.set(rule, chain);
+          }
+          return chain(req);
+        }
+      : e.direct;
+    entries.set(dst.key, e);
+  }
+
+  const byAuthority = new Map<string, Entry | null>();
+  const resolve = (authority: string): Entry | undefined => {
+    let e = byAuthority.get(authority);
+    if (e === undefined) {
+      const t = parseAuthority(authority, ns);
+      e = (t && entries.get(serviceKey(t.name, t.namespace))) ?? null;
+      if (byAuthority.size < AUTHORITY_CACHE_LIMIT) byAuthority.set(authority, e);
+    }
+    return e ?? undefined;
+  };
+
+  const service: Service = (req) => {
+    const e = resolve(req.authority);
+    if (!e) return Promise.reject(unknownAuthority(req.authority, self));
+    req.ctx.dstService = e.dst.name;
+    return e.entry(req);
+  };
+
+  return {
+    service,
+    destinations,
+    destination: (name) => destinations.get(name.includes('.') ? name : serviceKey(name, ns)),
+    serviceFor(name) {
+      const e = entries.get(name.includes('.') ? name : serviceKey(name, ns));
+      if (!e) return undefined;
+      return (req) => {
+        req.ctx.dstService = e.dst.name;
+        return e.entry(req);
+      };
+    },
+  };
+}
+
+function unknownAuthority(authority: string, self: string): HexmeshError {
+  return new HexmeshError(
+    'HEXMESH_ERR_UNKNOWN_SERVICE',
+    authority
+      ? `unknown service "${authority}": not in the mesh configuration of ${self}`
+      : 'request has no Host or :authority naming a service',
+    { context: { authority } },
+  );
+}
+
+function unknownService(name: string): Service {
+  return () =>
+    Promise.reject(new HexmeshError('HEXMESH_ERR_UNKNOWN_SERVICE', `fallback service ${name} is not known`));
+}

@@ -1,0 +1,378 @@
+/**
+ * The sidecar proxy: outbound listener (app → mesh), inbound listener (mesh → app),
+ * per-upstream local ports, and the admin listener. Holds the config in force and swaps
+ * in new chains when a new snapshot arrives; a snapshot that fails to build is refused
+ * and the last good one keeps serving.
+ */
+import type net from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { ProxyConfig } from '../config/proxy-config.ts';
+import { HexmeshError } from '../errors/hexmesh-error.ts';
+import { AccessLog } from '../telemetry/access-log.ts';
+import { ProxyMetrics } from '../telemetry/metrics.ts';
+import { telemetryLayer } from '../telemetry/telemetry-layer.ts';
+import { AdminServer } from './admin/admin-server.ts';
+import { end, start } from './balance/endpoint-state.ts';
+import type { MeshRequest, Service } from './core/dispatch.ts';
+import { buildInbound } from './inbound/inbound-stack.ts';
+import { TUNNEL_HEADER_LENGTH, tunnelHeader } from './listen/detect.ts';
+import { H2Server } from './listen/h2-server.ts';
+import { Http1Server } from './listen/http1-server.ts';
+import { MeshListener, type ConnectionHandlers } from './listen/mesh-listener.ts';
+import { CLIENT_HEADER } from './outbound/destination.ts';
+import { buildOutbound, type OutboundStack } from './outbound/outbound-stack.ts';
+import { PLAINTEXT } from './transport/hop-security.ts';
+import { forwardTcp } from './transport/tcp-forward.ts';
+import { TransportPool, type TransportSettings } from './transport/transport-pool.ts';
+import { failUpgrade, proxyUpgrade } from './transport/upgrade.ts';
+
+/** Defaults of semantics.md (connect 5 s, upstream idle 1 h, stream idle 5 min). */
+const TRANSPORT_DEFAULTS: TransportSettings = Object.freeze({
+  connectTimeout: 5000,
+  idleTimeout: 3_600_000,
+  streamIdleTimeout: 300_000,
+  maxConnections: 1024,
+  security: PLAINTEXT,
+});
+const TCP_IDLE = 3_600_000;
+
+export interface ProxyAddresses {
+  outbound: net.AddressInfo;
+  inbound: net.AddressInfo;
+  admin: { port: number };
+  upstreams: Record<string, net.AddressInfo>;
+}
+
+interface HttpPair {
+  h1: Http1Server;
+  h2: H2Server;
+}
+
+export class Proxy {
+  readonly metrics: ProxyMetrics;
+  #config: ProxyConfig;
+  #outbound: OutboundStack | undefined;
+  readonly #appTransports: TransportPool;
+  readonly #accessLog: AccessLog | undefined;
+  readonly #telemetry: ReturnType<typeof telemetryLayer>;
+  readonly #listeners: MeshListener[] = [];
+  readonly #http: HttpPair[] = [];
+  #outboundHttp: HttpPair | undefined;
+  #inboundHttp: HttpPair | undefined;
+  #upstreamHttp = new Map<string, HttpPair>();
+  #admin: AdminServer | undefined;
+  #ready = false;
+  #draining: Promise<void> | undefined;
+  #onExit: (() => void) | undefined;
+
+  constructor(config: ProxyConfig, opts: { onExit?: () => void } = {}) {
+    this.#config = config;
+    this.#onExit = opts.onExit;
+    this.metrics = new ProxyMetrics({ service: config.proxy.service, namespace: config.proxy.namespace });
+    const log = config.proxy.accessLog;
+    this.#accessLog = log ? new AccessLog({ destination: log }) : undefined;
+    this.#telemetry = telemetryLayer(this.metrics, this.#accessLog);
+    this.#appTransports = new TransportPool({ ...TRANSPORT_DEFAULTS, idleTimeout: 300_000 });
+  }
+
+  get config(): ProxyConfig {
+    return this.#config;
+  }
+
+  get ready(): boolean {
+    return this.#ready && !this.#draining;
+  }
+
+  /** Build the stacks, bind every listener, then report ready. */
+  async start(): Promise<ProxyAddresses> {
+    const c = this.#config.proxy;
+    this.#outbound = buildOutbound(this.#config, undefined, this.metrics, TRANSPORT_DEFAULTS);
+    this.metrics.setConfigVersion(this.#config.version);
+    this.#admin = new AdminServer({
+      address: c.admin.address,
+      port: c.admin.port,
+      metrics: this.metrics,
+      isReady: () => this.ready,
+      notReadyReason: () => (this.#draining ? 'draining' : 'starting: listeners not bound yet'),
+      configDump: () => this.#config,
+      onShutdown: () => void this.shutdown(),
+    });
+    const admin = await this.#admin.listen();
+
+    const outboundService = this.#telemetry((req) => this.#outbound!.service(req));
+    this.#outboundHttp = this.#httpPair('outbound', outboundService, (req, socket, head) =>
+      this.#upgradeOutbound(req, socket, head),
+    );
+    const outbound = this.#listen('outbound', c.outbound.address, c.outbound.port, false, {
+      http1: (s, h) => this.#outboundHttp!.h1.accept(s, h),
+      http2: (s, h) => this.#outboundHttp!.h2.accept(s, h),
+    });
+
+    const inboundService = this.#telemetry(buildInbound(this.#config, this.#appTransports));
+    this.#inboundHttp = this.#httpPair('inbound', inboundService, (req, socket, head) =>
+      this.#upgradeInbound(req, socket, head),
+    );
+    const app = c.app;
+    const appOpaque = app?.protocol === 'tcp' || app?.protocol === 'opaque';
+    const toApp = (s: net.Socket, preamble: Buffer) => {
+      if (!app) return s.destroy();
+      const m = this.metrics.tcpConnection('inbound', c.service);
+      forwardTcp(s, {
+        host: app.host,
+        port: app.port,
+        connectTimeout: TRANSPORT_DEFAULTS.connectTimeout,
+        idleTimeout: TCP_IDLE,
+        preamble,
+        onBytes: (r, w) => {
+          m.read(r);
+          m.written(w);
+          m.close();
+        },
+      }).catch(() => {});
+    };
+    const inbound = this.#listen(
+      'inbound',
+      c.inbound.address,
+      c.inbound.port,
+      c.opaquePorts.includes(c.inbound.port),
+      {
+        http1: appOpaque ? (s, h) => toApp(s, h) : (s, h) => this.#inboundHttp!.h1.accept(s, h),
+        http2: appOpaque ? (s, h) => toApp(s, h) : (s, h) => this.#inboundHttp!.h2.accept(s, h),
+        tunnel: (s, h) => toApp(s, h.subarray(TUNNEL_HEADER_LENGTH)),
+        tcp: (s, h) => toApp(s, h),
+      },
+    );
+
+    const upstreams: Record<string, Promise<net.AddressInfo>> = {};
+    for (const u of c.upstreams)
+      upstreams[u.service] = this.#listenUpstream(u.service, u.address, u.localPort);
+
+    const [ob, ib] = await Promise.all([outbound, inbound]);
+    const ups: Record<string, net.AddressInfo> = {};
+    for (const [k, p] of Object.entries(upstreams)) ups[k] = await p;
+    this.#ready = true;
+    return { outbound: ob, inbound: ib, admin, upstreams: ups };
+  }
+
+  /**
+   * Apply a new snapshot. Builds every chain first; if anything fails the error is thrown and
+   * the running config is untouched. Listener addresses are fixed at start.
+   */
+  apply(next: ProxyConfig): void {
+    let outbound: OutboundStack;
+    let inbound: Service;
+    try {
+      outbound = buildOutbound(next, this.#outbound?.destinations, this.metrics, TRANSPORT_DEFAULTS);
+      inbound = this.#telemetry(buildInbound(next, this.#appTransports));
+    } catch (err) {
+      this.metrics.recordConfigRejection();
+      throw err;
+    }
+    this.#config = next;
+    this.#outbound = outbound;
+    this.#inboundHttp?.h1.setService(inbound);
+    this.#inboundHttp?.h2.setService(inbound);
+    for (const [name, pair] of this.#upstreamHttp) {
+      const svc = this.#upstreamService(name);
+      pair.h1.setService(svc);
+      pair.h2.setService(svc);
+    }
+    this.metrics.setConfigVersion(next.version);
+  }
+
+  #httpPair(
+    direction: 'inbound' | 'outbound',
+    service: Service,
+    onUpgrade: (req: MeshRequest, s: Duplex, h: Buffer) => void,
+  ): HttpPair {
+    const c = this.#config.proxy;
+    const id = { direction, service: c.service };
+    const pair = {
+      h1: new Http1Server(
+        id,
+        service,
+        { maxHeaderSize: c.maxHeaderSize, headerTimeout: c.headerTimeout, idleTimeout: c.idleTimeout },
+        onUpgrade,
+      ),
+      h2: new H2Server(id, service, { maxHeaderSize: c.maxHeaderSize, idleTimeout: c.idleTimeout }),
+    };
+    this.#http.push(pair);
+    return pair;
+  }
+
+  #listen(
+    name: string,
+    address: string,
+    port: number,
+    opaque: boolean,
+    handlers: ConnectionHandlers,
+  ): Promise<net.AddressInfo> {
+    const l = new MeshListener(
+      { name, address, port, opaque, detectTimeout: this.#config.proxy.detectTimeout },
+      handlers,
+    );
+    this.#listeners.push(l);
+    return l.listen();
+  }
+
+  #upstreamService(name: string): Service {
+    const svc = this.#outbound?.serviceFor(name);
+    const fixed: Service =
+      svc ??
+      (() =>
+        Promise.reject(
+          new HexmeshError(
+            'HEXMESH_ERR_UNKNOWN_SERVICE',
+            `upstream ${name} is not in the mesh configuration`,
+          ),
+        ));
+    return this.#telemetry((req) => (this.#outbound?.serviceFor(name) ?? fixed)(req));
+  }
+
+  /** A per-upstream local port: HTTP is routed to the fixed service, anything else is tunnelled. */
+  #listenUpstream(name: string, address: string, port: number): Promise<net.AddressInfo> {
+    const svc = this.#config.services.find((s) => s.name === name);
+    const opaque = svc?.ports.some((p) => p.protocol === 'tcp' || p.protocol === 'opaque') ?? false;
+    const pair = this.#httpPair('outbound', this.#upstreamService(name), (req, s, h) => {
+      req.ctx.dstService = name;
+      this.#upgradeTo(name, req, s, h);
+    });
+    this.#upstreamHttp.set(name, pair);
+    const tunnel = (s: net.Socket, head: Buffer) => void this.#tunnel(name, s, head);
+    return this.#listen(`upstream ${name}`, address, port, opaque, {
+      http1: (s, h) => pair.h1.accept(s, h),
+      http2: (s, h) => pair.h2.accept(s, h),
+      tunnel,
+      tcp: tunnel,
+    });
+  }
+
+  /** Opaque TCP to a destination: per-connection balancing, tunnel header for meshed endpoints. */
+  async #tunnel(name: string, client: net.Socket, head: Buffer): Promise<void> {
+    const dst = this.#outbound?.destination(name);
+    const ep = dst?.balancer.pick({ hashKey: dst.hashKey({}, client.remoteAddress ?? '') });
+    if (!dst || !ep) {
+      client.destroy();
+      return;
+    }
+    const port = svcPort(this.#config, name);
+    const m = this.metrics.tcpConnection('outbound', name);
+    start(ep);
+    try {
+      await forwardTcp(client, {
+        host: ep.address,
+        port: ep.port,
+        connectTimeout: TRANSPORT_DEFAULTS.connectTimeout,
+        idleTimeout: TCP_IDLE,
+        preamble: ep.meshed ? Buffer.concat([tunnelHeader(port), head]) : head,
+        onBytes: (r, w) => {
+          m.read(r);
+          m.written(w);
+          m.close();
+          end(ep);
+        },
+      });
+      dst.outlier?.record(ep, 'success');
+    } catch {
+      dst.outlier?.record(ep, 'gateway-error');
+    }
+  }
+
+  #upgradeOutbound(req: MeshRequest, socket: Duplex, head: Buffer): void {
+    const svc = this.#outbound?.service;
+    if (!svc) return void socket.destroy();
+    // Resolve the destination like any request, then splice to one endpoint.
+    const name = req.authority.split(/[.:]/)[0];
+    this.#upgradeTo(name, req, socket, head);
+  }
+
+  #upgradeTo(name: string, req: MeshRequest, socket: Duplex, head: Buffer): void {
+    const dst = this.#outbound?.destination(name);
+    if (!dst)
+      return failUpgrade(
+        socket,
+        new HexmeshError('HEXMESH_ERR_UNKNOWN_SERVICE', `unknown service "${req.authority}"`),
+      );
+    const ep = dst.balancer.pick();
+    if (!ep)
+      return failUpgrade(
+        socket,
+        new HexmeshError('HEXMESH_ERR_NO_HEALTHY_ENDPOINTS', `no healthy endpoints for ${dst.name}`),
+      );
+    req.ctx.dstService = dst.name;
+    if (ep.meshed) req.headers[CLIENT_HEADER] = req.ctx.srcService;
+    proxyUpgrade(
+      req,
+      socket,
+      head,
+      { host: ep.address, port: ep.port, connectTimeout: TRANSPORT_DEFAULTS.connectTimeout },
+      upgradeOf(req),
+    );
+  }
+
+  #upgradeInbound(req: MeshRequest, socket: Duplex, head: Buffer): void {
+    const app = this.#config.proxy.app;
+    if (!app) return failUpgrade(socket, new HexmeshError('HEXMESH_ERR_UNKNOWN_SERVICE', 'no local app'));
+    delete req.headers[CLIENT_HEADER];
+    proxyUpgrade(
+      req,
+      socket,
+      head,
+      { host: app.host, port: app.port, connectTimeout: TRANSPORT_DEFAULTS.connectTimeout },
+      upgradeOf(req),
+    );
+  }
+
+  /**
+   * Graceful drain (SIGTERM, POST /shutdown): stop accepting, tell keep-alive and HTTP/2
+   * clients to go away, let in-flight requests finish within `drainTimeout`, then close all.
+   */
+  shutdown(): Promise<void> {
+    if (this.#draining) return this.#draining;
+    this.#draining = (async () => {
+      const stops = this.#listeners.map((l) => l.stopAccepting());
+      for (const p of this.#http) {
+        p.h1.drain();
+        p.h2.drain();
+      }
+      const deadline = Date.now() + this.#config.proxy.drainTimeout;
+      while (Date.now() < deadline && this.#inflight() > 0) await sleep(50);
+      await Promise.race([Promise.all(stops), sleep(100)]);
+      this.destroy();
+      await this.#accessLog?.close();
+      this.#onExit?.();
+    })();
+    return this.#draining;
+  }
+
+  #inflight(): number {
+    let n = 0;
+    for (const p of this.#http) n += p.h1.inflight + p.h2.inflight;
+    return n;
+  }
+
+  /** Close everything now. */
+  destroy(): void {
+    this.#ready = false;
+    for (const l of this.#listeners) l.destroy();
+    for (const p of this.#http) {
+      p.h1.close();
+      p.h2.close();
+    }
+    for (const d of this.#outbound?.destinations.values() ?? []) d.destroy();
+    this.#appTransports.destroy();
+    void this.#admin?.close();
+  }
+}
+
+function upgradeOf(req: MeshRequest): string {
+  return String(req.headers['upgrade'] ?? 'websocket');
+}
+
+function svcPort(config: ProxyConfig, name: string): number {
+  return config.services.find((s) => s.name === name)?.ports[0]?.port ?? 0;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

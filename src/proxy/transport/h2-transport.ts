@@ -1,0 +1,158 @@
+/**
+ * HTTP/2 transport to one origin: one multiplexed session (reconnected when it goes
+ * away), streams carry bodies both ways and trailers (gRPC status).
+ */
+import http2 from 'node:http2';
+import { HexmeshError, fromSocketError } from '../../errors/hexmesh-error.ts';
+import type { HeaderMap, MeshRequest, MeshResponse } from '../core/dispatch.ts';
+import { h2SafeHeaders } from '../core/headers.ts';
+import type { HopSecurity } from './hop-security.ts';
+
+export interface H2TransportOptions {
+  connectTimeout: number;
+  idleTimeout: number;
+  security: HopSecurity;
+}
+
+const { NGHTTP2_REFUSED_STREAM, NGHTTP2_CANCEL } = http2.constants;
+
+export class H2Transport {
+  readonly #origin: string;
+  readonly #target: string;
+  readonly #opts: H2TransportOptions;
+  readonly #host: string;
+  #session: http2.ClientHttp2Session | undefined;
+  #connecting: Promise<http2.ClientHttp2Session> | undefined;
+  #closed = false;
+
+  constructor(host: string, port: number, opts: H2TransportOptions) {
+    this.#host = host;
+    this.#target = `${host.includes(':') ? `[${host}]` : host}:${port}`;
+    this.#origin = `${opts.security.scheme}://${this.#target}`;
+    this.#opts = opts;
+  }
+
+  get target(): string {
+    return this.#target;
+  }
+
+  #connect(service: string): Promise<http2.ClientHttp2Session> {
+    const s = this.#session;
+    if (s && !s.closed && !s.destroyed) return Promise.resolve(s);
+    if (this.#connecting) return this.#connecting;
+    if (this.#closed)
+      return Promise.reject(
+        new HexmeshError('HEXMESH_ERR_DRAINING', `transport to ${this.#target} is closed`),
+      );
+    this.#connecting = new Promise<http2.ClientHttp2Session>((resolve, reject) => {
+      const session = http2.connect(this.#origin, {
+        ...this.#opts.security.connectOptions(this.#host),
+        peerMaxConcurrentStreams: 1000,
+      });
+      const timer = setTimeout(() => {
+        session.destroy();
+        reject(
+          new HexmeshError(
+            'HEXMESH_ERR_CONNECT_TIMEOUT',
+            `connect timeout after ${this.#opts.connectTimeout} ms to ${this.#target}`,
+            {
+              context: { endpoint: this.#target, service },
+            },
+          ),
+        );
+      }, this.#opts.connectTimeout);
+      session.once('connect', () => {
+        clearTimeout(timer);
+        this.#session = session;
+        this.#connecting = undefined;
+        session.setTimeout(this.#opts.idleTimeout, () => session.close());
+        resolve(session);
+      });
+      session.once('error', (err) => {
+        clearTimeout(timer);
+        this.#connecting = undefined;
+        reject(fromSocketError(err, this.#target, service));
+      });
+      session.once('close', () => {
+        if (this.#session === session) this.#session = undefined;
+      });
+      session.once('goaway', () => {
+        if (this.#session === session) this.#session = undefined;
+      });
+    });
+    // Avoid unhandled rejections when nobody awaits a failed reconnect.
+    this.#connecting.catch(() => {});
+    return this.#connecting;
+  }
+
+  async request(req: MeshRequest, signal: AbortSignal | undefined): Promise<MeshResponse> {
+    const session = await this.#connect(req.ctx.dstService);
+    const h: Record<string, string | string[]> = h2SafeHeaders(req.headers) as Record<
+      string,
+      string | string[]
+    >;
+    if (req.headers.te) h.te = 'trailers';
+    h[':method'] = req.method;
+    h[':path'] = req.path;
+    h[':authority'] = req.authority;
+    h[':scheme'] = this.#opts.security.scheme;
+    const stream = session.request(h, { endStream: req.body === null, signal });
+    if (req.body) {
+      req.body.pipe(stream);
+      req.body.once('error', () => stream.close(NGHTTP2_CANCEL));
+    }
+    return new Promise<MeshResponse>((resolve, reject) => {
+      let settled = false;
+      const res: MeshResponse = { status: 502, headers: {}, body: null };
+      stream.once('response', (headers) => {
+        settled = true;
+        const status = Number(headers[':status']);
+        res.status = status;
+        res.headers = h2SafeHeaders(headers as HeaderMap);
+        res.body = stream.endAfterHeaders ? null : stream;
+        if (res.body === null) stream.resume();
+        resolve(res);
+      });
+      stream.on('trailers', (t) => {
+        res.trailers = h2SafeHeaders(t as HeaderMap);
+      });
+      stream.once('error', (err) => {
+        if (!settled) {
+          settled = true;
+          reject(fromSocketError(err, this.#target, req.ctx.dstService));
+        }
+      });
+      stream.once('close', () => {
+        if (settled) return;
+        settled = true;
+        if (stream.rstCode === NGHTTP2_REFUSED_STREAM)
+          reject(
+            new HexmeshError('HEXMESH_ERR_CONNECT_FAILED', `stream refused by ${this.#target}`, {
+              context: { endpoint: this.#target, service: req.ctx.dstService },
+            }),
+          );
+        else
+          reject(
+            new HexmeshError(
+              'HEXMESH_ERR_UPSTREAM_RESET',
+              `upstream ${this.#target} reset the stream calling ${req.ctx.dstService} (code ${stream.rstCode})`,
+              { context: { endpoint: this.#target, service: req.ctx.dstService } },
+            ),
+          );
+      });
+    });
+  }
+
+  close(): Promise<void> {
+    this.#closed = true;
+    const s = this.#session;
+    if (!s || s.closed) return Promise.resolve();
+    return new Promise((resolve) => s.close(() => resolve()));
+  }
+
+  destroy(): Promise<void> {
+    this.#closed = true;
+    this.#session?.destroy();
+    return Promise.resolve();
+  }
+}

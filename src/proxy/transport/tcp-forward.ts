@@ -1,0 +1,48 @@
+/** Opaque TCP forwarding: connect, optionally send a preamble, then pipe both ways. */
+import net from 'node:net';
+
+export interface TcpForwardOptions {
+  host: string;
+  port: number;
+  connectTimeout: number;
+  idleTimeout: number;
+  /** Bytes to send upstream first (the tunnel header, then detected bytes). */
+  preamble?: Buffer;
+  onBytes?: (read: number, written: number) => void;
+  onError?: (err: Error) => void;
+}
+
+/** Forward `client` to host:port. Resolves when the upstream connection is established. */
+export function forwardTcp(client: net.Socket, o: TcpForwardOptions): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const upstream = net.connect({ host: o.host, port: o.port, noDelay: true });
+    const timer = setTimeout(
+      () => upstream.destroy(Object.assign(new Error('connect timeout'), { code: 'ETIMEDOUT' })),
+      o.connectTimeout,
+    );
+    upstream.once('connect', () => {
+      clearTimeout(timer);
+      if (o.preamble?.length) upstream.write(o.preamble);
+      client.pipe(upstream);
+      upstream.pipe(client);
+      client.setTimeout(o.idleTimeout, () => {
+        client.destroy();
+        upstream.destroy();
+      });
+      client.resume();
+      resolve();
+    });
+    upstream.once('error', (err) => {
+      clearTimeout(timer);
+      client.destroy();
+      o.onError?.(err);
+      reject(err);
+    });
+    client.once('error', () => upstream.destroy());
+    client.once('close', () => {
+      upstream.destroy();
+      o.onBytes?.(client.bytesRead, client.bytesWritten);
+    });
+    upstream.once('close', () => client.end());
+  });
+}
