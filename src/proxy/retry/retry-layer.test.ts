@@ -242,7 +242,7 @@ test('a body over 64 KiB is not retried', T, async () => {
 test('a connect failure before any byte was read is retried even with a body over 64 KiB', T, async () => {
   const big = randomBytes(100_000);
   let calls = 0;
-  let got = Buffer.alloc(0);
+  let got: Buffer = Buffer.alloc(0);
   const svc: Service = async (req) => {
     if (++calls === 1) throw connectFailed();
     got = await readAll(req.body);
