@@ -4,11 +4,11 @@ import { httpRouteSchema, trafficPolicySpecSchema } from '../../config/resources
 import { resolveResilience } from './resilience-options.ts';
 import { resilienceLayers } from './resilience-stack.ts';
 
-test('defaults: 15 s request, per-try = request, 5 s connect, 2 retries on connect failures only', () => {
+test('defaults: 15 s request, per-try = request, 5 s connect, 2 retries on connect failures and resets', () => {
   const o = resolveResilience();
   assert.deepEqual(o.timeouts, { request: 15_000, perTry: 15_000, connect: 5_000 });
   assert.equal(o.retry.attempts, 2);
-  assert.deepEqual(o.retry.on, ['connect-failure', 'refused-stream']);
+  assert.deepEqual(o.retry.on, ['connect-failure', 'refused-stream', 'reset']);
   assert.deepEqual(o.retry.codes, []);
   assert.deepEqual(o.retry.backoff, { base: 25, max: 250 });
   assert.deepEqual(o.retry.budget, { percent: 20, minPerSecond: 10, window: 10_000 });

@@ -16,7 +16,12 @@ export const RESILIENCE_DEFAULTS = Object.freeze({
   connectTimeout: 5_000,
   /** Retries beyond the first try. */
   attempts: 2,
-  retryOn: Object.freeze(['connect-failure', 'refused-stream'] as const),
+  /**
+   * `reset` too: an upstream that dies resets the requests on its pooled keep-alive connections,
+   * and an idempotent request may be repeated after that (RFC 9110 §9.2.2, as Go's and undici's
+   * clients do). The retry layer applies `reset` to idempotent methods only.
+   */
+  retryOn: Object.freeze(['connect-failure', 'refused-stream', 'reset'] as const),
   backoffBase: 25,
   /** Envoy: the backoff cap defaults to 10 × the base (25 ms → 250 ms). */
   backoffMaxFactor: 10,
