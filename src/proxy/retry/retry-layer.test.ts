@@ -98,23 +98,27 @@ test('attempts cap: 3 retries means 4 tries, then the last outcome is returned',
   assert.equal(e.seen.length, 3, 'default: 2 retries on connect failure');
 });
 
-test('upstream reset: retried for GET by default, not when `on` leaves it out, never for POST', T, async () => {
-  const reset = () => new HexmeshError('HEXMESH_ERR_UPSTREAM_RESET', 'upstream reset');
-  const a = scripted(reset(), 200);
-  assert.equal((await build(a.svc)(fakeRequest())).status, 200);
-  const b = scripted(reset(), 200);
-  await assert.rejects(build(b.svc, undefined, { retries: { on: ['connect-failure'] } })(fakeRequest()), {
-    code: 'HEXMESH_ERR_UPSTREAM_RESET',
-  });
-  const c = scripted(reset(), 200);
-  await assert.rejects(
-    build(c.svc, undefined, { retries: { on: ['reset'] } })(fakeRequest({ method: 'POST' })),
-    {
+test(
+  'upstream reset: retried for GET by default, not when `on` leaves it out, never for POST',
+  T,
+  async () => {
+    const reset = () => new HexmeshError('HEXMESH_ERR_UPSTREAM_RESET', 'upstream reset');
+    const a = scripted(reset(), 200);
+    assert.equal((await build(a.svc)(fakeRequest())).status, 200);
+    const b = scripted(reset(), 200);
+    await assert.rejects(build(b.svc, undefined, { retries: { on: ['connect-failure'] } })(fakeRequest()), {
       code: 'HEXMESH_ERR_UPSTREAM_RESET',
-    },
-  );
-  assert.deepEqual([a.seen.length, b.seen.length, c.seen.length], [2, 1, 1]);
-});
+    });
+    const c = scripted(reset(), 200);
+    await assert.rejects(
+      build(c.svc, undefined, { retries: { on: ['reset'] } })(fakeRequest({ method: 'POST' })),
+      {
+        code: 'HEXMESH_ERR_UPSTREAM_RESET',
+      },
+    );
+    assert.deepEqual([a.seen.length, b.seen.length, c.seen.length], [2, 1, 1]);
+  },
+);
 
 test('5xx and gateway-error classes', T, async () => {
   const a = scripted(500, 200);

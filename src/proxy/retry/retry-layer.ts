@@ -10,6 +10,7 @@
  */
 import { isSafeToRetry, HexmeshError } from '../../errors/hexmesh-error.ts';
 import { header, type Layer, type MeshRequest, type MeshResponse, type Service } from '../core/dispatch.ts';
+import { discardBody } from '../timeout/discard-body.ts';
 import { TryScope } from '../timeout/try-scope.ts';
 import { ReplayBody } from './replay-body.ts';
 import type { RetryOptions, TimeoutOptions } from './resilience-options.ts';
@@ -28,6 +29,11 @@ export interface RetryLayerDeps {
 }
 
 const perfNow = (): number => performance.now();
+/**
+ * Least time left for a retry to be worth starting. Node timers have 1 ms granularity and may
+ * fire up to 1 ms early against performance.now(), which would otherwise start a sub-ms try.
+ */
+const MIN_TRY_MS = 1;
 
 /**
  * Full-jitter backoff before retry `n` (1 for the first retry): uniform in
@@ -116,14 +122,14 @@ class Retrier {
         return finish(res, err);
       const wait = backoffDelay(attempt + 1, opts.backoff.base, opts.backoff.max, this.random);
       // A retry that cannot start before the deadline would only turn this outcome into a timeout.
-      if (this.now() + wait >= ctx.deadline) return finish(res, err);
+      if (this.now() + wait + MIN_TRY_MS > ctx.deadline) return finish(res, err);
       if (!this.budget.tryWithdraw()) {
         ctx.notes.budgetExhausted = true;
         return finish(res, err);
       }
 
       // Throw this outcome away: free the response's stream and abort its try.
-      res?.body?.destroy();
+      discardBody(res?.body);
       scope?.release();
       ctx.notes.retries = attempt + 1;
       if (wait > 0) await sleep(wait, parent);

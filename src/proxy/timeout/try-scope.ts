@@ -6,6 +6,7 @@
  */
 import { HexmeshError } from '../../errors/hexmesh-error.ts';
 import type { MeshRequest, MeshResponse, Service } from '../core/dispatch.ts';
+import { discardBody } from './discard-body.ts';
 
 /** Which timeout a scope enforces; reported in the error's context as `timeout`. */
 export type TimeoutKind = 'request' | 'try';
@@ -112,7 +113,7 @@ export class TryScope implements EventListenerObject {
   private onResponse(r: MeshResponse): void {
     if (this.settled) {
       // Too late: nobody reads this response, so free its connection/stream now.
-      r.body?.destroy();
+      discardBody(r.body);
       return;
     }
     this.settled = true;
