@@ -1,7 +1,10 @@
 /** Header handling shared by the listeners and transports. */
 import type { HeaderMap } from './dispatch.ts';
 
-/** Hop-by-hop headers (RFC 9110 §7.6.1) plus ones the transports set themselves. */
+/**
+ * Hop-by-hop headers (RFC 9110 §7.6.1) plus ones the transports set themselves. `Trailer` is
+ * end to end (RFC 9110 §6.6.2): it announces the trailers the proxy relays, so it is kept.
+ */
 const HOP_BY_HOP = new Set([
   'connection',
   'keep-alive',
@@ -9,7 +12,6 @@ const HOP_BY_HOP = new Set([
   'proxy-authenticate',
   'proxy-authorization',
   'te',
-  'trailer',
   'transfer-encoding',
   'upgrade',
   'host',

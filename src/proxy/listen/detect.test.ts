@@ -10,11 +10,23 @@ const PREFACE = 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n';
 test('the HTTP/2 preface is http2; any proper prefix of it asks for more', () => {
   assert.equal(classify(b(PREFACE)), 'http2');
   assert.equal(classify(Buffer.concat([b(PREFACE), Buffer.from([0, 0, 0, 4])])), 'http2');
-  for (let n = 1; n < PREFACE.length; n++) assert.equal(classify(b(PREFACE.slice(0, n))), undefined, `n=${n}`);
+  for (let n = 1; n < PREFACE.length; n++)
+    assert.equal(classify(b(PREFACE.slice(0, n))), undefined, `n=${n}`);
 });
 
 test('a request line is http1 as soon as the method and a space are seen', () => {
-  for (const m of ['GET', 'POST', 'PUT', 'DELETE', 'HEAD', 'OPTIONS', 'PATCH', 'CONNECT', 'TRACE', 'PROPFIND'])
+  for (const m of [
+    'GET',
+    'POST',
+    'PUT',
+    'DELETE',
+    'HEAD',
+    'OPTIONS',
+    'PATCH',
+    'CONNECT',
+    'TRACE',
+    'PROPFIND',
+  ])
     assert.equal(classify(b(`${m} / HTTP/1.1\r\n`)), 'http1', m);
   assert.equal(classify(b('GET ')), 'http1');
   // `PRI /` looks like the preface until the 5th byte, then it is an (odd) HTTP/1 method.
@@ -22,7 +34,8 @@ test('a request line is http1 as soon as the method and a space are seen', () =>
 });
 
 test('a partial method asks for more bytes', () => {
-  for (const s of ['G', 'GE', 'GET', 'POS', 'OPTION', 'H', 'HE', 'HEAD']) assert.equal(classify(b(s)), undefined, s);
+  for (const s of ['G', 'GE', 'GET', 'POS', 'OPTION', 'H', 'HE', 'HEAD'])
+    assert.equal(classify(b(s)), undefined, s);
   assert.equal(classify(Buffer.alloc(0)), undefined);
 });
 
@@ -77,7 +90,13 @@ test('detect: bytes split across packets are gathered; silence falls back to tcp
   const results: Promise<{ kind: string; head: string; ms: number }>[] = [];
   const server = net.createServer((s) => {
     const t0 = performance.now();
-    results.push(detect(s, 300).then((d) => ({ kind: d.kind, head: d.head.toString('latin1'), ms: performance.now() - t0 })));
+    results.push(
+      detect(s, 300).then((d) => ({
+        kind: d.kind,
+        head: d.head.toString('latin1'),
+        ms: performance.now() - t0,
+      })),
+    );
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const port = (server.address() as net.AddressInfo).port;

@@ -75,6 +75,8 @@ export class Http1Server {
       path = slash < 0 ? '/' : path.slice(slash);
     }
     const headers = endToEndHeaders(req.headers);
+    // Request trailers are not relayed, so do not announce them upstream.
+    delete headers.trailer;
     return {
       method: req.method ?? 'GET',
       authority,
@@ -103,7 +105,14 @@ export class Http1Server {
       mres = errorResponse(err, mreq);
     }
     if (this.#draining) res.shouldKeepAlive = false;
-    writeResponse(res, mres, () => this.inflight--);
+    try {
+      writeResponse(res, mres, () => this.inflight--);
+    } catch {
+      // Node refused the head (e.g. an invalid header value from upstream): drop the connection
+      // rather than the process.
+      mres.body?.destroy();
+      res.destroy();
+    }
   }
 
   /** Stop keep-alive on every connection; idle ones close now. */
@@ -133,7 +142,9 @@ function writeResponse(res: http.ServerResponse, m: MeshResponse, done: () => vo
     body?.destroy();
     return;
   }
-  // A response that will carry trailers must be chunked and announce them.
+  // A response that will carry trailers must be chunked and announce them; Node refuses a
+  // `Trailer` header on a response it will not chunk (HEAD, 204/304, Content-Length, HTTP/1.0).
+  if (headers.trailer !== undefined && !mayChunk(res, m.status, headers, body)) delete headers.trailer;
   res.writeHead(m.status, headers as http.OutgoingHttpHeaders);
   if (!body) {
     res.end();
@@ -149,6 +160,24 @@ function writeResponse(res: http.ServerResponse, m: MeshResponse, done: () => vo
     if (t && Object.keys(t).length) res.addTrailers(t as http.OutgoingHttpHeaders);
     res.end();
   });
+}
+
+function mayChunk(
+  res: http.ServerResponse,
+  status: number,
+  headers: HeaderMap,
+  body: MeshResponse['body'],
+): boolean {
+  const req = res.req;
+  return (
+    body !== null &&
+    headers['content-length'] === undefined &&
+    status >= 200 &&
+    status !== 204 &&
+    status !== 304 &&
+    req.method !== 'HEAD' &&
+    req.httpVersionMinor >= 1
+  );
 }
 
 const REASONS: Record<string, [number, string]> = {
