@@ -66,7 +66,11 @@ export async function metricValue(
 }
 
 /** A TrafficPolicy resource targeting a Service. */
-export function policy(name: string, service: string, spec: Record<string, unknown>): Record<string, unknown> {
+export function policy(
+  name: string,
+  service: string,
+  spec: Record<string, unknown>,
+): Record<string, unknown> {
   return {
     apiVersion: 'hexmesh.io/v1alpha1',
     kind: 'TrafficPolicy',

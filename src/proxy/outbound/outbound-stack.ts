@@ -150,7 +150,6 @@ export function buildOutbound(
 
   const ruleChain = (e: Entry, rule: MatchedRule): Service => {
     const policy = rulePolicy(rule, e.dst.policy);
-    const res = resolveResilience(undefined, policy);
     const backends = new Map<BackendTarget, Service>();
     for (const b of rule.backends.all)
       backends.set(b, backendService(b, rule, policy === e.dst.policy ? undefined : policy));
@@ -164,10 +163,19 @@ export function buildOutbound(
       const res = await backends.get(b)!(out);
       return applyResponseFilters(rule, res);
     };
+    return compose(edgeLayers(policy), forward);
+  };
+
+  /**
+   * Fault injection and rate limiting of a policy: in front of a rule's forwarding, or of the
+   * passthrough chain when no route is attached (a Service's policy applies either way).
+   */
+  const edgeLayers = (policy: TrafficPolicySpec | undefined): Layer[] => {
+    const res = resolveResilience(undefined, policy);
     const layers: Layer[] = [];
     if (res.faults) layers.push(faultLayer(res.faults));
     if (res.rateLimit) layers.push(rateLimitLayer(res.rateLimit));
-    return compose(layers, forward);
+    return layers;
   };
 
   /** Fire-and-forget copies (bodiless requests only: a streamed body cannot be shared safely). */
@@ -200,7 +208,7 @@ export function buildOutbound(
       rules: new Map(),
       entry: undefined as unknown as Service,
     };
-    e.direct = backendChain(dst, undefined, dst.policy);
+    e.direct = compose(edgeLayers(dst.policy), backendChain(dst, undefined, dst.policy));
     e.entry = table
       ? (req: MeshRequest): Promise<MeshResponse> => {
           const rule = table.match(req);
