@@ -24,6 +24,11 @@ export const ERROR_CODES = {
   HEXMESH_ERR_BODY_TOO_LARGE: { status: 413, grpc: 8, header: 'body-too-large' },
   HEXMESH_ERR_DRAINING: { status: 503, grpc: 14, header: 'draining' },
   HEXMESH_ERR_INTERNAL: { status: 500, grpc: 13, header: 'internal' },
+  /** Control-plane API errors (docs/control-api.md). */
+  HEXMESH_ERR_NOT_FOUND: { status: 404, grpc: 5, header: 'not-found' },
+  HEXMESH_ERR_METHOD_NOT_ALLOWED: { status: 405, grpc: 12, header: 'method-not-allowed' },
+  HEXMESH_ERR_CONFLICT: { status: 409, grpc: 10, header: 'conflict' },
+  HEXMESH_ERR_STORE_UNAVAILABLE: { status: 503, grpc: 14, header: 'store-unavailable' },
   /** Not request errors: configuration and start-up problems (CLI exit codes). */
   HEXMESH_ERR_CONFIG_INVALID: { status: 500, grpc: 13, header: 'config-invalid' },
   HEXMESH_ERR_LISTEN: { status: 500, grpc: 13, header: 'listen' },
