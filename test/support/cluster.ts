@@ -29,11 +29,36 @@ export async function startInstance(service: string, handler: http.RequestListen
   };
 }
 
+/**
+ * A server-side sidecar in front of an app that is already listening on `appPort` (any
+ * protocol); `kill` closes the sidecar and then calls `closeApp`.
+ */
+export async function startSidecarFor(
+  service: string,
+  appPort: number,
+  protocol: 'http' | 'http2' | 'grpc',
+  closeApp: () => Promise<void>,
+): Promise<Omit<Instance, 'app'>> {
+  const sidecar = await startProxy({
+    proxy: { service, app: { host: '127.0.0.1', port: appPort, protocol } },
+  });
+  let killed: Promise<void> | undefined;
+  return {
+    appPort,
+    sidecar,
+    kill: () => (killed ??= sidecar.close().then(closeApp)),
+  };
+}
+
 /** A `services[]` entry of a client sidecar config naming the given instances as endpoints. */
-export function serviceEntry(name: string, instances: readonly Instance[]): Record<string, unknown> {
+export function serviceEntry(
+  name: string,
+  instances: readonly Pick<Instance, 'sidecar'>[],
+  protocol: 'http' | 'http2' | 'grpc' = 'http',
+): Record<string, unknown> {
   return {
     name,
-    ports: [{ port: 80, protocol: 'http' }],
+    ports: [{ port: 80, protocol }],
     endpoints: instances.map((i) => ({ address: '127.0.0.1', port: i.sidecar.inboundPort })),
   };
 }
