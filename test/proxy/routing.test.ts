@@ -244,7 +244,7 @@ test('GRPCRoute: a method match picks the backend for a grpc-js client', async (
   );
   const stub = new Echo(client.outboundUrl.replace('http://', ''), grpc.credentials.createInsecure(), {
     'grpc.default_authority': 'echo',
-  }) as grpc.Client & {
+  }) as unknown as grpc.Client & {
     unary(req: unknown, cb: (err: grpc.ServiceError | null, res: { message: string }) => void): void;
     serverStream(req: unknown): grpc.ClientReadableStream<{ message: string }>;
   };
