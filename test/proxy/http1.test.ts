@@ -8,6 +8,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import type http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { after, before, test } from 'node:test';
 import { buildConnector, Client, request } from 'undici';
 import { curl, deferred, RawHttp, within } from '../support/clients.ts';
@@ -171,7 +172,11 @@ test('undici: a generator body streams to the app chunk by chunk', async () => {
     await within(sawFirstChunk.promise, 5000, 'app saw the first chunk');
     yield Buffer.from('beta');
   }
-  const r = await request(url('/stream-in'), { method: 'POST', headers: { host: 'svc' }, body: body() });
+  const r = await request(url('/stream-in'), {
+    method: 'POST',
+    headers: { host: 'svc' },
+    body: Readable.from(body()),
+  });
   assert.equal(r.statusCode, 200);
   assert.equal(await r.body.text(), 'got alpha;beta te=chunked');
 });

@@ -4,6 +4,7 @@
  */
 import http2 from 'node:http2';
 import type { Socket } from 'node:net';
+import { PassThrough, type Readable } from 'node:stream';
 import type { HeaderMap, MeshRequest, MeshResponse, Service } from '../core/dispatch.ts';
 import { errorResponse } from '../core/error-response.ts';
 import { h2SafeHeaders } from '../core/headers.ts';
@@ -65,7 +66,7 @@ export class H2Server {
       authority: String(h[':authority'] ?? h.host ?? ''),
       path: String(h[':path'] ?? '/'),
       headers,
-      body: stream.endAfterHeaders ? null : stream,
+      body: stream.endAfterHeaders ? null : requestBody(stream),
       protocol: 'http2',
       grpc: isGrpc(headers['content-type']),
       ctx: newContext(this.#id, stream.session?.socket?.remoteAddress ?? '', ac.signal),
@@ -92,6 +93,26 @@ export class H2Server {
   }
 }
 
+/**
+ * The request half of a stream as a Readable of its own. Consumers may destroy the body they
+ * sent (undici does, once it is written); destroying the stream itself would reset the
+ * response half too. A body dropped early (upstream answered first) is drained and discarded.
+ */
+function requestBody(stream: http2.ServerHttp2Stream): Readable {
+  const body = new PassThrough();
+  stream.pipe(body);
+  // The client reset the stream mid-request: the consumer must see the body fail, not stall.
+  stream.once('close', () => {
+    if (!stream.readableEnded) body.destroy(new Error('request stream reset by the client'));
+  });
+  body.once('close', () => {
+    if (stream.readableEnded) return;
+    stream.unpipe(body);
+    stream.resume();
+  });
+  return body;
+}
+
 function writeResponse(stream: http2.ServerHttp2Stream, m: MeshResponse): void {
   if (stream.destroyed || stream.closed) {
     m.body?.destroy();
@@ -108,8 +129,9 @@ function writeResponse(stream: http2.ServerHttp2Stream, m: MeshResponse): void {
   stream.respond(headers, { waitForTrailers: true });
   stream.once('wantTrailers', () => {
     const t = m.trailers;
-    if (t && Object.keys(t).length) stream.sendTrailers(h2SafeHeaders(t) as http2.OutgoingHttpHeaders);
-    else stream.close();
+    // Empty trailers make Node end the stream with an empty DATA frame (END_STREAM); close()
+    // would reset the stream instead, and clients see a truncated response.
+    stream.sendTrailers(t ? (h2SafeHeaders(t) as http2.OutgoingHttpHeaders) : {});
   });
   body.on('error', () => stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR));
   stream.once('close', () => {
