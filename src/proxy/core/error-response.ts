@@ -26,6 +26,31 @@ export function toHexmeshError(err: unknown, req: MeshRequest): HexmeshError {
   });
 }
 
+/**
+ * Percent-encode a grpc-message as the gRPC HTTP/2 spec says: only bytes outside
+ * 0x20–0x7E, and `%` itself. (encodeURIComponent also encodes `:`, `/`, `"` …, which
+ * clients that decode per the spec, grpc-js among them, then show as `%3A`.)
+ */
+export function encodeGrpcMessage(message: string): string {
+  let plain = true;
+  for (let i = 0; i < message.length; i++) {
+    const c = message.charCodeAt(i);
+    if (c < 0x20 || c > 0x7e || c === 0x25) {
+      plain = false;
+      break;
+    }
+  }
+  if (plain) return message;
+  let out = '';
+  for (const byte of Buffer.from(message, 'utf8')) {
+    out +=
+      byte < 0x20 || byte > 0x7e || byte === 0x25
+        ? `%${byte.toString(16).toUpperCase().padStart(2, '0')}`
+        : String.fromCharCode(byte);
+  }
+  return out;
+}
+
 /** Build the synthetic response for an error. */
 export function errorResponse(err: unknown, req: MeshRequest): MeshResponse {
   const e = toHexmeshError(err, req);
@@ -41,7 +66,7 @@ export function errorResponse(err: unknown, req: MeshRequest): MeshResponse {
       headers: {
         'content-type': 'application/grpc',
         'grpc-status': String(grpcStatus),
-        'grpc-message': encodeURIComponent(message),
+        'grpc-message': encodeGrpcMessage(message),
         [ERROR_HEADER]: e.header,
       },
       body: null,

@@ -14,7 +14,7 @@ export interface H2TransportOptions {
   security: HopSecurity;
 }
 
-const { NGHTTP2_REFUSED_STREAM, NGHTTP2_CANCEL } = http2.constants;
+const { NGHTTP2_REFUSED_STREAM, NGHTTP2_CANCEL, NGHTTP2_FLAG_END_STREAM } = http2.constants;
 
 export class H2Transport {
   readonly #origin: string;
@@ -104,12 +104,15 @@ export class H2Transport {
     return new Promise<MeshResponse>((resolve, reject) => {
       let settled = false;
       const res: MeshResponse = { status: 502, headers: {}, body: null };
-      stream.once('response', (headers) => {
+      stream.once('response', (headers, flags) => {
         settled = true;
         const status = Number(headers[':status']);
         res.status = status;
         res.headers = h2SafeHeaders(headers as HeaderMap);
-        res.body = stream.endAfterHeaders ? null : stream;
+        // The HEADERS frame's END_STREAM flag, not `stream.endAfterHeaders` (not yet set when
+        // 'response' fires): a gRPC trailers-only response must stay trailers-only, or clients
+        // (grpc-js) ignore its grpc-status and report "Call ended without gRPC status".
+        res.body = flags & NGHTTP2_FLAG_END_STREAM ? null : stream;
         if (res.body === null) stream.resume();
         resolve(res);
       });
