@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { request } from 'undici';
-import { policy, startClient, startInstance, startSidecarFor } from '../support/cluster.ts';
+import { metricValue, policy, startClient, startInstance, startSidecarFor } from '../support/cluster.ts';
 import type { RunningProxy } from '../support/mesh.ts';
 
 /** A loopback port nobody listens on (bound, then closed). */
@@ -140,6 +140,9 @@ test('HTTP: every synthetic response carries x-hexmesh-error, its status and a o
     );
     if (typeof body === 'string') assert.equal(r.body, body);
   }
+
+  // The connect failure came after the default 2 retries (each to the only, dead, endpoint).
+  assert.equal(await metricValue(client.adminUrl, 'hexmesh_retries_total', { dst_service: 'dead' }), 2);
 
   // Circuit open: the first 500 trips it (volume threshold 1); the next is refused.
   assert.equal((await call('tripped')).status, 500);
