@@ -1,0 +1,230 @@
+/**
+ * The control plane server: one node:http server with the REST API (resources,
+ * catalog, KV, watch, Prometheus SD, health) and the discovery WebSocket, stateless
+ * over the store; a leader lease makes once-only work (the catalog reaper) run on one
+ * replica.
+ */
+import http from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { AddressInfo } from 'node:net';
+import { hostname } from 'node:os';
+import { randomUUID } from 'node:crypto';
+import { HexmeshError } from '../errors/hexmesh-error.ts';
+import type { Store } from '../store/store.ts';
+import { Catalog } from './catalog/catalog.ts';
+import { HealthReaper } from './catalog/health-reaper.ts';
+import { LeaderElection } from './leader.ts';
+import { ChangeTracker, Slots } from './http/blocking.ts';
+import { Router } from './http/router.ts';
+import { apiRequestListener } from './http/api-server.ts';
+import type { ApiContext } from './api/context.ts';
+import { resourceRoutes } from './api/resources.ts';
+import { catalogRoutes } from './api/catalog.ts';
+import { kvRoutes } from './api/kv.ts';
+import { watchRoutes } from './api/watch.ts';
+import { prometheusSdRoutes } from './api/prometheus-sd.ts';
+import { healthRoutes } from './api/health.ts';
+
+export interface ControlPlaneOptions {
+  listen: { address: string; port: number };
+  /** The state store; the caller owns it (close it after the control plane). */
+  store: Store;
+  /** Remove instances critical for longer than this (ms); 0 (default) never does. */
+  deregisterCriticalAfterMs?: number;
+  /** Catalog sweep period on the leader (default: a quarter of deregisterCriticalAfterMs, 100 ms..10 s). */
+  reaperIntervalMs?: number;
+  /** Leader lease TTL: how long a dead leader's work waits for a successor (default 10 s). */
+  leaderTtlMs?: number;
+  /** Largest request body (default 1 MiB). */
+  bodyLimit?: number;
+  /** Concurrent blocking queries + watches per server before 503 (default 4096). */
+  maxWaiters?: number;
+  /** Time limit of a non-blocking request (default 30 s). */
+  requestTimeoutMs?: number;
+  /** Heartbeat period of NDJSON watch streams (default 15 s). */
+  watchHeartbeatMs?: number;
+  /** This replica's name in the leader key (default host:pid:random). */
+  id?: string;
+  /** Attach the discovery WebSocket (default true). */
+  discovery?: boolean;
+  now?: () => number;
+  /** Unexpected errors (500s and background failures), for the operator's log. */
+  onError?(err: unknown): void;
+}
+
+export type UpgradeHandler = (req: http.IncomingMessage, socket: Duplex, head: Buffer) => void;
+
+export class ControlPlane {
+  readonly store: Store;
+  readonly catalog: Catalog;
+  /** Feeds blocking queries; discovery can wait on it too. */
+  readonly tracker: ChangeTracker;
+  /** Shared limit on long-lived requests (blocking queries, watches, discovery streams may take one). */
+  readonly slots: Slots;
+  readonly leader: LeaderElection;
+  readonly reaper: HealthReaper;
+  readonly router = new Router();
+  /** The one HTTP server: REST API, and WebSocket upgrades through `onUpgrade`. */
+  readonly httpServer: http.Server;
+  readonly id: string;
+  readonly #opts: ControlPlaneOptions;
+  readonly #upgrades = new Map<string, UpgradeHandler>();
+  readonly #closers: (() => unknown)[] = [];
+  readonly #shutdown = new AbortController();
+  #started = false;
+  #closing: Promise<void> | undefined;
+
+  constructor(opts: ControlPlaneOptions) {
+    this.#opts = opts;
+    this.store = opts.store;
+    this.id = opts.id ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+    const now = opts.now ?? Date.now;
+    this.catalog = new Catalog(this.store, { now });
+    this.tracker = new ChangeTracker(this.store);
+    this.slots = new Slots(opts.maxWaiters ?? 4096);
+    this.reaper = new HealthReaper(this.catalog, this.store, {
+      deregisterCriticalAfterMs: opts.deregisterCriticalAfterMs ?? 0,
+      intervalMs: opts.reaperIntervalMs,
+      now,
+    });
+    this.leader = new LeaderElection(this.store, {
+      id: this.id,
+      ttlMs: opts.leaderTtlMs ?? 10_000,
+      onChange: (leader) => {
+        if (leader) this.reaper.start();
+        else void this.reaper.stop();
+      },
+    });
+    const ctx: ApiContext = {
+      store: this.store,
+      catalog: this.catalog,
+      tracker: this.tracker,
+      slots: this.slots,
+      isLeader: () => this.leader.isLeader,
+      now,
+    };
+    resourceRoutes(this.router, ctx);
+    catalogRoutes(this.router, ctx);
+    kvRoutes(this.router, ctx);
+    watchRoutes(this.router, ctx, { heartbeatMs: opts.watchHeartbeatMs });
+    prometheusSdRoutes(this.router, ctx);
+    healthRoutes(this.router, ctx);
+    this.httpServer = http.createServer(
+      {
+        // Time to receive a request's headers and body; handlers have their own limit.
+        requestTimeout: opts.requestTimeoutMs ?? 30_000,
+        headersTimeout: 10_000,
+        keepAliveTimeout: 65_000,
+      },
+      apiRequestListener(this.router, {
+        bodyLimit: opts.bodyLimit ?? 1024 * 1024,
+        requestTimeoutMs: opts.requestTimeoutMs ?? 30_000,
+        shutdown: this.#shutdown.signal,
+        onInternalError: (err) => opts.onError?.(err),
+      }),
+    );
+    this.httpServer.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+      const url = req.url ?? '/';
+      const q = url.indexOf('?');
+      const handler = this.#upgrades.get(q < 0 ? url : url.slice(0, q));
+      if (handler) handler(req, socket, head);
+      else socket.end('HTTP/1.1 404 Not Found\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+    });
+  }
+
+  get isLeader(): boolean {
+    return this.leader.isLeader;
+  }
+
+  /** Route WebSocket upgrades for `path` (e.g. `/v1/discovery`) to `handler`. */
+  onUpgrade(path: string, handler: UpgradeHandler): void {
+    this.#upgrades.set(path, handler);
+  }
+
+  /** Run `fn` when the control plane closes (before the HTTP server stops). */
+  onClose(fn: () => unknown): void {
+    this.#closers.push(fn);
+  }
+
+  /** The bound address (after start). */
+  address(): { address: string; port: number } {
+    const a = this.httpServer.address() as AddressInfo | null;
+    if (!a) throw new HexmeshError('HEXMESH_ERR_LISTEN', 'control plane not started');
+    return { address: a.address, port: a.port };
+  }
+
+  async start(): Promise<{ address: string; port: number }> {
+    if (this.#started) return this.address();
+    this.#started = true;
+    await this.tracker.start();
+    if (this.#opts.discovery !== false) await this.#attachDiscovery();
+    const { address, port } = this.#opts.listen;
+    await new Promise<void>((resolve, reject) => {
+      const onError = (err: Error) =>
+        reject(
+          new HexmeshError(
+            'HEXMESH_ERR_LISTEN',
+            `control plane cannot listen on ${address}:${port}: ${err.message}`,
+            { cause: err },
+          ),
+        );
+      this.httpServer.once('error', onError);
+      this.httpServer.listen(port, address, () => {
+        this.httpServer.off('error', onError);
+        resolve();
+      });
+    });
+    await this.leader.start();
+    return this.address();
+  }
+
+  /** Attach the discovery WebSocket when that module is present (it is built separately). */
+  async #attachDiscovery(): Promise<void> {
+    const spec = './discovery/discovery-server.ts';
+    let mod: { attachDiscovery?: (cp: ControlPlane) => unknown };
+    try {
+      mod = (await import(spec)) as typeof mod;
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      if (err.code === 'ERR_MODULE_NOT_FOUND' && err.message.includes('discovery-server')) return;
+      throw e;
+    }
+    await mod.attachDiscovery?.(this);
+  }
+
+  /**
+   * Stop: end watches and blocking queries, resign leadership (another replica takes over
+   * at once), stop accepting connections. Idempotent. Does not close the store.
+   */
+  close(): Promise<void> {
+    return this.#stop(true);
+  }
+
+  /**
+   * Stop now, as if the process died: connections are cut and the leader lease is left to
+   * expire (another replica takes over after its TTL). For tests and fatal errors.
+   */
+  destroy(): Promise<void> {
+    this.httpServer.closeAllConnections();
+    return this.#stop(false);
+  }
+
+  #stop(resign: boolean): Promise<void> {
+    this.#closing ??= (async () => {
+      this.#shutdown.abort();
+      for (const fn of this.#closers.splice(0))
+        await Promise.resolve(fn()).catch((e) => this.#opts.onError?.(e));
+      await this.leader.close({ resign });
+      if (!resign) this.httpServer.closeAllConnections();
+      await this.reaper.stop();
+      this.tracker.close();
+      if (!this.httpServer.listening) return;
+      const closed = new Promise<void>((resolve) => this.httpServer.close(() => resolve()));
+      this.httpServer.closeIdleConnections();
+      const force = setTimeout(() => this.httpServer.closeAllConnections(), 2000);
+      await closed;
+      clearTimeout(force);
+    })();
+    return this.#closing;
+  }
+}

@@ -1,0 +1,133 @@
+/**
+ * The request listener of the control-plane API: route, bound the body, time the
+ * handler out, answer JSON (with `X-Hexmesh-Index`) or hand the response to a stream,
+ * and turn every error into its response through error-response.ts.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { HexmeshError } from '../../errors/hexmesh-error.ts';
+import { readBody } from './body.ts';
+import { MAX_WAIT_MS } from './blocking.ts';
+import { badRequest, errorResponse } from './error-response.ts';
+import type { ApiRequest, ApiResult, Router } from './router.ts';
+
+export interface ApiServerOptions {
+  /** Largest accepted request body (413 beyond). */
+  bodyLimit: number;
+  /** How long a non-blocking request may take (504 beyond); blocking reads get their wait on top. */
+  requestTimeoutMs: number;
+  /** Aborted (with every request's signal) when the server shuts down. */
+  shutdown: AbortSignal;
+  /** Unexpected (500) errors, for the operator's log. */
+  onInternalError?(err: unknown, req: IncomingMessage): void;
+}
+
+export function apiRequestListener(router: Router, opts: ApiServerOptions) {
+  return (req: IncomingMessage, res: ServerResponse): void => {
+    void handle(router, opts, req, res);
+  };
+}
+
+async function handle(router: Router, opts: ApiServerOptions, req: IncomingMessage, res: ServerResponse) {
+  const controller = new AbortController();
+  const abort = () => controller.abort();
+  opts.shutdown.addEventListener('abort', abort, { once: true });
+  res.once('close', () => {
+    opts.shutdown.removeEventListener('abort', abort);
+    abort();
+  });
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const path = q < 0 ? url : url.slice(0, q);
+    const query = new URLSearchParams(q < 0 ? '' : url.slice(q + 1));
+    const parts = path.split('/').slice(1);
+    if (parts.length && parts[parts.length - 1] === '') parts.pop();
+    let decoded: string[];
+    try {
+      decoded = parts.map(decodeURIComponent);
+    } catch {
+      throw badRequest(`malformed percent-encoding in path ${JSON.stringify(path)}`);
+    }
+    const method = req.method ?? 'GET';
+    const m = router.match(method, decoded);
+    if (m.kind === 'not-found')
+      throw new HexmeshError('HEXMESH_ERR_NOT_FOUND', `no API endpoint ${method} ${path}`);
+    if (m.kind === 'method-not-allowed') {
+      res.setHeader('allow', m.allowed.join(', '));
+      throw new HexmeshError(
+        'HEXMESH_ERR_METHOD_NOT_ALLOWED',
+        `${method} is not allowed on ${path} (allowed: ${m.allowed.join(', ')})`,
+      );
+    }
+    let body: Promise<Buffer> | undefined;
+    const apiReq: ApiRequest = {
+      method,
+      path,
+      params: m.params,
+      query,
+      headers: req.headers,
+      raw: req,
+      signal: controller.signal,
+      body: () => (body ??= readBody(req, opts.bodyLimit)),
+    };
+    const limit = opts.requestTimeoutMs + (query.has('index') ? Math.ceil((MAX_WAIT_MS * 17) / 16) : 0);
+    const result = await Promise.race([
+      m.handler(apiReq),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () =>
+            reject(
+              new HexmeshError(
+                'HEXMESH_ERR_TIMEOUT',
+                `${method} ${path} did not complete within ${limit} ms`,
+              ),
+            ),
+          limit,
+        );
+      }),
+    ]);
+    clearTimeout(timer);
+    if (res.destroyed) return;
+    send(req, res, result);
+  } catch (err) {
+    clearTimeout(timer);
+    abort();
+    if (res.headersSent || res.destroyed) {
+      res.destroy();
+      return;
+    }
+    const { status, body } = errorResponse(err);
+    if (status >= 500 && status !== 503 && status !== 504) opts.onInternalError?.(err, req);
+    const text = `${JSON.stringify(body)}\n`;
+    const headers: Record<string, string | number> = {
+      'content-type': 'application/json',
+      'content-length': Buffer.byteLength(text),
+    };
+    const index = body.error.index;
+    if (typeof index === 'number') headers['x-hexmesh-index'] = String(index);
+    if (status === 413) {
+      // The rest of an oversize body is not read: close the connection after answering.
+      headers.connection = 'close';
+      req.resume();
+    }
+    res.writeHead(status, headers);
+    res.end(req.method === 'HEAD' ? undefined : text);
+  }
+}
+
+function send(req: IncomingMessage, res: ServerResponse, result: ApiResult): void {
+  if ('stream' in result) {
+    result.stream(res);
+    return;
+  }
+  const text = `${JSON.stringify(result.json)}\n`;
+  const headers: Record<string, string | number> = {
+    ...result.headers,
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(text),
+  };
+  if (result.index !== undefined) headers['x-hexmesh-index'] = String(result.index);
+  res.writeHead(result.status ?? 200, headers);
+  res.end(req.method === 'HEAD' ? undefined : text);
+}

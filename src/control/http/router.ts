@@ -1,0 +1,98 @@
+/**
+ * A small method + path router for the control-plane API. Patterns are split into
+ * segments once, at registration: `:name` captures one segment, `*name` the rest of the
+ * path (KV keys contain slashes). Matching compares segments; no regex per request.
+ */
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+
+export interface ApiRequest {
+  readonly method: string;
+  readonly path: string;
+  /** Decoded path parameters. */
+  readonly params: Readonly<Record<string, string>>;
+  readonly query: URLSearchParams;
+  readonly headers: IncomingHttpHeaders;
+  readonly raw: IncomingMessage;
+  /** Aborted when the client goes away or the server shuts down. */
+  readonly signal: AbortSignal;
+  /** The request body, bounded by the server's body limit (413 beyond it). */
+  body(): Promise<Buffer>;
+}
+
+/** A JSON answer; `index` becomes the `X-Hexmesh-Index` header. */
+export interface JsonResult {
+  status?: number;
+  json: unknown;
+  index?: number;
+  headers?: Record<string, string>;
+}
+
+/** A streamed answer (NDJSON watch): the handler owns the response from here on. */
+export interface StreamResult {
+  stream(res: ServerResponse): void;
+}
+
+export type ApiResult = JsonResult | StreamResult;
+export type Handler = (req: ApiRequest) => Promise<ApiResult>;
+
+interface Route {
+  method: string;
+  segments: readonly { literal?: string; param?: string; rest?: boolean }[];
+  handler: Handler;
+}
+
+export type RouteMatch =
+  | { kind: 'found'; handler: Handler; params: Record<string, string> }
+  | { kind: 'method-not-allowed'; allowed: string[] }
+  | { kind: 'not-found' };
+
+export class Router {
+  readonly #routes: Route[] = [];
+
+  add(method: string, pattern: string, handler: Handler): this {
+    const segments = pattern
+      .split('/')
+      .filter(Boolean)
+      .map((s) =>
+        s.startsWith(':')
+          ? { param: s.slice(1) }
+          : s.startsWith('*')
+            ? { param: s.slice(1), rest: true }
+            : { literal: s },
+      );
+    this.#routes.push({ method, segments, handler });
+    return this;
+  }
+
+  /** `parts` are the already percent-decoded path segments. */
+  match(method: string, parts: readonly string[]): RouteMatch {
+    const allowed: string[] = [];
+    for (const r of this.#routes) {
+      const params = matchSegments(r.segments, parts);
+      if (!params) continue;
+      if (r.method === method || (method === 'HEAD' && r.method === 'GET'))
+        return { kind: 'found', handler: r.handler, params };
+      allowed.push(r.method);
+    }
+    return allowed.length ? { kind: 'method-not-allowed', allowed } : { kind: 'not-found' };
+  }
+}
+
+function matchSegments(
+  segments: Route['segments'],
+  parts: readonly string[],
+): Record<string, string> | undefined {
+  const params: Record<string, string> = {};
+  for (let i = 0; i < segments.length; i++) {
+    const s = segments[i];
+    if (s.rest) {
+      params[s.param!] = parts.slice(i).join('/');
+      return params;
+    }
+    if (i >= parts.length) return undefined;
+    if (s.literal !== undefined) {
+      if (s.literal !== parts[i]) return undefined;
+    } else params[s.param!] = parts[i];
+  }
+  return parts.length === segments.length ? params : undefined;
+}
