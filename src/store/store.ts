@@ -131,6 +131,20 @@ export class StoreLeaseNotFoundError extends StoreError {
   }
 }
 
+/** A watch asked for history that compaction already removed: re-read with range() and watch from its revision. */
+export class StoreCompactedError extends StoreError {
+  readonly requested: number;
+  readonly compactRevision: number;
+  constructor(requested: number, compactRevision: number) {
+    super(
+      'HEXMESH_ERR_STORE_COMPACTED',
+      `revision ${requested} was compacted (history kept from revision ${compactRevision + 1}); re-read with range() and watch from its revision`,
+    );
+    this.requested = requested;
+    this.compactRevision = compactRevision;
+  }
+}
+
 export class StoreUnavailableError extends StoreError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('HEXMESH_ERR_STORE_UNAVAILABLE', message, options);
