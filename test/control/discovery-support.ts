@@ -45,7 +45,7 @@ export async function startHarness(opts: DiscoveryOptions = {}, dir?: string): P
   const server = http.createServer((req, res) => {
     if (!discovery.handleProxiesRequest(req, res)) res.writeHead(404).end();
   });
-  const discovery = attachDiscovery({ server, store }, opts);
+  const discovery = attachDiscovery({ httpServer: server, store }, opts);
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const port = (server.address() as AddressInfo).port;
   await discovery.ready;
