@@ -20,7 +20,7 @@ import { H2Server } from './listen/h2-server.ts';
 import { Http1Server } from './listen/http1-server.ts';
 import { MeshListener, type ConnectionHandlers } from './listen/mesh-listener.ts';
 import { CLIENT_HEADER } from './outbound/destination.ts';
-import { buildOutbound, type OutboundStack } from './outbound/outbound-stack.ts';
+import { buildOutbound, type OutboundStack, type UnknownAuthorityHandler } from './outbound/outbound-stack.ts';
 import { PLAINTEXT } from './transport/hop-security.ts';
 import { forwardTcp } from './transport/tcp-forward.ts';
 import { TransportPool, type TransportSettings } from './transport/transport-pool.ts';
@@ -64,10 +64,36 @@ export class Proxy {
   #ready = false;
   #draining: Promise<void> | undefined;
   #onExit: (() => void) | undefined;
+  /** Control-plane mode: not ready until the first snapshot was applied. */
+  #awaitingConfig: boolean;
+  #lazy: UnknownAuthorityHandler | undefined;
 
-  constructor(config: ProxyConfig, opts: { onExit?: () => void } = {}) {
+  /**
+   * `onUnknownDestination` (control-plane mode): asked for an authority the config does not
+   * know; it subscribes and resolves true once a config naming it was applied, false if the
+   * destination does not exist (the request then fails with unknown-service as before).
+   * `awaitConfig`: /ready answers 503 until the first `apply()`.
+   */
+  constructor(
+    config: ProxyConfig,
+    opts: {
+      onExit?: () => void;
+      onUnknownDestination?: (authority: string) => Promise<boolean>;
+      awaitConfig?: boolean;
+    } = {},
+  ) {
     this.#config = config;
     this.#onExit = opts.onExit;
+    this.#awaitingConfig = opts.awaitConfig ?? false;
+    const ask = opts.onUnknownDestination;
+    if (ask)
+      this.#lazy = async (req, err) => {
+        // Once per request: a destination still unknown after the answer fails as before.
+        if (req.ctx.notes.lazyDiscovery) throw err;
+        req.ctx.notes.lazyDiscovery = true;
+        if (!(await ask(req.authority)) || !this.#outbound) throw err;
+        return this.#outbound.service(req);
+      };
     this.metrics = new ProxyMetrics({ service: config.proxy.service, namespace: config.proxy.namespace });
     const log = config.proxy.accessLog;
     this.#accessLog = log ? new AccessLog({ destination: log }) : undefined;
@@ -80,20 +106,25 @@ export class Proxy {
   }
 
   get ready(): boolean {
-    return this.#ready && !this.#draining;
+    return this.#ready && !this.#draining && !this.#awaitingConfig;
   }
 
   /** Build the stacks, bind every listener, then report ready. */
   async start(): Promise<ProxyAddresses> {
     const c = this.#config.proxy;
-    this.#outbound = buildOutbound(this.#config, undefined, this.metrics, TRANSPORT_DEFAULTS);
+    this.#outbound = buildOutbound(this.#config, undefined, this.metrics, TRANSPORT_DEFAULTS, this.#lazy);
     this.metrics.setConfigVersion(this.#config.version);
     this.#admin = new AdminServer({
       address: c.admin.address,
       port: c.admin.port,
       metrics: this.metrics,
       isReady: () => this.ready,
-      notReadyReason: () => (this.#draining ? 'draining' : 'starting: listeners not bound yet'),
+      notReadyReason: () =>
+        this.#draining
+          ? 'draining'
+          : this.#awaitingConfig && this.#ready
+            ? 'waiting for the first config from the control plane'
+            : 'starting: listeners not bound yet',
       configDump: () => this.#config,
       onShutdown: () => void this.shutdown(),
     });
@@ -103,9 +134,14 @@ export class Proxy {
     this.#outboundHttp = this.#httpPair('outbound', outboundService, (req, socket, head) =>
       this.#upgradeOutbound(req, socket, head),
     );
+    // The outbound listener speaks HTTP only: bytes that are not HTTP (or nothing within the
+    // detection timeout) go to the HTTP/1 parser too, which answers 400 naming the problem
+    // (or 408 after headerTimeout) instead of a silent reset.
+    const outboundH1 = (s: net.Socket, h: Buffer) => this.#outboundHttp!.h1.accept(s, h);
     const outbound = this.#listen('outbound', c.outbound.address, c.outbound.port, false, {
-      http1: (s, h) => this.#outboundHttp!.h1.accept(s, h),
+      http1: outboundH1,
       http2: (s, h) => this.#outboundHttp!.h2.accept(s, h),
+      tcp: outboundH1,
     });
 
     const inboundService = this.#telemetry(buildInbound(this.#config, this.#appTransports));
@@ -130,16 +166,23 @@ export class Proxy {
         },
       }).catch(() => {});
     };
+    const inboundH1 = appOpaque
+      ? (s: net.Socket, h: Buffer) => toApp(s, h)
+      : (s: net.Socket, h: Buffer) => this.#inboundHttp!.h1.accept(s, h);
+    const inboundOpaque = c.opaquePorts.includes(c.inbound.port);
     const inbound = this.#listen(
       'inbound',
       c.inbound.address,
       c.inbound.port,
-      c.opaquePorts.includes(c.inbound.port),
+      inboundOpaque,
       {
-        http1: appOpaque ? (s, h) => toApp(s, h) : (s, h) => this.#inboundHttp!.h1.accept(s, h),
+        http1: inboundH1,
         http2: appOpaque ? (s, h) => toApp(s, h) : (s, h) => this.#inboundHttp!.h2.accept(s, h),
         tunnel: (s, h) => toApp(s, h.subarray(TUNNEL_HEADER_LENGTH)),
-        tcp: (s, h) => toApp(s, h),
+        // An HTTP app gets only parsed HTTP: undetected bytes (garbage, a request after a
+        // leading CRLF, a silent client) go to the HTTP/1 parser rather than raw to the app,
+        // where they would bypass every inbound layer. A declared opaque port skips all that.
+        tcp: inboundOpaque ? (s, h) => toApp(s, h) : inboundH1,
       },
     );
 
@@ -162,7 +205,7 @@ export class Proxy {
     let outbound: OutboundStack;
     let inbound: Service;
     try {
-      outbound = buildOutbound(next, this.#outbound?.destinations, this.metrics, TRANSPORT_DEFAULTS);
+      outbound = buildOutbound(next, this.#outbound?.destinations, this.metrics, TRANSPORT_DEFAULTS, this.#lazy);
       inbound = this.#telemetry(buildInbound(next, this.#appTransports));
     } catch (err) {
       this.metrics.recordConfigRejection();
@@ -178,6 +221,7 @@ export class Proxy {
       pair.h2.setService(svc);
     }
     this.metrics.setConfigVersion(next.version);
+    this.#awaitingConfig = false;
   }
 
   #httpPair(

@@ -7,6 +7,7 @@ import http from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { HeaderMap, MeshRequest, MeshResponse, Service } from '../core/dispatch.ts';
+import { HexmeshError } from '../../errors/hexmesh-error.ts';
 import { errorResponse, ERROR_HEADER } from '../core/error-response.ts';
 import { endToEndHeaders } from '../core/headers.ts';
 import { isGrpc, newContext, type ListenerIdentity } from './request-context.ts';
@@ -43,7 +44,15 @@ export class Http1Server {
       'request',
       (req: http.IncomingMessage, res: http.ServerResponse) => void this.#handle(req, res),
     );
-    this.#server.on('clientError', onClientError);
+    const headerTimeout = opts.headerTimeout;
+    this.#server.on('clientError', (err: ParserError, socket: Duplex) =>
+      onClientError(err, socket, headerTimeout),
+    );
+    // CONNECT tunnels are not offered (opaque TCP uses per-upstream ports); without a
+    // listener Node would drop the socket with no answer at all.
+    this.#server.on('connect', (_req: http.IncomingMessage, socket: Duplex) =>
+      refuse(socket, 405, 'CONNECT is not supported (use a per-upstream local port for TCP)'),
+    );
     if (onUpgrade)
       this.#server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
         onUpgrade(this.#toMesh(req, new AbortController().signal, null), socket, head);
@@ -69,10 +78,13 @@ export class Http1Server {
     let authority = req.headers.host ?? '';
     let path = req.url ?? '/';
     // Absolute-form request target (the app uses us as its HTTP proxy: HTTP_PROXY=...).
-    if (path.charCodeAt(0) !== 47 /* '/' */ && path.startsWith('http://')) {
-      const slash = path.indexOf('/', 7);
-      authority = slash < 0 ? path.slice(7) : path.slice(7, slash);
-      path = slash < 0 ? '/' : path.slice(slash);
+    if (path.charCodeAt(0) !== 47 /* '/' */) {
+      const start = path.startsWith('http://') ? 7 : path.startsWith('https://') ? 8 : 0;
+      if (start > 0) {
+        const slash = path.indexOf('/', start);
+        authority = slash < 0 ? path.slice(start) : path.slice(start, slash);
+        path = slash < 0 ? '/' : path.slice(slash);
+      }
     }
     const headers = endToEndHeaders(req.headers);
     // Request trailers are not relayed, so do not announce them upstream.
@@ -99,10 +111,17 @@ export class Http1Server {
     const mreq = this.#toMesh(req, ac.signal, hasBody ? req : null);
     this.inflight++;
     let mres: MeshResponse;
-    try {
-      mres = await this.#service(mreq);
-    } catch (err) {
-      mres = errorResponse(err, mreq);
+    const bad = malformed(req, mreq.path);
+    if (bad) {
+      // The parser accepted it, but it must not reach a layer (RFC 9112 §3.2, §3.2.4).
+      mres = errorResponse(new HexmeshError('HEXMESH_ERR_BAD_REQUEST', `bad request: ${bad}`), mreq);
+      res.shouldKeepAlive = false;
+    } else {
+      try {
+        mres = await this.#service(mreq);
+      } catch (err) {
+        mres = errorResponse(err, mreq);
+      }
     }
     if (this.#draining) res.shouldKeepAlive = false;
     try {
@@ -180,10 +199,31 @@ function mayChunk(
   );
 }
 
+/**
+ * What Node's parser accepts but a proxy must not forward: HTTP/0.9, an HTTP/1.1 request
+ * without Host or with several (RFC 9112 §3.2: 400), and a target that is neither
+ * origin-form nor absolute-form (`OPTIONS *`: no upstream request can carry it).
+ * Returns the reason, or undefined for a well-formed request.
+ */
+function malformed(req: http.IncomingMessage, path: string): string | undefined {
+  if (req.httpVersionMajor !== 1) return `HTTP/${req.httpVersion} is not supported`;
+  let hosts = 0;
+  const raw = req.rawHeaders;
+  for (let i = 0; i < raw.length; i += 2) if (raw[i].length === 4 && raw[i].toLowerCase() === 'host') hosts++;
+  if (hosts > 1) return 'more than one Host header';
+  if (hosts === 0 && req.httpVersionMinor === 1) return 'HTTP/1.1 request without a Host header';
+  if (path.charCodeAt(0) !== 47 /* '/' */)
+    return `request target must start with / (got ${path.slice(0, 40)})`;
+  return undefined;
+}
+
+type ParserError = NodeJS.ErrnoException & { bytesParsed?: number; reason?: string };
+
+/** Status and a short label per llhttp error; llhttp's own `reason` adds the detail. */
 const REASONS: Record<string, [number, string]> = {
   HPE_HEADER_OVERFLOW: [431, 'request headers too large'],
   HPE_INVALID_HEADER_TOKEN: [400, 'invalid header'],
-  HPE_UNEXPECTED_CONTENT_LENGTH: [400, 'both Content-Length and Transfer-Encoding'],
+  HPE_UNEXPECTED_CONTENT_LENGTH: [400, 'invalid Content-Length'],
   HPE_INVALID_TRANSFER_ENCODING: [400, 'invalid Transfer-Encoding'],
   HPE_INVALID_METHOD: [400, 'invalid method'],
   HPE_INVALID_URL: [400, 'invalid request target'],
@@ -195,24 +235,37 @@ const REASONS: Record<string, [number, string]> = {
   HPE_INVALID_CONSTANT: [400, 'malformed request'],
 };
 
-/** Malformed HTTP never reaches the app: answer 400 (431 for oversized headers) naming the cause. */
-function onClientError(err: NodeJS.ErrnoException & { bytesParsed?: number }, socket: Duplex): void {
+/** Answer on a socket the HTTP server gave up on, then close it. */
+function refuse(socket: Duplex, status: number, reason: string, code = 'bad-request'): void {
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const body = `${code === 'bad-request' ? 'bad request' : code}: ${reason}\n`;
+  socket.end(
+    `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nconnection: close\r\ncontent-type: text/plain\r\n` +
+      `${ERROR_HEADER}: ${code}\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+  );
+}
+
+/**
+ * Malformed HTTP never reaches the app: answer 400 naming the cause (431 for oversized
+ * headers: RFC 6585's status, a 4xx like any bad request), or 408 when the headers did
+ * not arrive within `headerTimeout` (slowloris).
+ */
+function onClientError(err: ParserError, socket: Duplex, headerTimeout: number): void {
   if (err.code === 'ECONNRESET' || !socket.writable) {
     socket.destroy();
     return;
   }
   if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
-    socket.end(
-      `HTTP/1.1 408 Request Timeout\r\nconnection: close\r\n${ERROR_HEADER}: header-timeout\r\ncontent-length: 0\r\n\r\n`,
-    );
+    refuse(socket, 408, `request headers not received within ${headerTimeout} ms`, 'header-timeout');
     return;
   }
-  const [status, reason] = REASONS[err.code ?? ''] ?? [400, `malformed request (${err.code ?? err.message})`];
-  const body = `bad request: ${reason}\n`;
-  socket.end(
-    `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nconnection: close\r\ncontent-type: text/plain\r\n` +
-      `${ERROR_HEADER}: bad-request\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
-  );
+  const known = REASONS[err.code ?? ''];
+  const [status, label] = known ?? [400, 'malformed request'];
+  const detail = typeof err.reason === 'string' && err.reason ? err.reason : (err.code ?? err.message);
+  refuse(socket, status, `${label}: ${detail}`);
 }
 
 export type { HeaderMap };
