@@ -20,7 +20,11 @@ import { H2Server } from './listen/h2-server.ts';
 import { Http1Server } from './listen/http1-server.ts';
 import { MeshListener, type ConnectionHandlers } from './listen/mesh-listener.ts';
 import { CLIENT_HEADER } from './outbound/destination.ts';
-import { buildOutbound, type OutboundStack, type UnknownAuthorityHandler } from './outbound/outbound-stack.ts';
+import {
+  buildOutbound,
+  type OutboundStack,
+  type UnknownAuthorityHandler,
+} from './outbound/outbound-stack.ts';
 import { PLAINTEXT } from './transport/hop-security.ts';
 import { forwardTcp } from './transport/tcp-forward.ts';
 import { TransportPool, type TransportSettings } from './transport/transport-pool.ts';
@@ -170,21 +174,15 @@ export class Proxy {
       ? (s: net.Socket, h: Buffer) => toApp(s, h)
       : (s: net.Socket, h: Buffer) => this.#inboundHttp!.h1.accept(s, h);
     const inboundOpaque = c.opaquePorts.includes(c.inbound.port);
-    const inbound = this.#listen(
-      'inbound',
-      c.inbound.address,
-      c.inbound.port,
-      inboundOpaque,
-      {
-        http1: inboundH1,
-        http2: appOpaque ? (s, h) => toApp(s, h) : (s, h) => this.#inboundHttp!.h2.accept(s, h),
-        tunnel: (s, h) => toApp(s, h.subarray(TUNNEL_HEADER_LENGTH)),
-        // An HTTP app gets only parsed HTTP: undetected bytes (garbage, a request after a
-        // leading CRLF, a silent client) go to the HTTP/1 parser rather than raw to the app,
-        // where they would bypass every inbound layer. A declared opaque port skips all that.
-        tcp: inboundOpaque ? (s, h) => toApp(s, h) : inboundH1,
-      },
-    );
+    const inbound = this.#listen('inbound', c.inbound.address, c.inbound.port, inboundOpaque, {
+      http1: inboundH1,
+      http2: appOpaque ? (s, h) => toApp(s, h) : (s, h) => this.#inboundHttp!.h2.accept(s, h),
+      tunnel: (s, h) => toApp(s, h.subarray(TUNNEL_HEADER_LENGTH)),
+      // An HTTP app gets only parsed HTTP: undetected bytes (garbage, a request after a
+      // leading CRLF, a silent client) go to the HTTP/1 parser rather than raw to the app,
+      // where they would bypass every inbound layer. A declared opaque port skips all that.
+      tcp: inboundOpaque ? (s, h) => toApp(s, h) : inboundH1,
+    });
 
     const upstreams: Record<string, Promise<net.AddressInfo>> = {};
     for (const u of c.upstreams)
@@ -205,7 +203,13 @@ export class Proxy {
     let outbound: OutboundStack;
     let inbound: Service;
     try {
-      outbound = buildOutbound(next, this.#outbound?.destinations, this.metrics, TRANSPORT_DEFAULTS, this.#lazy);
+      outbound = buildOutbound(
+        next,
+        this.#outbound?.destinations,
+        this.metrics,
+        TRANSPORT_DEFAULTS,
+        this.#lazy,
+      );
       inbound = this.#telemetry(buildInbound(next, this.#appTransports));
     } catch (err) {
       this.metrics.recordConfigRejection();
