@@ -34,7 +34,12 @@ export class MeshListener {
   constructor(opts: MeshListenerOptions, handlers: ConnectionHandlers) {
     this.#opts = opts;
     this.#handlers = handlers;
-    this.#server = net.createServer({ noDelay: true, pauseOnConnect: false }, (s) => void this.#accept(s));
+    // Half-open sockets: a client that sends its request and then FIN (opaque TCP, often) must
+    // still get the answer; Node would otherwise end our side as soon as the FIN arrives.
+    this.#server = net.createServer(
+      { noDelay: true, pauseOnConnect: false, allowHalfOpen: true },
+      (s) => void this.#accept(s),
+    );
     this.#server.on('error', () => {});
   }
 
@@ -94,6 +99,8 @@ export class MeshListener {
       socket.destroy();
       return;
     }
+    // Node's HTTP/2 server expects sockets that close fully on FIN (its own default).
+    if (kind === 'http2') socket.allowHalfOpen = false;
     handler(socket, head);
   }
 

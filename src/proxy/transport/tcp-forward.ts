@@ -15,7 +15,8 @@ export interface TcpForwardOptions {
 /** Forward `client` to host:port. Resolves when the upstream connection is established. */
 export function forwardTcp(client: net.Socket, o: TcpForwardOptions): Promise<void> {
   return new Promise((resolve, reject) => {
-    const upstream = net.connect({ host: o.host, port: o.port, noDelay: true });
+    // Half-close passes through: each direction ends on its own (pipe forwards the FIN).
+    const upstream = net.connect({ host: o.host, port: o.port, noDelay: true, allowHalfOpen: true });
     const timer = setTimeout(
       () => upstream.destroy(Object.assign(new Error('connect timeout'), { code: 'ETIMEDOUT' })),
       o.connectTimeout,
