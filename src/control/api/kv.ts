@@ -74,7 +74,8 @@ export function kvRoutes(router: Router, ctx: ApiContext): void {
       const r = recurse
         ? await ctx.store.deletePrefix(KEYS.kv + key)
         : await ctx.store.delete(KEYS.kv + key, { prevModRevision: cas });
-      return { json: { ok: true, deleted: r.deleted }, index: r.revision };
+      // A check-and-set delete succeeds only if it deleted the key at that revision.
+      return { json: { ok: cas === undefined || r.deleted > 0, deleted: r.deleted }, index: r.revision };
     } catch (e) {
       if (e instanceof StoreConflictError) return { json: { ok: false, deleted: 0, modRevision: e.actual } };
       throw e;

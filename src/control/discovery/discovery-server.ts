@@ -29,12 +29,18 @@ import { ProxySession, type ProxyStatus } from './proxy-session.ts';
 
 export type { ProxyStatus } from './proxy-session.ts';
 
-/** What the discovery server needs from the control plane. */
+type UpgradeHandler = (req: http.IncomingMessage, socket: Duplex, head: Buffer) => void;
+
+/** What the discovery server needs from the control plane (ControlPlane is one). */
 export interface DiscoveryHost {
-  /** The control plane's HTTP server (the WebSocket upgrade is attached to it). */
-  readonly server: http.Server;
+  /** The control plane's HTTP server. */
+  readonly httpServer: http.Server;
   readonly store: Store;
-  /** Optional: the REST router, to mount `GET /v1/proxies`. */
+  /** Route upgrades of one path to a handler; without it, an 'upgrade' listener is added. */
+  onUpgrade?(path: string, handler: UpgradeHandler): void;
+  /** Run `fn` when the host closes. */
+  onClose?(fn: () => unknown): void;
+  /** The REST router, to mount `GET /v1/proxies`. */
   readonly router?: {
     add(method: string, pattern: string, handler: () => Promise<{ json: unknown }>): unknown;
   };
@@ -103,7 +109,9 @@ export class DiscoveryServer {
       maxPayload: this.#opts.maxMessageBytes,
       perMessageDeflate: false,
     });
-    host.server.on('upgrade', this.#onUpgrade);
+    if (host.onUpgrade) host.onUpgrade(DISCOVERY_PATH, this.#onUpgrade);
+    else host.httpServer.on('upgrade', this.#onUpgrade);
+    host.onClose?.(() => this.close());
     this.#ticker = setInterval(() => this.#tick(), this.#opts.pingInterval);
     this.#ticker.unref();
     host.router?.add('GET', '/v1/proxies', async () => ({ json: this.proxies() }));
@@ -135,7 +143,7 @@ export class DiscoveryServer {
     const path = (req.url ?? '').split('?')[0];
     if (path !== DISCOVERY_PATH) {
       // Leave other paths to other upgrade handlers; alone, refuse them.
-      if (this.#host.server.listenerCount('upgrade') === 1)
+      if (this.#host.httpServer.listenerCount('upgrade') === 1)
         socket.end('HTTP/1.1 404 Not Found\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
       return;
     }
@@ -420,7 +428,7 @@ export class DiscoveryServer {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    this.#host.server.off('upgrade', this.#onUpgrade);
+    this.#host.httpServer.off('upgrade', this.#onUpgrade);
     clearInterval(this.#ticker);
     clearTimeout(this.#flushTimer);
     for (const s of [...this.#sessions]) this.#close(s, CLOSE.goingAway, 'control plane shutting down');

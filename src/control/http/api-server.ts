@@ -41,8 +41,8 @@ async function handle(router: Router, opts: ApiServerOptions, req: IncomingMessa
     const q = url.indexOf('?');
     const path = q < 0 ? url : url.slice(0, q);
     const query = new URLSearchParams(q < 0 ? '' : url.slice(q + 1));
+    // A trailing slash is kept: it matters to KV prefixes (`app/` is not `app`).
     const parts = path.split('/').slice(1);
-    if (parts.length && parts[parts.length - 1] === '') parts.pop();
     let decoded: string[];
     try {
       decoded = parts.map(decodeURIComponent);

@@ -64,11 +64,14 @@ export class Router {
     return this;
   }
 
-  /** `parts` are the already percent-decoded path segments. */
+  /** `parts` are the already percent-decoded path segments (a trailing slash gives a last ''). */
   match(method: string, parts: readonly string[]): RouteMatch {
     const allowed: string[] = [];
+    // Fixed routes ignore a trailing slash; `*rest` routes see it.
+    const trimmed = parts.length && parts[parts.length - 1] === '' ? parts.slice(0, -1) : parts;
     for (const r of this.#routes) {
-      const params = matchSegments(r.segments, parts);
+      const rest = r.segments.length > 0 && r.segments[r.segments.length - 1].rest === true;
+      const params = matchSegments(r.segments, rest ? parts : trimmed);
       if (!params) continue;
       if (r.method === method || (method === 'HEAD' && r.method === 'GET'))
         return { kind: 'found', handler: r.handler, params };
