@@ -95,7 +95,8 @@ export function parseDocuments(text: string, source: string): unknown[] {
       problems.push({
         path: pos ? `line ${pos.line}, column ${pos.col}` : '',
         value: undefined,
-        message: e.message.split('\n')[0],
+        // yaml's first line repeats the position ("... at line 4, column 2:"); we print it as the path.
+        message: e.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, ''),
       });
     }
   }
