@@ -21,6 +21,13 @@ async function startH2App() {
   server.on('stream', (stream, headers) => {
     const path = String(headers[':path']);
     stream.on('error', () => {});
+    if (path === '/cl-trailer') {
+      // Announces trailers but has a Content-Length: an HTTP/1.1 client cannot get them.
+      stream.respond({ ':status': 200, 'content-length': '5', trailer: 'x-t' }, { waitForTrailers: true });
+      stream.once('wantTrailers', () => stream.sendTrailers({ 'x-t': '1' }));
+      stream.end(headers[':method'] === 'HEAD' ? undefined : 'fixed');
+      return;
+    }
     if (path.startsWith('/echo')) {
       const h = createHash('sha256');
       let n = 0;
@@ -214,6 +221,19 @@ test('HTTP/2 responses without trailers end cleanly (END_STREAM, not a reset)', 
   assert.equal(e.headers[':status'], 404);
   assert.equal(e.headers['x-hexmesh-error'], 'unknown-service');
   assert.match(e.body.toString(), /unknown service "nobody"/);
+});
+
+test('HTTP/1.1 client, h2c app announcing trailers on a fixed-length or HEAD response: no crash', async () => {
+  const u = `${h2mesh.client.outboundUrl}/cl-trailer`;
+  const r = await curl(['--http1.1', '-H', 'Host: h2svc', u]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout.toString(), 'fixed');
+  const h = await curl(['--http1.1', '-H', 'Host: h2svc', '-I', u]);
+  assert.equal(h.code, 0, h.stderr);
+  assert.match(h.stdout.toString(), /^HTTP\/1.1 200/);
+  // Both sidecars are still serving.
+  const again = await curl(['--http1.1', '-H', 'Host: h2svc', `${h2mesh.client.outboundUrl}/ok`]);
+  assert.equal(again.code, 0, again.stderr);
 });
 
 // ---------------------------------------------------------------- gRPC
