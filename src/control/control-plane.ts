@@ -24,6 +24,7 @@ import { kvRoutes } from './api/kv.ts';
 import { watchRoutes } from './api/watch.ts';
 import { prometheusSdRoutes } from './api/prometheus-sd.ts';
 import { healthRoutes } from './api/health.ts';
+import { attachDiscovery, type DiscoveryOptions } from './discovery/discovery-server.ts';
 
 export interface ControlPlaneOptions {
   listen: { address: string; port: number };
@@ -45,8 +46,9 @@ export interface ControlPlaneOptions {
   watchHeartbeatMs?: number;
   /** This replica's name in the leader key (default host:pid:random). */
   id?: string;
-  /** Attach the discovery WebSocket (default true). */
+  /** Attach the discovery WebSocket `/v1/discovery` (default true). */
   discovery?: boolean;
+  discoveryOptions?: DiscoveryOptions;
   now?: () => number;
   /** Unexpected errors (500s and background failures), for the operator's log. */
   onError?(err: unknown): void;
@@ -157,7 +159,7 @@ export class ControlPlane {
     if (this.#started) return this.address();
     this.#started = true;
     await this.tracker.start();
-    if (this.#opts.discovery !== false) await this.#attachDiscovery();
+    if (this.#opts.discovery !== false) attachDiscovery(this, this.#opts.discoveryOptions);
     const { address, port } = this.#opts.listen;
     await new Promise<void>((resolve, reject) => {
       const onError = (err: Error) =>
@@ -176,20 +178,6 @@ export class ControlPlane {
     });
     await this.leader.start();
     return this.address();
-  }
-
-  /** Attach the discovery WebSocket when that module is present (it is built separately). */
-  async #attachDiscovery(): Promise<void> {
-    const spec = './discovery/discovery-server.ts';
-    let mod: { attachDiscovery?: (cp: ControlPlane) => unknown };
-    try {
-      mod = (await import(spec)) as typeof mod;
-    } catch (e) {
-      const err = e as NodeJS.ErrnoException;
-      if (err.code === 'ERR_MODULE_NOT_FOUND' && err.message.includes('discovery-server')) return;
-      throw e;
-    }
-    await mod.attachDiscovery?.(this);
   }
 
   /**

@@ -1,0 +1,95 @@
+/** `hexmesh control`: run a control-plane replica (REST API + discovery) over the embedded store or etcd. */
+import { Command, InvalidArgumentError } from 'commander';
+import { parseDuration } from '../../config/duration.ts';
+import { openStore } from '../../store/open-store.ts';
+import { ControlPlane } from '../../control/control-plane.ts';
+
+function listenAddress(v: string): { address: string; port: number } {
+  const i = v.lastIndexOf(':');
+  const port = Number(v.slice(i + 1));
+  const address = i > 0 ? v.slice(0, i).replace(/^\[(.*)\]$/, '$1') : '127.0.0.1';
+  if (i < 0 || !Number.isInteger(port) || port < 0 || port > 65535)
+    throw new InvalidArgumentError(`expected host:port (e.g. 127.0.0.1:7070), got ${JSON.stringify(v)}`);
+  return { address, port };
+}
+
+function durationMs(v: string): number {
+  const ms = parseDuration(v);
+  if (ms === undefined)
+    throw new InvalidArgumentError(`expected a duration like 30s or 1m, got ${JSON.stringify(v)}`);
+  return ms;
+}
+
+export function controlCommand(): Command {
+  return new Command('control')
+    .description('run the control plane: resources, catalog, KV, watch, Prometheus SD and proxy discovery')
+    .option('--listen <host:port>', 'address of the API and discovery server', listenAddress, {
+      address: '127.0.0.1',
+      port: 7070,
+    })
+    .option('--data-dir <dir>', 'directory of the embedded store', '.hexmesh')
+    .option('--store <embedded|etcd://h:2379,...>', 'state store', 'embedded')
+    .option(
+      '--deregister-critical-after <duration>',
+      'remove instances critical for longer than this (0 = never)',
+      durationMs,
+      0,
+    )
+    .option(
+      '--leader-ttl <duration>',
+      'leader lease TTL (takeover time after a replica dies)',
+      durationMs,
+      10_000,
+    )
+    .addHelpText(
+      'after',
+      `
+Several replicas may share one etcd (--store etcd://...); the embedded store serves one
+process. SIGTERM or SIGINT stops gracefully: streams end, leadership is handed over.
+
+Example:
+  hexmesh control --listen 127.0.0.1:7070 --data-dir .hexmesh --deregister-critical-after 1m`,
+    )
+    .action(
+      async (opts: {
+        listen: { address: string; port: number };
+        dataDir: string;
+        store: string;
+        deregisterCriticalAfter: number;
+        leaderTtl: number;
+      }) => {
+        const store = await openStore(opts.store, opts.dataDir);
+        const cp = new ControlPlane({
+          listen: opts.listen,
+          store,
+          deregisterCriticalAfterMs: opts.deregisterCriticalAfter,
+          leaderTtlMs: opts.leaderTtl,
+          onError: (err) =>
+            process.stderr.write(`hexmesh control: ${(err as Error)?.stack ?? String(err)}\n`),
+        });
+        let a: { address: string; port: number };
+        try {
+          a = await cp.start();
+        } catch (err) {
+          await cp.close();
+          await store.close();
+          throw err;
+        }
+        process.stdout.write(
+          `hexmesh control: listening on http://${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port} (store ${store.kind}${store.kind === 'embedded' ? ` in ${opts.dataDir}` : ''})\n`,
+        );
+        let stopping = false;
+        const stop = () => {
+          if (stopping) return;
+          stopping = true;
+          void (async () => {
+            await cp.close();
+            await store.close();
+            process.stdout.write('hexmesh control: stopped\n');
+          })();
+        };
+        process.once('SIGTERM', stop);
+        process.once('SIGINT', stop);
+      },
+    );
+}
