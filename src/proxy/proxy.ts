@@ -115,6 +115,17 @@ export class Proxy {
 
   /** Build the stacks, bind every listener, then report ready. */
   async start(): Promise<ProxyAddresses> {
+    try {
+      return await this.#bind();
+    } catch (err) {
+      // A listener that could not bind (port in use) must not leave the others open: the
+      // process would stay up, half-started, instead of exiting with the error.
+      this.destroy();
+      throw err;
+    }
+  }
+
+  async #bind(): Promise<ProxyAddresses> {
     const c = this.#config.proxy;
     this.#outbound = buildOutbound(this.#config, undefined, this.metrics, TRANSPORT_DEFAULTS, this.#lazy);
     this.metrics.setConfigVersion(this.#config.version);
@@ -188,9 +199,11 @@ export class Proxy {
     for (const u of c.upstreams)
       upstreams[u.service] = this.#listenUpstream(u.service, u.address, u.localPort);
 
-    const [ob, ib] = await Promise.all([outbound, inbound]);
+    // One Promise.all over every listener, so a failed bind never leaves a rejection unhandled.
+    const names = Object.keys(upstreams);
+    const [ob, ib, ...bound] = await Promise.all([outbound, inbound, ...names.map((n) => upstreams[n])]);
     const ups: Record<string, net.AddressInfo> = {};
-    for (const [k, p] of Object.entries(upstreams)) ups[k] = await p;
+    names.forEach((n, i) => (ups[n] = bound[i]));
     this.#ready = true;
     return { outbound: ob, inbound: ib, admin, upstreams: ups };
   }
