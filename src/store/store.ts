@@ -134,11 +134,14 @@ export class StoreLeaseNotFoundError extends StoreError {
 /** A watch asked for history that compaction already removed: re-read with range() and watch from its revision. */
 export class StoreCompactedError extends StoreError {
   readonly requested: number;
-  readonly compactRevision: number;
-  constructor(requested: number, compactRevision: number) {
+  /** Revision up to which history was removed, when the backend says (etcd's watch does not). */
+  readonly compactRevision: number | undefined;
+  constructor(requested: number, compactRevision?: number) {
     super(
       'HEXMESH_ERR_STORE_COMPACTED',
-      `revision ${requested} was compacted (history kept from revision ${compactRevision + 1}); re-read with range() and watch from its revision`,
+      `revision ${requested} was compacted` +
+        (compactRevision === undefined ? '' : ` (history kept from revision ${compactRevision + 1})`) +
+        '; re-read with range() and watch from its revision',
     );
     this.requested = requested;
     this.compactRevision = compactRevision;

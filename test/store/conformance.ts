@@ -288,7 +288,7 @@ export function runStoreConformance(
       for (const k of ['a', 'b', 'c/d']) await s.put(`${p}dir/${k}`, k);
       await s.put(`${p}dirX`, 'keep');
       await s.put(`${p}other`, 'keep');
-      const rec = record(s, p);
+      const rec = record(s, p, (await s.revision()) + 1);
       const d = await s.deletePrefix(`${p}dir/`);
       assert.equal(d.deleted, 3);
       assert.deepEqual(
