@@ -57,11 +57,19 @@ interface Entry {
   entry: Service;
 }
 
+/**
+ * Lazy discovery (optional): called for a request whose authority the config does not know,
+ * with the unknown-service error it would otherwise get. The control client subscribes to the
+ * destination and, once the new config is in, routes the request again (proxy.ts).
+ */
+export type UnknownAuthorityHandler = (req: MeshRequest, err: HexmeshError) => Promise<MeshResponse>;
+
 export function buildOutbound(
   config: ProxyConfig,
   previous: ReadonlyMap<string, Destination> | undefined,
   metrics: ProxyMetrics,
   transport: TransportSettings,
+  onUnknown?: UnknownAuthorityHandler,
 ): OutboundStack {
   const ns = config.proxy.namespace;
   const self = config.proxy.service;
@@ -238,7 +246,10 @@ export function buildOutbound(
 
   const service: Service = (req) => {
     const e = resolve(req.authority);
-    if (!e) return Promise.reject(unknownAuthority(req.authority, self));
+    if (!e) {
+      const err = unknownAuthority(req.authority, self);
+      return onUnknown ? onUnknown(req, err) : Promise.reject(err);
+    }
     req.ctx.dstService = e.dst.name;
     return e.entry(req);
   };

@@ -1,0 +1,107 @@
+/**
+ * A sidecar steered by the control plane (`hexmesh proxy --control ...`): the proxy starts
+ * with no services, binds its listeners, then connects, registers, and applies what the
+ * control plane sends. /ready answers 200 once the first snapshot is in force.
+ */
+import { randomUUID } from 'node:crypto';
+import { networkInterfaces } from 'node:os';
+import { validate } from '../../config/load.ts';
+import { proxyConfigSchema } from '../../config/proxy-config.ts';
+import type { NodeCheck } from '../../control/discovery/protocol.ts';
+import { Proxy, type ProxyAddresses } from '../proxy.ts';
+import { AppChecks } from './app-checks.ts';
+import { ControlClient, type ControlClientOptions } from './control-client.ts';
+
+export interface ControlledProxyOptions {
+  /** Control plane URLs (`http://host:7070`); any of them will do. */
+  control: readonly string[];
+  /** The `proxy:` settings (service, namespace, listeners, app...), as in a config file. */
+  settings: Record<string, unknown> & { service: string };
+  /** Instance id in the catalog (default `<service>-<random>`). */
+  id?: string;
+  /** Address other sidecars reach this one on (default: the inbound address, or this host's first IPv4). */
+  advertise?: string;
+  labels?: Record<string, string>;
+  /** The app's health checks, run by this sidecar and reported to the catalog. */
+  checks?: readonly NodeCheck[];
+  onExit?: () => void;
+  /** Client tuning (backoff, subscribe timeout, logging). */
+  client?: Partial<Pick<ControlClientOptions, 'backoff' | 'subscribeTimeout' | 'silenceTimeout' | 'log'>>;
+}
+
+export interface ControlledProxy {
+  readonly proxy: Proxy;
+  readonly client: ControlClient;
+  readonly addr: ProxyAddresses;
+  readonly id: string;
+  /** Leave the mesh (deregister), drain in-flight requests, stop. */
+  shutdown(): Promise<void>;
+  /** Stop now: leave the mesh and close everything. */
+  close(): Promise<void>;
+}
+
+export async function startControlledProxy(opts: ControlledProxyOptions): Promise<ControlledProxy> {
+  const initial = validate(proxyConfigSchema, { proxy: opts.settings }, 'proxy flags');
+  const p = initial.proxy;
+  const id = opts.id ?? `${p.service}-${randomUUID().slice(0, 8)}`;
+  // Built after the proxy's listeners are bound (the node carries their ports).
+  const late: { client?: ControlClient } = {};
+  let checks: AppChecks | undefined;
+  const proxy = new Proxy(initial, {
+    awaitConfig: true,
+    onUnknownDestination: (authority) => late.client?.ensure(authority) ?? Promise.resolve(false),
+    onExit: opts.onExit,
+  });
+  const addr = await proxy.start();
+  const address = opts.advertise ?? advertiseAddress(p.inbound.address);
+  const client = new ControlClient({
+    ...opts.client,
+    urls: opts.control,
+    settings: opts.settings,
+    apply: (config) => proxy.apply(config),
+    node: {
+      id,
+      service: p.service,
+      namespace: p.namespace,
+      address,
+      ...(p.app ? { appPort: p.app.port, meshPort: addr.inbound.port } : {}),
+      adminAddress: `${p.admin.address === '0.0.0.0' ? address : p.admin.address}:${addr.admin.port}`,
+      labels: opts.labels ?? {},
+      checks: [...(opts.checks ?? [])],
+    },
+  });
+  late.client = client;
+  client.start();
+  if (p.app && opts.checks?.length) {
+    const c = client;
+    checks = new AppChecks(opts.checks, { host: p.app.host, port: p.app.port }, (s, o) =>
+      c.reportStatus(s, o),
+    );
+  }
+  const leave = async () => {
+    checks?.close();
+    await client.close();
+  };
+  return {
+    proxy,
+    client,
+    addr,
+    id,
+    shutdown: async () => {
+      await leave();
+      await proxy.shutdown();
+    },
+    close: async () => {
+      await leave();
+      proxy.destroy();
+    },
+  };
+}
+
+/** The inbound address, unless it is a wildcard: then this host's first external IPv4 (or loopback). */
+function advertiseAddress(inbound: string): string {
+  if (inbound !== '0.0.0.0' && inbound !== '::') return inbound;
+  for (const list of Object.values(networkInterfaces()))
+    for (const i of list ?? []) if (i.family === 'IPv4' && !i.internal) return i.address;
+  return '127.0.0.1';
+}
