@@ -1,12 +1,32 @@
 /** `hexmesh proxy`: run the sidecar proxy. */
 import { Command } from 'commander';
 import { loadProxyConfig } from '../../config/load.ts';
+import type { ProxyConfig } from '../../config/proxy-config.ts';
 import { Proxy } from '../../proxy/proxy.ts';
+import { runControlledProxy, type ControlFlags } from '../../proxy/control-client/flags.ts';
 
+const collect = (v: string, prev: string[] = []) => [...prev, v];
+
+/** With `--control`, no file: flags build the settings (docs/config-distribution.md). */
 export function proxyCommand(): Command {
   return new Command('proxy')
     .description('run the sidecar proxy beside one service instance')
-    .requiredOption('-c, --config <file>', 'proxy configuration (YAML or JSON), see docs/proxy.md')
+    .option('-c, --config <file>', 'proxy configuration (YAML or JSON), see docs/proxy.md')
+    .option('--control <urls>', 'control plane URL(s), comma-separated; config comes from it')
+    .option('--service <name>', "with --control: this workload's service")
+    .option('--namespace <ns>', 'with --control: namespace (default "default")')
+    .option('--app-port <port>', "with --control: the local app's port (registers the instance)")
+    .option('--inbound <host:port>', 'with --control: inbound listener (default 0.0.0.0:4143)')
+    .option('--outbound <host:port>', 'with --control: outbound listener (default 127.0.0.1:4140)')
+    .option('--admin <host:port>', 'with --control: admin listener (default 127.0.0.1:4191)')
+    .option('--label <key=value>', 'with --control: instance label, repeatable', collect)
+    .option(
+      '--check <spec>',
+      'with --control: app check http[:path] | tcp | grpc | ttl[:30s], repeatable',
+      collect,
+    )
+    .option('--id <id>', 'with --control: instance id (default <service>-<random>)')
+    .option('--advertise <host>', 'with --control: address other sidecars use to reach this one')
     .addHelpText(
       'after',
       `
@@ -22,30 +42,57 @@ is refused and the running config keeps serving.
 Example:
   hexmesh proxy --config examples/quickstart/web-proxy.yaml`,
     )
-    .action(async (opts: { config: string }) => {
+    .action(async (flags: { config?: string } & Partial<ControlFlags>, cmd: Command) => {
+      if (flags.control) return runControlledProxy(flags as ControlFlags);
+      if (!flags.config)
+        cmd.error("error: required option '-c, --config <file>' not specified (or use --control)");
+      const opts = { config: flags.config! };
       const config = await loadProxyConfig(opts.config);
       const proxy = new Proxy(config, { onExit: () => process.exit(0) });
       const a = await proxy.start();
+      // Handlers first, then the start line: a test (or a supervisor) may signal as soon as it reads it.
+      const drain = () => void proxy.shutdown();
+      process.once('SIGTERM', drain);
+      process.once('SIGINT', drain);
+      process.on('SIGHUP', () => void reload(proxy, opts.config, config));
       const ups = Object.entries(a.upstreams)
         .map(([k, v]) => ` upstream ${k}=${v.address}:${v.port}`)
         .join('');
       process.stdout.write(
         `hexmesh proxy ${config.proxy.service}: outbound=${a.outbound.address}:${a.outbound.port} inbound=${a.inbound.address}:${a.inbound.port} admin=${config.proxy.admin.address}:${a.admin.port}${ups}\n`,
       );
-      const drain = () => void proxy.shutdown();
-      process.once('SIGTERM', drain);
-      process.once('SIGINT', drain);
-      process.on('SIGHUP', () => {
-        loadProxyConfig(opts.config).then(
-          (next) => {
-            proxy.apply(next);
-            process.stdout.write(`hexmesh proxy: reloaded ${opts.config} (version ${next.version})\n`);
-          },
-          (err: Error) =>
-            process.stderr.write(
-              `hexmesh proxy: reload refused, keeping the running config: ${err.message}\n`,
-            ),
-        );
-      });
     });
+}
+
+/**
+ * SIGHUP: re-read the file and apply it. A file that fails validation, or a snapshot that
+ * fails to build, is refused (counted in hexmesh_config_rejections_total) and the running
+ * config keeps serving; nothing here may throw, or the process would die on a bad edit.
+ */
+async function reload(proxy: Proxy, file: string, started: ProxyConfig): Promise<void> {
+  let next: ProxyConfig;
+  try {
+    next = await loadProxyConfig(file);
+  } catch (err) {
+    proxy.metrics.recordConfigRejection();
+    process.stderr.write(
+      `hexmesh proxy: reload refused, keeping the running config: ${(err as Error).message}\n`,
+    );
+    return;
+  }
+  try {
+    proxy.apply(next); // counts its own rejections
+  } catch (err) {
+    process.stderr.write(
+      `hexmesh proxy: reload refused, keeping the running config: ${(err as Error).message}\n`,
+    );
+    return;
+  }
+  const fixed = (c: ProxyConfig) =>
+    JSON.stringify([c.proxy.outbound, c.proxy.inbound, c.proxy.admin, c.proxy.upstreams]);
+  if (fixed(next) !== fixed(started))
+    process.stderr.write(
+      'hexmesh proxy: listener addresses changed in the file; they apply after a restart\n',
+    );
+  process.stdout.write(`hexmesh proxy: reloaded ${file} (version ${next.version})\n`);
 }
