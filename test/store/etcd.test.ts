@@ -54,8 +54,10 @@ if (missing && process.env.CI === 'true') {
         }
         await rec.waitForEvents(expected);
 
-        // Kill the leader: the harder case (an election happens while we write).
-        const victim = await leaderIndex(cluster);
+        // Kill the member our watch streams through, so the watch must fail over; if that
+        // is not known (older etcd without the gauge), kill the leader.
+        const streams = await Promise.all([0, 1, 2].map((i) => cluster.watchStreams(i)));
+        const victim = streams.indexOf(1) >= 0 ? streams.indexOf(1) : await leaderIndex(cluster);
         await cluster.kill(victim);
 
         const counter = `${p}counter`;

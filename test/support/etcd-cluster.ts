@@ -164,6 +164,13 @@ export class EtcdCluster {
     );
   }
 
+  /** Open watch streams on member i (etcd's own gauge), to find the member a client watches through. */
+  async watchStreams(i: number): Promise<number> {
+    const res = await fetch(`${this.endpoint(i)}/metrics`, { signal: AbortSignal.timeout(2000) });
+    const m = /^etcd_debugging_mvcc_watch_stream_total (\S+)$/m.exec(await res.text());
+    return m ? Number(m[1]) : 0;
+  }
+
   /** SIGKILL member i (a crash, no graceful leave) and wait for it to exit. */
   async kill(i: number): Promise<void> {
     const m = this.#members[i]!;
