@@ -4,12 +4,21 @@
  * and shows what happened; then keeps the mesh running until Ctrl-C (or exits with --once).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { HexmeshError } from '../../errors/hexmesh-error.ts';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+/** The checkout: the nearest folder up holding bin/hexmesh.js (this file runs from src/ or from the dist/ bundle). */
+function findRoot(from: string): string {
+  for (let dir = from; ; dir = dirname(dir)) {
+    if (existsSync(join(dir, 'bin', 'hexmesh.js'))) return dir;
+    if (dirname(dir) === dir) return join(from, '..', '..', '..');
+  }
+}
+
+const root = findRoot(dirname(fileURLToPath(import.meta.url)));
 const qs = join(root, 'examples', 'quickstart');
 const bin = join(root, 'bin', 'hexmesh.js');
 

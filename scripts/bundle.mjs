@@ -1,0 +1,87 @@
+#!/usr/bin/env node
+// The production build: src/cli/main.ts bundled by esbuild into dist/hexmesh.mjs, so proxy
+// processes run plain JavaScript instead of carrying the tsx loader (~120 MiB RSS, slower
+// start). Packages stay external (node_modules is resolved at run time as before).
+//
+//   npm run build              build now
+//   bin/hexmesh.js             builds on the fly when dist/ is older than src/ (see there)
+//
+// Writes are atomic (temp file + rename), so processes starting side by side (tests spawn many
+// CLIs at once) never import a half-written bundle.
+import { mkdirSync, readdirSync, renameSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+export const SRC = join(ROOT, 'src');
+export const BUNDLE = join(ROOT, 'dist', 'hexmesh.mjs');
+
+/** Newest mtime (ms) of any file under `dir`; -1 when the folder does not exist. */
+function newestMtime(dir) {
+  let newest = -1;
+  let entries;
+  try {
+    entries = readdirSync(dir, { withFileTypes: true });
+  } catch {
+    return -1;
+  }
+  for (const e of entries) {
+    const p = join(dir, e.name);
+    const t = e.isDirectory() ? newestMtime(p) : statSync(p).mtimeMs;
+    if (t > newest) newest = t;
+  }
+  return newest;
+}
+
+/**
+ * True when the bundle exists and is at least as new as every file under src/ (or there is
+ * no src/ to build from). A stat walk of a few hundred files: a few milliseconds.
+ */
+export function bundleIsFresh() {
+  let built;
+  try {
+    built = statSync(BUNDLE).mtimeMs;
+  } catch {
+    return false;
+  }
+  return built >= newestMtime(SRC);
+}
+
+/** Build dist/hexmesh.mjs (and its source map). Throws when esbuild or the write fails. */
+export async function buildBundle() {
+  // Stamp the output with the time the build started: a source edited during the build is then
+  // newer than the bundle, and the next start rebuilds.
+  const started = Date.now() / 1000;
+  const { build } = await import('esbuild');
+  const result = await build({
+    entryPoints: [join(SRC, 'cli', 'main.ts')],
+    outfile: BUNDLE,
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    packages: 'external',
+    sourcemap: 'linked',
+    sourcesContent: false,
+    write: false,
+    logLevel: 'silent',
+  });
+  mkdirSync(dirname(BUNDLE), { recursive: true });
+  const suffix = `.${process.pid}.tmp`;
+  // The map first, so a fresh bundle never points at a missing or older map.
+  const files = [...result.outputFiles].sort((a, b) =>
+    a.path.endsWith('.map') ? -1 : b.path.endsWith('.map') ? 1 : 0,
+  );
+  for (const f of files) {
+    const tmp = join(dirname(f.path), basename(f.path) + suffix);
+    writeFileSync(tmp, f.contents);
+    utimesSync(tmp, started, started);
+    renameSync(tmp, f.path);
+  }
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  const t0 = Date.now();
+  await buildBundle();
+  console.log(`built ${BUNDLE} in ${Date.now() - t0} ms`);
+}
