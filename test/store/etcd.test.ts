@@ -33,7 +33,7 @@ if (missing && process.env.CI === 'true') {
     () => EtcdStore.connect(cluster.endpoints),
     undefined,
     {
-      leaseTtlMs: 1000,
+      leaseTtlMs: 2000,
       expiryWaitMs: 10_000,
       modelRuns: 8,
     },

@@ -33,7 +33,7 @@ runStoreConformance(
     await s.close();
     rmSync(paths.get(s)!, { recursive: true, force: true });
   },
-  { leaseTtlMs: 300, expiryWaitMs: 5000 },
+  { leaseTtlMs: 1000, expiryWaitMs: 10_000 },
 );
 
 describe('embedded store: durability, locking, compaction, clocks', () => {
