@@ -2,25 +2,13 @@
  * The `hexmesh` command line. Every command and sub-command has `--help`; errors print
  * one clear message (with every problem for invalid config) and exit non-zero.
  */
-import { Command, CommanderError } from 'commander';
+import { CommanderError } from 'commander';
 import { HexmeshError } from '../errors/hexmesh-error.ts';
 import { ConfigError } from '../config/load.ts';
-import { proxyCommand } from './commands/proxy.ts';
-import { demoCommand } from './commands/demo.ts';
-import { validateCommand } from './commands/validate.ts';
 import { EXIT } from './exit-codes.ts';
+import { buildCli } from './program.ts';
 
-export function buildCli(): Command {
-  const program = new Command('hexmesh')
-    .description('hexmesh: a service mesh for microservices (sidecar proxy, control plane, CLI)')
-    .version('0.1.0')
-    .showHelpAfterError('(run with --help for usage)')
-    .exitOverride();
-  program.addCommand(proxyCommand());
-  program.addCommand(validateCommand());
-  program.addCommand(demoCommand());
-  return program;
-}
+export { buildCli };
 
 export async function main(argv: string[]): Promise<void> {
   try {

@@ -1,0 +1,27 @@
+/**
+ * The `hexmesh` command tree, built without running it, so tests (the docs completeness
+ * test) can walk every command and option.
+ */
+import { Command } from 'commander';
+import { demoCommand } from './commands/demo.ts';
+import { proxyCommand } from './commands/proxy.ts';
+import { validateCommand } from './commands/validate.ts';
+import { controlCommand } from './commands/control.ts';
+
+const HELP_HINT = '(run with --help for usage)';
+
+export function buildCli(): Command {
+  const program = new Command('hexmesh')
+    .description('hexmesh: a service mesh for microservices (sidecar proxy, control plane, CLI)')
+    .version('0.1.0')
+    .showHelpAfterError(HELP_HINT)
+    .exitOverride();
+  program.addCommand(proxyCommand());
+  program.addCommand(validateCommand());
+  program.addCommand(demoCommand());
+  program.addCommand(controlCommand());
+  // addCommand() does not copy settings to sub-commands (only .command() does): without
+  // this, a usage error in a sub-command exits 1 from inside commander instead of EXIT.USAGE.
+  for (const cmd of program.commands) cmd.exitOverride().showHelpAfterError(HELP_HINT);
+  return program;
+}
