@@ -14,7 +14,9 @@ function walk(dir, out) {
   return out;
 }
 const filters = process.argv.slice(2);
-const files = walk('src', walk('test', [])).filter((f) => filters.length === 0 || filters.some((x) => f.includes(x)));
+const files = walk('src', walk('test', [])).filter(
+  (f) => filters.length === 0 || filters.some((x) => f.includes(x)),
+);
 files.sort();
 const r = spawnSync(
   process.execPath,
