@@ -3,6 +3,7 @@
  * One schema per resource; validated once at the edge, then frozen (see load.ts).
  * HTTPRoute/GRPCRoute follow Gateway API v1 (GAMMA: parentRefs to a Service).
  */
+import { isIP } from 'node:net';
 import { z } from 'zod';
 import { parseDuration } from './duration.ts';
 
@@ -538,12 +539,169 @@ export const trafficPolicySchema = z
   })
   .strict();
 
+// ---------- Security: AuthorizationPolicy, RequestAuthentication (Istio's shape) ----------
+/** `exact`, `prefix*`, `*suffix` or `*` (Istio's string match); a `*` anywhere else is refused. */
+const stringPattern = z
+  .string()
+  .min(1)
+  .refine((s) => s === '*' || (!s.slice(1, -1).includes('*') && !(s.startsWith('*') && s.endsWith('*'))), {
+    message: 'a pattern is exact, prefix*, *suffix or * (one * at the start or the end)',
+  });
+const pathPattern = stringPattern.refine((s) => s.startsWith('/') || s.startsWith('*'), {
+  message: 'a path pattern starts with / or *',
+});
+const ipBlock = z.string().refine(
+  (s) => {
+    const [ip, bits, extra] = s.split('/');
+    const v = isIP(ip);
+    if (v === 0 || extra !== undefined) return false;
+    if (bits === undefined) return true;
+    const n = Number(bits);
+    return /^\d+$/.test(bits) && n <= (v === 4 ? 32 : 128);
+  },
+  { message: 'must be an IP address or CIDR block (10.0.0.0/8, ::1/128)' },
+);
+const WHEN_KEY =
+  /^(request\.headers\[[A-Za-z0-9!#$%&'*+.^_`|~-]+\]|request\.auth\.claims(\[[^\[\]]+\])+|source\.ip|remote\.ip|source\.principal|source\.namespace|request\.auth\.principal|request\.auth\.audiences|request\.auth\.presenter|destination\.port)$/;
+const securityTargetRef = z
+  .object({ group: z.string().optional(), kind: z.literal('Service').default('Service'), name: dnsLabel })
+  .strict();
+
+export const authorizationSourceSchema = z
+  .object({
+    /** SPIFFE IDs of the peer (`spiffe://td/ns/x/sa/y`, globs, `unauthenticated` for no identity). */
+    principals: z.array(stringPattern).optional(),
+    notPrincipals: z.array(stringPattern).optional(),
+    namespaces: z.array(stringPattern).optional(),
+    notNamespaces: z.array(stringPattern).optional(),
+    ipBlocks: z.array(ipBlock).optional(),
+    notIpBlocks: z.array(ipBlock).optional(),
+    /** `<iss>/<sub>` of a validated JWT (RequestAuthentication). */
+    requestPrincipals: z.array(stringPattern).optional(),
+    notRequestPrincipals: z.array(stringPattern).optional(),
+  })
+  .strict();
+
+const method = z
+  .string()
+  .regex(/^[A-Za-z]+$/, 'a method is letters only')
+  .transform((m) => m.toUpperCase());
+
+export const authorizationOperationSchema = z
+  .object({
+    methods: z.array(method).optional(),
+    notMethods: z.array(method).optional(),
+    paths: z.array(pathPattern).optional(),
+    notPaths: z.array(pathPattern).optional(),
+    ports: z.array(z.union([port, z.string().regex(/^\d+$/).transform(Number)])).optional(),
+    notPorts: z.array(z.union([port, z.string().regex(/^\d+$/).transform(Number)])).optional(),
+    hosts: z.array(stringPattern).optional(),
+    notHosts: z.array(stringPattern).optional(),
+  })
+  .strict();
+
+export const authorizationConditionSchema = z
+  .object({
+    key: z.string().regex(WHEN_KEY, 'unknown key (request.headers[x], request.auth.claims[c], source.ip, …)'),
+    values: z.array(z.string()).optional(),
+    notValues: z.array(z.string()).optional(),
+  })
+  .strict()
+  .superRefine((c, ctx) => {
+    if (!c.values?.length && !c.notValues?.length)
+      ctx.addIssue({ code: 'custom', message: 'a condition needs values or notValues' });
+    if (c.key === 'source.ip' || c.key === 'remote.ip')
+      for (const [field, list] of [
+        ['values', c.values],
+        ['notValues', c.notValues],
+      ] as const)
+        list?.forEach((v, i) => {
+          if (!ipBlock.safeParse(v).success)
+            ctx.addIssue({
+              code: 'custom',
+              path: [field, i],
+              message: 'must be an IP address or CIDR block',
+            });
+        });
+  });
+
+export const authorizationRuleSchema = z
+  .object({
+    from: z.array(z.object({ source: authorizationSourceSchema }).strict()).optional(),
+    to: z.array(z.object({ operation: authorizationOperationSchema }).strict()).optional(),
+    when: z.array(authorizationConditionSchema).optional(),
+  })
+  .strict();
+
+/** Istio's AuthorizationPolicy, enforced by the inbound sidecar (docs/authorization.md). */
+export const authorizationPolicySchema = z
+  .object({
+    apiVersion: z.literal('hexmesh.io/v1alpha1'),
+    kind: z.literal('AuthorizationPolicy'),
+    metadata,
+    spec: z
+      .object({
+        /** The Service whose workloads enforce it; absent: every workload in the policy's namespace. */
+        targetRef: securityTargetRef.optional(),
+        action: z.enum(['ALLOW', 'DENY', 'AUDIT']).default('ALLOW'),
+        /** ALLOW with no rules allows nothing; DENY/AUDIT with no rules match nothing (as Istio). */
+        rules: z.array(authorizationRuleSchema).default([]),
+      })
+      .strict(),
+  })
+  .strict();
+
+const jwksDocument = z.string().superRefine((s, ctx) => {
+  try {
+    const doc = JSON.parse(s) as { keys?: unknown };
+    if (!Array.isArray(doc?.keys)) ctx.addIssue({ code: 'custom', message: 'a JWKS is {"keys": [...]}' });
+  } catch (e) {
+    ctx.addIssue({ code: 'custom', message: `invalid JWKS JSON: ${(e as Error).message}` });
+  }
+});
+
+export const jwtRuleSchema = z
+  .object({
+    issuer: z.string().min(1),
+    /** Accepted `aud` values; absent: any audience. */
+    audiences: z.array(z.string().min(1)).optional(),
+    /** Inline JWKS (JSON text). */
+    jwks: jwksDocument.optional(),
+    /** JWKS URL, fetched and cached (refetched on an unknown `kid`, at most once per 30 s). */
+    jwksUri: z.url({ protocol: /^https?$/ }).optional(),
+    /** Where the token is; default `Authorization: Bearer <token>`. */
+    fromHeaders: z.array(z.object({ name: headerName, prefix: z.string().default('') }).strict()).optional(),
+    /** Keep the token header for the app (default: it is removed once validated). */
+    forwardOriginalToken: z.boolean().default(false),
+  })
+  .strict()
+  .refine((r) => (r.jwks === undefined) !== (r.jwksUri === undefined), {
+    message: 'set exactly one of jwks and jwksUri',
+  });
+
+/** Istio's RequestAuthentication: which JWTs an inbound sidecar accepts. */
+export const requestAuthenticationSchema = z
+  .object({
+    apiVersion: z.literal('hexmesh.io/v1alpha1'),
+    kind: z.literal('RequestAuthentication'),
+    metadata,
+    spec: z
+      .object({
+        targetRef: securityTargetRef.optional(),
+        jwtRules: z.array(jwtRuleSchema).min(1),
+      })
+      .strict(),
+  })
+  .strict();
+
 /** Every resource kind the proxy's snapshot understands; later issues add more kinds here. */
 export const resourceSchema = z.discriminatedUnion('kind', [
   serviceSchema,
   httpRouteSchema,
   grpcRouteSchema,
   trafficPolicySchema,
+  authorizationPolicySchema,
+  requestAuthenticationSchema,
 ]);
 
 export type ServiceResource = z.infer<typeof serviceSchema>;
@@ -555,5 +713,9 @@ export type GRPCRoute = z.infer<typeof grpcRouteSchema>;
 export type GRPCRouteRule = GRPCRoute['spec']['rules'][number];
 export type TrafficPolicy = z.infer<typeof trafficPolicySchema>;
 export type TrafficPolicySpec = z.infer<typeof trafficPolicySpecSchema>;
+export type AuthorizationPolicy = z.infer<typeof authorizationPolicySchema>;
+export type AuthorizationRule = z.infer<typeof authorizationRuleSchema>;
+export type RequestAuthentication = z.infer<typeof requestAuthenticationSchema>;
+export type JwtRule = z.infer<typeof jwtRuleSchema>;
 export type Resource = z.infer<typeof resourceSchema>;
 export { regex as regexSchema };
