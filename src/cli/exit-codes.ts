@@ -7,4 +7,8 @@ export const EXIT = Object.freeze({
   USAGE: 2,
   /** Invalid configuration: every problem is printed with its path. */
   CONFIG: 3,
+  /** What a control-plane command named does not exist (a resource, service, key, instance). */
+  NOT_FOUND: 4,
+  /** A control-plane write lost a compare-and-set (stale resourceVersion, `--cas`). */
+  CONFLICT: 5,
 });

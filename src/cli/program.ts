@@ -7,6 +7,10 @@ import { demoCommand } from './commands/demo.ts';
 import { proxyCommand } from './commands/proxy.ts';
 import { validateCommand } from './commands/validate.ts';
 import { controlCommand } from './commands/control.ts';
+import { applyCommand, deleteCommand, describeCommand, getCommand } from './commands/resources.ts';
+import { deregisterCommand, endpointsCommand, registerCommand, servicesCommand } from './commands/catalog.ts';
+import { kvCommand } from './commands/kv.ts';
+import { templateCommand } from './commands/template.ts';
 
 const HELP_HINT = '(run with --help for usage)';
 
@@ -20,6 +24,16 @@ export function buildCli(): Command {
   program.addCommand(validateCommand());
   program.addCommand(demoCommand());
   program.addCommand(controlCommand());
+  program.addCommand(applyCommand());
+  program.addCommand(getCommand());
+  program.addCommand(deleteCommand());
+  program.addCommand(describeCommand());
+  program.addCommand(servicesCommand());
+  program.addCommand(endpointsCommand());
+  program.addCommand(kvCommand());
+  program.addCommand(registerCommand());
+  program.addCommand(deregisterCommand());
+  program.addCommand(templateCommand());
   // addCommand() does not copy settings to sub-commands (only .command() does): without
   // this, a usage error in a sub-command exits 1 from inside commander instead of EXIT.USAGE.
   for (const cmd of program.commands) cmd.exitOverride().showHelpAfterError(HELP_HINT);
