@@ -8,7 +8,7 @@
 //
 // Writes are atomic (temp file + rename), so processes starting side by side (tests spawn many
 // CLIs at once) never import a half-written bundle.
-import { mkdirSync, readdirSync, renameSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, renameSync, statSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -54,8 +54,14 @@ export async function buildBundle() {
   const started = Date.now() / 1000;
   const { build } = await import('esbuild');
   const result = await build({
-    entryPoints: [join(SRC, 'cli', 'main.ts')],
-    outfile: BUNDLE,
+    entryPoints: { hexmesh: join(SRC, 'cli', 'main.ts') },
+    outdir: dirname(BUNDLE),
+    outExtension: { '.js': '.mjs' },
+    // Dynamic imports become chunks loaded on demand, so a command's heavy dependencies (the
+    // control plane's store clients, say) stay out of processes that never run it, the proxy's
+    // above all. Chunk names carry a content hash: writing one is idempotent.
+    splitting: true,
+    chunkNames: 'chunks/[name]-[hash]',
     bundle: true,
     platform: 'node',
     format: 'esm',
@@ -66,17 +72,32 @@ export async function buildBundle() {
     write: false,
     logLevel: 'silent',
   });
-  mkdirSync(dirname(BUNDLE), { recursive: true });
   const suffix = `.${process.pid}.tmp`;
-  // The map first, so a fresh bundle never points at a missing or older map.
-  const files = [...result.outputFiles].sort((a, b) =>
-    a.path.endsWith('.map') ? -1 : b.path.endsWith('.map') ? 1 : 0,
-  );
+  // Chunks first, then maps, the entry last: a process that sees the new entry finds every
+  // file it imports.
+  const rank = (p) => (p === BUNDLE ? 2 : p.endsWith('.map') ? 1 : 0);
+  const files = [...result.outputFiles].sort((a, b) => rank(a.path) - rank(b.path));
   for (const f of files) {
+    mkdirSync(dirname(f.path), { recursive: true });
     const tmp = join(dirname(f.path), basename(f.path) + suffix);
     writeFileSync(tmp, f.contents);
     utimesSync(tmp, started, started);
     renameSync(tmp, f.path);
+  }
+  removeOldChunks(new Set(files.map((f) => f.path)));
+}
+
+/** Chunks of earlier builds, once no process can still be starting from them (an hour on). */
+function removeOldChunks(keep) {
+  const dir = join(dirname(BUNDLE), 'chunks');
+  const cutoff = Date.now() - 3_600_000;
+  for (const name of readdirSync(dir)) {
+    const p = join(dir, name);
+    try {
+      if (!keep.has(p) && statSync(p).mtimeMs < cutoff) unlinkSync(p);
+    } catch {
+      // Another build removed it first.
+    }
   }
 }
 

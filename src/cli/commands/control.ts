@@ -1,8 +1,8 @@
 /** `hexmesh control`: run a control-plane replica (REST API + discovery) over the embedded store or etcd. */
 import { Command, InvalidArgumentError } from 'commander';
 import { parseDuration } from '../../config/duration.ts';
-import { openStore } from '../../store/open-store.ts';
-import { ControlPlane } from '../../control/control-plane.ts';
+// The store and control plane (etcd3, better-sqlite3, x509, ...) load in the action only: every
+// CLI process, the proxy's included, parses this file, and must not carry them.
 
 function listenAddress(v: string): { address: string; port: number } {
   const i = v.lastIndexOf(':');
@@ -58,6 +58,10 @@ Example:
         deregisterCriticalAfter: number;
         leaderTtl: number;
       }) => {
+        const [{ openStore }, { ControlPlane }] = await Promise.all([
+          import('../../store/open-store.ts'),
+          import('../../control/control-plane.ts'),
+        ]);
         const store = await openStore(opts.store, opts.dataDir);
         const cp = new ControlPlane({
           listen: opts.listen,
