@@ -24,6 +24,8 @@ import { kvRoutes } from './api/kv.ts';
 import { watchRoutes } from './api/watch.ts';
 import { prometheusSdRoutes } from './api/prometheus-sd.ts';
 import { healthRoutes } from './api/health.ts';
+import { statsRoutes } from './api/stats.ts';
+import { MetricsCollector, type CollectorOptions } from './metrics/collector.ts';
 import { attachDiscovery, type DiscoveryOptions } from './discovery/discovery-server.ts';
 
 export interface ControlPlaneOptions {
@@ -49,6 +51,8 @@ export interface ControlPlaneOptions {
   /** Attach the discovery WebSocket `/v1/discovery` (default true). */
   discovery?: boolean;
   discoveryOptions?: DiscoveryOptions;
+  /** Embedded metrics collection (docs/observability.md): scrape period etc. */
+  metrics?: Omit<CollectorOptions, 'store' | 'isLeader' | 'now' | 'onError'>;
   now?: () => number;
   /** Unexpected errors (500s and background failures), for the operator's log. */
   onError?(err: unknown): void;
@@ -66,6 +70,8 @@ export class ControlPlane {
   readonly leader: LeaderElection;
   readonly reaper: HealthReaper;
   readonly router = new Router();
+  /** Scrapes the proxies' metrics while this replica leads; feeds `/v1/stats/*`. */
+  readonly metrics: MetricsCollector;
   /** The one HTTP server: REST API, and WebSocket upgrades through `onUpgrade`. */
   readonly httpServer: http.Server;
   readonly id: string;
@@ -111,6 +117,15 @@ export class ControlPlane {
     watchRoutes(this.router, ctx, { heartbeatMs: opts.watchHeartbeatMs });
     prometheusSdRoutes(this.router, ctx);
     healthRoutes(this.router, ctx);
+    this.metrics = new MetricsCollector({
+      ...opts.metrics,
+      store: this.store,
+      isLeader: () => this.leader.isLeader,
+      now,
+      onError: opts.onError,
+    });
+    statsRoutes(this.router, ctx, this.metrics);
+    this.onClose(() => this.metrics.close());
     this.httpServer = http.createServer(
       {
         // Time to receive a request's headers and body; handlers have their own limit.
@@ -177,6 +192,7 @@ export class ControlPlane {
       });
     });
     await this.leader.start();
+    this.metrics.start();
     return this.address();
   }
 
