@@ -26,6 +26,8 @@ import { prometheusSdRoutes } from './api/prometheus-sd.ts';
 import { healthRoutes } from './api/health.ts';
 import { statsRoutes } from './api/stats.ts';
 import { MetricsCollector, type CollectorOptions } from './metrics/collector.ts';
+import { identityRoutes } from './api/identity.ts';
+import { CertificateAuthority, type CaOptions } from '../identity/ca.ts';
 import { attachDiscovery, type DiscoveryOptions } from './discovery/discovery-server.ts';
 
 export interface ControlPlaneOptions {
@@ -51,6 +53,8 @@ export interface ControlPlaneOptions {
   /** Attach the discovery WebSocket `/v1/discovery` (default true). */
   discovery?: boolean;
   discoveryOptions?: DiscoveryOptions;
+  /** The workload CA (docs/identity.md). Given: created or loaded on start; absent: on first use, with defaults. */
+  identity?: CaOptions;
   /** Embedded metrics collection (docs/observability.md): scrape period etc. */
   metrics?: Omit<CollectorOptions, 'store' | 'isLeader' | 'now' | 'onError'>;
   now?: () => number;
@@ -72,6 +76,8 @@ export class ControlPlane {
   readonly router = new Router();
   /** Scrapes the proxies' metrics while this replica leads; feeds `/v1/stats/*`. */
   readonly metrics: MetricsCollector;
+  /** The workload certificate authority (state in the store). */
+  readonly identity: CertificateAuthority;
   /** The one HTTP server: REST API, and WebSocket upgrades through `onUpgrade`. */
   readonly httpServer: http.Server;
   readonly id: string;
@@ -126,6 +132,8 @@ export class ControlPlane {
     });
     statsRoutes(this.router, ctx, this.metrics);
     this.onClose(() => this.metrics.close());
+    this.identity = new CertificateAuthority(this.store, { now, ...opts.identity });
+    identityRoutes(this.router, ctx, this.identity);
     this.httpServer = http.createServer(
       {
         // Time to receive a request's headers and body; handlers have their own limit.
@@ -174,6 +182,7 @@ export class ControlPlane {
     if (this.#started) return this.address();
     this.#started = true;
     await this.tracker.start();
+    if (this.#opts.identity) await this.identity.start();
     if (this.#opts.discovery !== false) attachDiscovery(this, this.#opts.discoveryOptions);
     const { address, port } = this.#opts.listen;
     await new Promise<void>((resolve, reject) => {

@@ -1,0 +1,551 @@
+/**
+ * The mesh's certificate authority. Its state lives in the store (`/hexmesh/ca/state`), so
+ * every control-plane replica signs with the same intermediate: the first replica creates
+ * (or imports) it with a create-only write, the others read it. Root keys never enter the
+ * store; they stay in `<data-dir>/ca/<id>/root.key` (0600) on the replica that made them,
+ * because a root signs only intermediates. The intermediate key must be shared: it is
+ * stored sealed with the operator's secret when one is given, else as PEM
+ * (docs/identity.md, "Where the keys live").
+ *
+ * Rotation: `startRotation` puts a new authority (root + intermediate) first in the list;
+ * new certificates come from it at once, the bundle holds every root in the list, and
+ * `finishRotation` drops the old ones once no live workload certificate chains to them.
+ */
+import { mkdir, writeFile, chmod } from 'node:fs/promises';
+import { join } from 'node:path';
+import { randomBytes, verify as verifySignature, webcrypto, X509Certificate as NodeCert } from 'node:crypto';
+import * as x509 from './x509-lib.ts';
+import { HexmeshError } from '../errors/hexmesh-error.ts';
+import { StoreConflictError, type Store } from '../store/store.ts';
+import { spiffeId as makeSpiffeId, parseSpiffeId } from './identity-source.ts';
+import { checkCsr } from './csr-policy.ts';
+import { JoinTokens } from './join-tokens.ts';
+import { sealKey, unsealKey, type SealedKey } from './key-sealing.ts';
+import {
+  createIntermediateCert,
+  createLeafCert,
+  createRootCert,
+  exportKeyPem,
+  generateKeyPair,
+  importPrivateKey,
+  isSignedBy,
+  parseCert,
+  randomSerial,
+  withNewline,
+} from './x509.ts';
+
+export const CA_KEYS = Object.freeze({
+  state: '/hexmesh/ca/state',
+  issued: '/hexmesh/identity/issued/',
+});
+
+const HOUR = 3_600_000;
+const DAY = 24 * HOUR;
+
+export interface CaImport {
+  readonly rootCertPem: string;
+  /** Needed unless an intermediate (cert + key) is given: the CA then makes its own intermediate. */
+  readonly rootKeyPem?: string;
+  readonly intermediateCertPem?: string;
+  readonly intermediateKeyPem?: string;
+}
+
+export interface CaOptions {
+  /** Default `hexmesh.local`. */
+  trustDomain?: string;
+  /** Where root and intermediate files are written (`<dataDir>/ca/<id>/`); none: store only. */
+  dataDir?: string;
+  /** The operator's own root (and optionally intermediate) instead of generated ones. */
+  import?: CaImport;
+  /** Seals the intermediate key in the store (AES-256-GCM); the same secret on every replica. */
+  keySecret?: string;
+  /** Root lifetime (default 10 years). */
+  rootTtlMs?: number;
+  /** Intermediate lifetime (default 1 year). */
+  intermediateTtlMs?: number;
+  /** Workload certificate lifetime (default 24 h). */
+  leafTtlMs?: number;
+  now?: () => number;
+}
+
+/** One root and the intermediate it signed; `authorities[0]` of the state signs. */
+export interface Authority {
+  readonly id: string;
+  readonly rootCertPem: string;
+  readonly intermediateCertPem: string;
+  readonly intermediateKey: SealedKey;
+  readonly createdAt: string;
+}
+
+export interface CaState {
+  readonly trustDomain: string;
+  readonly authorities: readonly Authority[];
+  readonly rotation?: { readonly startedAt: string; readonly from: readonly string[] };
+}
+
+/** An issued workload certificate, recorded per proxy (its latest one) for rotation and `hexmesh check`. */
+export interface IssuedRecord {
+  readonly proxyId: string;
+  readonly spiffeId: string;
+  readonly serial: string;
+  readonly authority: string;
+  readonly issuedAt: string;
+  readonly notAfter: string;
+}
+
+/** Proof that the caller is the workload: a join token, or its current certificate (renewal). */
+export interface SignRequest {
+  readonly csr: string;
+  readonly token?: string;
+  /** Renewal: the current certificate (leaf first) and a signature over the CSR's DER by its key. */
+  readonly renewal?: { readonly certificate: string; readonly signature: string };
+  /** The proxy asking; its latest certificate is tracked under this id (default: the serial). */
+  readonly proxyId?: string;
+}
+
+export interface Issued {
+  /** Leaf then intermediate, PEM. */
+  readonly certChainPem: string;
+  readonly spiffeId: string;
+  readonly serial: string;
+  readonly notBefore: string;
+  readonly notAfter: string;
+  readonly authority: string;
+}
+
+export interface RotationStatus {
+  readonly rotating: boolean;
+  readonly startedAt?: string;
+  readonly active: string;
+  readonly authorities: readonly AuthorityInfo[];
+  /** Live workload certificates issued by an authority other than the active one. */
+  readonly pending: readonly IssuedRecord[];
+}
+
+export interface AuthorityInfo {
+  readonly id: string;
+  readonly active: boolean;
+  readonly root: { subject: string; notAfter: string; fingerprint256: string };
+  readonly intermediate: { subject: string; notAfter: string };
+}
+
+const denied = (message: string) => new HexmeshError('HEXMESH_ERR_DENIED', message);
+
+export class CertificateAuthority {
+  readonly tokens: JoinTokens;
+  readonly #store: Store;
+  readonly #opts: CaOptions;
+  readonly #now: () => number;
+  #starting: Promise<void> | undefined;
+  /** Decoded signing key of the active authority, keyed by the state's modRevision. */
+  #signer: { rev: number; id: string; key: CryptoKey } | undefined;
+
+  constructor(store: Store, opts: CaOptions = {}) {
+    this.#store = store;
+    this.#opts = opts;
+    this.#now = opts.now ?? Date.now;
+    this.tokens = new JoinTokens(store, this.#now);
+  }
+
+  get trustDomain(): string {
+    return this.#opts.trustDomain ?? 'hexmesh.local';
+  }
+
+  get leafTtlMs(): number {
+    return this.#opts.leafTtlMs ?? DAY;
+  }
+
+  /** Create or import the CA if the store has none, else check the store's matches the options. Idempotent. */
+  start(): Promise<void> {
+    this.#starting ??= this.#init().catch((e: unknown) => {
+      this.#starting = undefined;
+      throw e;
+    });
+    return this.#starting;
+  }
+
+  async #init(): Promise<void> {
+    const existing = await this.#read();
+    if (existing) return this.#checkExisting(existing.state);
+    const made = await this.#newAuthority(this.#opts.import);
+    const state: CaState = { trustDomain: this.trustDomain, authorities: [made.authority] };
+    try {
+      await this.#store.put(CA_KEYS.state, JSON.stringify(state), { prevModRevision: 0 });
+    } catch (e) {
+      if (!(e instanceof StoreConflictError)) throw e;
+      // Another replica created it first: use theirs (ours was never used).
+      const theirs = await this.#read();
+      if (theirs) return this.#checkExisting(theirs.state);
+      throw e;
+    }
+    await this.#writeFiles(made);
+  }
+
+  #checkExisting(state: CaState): void {
+    if (state.trustDomain !== this.trustDomain)
+      throw new HexmeshError(
+        'HEXMESH_ERR_CONFIG_INVALID',
+        `the store's CA is for trust domain ${state.trustDomain}, not ${this.trustDomain} (--trust-domain)`,
+      );
+    const imp = this.#opts.import;
+    if (imp) {
+      const fp = parseCert(imp.rootCertPem).fingerprint256;
+      if (!state.authorities.some((a) => new NodeCert(a.rootCertPem).fingerprint256 === fp))
+        throw new HexmeshError(
+          'HEXMESH_ERR_CONFIG_INVALID',
+          'the store already holds a CA with another root than --ca-cert; drop the flag to keep the existing CA',
+        );
+    }
+  }
+
+  async #read(): Promise<{ state: CaState; rev: number } | undefined> {
+    const kv = await this.#store.get(CA_KEYS.state);
+    return kv ? { state: JSON.parse(kv.value) as CaState, rev: kv.modRevision } : undefined;
+  }
+
+  async #state(): Promise<{ state: CaState; rev: number }> {
+    await this.start();
+    const s = await this.#read();
+    if (!s) throw new HexmeshError('HEXMESH_ERR_INTERNAL', 'the CA state disappeared from the store');
+    return s;
+  }
+
+  /** A new authority: generated, or built from the operator's files. Private keys stay in memory until written. */
+  async #newAuthority(
+    imp: CaImport | undefined,
+  ): Promise<{ authority: Authority; rootKeyPem?: string; intermediateKeyPem: string }> {
+    const now = this.#now();
+    const id = `${new Date(now).toISOString().slice(0, 10).replace(/-/g, '')}-${randomBytes(3).toString('hex')}`;
+    const td = this.trustDomain;
+    let rootCertPem: string;
+    let rootKey: CryptoKey | undefined;
+    let rootKeyPem: string | undefined;
+    if (imp) {
+      const root = parseCert(imp.rootCertPem);
+      if (!root.ca) throw new HexmeshError('HEXMESH_ERR_CONFIG_INVALID', '--ca-cert is not a CA certificate');
+      rootCertPem = withNewline(root.toString());
+      if (imp.rootKeyPem) {
+        rootKey = await importPrivateKey(imp.rootKeyPem, '--ca-key');
+        rootKeyPem = imp.rootKeyPem;
+      }
+    } else {
+      const keys = await generateKeyPair(true);
+      rootCertPem = await createRootCert({
+        commonName: `hexmesh root ${id}`,
+        trustDomain: td,
+        notBefore: new Date(now - 60_000),
+        notAfter: new Date(now + (this.#opts.rootTtlMs ?? 10 * 365 * DAY)),
+        keys,
+      });
+      rootKey = keys.privateKey;
+      rootKeyPem = await exportKeyPem(keys.privateKey);
+    }
+    let intermediateCertPem: string;
+    let intermediateKeyPem: string;
+    if (imp?.intermediateCertPem && imp.intermediateKeyPem) {
+      const inter = parseCert(imp.intermediateCertPem);
+      if (!inter.ca || !isSignedBy(inter, parseCert(rootCertPem)))
+        throw new HexmeshError(
+          'HEXMESH_ERR_CONFIG_INVALID',
+          '--ca-intermediate-cert must be a CA certificate signed by --ca-cert',
+        );
+      const key = await importPrivateKey(imp.intermediateKeyPem, '--ca-intermediate-key');
+      if (!(await keyMatches(key, inter)))
+        throw new HexmeshError(
+          'HEXMESH_ERR_CONFIG_INVALID',
+          '--ca-intermediate-key does not belong to --ca-intermediate-cert',
+        );
+      intermediateCertPem = withNewline(inter.toString());
+      intermediateKeyPem = imp.intermediateKeyPem;
+    } else {
+      if (!rootKey)
+        throw new HexmeshError(
+          'HEXMESH_ERR_CONFIG_INVALID',
+          'importing a CA needs --ca-key, or an intermediate (--ca-intermediate-cert and --ca-intermediate-key)',
+        );
+      if (imp && !(await keyMatches(rootKey, parseCert(rootCertPem))))
+        throw new HexmeshError('HEXMESH_ERR_CONFIG_INVALID', '--ca-key does not belong to --ca-cert');
+      const keys = await generateKeyPair(true);
+      const rootNotAfter = Date.parse(parseCert(rootCertPem).validTo);
+      intermediateCertPem = await createIntermediateCert(
+        {
+          commonName: `hexmesh intermediate ${id}`,
+          trustDomain: td,
+          notBefore: new Date(now - 60_000),
+          notAfter: new Date(Math.min(rootNotAfter, now + (this.#opts.intermediateTtlMs ?? 365 * DAY))),
+          keys,
+        },
+        { certPem: rootCertPem, key: rootKey },
+      );
+      intermediateKeyPem = await exportKeyPem(keys.privateKey);
+    }
+    return {
+      authority: {
+        id,
+        rootCertPem,
+        intermediateCertPem,
+        intermediateKey: sealKey(intermediateKeyPem, this.#opts.keySecret),
+        createdAt: new Date(now).toISOString(),
+      },
+      rootKeyPem,
+      intermediateKeyPem,
+    };
+  }
+
+  /** `<dataDir>/ca/<id>/`: directory 0700, keys 0600 (owner only), certificates 0644. */
+  async #writeFiles(made: { authority: Authority; rootKeyPem?: string; intermediateKeyPem: string }) {
+    if (!this.#opts.dataDir) return;
+    const ca = join(this.#opts.dataDir, 'ca');
+    const dir = join(ca, made.authority.id);
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    await chmod(ca, 0o700);
+    await chmod(dir, 0o700);
+    const files: [string, string, number][] = [
+      ['root.pem', made.authority.rootCertPem, 0o644],
+      ['intermediate.pem', made.authority.intermediateCertPem, 0o644],
+      ['intermediate.key', made.intermediateKeyPem, 0o600],
+    ];
+    if (made.rootKeyPem) files.push(['root.key', made.rootKeyPem, 0o600]);
+    for (const [name, text, mode] of files) {
+      // `mode` applies only on creation; chmod covers a file left by an earlier run.
+      await writeFile(join(dir, name), text, { mode });
+      await chmod(join(dir, name), mode);
+    }
+  }
+
+  /** Every trusted root, PEM concatenated (the active authority's first). */
+  async bundle(): Promise<{
+    pem: string;
+    roots: string[];
+    active: string;
+    trustDomain: string;
+    revision: number;
+  }> {
+    const { state, rev } = await this.#state();
+    const roots = state.authorities.map((a) => a.rootCertPem);
+    return {
+      pem: roots.join(''),
+      roots,
+      active: state.authorities[0].id,
+      trustDomain: state.trustDomain,
+      revision: rev,
+    };
+  }
+
+  async authorities(): Promise<{ trustDomain: string; authorities: AuthorityInfo[] }> {
+    const { state } = await this.#state();
+    return { trustDomain: state.trustDomain, authorities: state.authorities.map(describe) };
+  }
+
+  /** Check the proof, the CSR and the identity it asks for, then issue a leaf from the active authority. */
+  async sign(req: SignRequest): Promise<Issued> {
+    const { state, rev } = await this.#state();
+    const csr = await checkCsr(req.csr);
+    const granted = await this.#grantedIdentity(req, state);
+    if (csr.requestedId !== undefined && csr.requestedId !== granted)
+      throw denied(
+        `CSR asks for ${csr.requestedId} but the ${req.token ? 'join token' : 'current certificate'} grants ${granted}`,
+      );
+    const active = state.authorities[0];
+    const key = await this.#signingKey(active, rev);
+    const inter = new NodeCert(active.intermediateCertPem);
+    const now = this.#now();
+    const notAfter = Math.min(now + this.leafTtlMs, Date.parse(inter.validTo));
+    if (notAfter <= now)
+      throw new HexmeshError('HEXMESH_ERR_INTERNAL', `intermediate ${active.id} has expired`);
+    const serial = randomSerial();
+    // Backdated a little, for peers whose clocks run behind (as SPIRE does).
+    const notBefore = new Date(Math.max(now - 60_000, Date.parse(inter.validFrom)));
+    const leaf = await createLeafCert(
+      { spiffeId: granted, publicKey: csr.publicKey, serial, notBefore, notAfter: new Date(notAfter) },
+      { certPem: active.intermediateCertPem, key },
+    );
+    const issued: Issued = {
+      certChainPem: leaf + active.intermediateCertPem,
+      spiffeId: granted,
+      serial,
+      notBefore: notBefore.toISOString(),
+      notAfter: new Date(notAfter).toISOString(),
+      authority: active.id,
+    };
+    const record: IssuedRecord = {
+      proxyId: req.proxyId ?? serial,
+      spiffeId: granted,
+      serial,
+      authority: active.id,
+      issuedAt: new Date(now).toISOString(),
+      notAfter: issued.notAfter,
+    };
+    await this.#store.put(CA_KEYS.issued + encodeURIComponent(record.proxyId), JSON.stringify(record));
+    return issued;
+  }
+
+  async #grantedIdentity(req: SignRequest, state: CaState): Promise<string> {
+    if (req.token) {
+      const t = await this.tokens.verify(req.token);
+      return makeSpiffeId(state.trustDomain, t.namespace, t.serviceAccount);
+    }
+    if (req.renewal) return this.#renewalIdentity(req.csr, req.renewal, state);
+    throw new HexmeshError(
+      'HEXMESH_ERR_UNAUTHENTICATED',
+      'a join token (token) or the current certificate (renewal) is required to get a certificate',
+    );
+  }
+
+  /** Renewal: the current certificate must come from one of our intermediates, be valid now, and have signed the CSR. */
+  #renewalIdentity(
+    csrPem: string,
+    renewal: { certificate: string; signature: string },
+    state: CaState,
+  ): string {
+    const leaf = parseCert(renewal.certificate);
+    const now = this.#now();
+    if (Date.parse(leaf.validTo) <= now || Date.parse(leaf.validFrom) > now)
+      throw new HexmeshError(
+        'HEXMESH_ERR_UNAUTHENTICATED',
+        'renewal refused: the current certificate is not valid now',
+      );
+    const ours = state.authorities.some((a) => isSignedBy(leaf, new NodeCert(a.intermediateCertPem)));
+    if (!ours || leaf.ca)
+      throw new HexmeshError(
+        'HEXMESH_ERR_UNAUTHENTICATED',
+        'renewal refused: the certificate was not issued by this CA',
+      );
+    const der = Buffer.from(x509.PemConverter.decode(csrPem)[0]);
+    let ok = false;
+    try {
+      ok = verifySignature('sha256', der, leaf.publicKey, Buffer.from(renewal.signature, 'base64'));
+    } catch {
+      ok = false;
+    }
+    if (!ok)
+      throw new HexmeshError(
+        'HEXMESH_ERR_UNAUTHENTICATED',
+        "renewal refused: the signature over the CSR does not verify with the certificate's key",
+      );
+    const uri = (leaf.subjectAltName ?? '').split(', ').find((p) => p.startsWith('URI:'));
+    const id = uri?.slice(4);
+    const parsed = id ? parseSpiffeId(id) : undefined;
+    if (!id || !parsed || parsed.trustDomain !== state.trustDomain)
+      throw new HexmeshError(
+        'HEXMESH_ERR_UNAUTHENTICATED',
+        'renewal refused: the certificate carries no SPIFFE ID of this trust domain',
+      );
+    return id;
+  }
+
+  async #signingKey(a: Authority, rev: number): Promise<CryptoKey> {
+    if (this.#signer?.rev === rev && this.#signer.id === a.id) return this.#signer.key;
+    const key = await importPrivateKey(
+      unsealKey(a.intermediateKey, this.#opts.keySecret),
+      'intermediate key',
+    );
+    this.#signer = { rev, id: a.id, key };
+    return key;
+  }
+
+  /** Live issued certificates (expired records are removed on the way). */
+  async issued(): Promise<IssuedRecord[]> {
+    const r = await this.#store.range(CA_KEYS.issued);
+    const now = this.#now();
+    const live: IssuedRecord[] = [];
+    for (const kv of r.kvs) {
+      const rec = JSON.parse(kv.value) as IssuedRecord;
+      if (Date.parse(rec.notAfter) > now) live.push(rec);
+      else await this.#store.delete(kv.key, { prevModRevision: kv.modRevision }).catch(() => undefined);
+    }
+    return live;
+  }
+
+  /** Add a new root + intermediate beside the current ones; it signs from now on. */
+  async startRotation(): Promise<RotationStatus> {
+    const { state, rev } = await this.#state();
+    if (state.rotation)
+      throw new HexmeshError(
+        'HEXMESH_ERR_CONFLICT',
+        `a rotation started at ${state.rotation.startedAt} is in progress: finish it first (hexmesh identity rotate finish)`,
+      );
+    const made = await this.#newAuthority(undefined);
+    const next: CaState = {
+      trustDomain: state.trustDomain,
+      authorities: [made.authority, ...state.authorities],
+      rotation: { startedAt: new Date(this.#now()).toISOString(), from: state.authorities.map((a) => a.id) },
+    };
+    await this.#store.put(CA_KEYS.state, JSON.stringify(next), { prevModRevision: rev });
+    await this.#writeFiles(made);
+    return this.rotationStatus();
+  }
+
+  async rotationStatus(): Promise<RotationStatus> {
+    const { state } = await this.#state();
+    const active = state.authorities[0].id;
+    const pending = (await this.issued()).filter((r) => r.authority !== active);
+    return {
+      rotating: state.rotation !== undefined,
+      ...(state.rotation ? { startedAt: state.rotation.startedAt } : {}),
+      active,
+      authorities: state.authorities.map(describe),
+      pending,
+    };
+  }
+
+  /** Remove the old roots; refused while live workload certificates chain to them, unless `force`. */
+  async finishRotation(force = false): Promise<RotationStatus> {
+    const { state, rev } = await this.#state();
+    if (!state.rotation)
+      throw new HexmeshError(
+        'HEXMESH_ERR_CONFLICT',
+        'no rotation in progress (hexmesh identity rotate start)',
+      );
+    const status = await this.rotationStatus();
+    if (status.pending.length && !force)
+      throw new HexmeshError(
+        'HEXMESH_ERR_CONFLICT',
+        `${status.pending.length} live workload certificate(s) still chain to the old root (${status.pending
+          .slice(0, 5)
+          .map((r) => r.proxyId)
+          .join(', ')}${status.pending.length > 5 ? ', ...' : ''}); wait for their renewal or use --force`,
+      );
+    const next: CaState = { trustDomain: state.trustDomain, authorities: [state.authorities[0]] };
+    await this.#store.put(CA_KEYS.state, JSON.stringify(next), { prevModRevision: rev });
+    return this.rotationStatus();
+  }
+}
+
+function describe(a: Authority, i: number): AuthorityInfo {
+  const root = new NodeCert(a.rootCertPem);
+  const inter = new NodeCert(a.intermediateCertPem);
+  return {
+    id: a.id,
+    active: i === 0,
+    root: {
+      subject: root.subject.replace(/\n/g, ', '),
+      notAfter: new Date(root.validTo).toISOString(),
+      fingerprint256: root.fingerprint256,
+    },
+    intermediate: {
+      subject: inter.subject.replace(/\n/g, ', '),
+      notAfter: new Date(inter.validTo).toISOString(),
+    },
+  };
+}
+
+/** True if `key` is the private half of `cert`'s public key (sign and verify a nonce). */
+async function keyMatches(key: CryptoKey, cert: NodeCert): Promise<boolean> {
+  const nonce = randomBytes(32);
+  const ec = key.algorithm.name === 'ECDSA';
+  const sig = Buffer.from(
+    await webcrypto.subtle.sign(
+      ec ? { name: 'ECDSA', hash: 'SHA-256' } : { name: key.algorithm.name },
+      key,
+      nonce,
+    ),
+  );
+  // WebCrypto's ECDSA signatures are r||s (IEEE P1363), not DER.
+  return verifySignature(
+    'sha256',
+    nonce,
+    ec ? { key: cert.publicKey, dsaEncoding: 'ieee-p1363' } : cert.publicKey,
+    sig,
+  );
+}

@@ -1,0 +1,107 @@
+/**
+ * Join tokens: the proof a proxy gives before it may get a certificate (local mode; the
+ * Kubernetes issue adds service-account tokens). One token grants one identity
+ * (namespace + service account) until it expires. Only a SHA-256 hash of the secret is
+ * stored, so a store dump cannot be replayed; the secret is shown once, at creation.
+ *
+ * Token text: `hxjt.<id>.<secret>`; `<id>` names the record, `<secret>` is 32 random bytes.
+ */
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { HexmeshError } from '../errors/hexmesh-error.ts';
+import type { Store } from '../store/store.ts';
+
+export const TOKENS_PREFIX = '/hexmesh/identity/tokens/';
+
+export interface JoinTokenRecord {
+  readonly id: string;
+  readonly namespace: string;
+  readonly serviceAccount: string;
+  /** hex SHA-256 of the secret part. */
+  readonly hash: string;
+  readonly createdAt: string;
+  readonly expiresAt: string;
+}
+
+/** What the API shows about a token (never the hash). */
+export type JoinTokenInfo = Omit<JoinTokenRecord, 'hash'>;
+
+const NAME = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
+
+const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
+
+const unauthenticated = (why: string) =>
+  new HexmeshError('HEXMESH_ERR_UNAUTHENTICATED', `join token refused: ${why}`);
+
+export class JoinTokens {
+  readonly #store: Store;
+  readonly #now: () => number;
+
+  constructor(store: Store, now: () => number = Date.now) {
+    this.#store = store;
+    this.#now = now;
+  }
+
+  /** Create a token for `namespace`/`serviceAccount` valid for `ttlMs`; the text is returned only here. */
+  async create(
+    namespace: string,
+    serviceAccount: string,
+    ttlMs: number,
+  ): Promise<{ token: string; info: JoinTokenInfo }> {
+    for (const [field, v] of [
+      ['namespace', namespace],
+      ['serviceAccount', serviceAccount],
+    ] as const)
+      if (!NAME.test(v))
+        throw new HexmeshError(
+          'HEXMESH_ERR_BAD_REQUEST',
+          `${field} must be a DNS-1123 name (lower-case letters, digits, '-', '.'), got ${JSON.stringify(v)}`,
+        );
+    if (!(ttlMs > 0)) throw new HexmeshError('HEXMESH_ERR_BAD_REQUEST', 'ttl must be positive');
+    const id = randomBytes(8).toString('hex');
+    const secret = randomBytes(32).toString('base64url');
+    const now = this.#now();
+    const record: JoinTokenRecord = {
+      id,
+      namespace,
+      serviceAccount,
+      hash: sha256(secret),
+      createdAt: new Date(now).toISOString(),
+      expiresAt: new Date(now + ttlMs).toISOString(),
+    };
+    await this.#store.put(TOKENS_PREFIX + id, JSON.stringify(record), { prevModRevision: 0 });
+    const { hash: _, ...info } = record;
+    return { token: `hxjt.${id}.${secret}`, info };
+  }
+
+  /** The identity a token grants; 401 (never saying which part was wrong beyond the id) otherwise. */
+  async verify(token: string): Promise<JoinTokenInfo> {
+    const parts = token.split('.');
+    if (parts.length !== 3 || parts[0] !== 'hxjt' || !/^[0-9a-f]{16}$/.test(parts[1]))
+      throw unauthenticated('malformed token');
+    const kv = await this.#store.get(TOKENS_PREFIX + parts[1]);
+    if (!kv) throw unauthenticated(`unknown token ${parts[1]}`);
+    const rec = JSON.parse(kv.value) as JoinTokenRecord;
+    const a = Buffer.from(sha256(parts[2]), 'hex');
+    const b = Buffer.from(rec.hash, 'hex');
+    if (a.length !== b.length || !timingSafeEqual(a, b))
+      throw unauthenticated(`wrong secret for token ${rec.id}`);
+    if (Date.parse(rec.expiresAt) <= this.#now())
+      throw unauthenticated(`token ${rec.id} expired at ${rec.expiresAt}`);
+    const { hash: _, ...info } = rec;
+    return info;
+  }
+
+  async list(): Promise<JoinTokenInfo[]> {
+    const r = await this.#store.range(TOKENS_PREFIX);
+    return r.kvs.map((kv) => {
+      const { hash: _, ...info } = JSON.parse(kv.value) as JoinTokenRecord;
+      return info;
+    });
+  }
+
+  /** Revoke a token by id; false if there was none. */
+  async revoke(id: string): Promise<boolean> {
+    if (!/^[0-9a-f]{16}$/.test(id)) return false;
+    return (await this.#store.delete(TOKENS_PREFIX + id)).deleted > 0;
+  }
+}
