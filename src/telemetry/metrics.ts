@@ -98,6 +98,7 @@ export class ProxyMetrics {
   private readonly ejections: BoundedFamily<Counter.Internal>;
   private readonly ejected: BoundedFamily<Gauge.Internal<'dst_service'>>;
   private readonly synthetic: BoundedFamily<Counter.Internal>;
+  private readonly authz: BoundedFamily<Counter.Internal>;
   private readonly configVersion: Gauge;
   private readonly configRejections: Counter;
   private readonly certExpiry: Gauge;
@@ -227,6 +228,16 @@ export class ProxyMetrics {
       synthetic.labels(...v),
     );
 
+    const authz = new Counter({
+      name: 'hexmesh_authz_decisions_total',
+      help: 'Inbound authorization decisions: the deciding policy (`none` when no ALLOW policy matched or the path was rejected), its action, and allowed / denied / audited / rejected.',
+      labelNames: ['policy', 'action', 'decision'],
+      registers,
+    });
+    this.authz = new BoundedFamily('hexmesh_authz_decisions_total', max, overflows, 3, (v) =>
+      authz.labels(...v),
+    );
+
     this.configVersion = new Gauge({
       name: 'hexmesh_config_version',
       help: 'Version of the configuration in force.',
@@ -302,6 +313,15 @@ export class ProxyMetrics {
   /** Count a response the proxy made up (`code` is the `x-hexmesh-error` value). */
   recordSynthetic(direction: Direction, dst: string, code: string): void {
     this.synthetic.get(direction + SEP + dst + SEP + code, [direction, dst, code]).inc();
+  }
+
+  /**
+   * The counter of one authorization outcome, bound once at config time (`policy` is
+   * `<namespace>/<name>` or `none`; `action` ALLOW / DENY / AUDIT / none; `decision`
+   * allowed / denied / audited / rejected); the layer calls `inc()` per request.
+   */
+  authzDecision(policy: string, action: string, decision: string): { inc(): void } {
+    return this.authz.get(policy + SEP + action + SEP + decision, [policy, action, decision]);
   }
 
   setConfigVersion(version: number): void {
