@@ -129,7 +129,8 @@ function kvLs(): Command {
 }
 
 const preview = (v: string) => {
-  const one = JSON.stringify(v).slice(1, -1);
+  // Control characters escaped so one entry stays on one line; quotes left as they are.
+  const one = v.replace(/[\x00-\x1f]/g, (c) => JSON.stringify(c).slice(1, -1));
   return one.length > 60 ? `${one.slice(0, 57)}...` : one;
 };
 
