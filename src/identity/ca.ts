@@ -355,7 +355,8 @@ export class CertificateAuthority {
       throw new HexmeshError('HEXMESH_ERR_INTERNAL', `intermediate ${active.id} has expired`);
     const serial = randomSerial();
     // Backdated a little, for peers whose clocks run behind (as SPIRE does).
-    const notBefore = new Date(Math.max(now - 60_000, Date.parse(inter.validFrom)));
+    const backdate = Math.min(60_000, this.leafTtlMs / 10);
+    const notBefore = new Date(Math.max(now - backdate, Date.parse(inter.validFrom)));
     const leaf = await createLeafCert(
       { spiffeId: granted, publicKey: csr.publicKey, serial, notBefore, notAfter: new Date(notAfter) },
       { certPem: active.intermediateCertPem, key },

@@ -35,7 +35,7 @@ export async function opensslVerify(
   const [b, i, l] = ['bundle', 'inter', 'leaf'].map((n) => join(dir, `${n}-${tag}.pem`));
   await writeFile(b, bundlePem);
   await writeFile(i, certs.slice(1).join(''));
-  await writeFile(l, certs[0]);
+  await writeFile(l, certs[0] ?? '');
   return openssl([
     'verify',
     ...(attime ? ['-attime', String(Math.floor(attime / 1000))] : []),
