@@ -105,6 +105,7 @@ export class TemplateRunner {
       } catch (err) {
         throw new Error(
           `cannot read template ${spec.source}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+          { cause: err },
         );
       }
       const engine = createEngine(dirname(source));

@@ -130,6 +130,7 @@ function kvLs(): Command {
 
 const preview = (v: string) => {
   // Control characters escaped so one entry stays on one line; quotes left as they are.
+  // eslint-disable-next-line no-control-regex
   const one = v.replace(/[\x00-\x1f]/g, (c) => JSON.stringify(c).slice(1, -1));
   return one.length > 60 ? `${one.slice(0, 57)}...` : one;
 };
