@@ -14,6 +14,8 @@ import { telemetryLayer } from '../telemetry/telemetry-layer.ts';
 import { AdminServer } from './admin/admin-server.ts';
 import { end, start } from './balance/endpoint-state.ts';
 import type { MeshRequest, Service } from './core/dispatch.ts';
+import { buildSecurityLayers, securityGate } from './authz/security-stack.ts';
+import { toHexmeshError } from './core/error-response.ts';
 import { buildInbound } from './inbound/inbound-stack.ts';
 import { TUNNEL_HEADER_LENGTH, tunnelHeader } from './listen/detect.ts';
 import { H2Server } from './listen/h2-server.ts';
@@ -59,6 +61,8 @@ export class Proxy {
   readonly #appTransports: TransportPool;
   readonly #accessLog: AccessLog | undefined;
   readonly #telemetry: ReturnType<typeof telemetryLayer>;
+  /** Authn/authz for inbound WebSocket upgrades, which bypass the inbound service. */
+  #inboundGate: (req: MeshRequest) => Promise<void> = () => Promise.resolve();
   readonly #listeners: MeshListener[] = [];
   readonly #http: HttpPair[] = [];
   #outboundHttp: HttpPair | undefined;
@@ -159,7 +163,11 @@ export class Proxy {
       tcp: outboundH1,
     });
 
-    const inboundService = this.#telemetry(buildInbound(this.#config, this.#appTransports));
+    const security = buildSecurityLayers(this.#config, { metrics: this.metrics });
+    this.#inboundGate = securityGate(security);
+    const inboundService = this.#telemetry(
+      buildInbound(this.#config, this.#appTransports, { layers: security }),
+    );
     this.#inboundHttp = this.#httpPair('inbound', inboundService, (req, socket, head) =>
       this.#upgradeInbound(req, socket, head),
     );
@@ -215,6 +223,7 @@ export class Proxy {
   apply(next: ProxyConfig): void {
     let outbound: OutboundStack;
     let inbound: Service;
+    let gate: (req: MeshRequest) => Promise<void>;
     try {
       outbound = buildOutbound(
         next,
@@ -223,13 +232,16 @@ export class Proxy {
         TRANSPORT_DEFAULTS,
         this.#lazy,
       );
-      inbound = this.#telemetry(buildInbound(next, this.#appTransports));
+      const security = buildSecurityLayers(next, { metrics: this.metrics });
+      gate = securityGate(security);
+      inbound = this.#telemetry(buildInbound(next, this.#appTransports, { layers: security }));
     } catch (err) {
       this.metrics.recordConfigRejection();
       throw err;
     }
     this.#config = next;
     this.#outbound = outbound;
+    this.#inboundGate = gate;
     this.#inboundHttp?.h1.setService(inbound);
     this.#inboundHttp?.h2.setService(inbound);
     for (const [name, pair] of this.#upstreamHttp) {
@@ -375,12 +387,17 @@ export class Proxy {
     const app = this.#config.proxy.app;
     if (!app) return failUpgrade(socket, new HexmeshError('HEXMESH_ERR_UNKNOWN_SERVICE', 'no local app'));
     delete req.headers[CLIENT_HEADER];
-    proxyUpgrade(
-      req,
-      socket,
-      head,
-      { host: app.host, port: app.port, connectTimeout: TRANSPORT_DEFAULTS.connectTimeout },
-      upgradeOf(req),
+    // An upgrade is a request too: authentication and authorization decide before the splice.
+    this.#inboundGate(req).then(
+      () =>
+        proxyUpgrade(
+          req,
+          socket,
+          head,
+          { host: app.host, port: app.port, connectTimeout: TRANSPORT_DEFAULTS.connectTimeout },
+          upgradeOf(req),
+        ),
+      (err: unknown) => failUpgrade(socket, toHexmeshError(err, req)),
     );
   }
 

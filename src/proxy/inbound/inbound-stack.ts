@@ -1,9 +1,10 @@
 /**
  * The inbound side: traffic from other sidecars to the local app.
  *
+ *   [authn (JWT) · authz (path normalisation, AuthorizationPolicy)] →
  *   [rate limit · fault (policies targeting this service)] → local app connection
  *
- * Authentication and authorization (the security issue) slot in before the rate limit.
+ * Security runs first, so denied requests never spend rate-limit tokens.
  */
 import type { ProxyConfig } from '../../config/proxy-config.ts';
 import { HexmeshError } from '../../errors/hexmesh-error.ts';
@@ -13,8 +14,14 @@ import { rateLimitLayer } from '../ratelimit/rate-limit-layer.ts';
 import { resolveResilience } from '../retry/resilience-options.ts';
 import { CLIENT_HEADER } from '../outbound/destination.ts';
 import type { TransportPool } from '../transport/transport-pool.ts';
+import { buildSecurityLayers, type SecurityOptions } from '../authz/security-stack.ts';
 
-export function buildInbound(config: ProxyConfig, transports: TransportPool): Service {
+export function buildInbound(
+  config: ProxyConfig,
+  transports: TransportPool,
+  /** Metrics and options for the security layers, or `layers` already built by the caller. */
+  security: SecurityOptions & { layers?: Layer[] } = {},
+): Service {
   const app = config.proxy.app;
   const self = config.proxy.service;
   if (!app)
@@ -43,7 +50,7 @@ export function buildInbound(config: ProxyConfig, transports: TransportPool): Se
       r.spec.targetRef.name === self &&
       r.metadata.namespace === config.proxy.namespace,
   );
-  const layers: Layer[] = [];
+  const layers: Layer[] = [...(security.layers ?? buildSecurityLayers(config, security))];
   if (policy?.kind === 'TrafficPolicy') {
     // Local rate limits protect the app from all its callers together (Envoy's inbound local_ratelimit).
     const res = resolveResilience(undefined, { rateLimit: policy.spec.rateLimit });

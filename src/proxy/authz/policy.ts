@@ -1,0 +1,207 @@
+/**
+ * AuthorizationPolicy compiled into matchers, once per config (Envoy's RBAC filter
+ * config → per-request matcher). Semantics as Istio: inside a rule, `from`, `to` and
+ * `when` are ANDed; entries of `from` (and of `to`) are ORed; fields of one source or
+ * operation are ANDed; `notX` excludes; an absent field is not checked.
+ */
+import type { AuthorizationPolicy, AuthorizationRule } from '../../config/resources.ts';
+import type { AuthzAttributes } from './attributes.ts';
+import { compileIpBlocks } from './ip-match.ts';
+import { principalPattern, UNAUTHENTICATED } from './peer.ts';
+import { compileAny, type StringMatcher } from './string-match.ts';
+
+type Pred = (a: AuthzAttributes) => boolean;
+
+export type PolicyAction = 'ALLOW' | 'DENY' | 'AUDIT';
+
+/** One compiled policy. */
+export interface CompiledPolicy {
+  /** `<namespace>/<name>`, as shown in responses and metrics. */
+  readonly name: string;
+  readonly action: PolicyAction;
+  /** True if any rule matches the request. */
+  readonly matches: Pred;
+}
+
+export function compilePolicy(p: AuthorizationPolicy): CompiledPolicy {
+  const rules = p.spec.rules.map(compileRule);
+  const matches: Pred =
+    rules.length === 0
+      ? () => false
+      : (a) => {
+          for (const r of rules) if (r(a)) return true;
+          return false;
+        };
+  return { name: `${p.metadata.namespace}/${p.metadata.name}`, action: p.spec.action, matches };
+}
+
+function compileRule(rule: AuthorizationRule): Pred {
+  const preds: Pred[] = [];
+  if (rule.from !== undefined) preds.push(anyOf(rule.from.map((f) => compileSource(f.source))));
+  if (rule.to !== undefined) preds.push(anyOf(rule.to.map((t) => compileOperation(t.operation))));
+  for (const c of rule.when ?? []) preds.push(compileCondition(c.key, c.values, c.notValues));
+  return allOf(preds);
+}
+
+function anyOf(preds: Pred[]): Pred {
+  if (preds.length === 1) return preds[0];
+  return (a) => {
+    for (const p of preds) if (p(a)) return true;
+    return false;
+  };
+}
+
+function allOf(preds: Pred[]): Pred {
+  if (preds.length === 0) return () => true;
+  if (preds.length === 1) return preds[0];
+  return (a) => {
+    for (const p of preds) if (!p(a)) return false;
+    return true;
+  };
+}
+
+/** Include/exclude pair over one attribute. */
+function field<T>(
+  preds: Pred[],
+  get: (a: AuthzAttributes) => T,
+  yes: ((v: T) => boolean) | undefined,
+  no: ((v: T) => boolean) | undefined,
+): void {
+  if (yes) preds.push((a) => yes(get(a)));
+  if (no) preds.push((a) => !no(get(a)));
+}
+
+/** Peer principals: an empty identity matches only the literal `unauthenticated`. */
+function compilePrincipals(list: string[] | undefined): StringMatcher | undefined {
+  if (list === undefined) return undefined;
+  const anon = list.includes(UNAUTHENTICATED);
+  const ids = compileAny(list.filter((p) => p !== UNAUTHENTICATED).map(principalPattern));
+  return (peer) => (peer === '' ? anon : ids !== undefined && ids(peer));
+}
+
+function compileSource(s: NonNullable<AuthorizationRule['from']>[number]['source']): Pred {
+  const preds: Pred[] = [];
+  field(preds, (a) => a.peer, compilePrincipals(s.principals), compilePrincipals(s.notPrincipals));
+  field(
+    preds,
+    (a) => a.peerNamespace,
+    nonEmpty(compileAny(s.namespaces)),
+    nonEmpty(compileAny(s.notNamespaces)),
+  );
+  field(preds, (a) => a.sourceIp, compileIpBlocks(s.ipBlocks), compileIpBlocks(s.notIpBlocks));
+  field(
+    preds,
+    (a) => a.auth?.principal ?? '',
+    nonEmpty(compileAny(s.requestPrincipals)),
+    nonEmpty(compileAny(s.notRequestPrincipals)),
+  );
+  return allOf(preds);
+}
+
+/** An empty value (no namespace, no token) matches no pattern, `*` included. */
+function nonEmpty(m: StringMatcher | undefined): StringMatcher | undefined {
+  return m && ((v) => v !== '' && m(v));
+}
+
+function compileOperation(o: NonNullable<AuthorizationRule['to']>[number]['operation']): Pred {
+  const preds: Pred[] = [];
+  const methods = (l: string[] | undefined) => l && new Set(l);
+  const m = methods(o.methods);
+  const nm = methods(o.notMethods);
+  field(preds, (a) => a.method, m && ((v) => m.has(v)), nm && ((v) => nm.has(v)));
+  // Paths match case-sensitively on the normalised path (as Istio).
+  field(preds, (a) => a.path, compileAny(o.paths), compileAny(o.notPaths));
+  const ports = o.ports && new Set(o.ports);
+  const notPorts = o.notPorts && new Set(o.notPorts);
+  field(preds, (a) => a.port, ports && ((p) => ports.has(p)), notPorts && ((p) => notPorts.has(p)));
+  field(preds, (a) => a.host, hostMatcher(o.hosts), hostMatcher(o.notHosts));
+  return allOf(preds);
+}
+
+/** Hosts match case-insensitively, with or without the port of the authority. */
+function hostMatcher(list: string[] | undefined): StringMatcher | undefined {
+  const m = compileAny(list, true);
+  if (!m) return undefined;
+  return (host) => {
+    if (m(host)) return true;
+    const colon = host.lastIndexOf(':');
+    return colon > 0 && host.indexOf(']') < colon && m(host.slice(0, colon));
+  };
+}
+
+const HEADER_KEY = /^request\.headers\[(.+)\]$/;
+const CLAIM_PART = /\[([^[\]]+)\]/g;
+
+/**
+ * A `when` condition. `values`: the attribute has a value matching one of them;
+ * `notValues`: no value matches (a missing attribute satisfies `notValues` only).
+ */
+function compileCondition(key: string, values: string[] | undefined, notValues: string[] | undefined): Pred {
+  if (key === 'source.ip' || key === 'remote.ip') {
+    const yes = compileIpBlocks(values);
+    const no = compileIpBlocks(notValues);
+    return (a) => (!yes || yes(a.sourceIp)) && (!no || !no(a.sourceIp));
+  }
+  const get = attributeGetter(key);
+  const yes = compileAny(values);
+  const no = compileAny(notValues);
+  return (a) => {
+    const v = get(a);
+    if (yes && !someMatch(v, yes)) return false;
+    if (no && someMatch(v, no)) return false;
+    return true;
+  };
+}
+
+type Value = string | readonly unknown[] | undefined;
+
+function someMatch(v: Value, m: StringMatcher): boolean {
+  if (v === undefined) return false;
+  if (typeof v === 'string') return m(v);
+  for (const x of v) if (scalar(x) !== undefined && m(scalar(x)!)) return true;
+  return false;
+}
+
+function scalar(x: unknown): string | undefined {
+  if (typeof x === 'string') return x;
+  if (typeof x === 'number' || typeof x === 'boolean') return String(x);
+  return undefined;
+}
+
+function attributeGetter(key: string): (a: AuthzAttributes) => Value {
+  const h = HEADER_KEY.exec(key);
+  if (h) {
+    const name = h[1].toLowerCase();
+    return (a) => a.headers[name];
+  }
+  if (key.startsWith('request.auth.claims')) {
+    const path = [...key.slice('request.auth.claims'.length).matchAll(CLAIM_PART)].map((m) => m[1]);
+    return (a) => claimValue(a.auth?.claims, path);
+  }
+  switch (key) {
+    case 'source.principal':
+      return (a) => a.peer || undefined;
+    case 'source.namespace':
+      return (a) => a.peerNamespace || undefined;
+    case 'request.auth.principal':
+      return (a) => a.auth?.principal;
+    case 'request.auth.audiences':
+      return (a) => claimValue(a.auth?.claims, ['aud']);
+    case 'request.auth.presenter':
+      return (a) => claimValue(a.auth?.claims, ['azp']);
+    case 'destination.port':
+      return (a) => String(a.port);
+  }
+  // The schema admits no other key.
+  throw new Error(`unknown condition key ${key}`);
+}
+
+function claimValue(claims: Readonly<Record<string, unknown>> | undefined, path: string[]): Value {
+  let v: unknown = claims;
+  for (const p of path) {
+    if (v === null || typeof v !== 'object' || Array.isArray(v)) return undefined;
+    v = (v as Record<string, unknown>)[p];
+  }
+  if (Array.isArray(v)) return v;
+  return scalar(v);
+}
