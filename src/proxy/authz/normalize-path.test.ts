@@ -138,7 +138,7 @@ test('property: output has no dot segments, no //, starts with /, and no escape 
       assert.ok(!r.path.includes('//'), r.path);
       for (const seg of r.path.split('/')) assert.ok(seg !== '.' && seg !== '..', r.path);
       assert.ok(!/%(2[DEde]|3[0-9]|[46][1-9A-Fa-f]|[57][0-9Aa]|5[Ff]|7[Ee])/.test(r.path), r.path);
-      assert.ok(!/[\\;#\u0000]/.test(r.path), r.path);
+      for (const ch of ['\\', ';', '#', '\u0000']) assert.ok(!r.path.includes(ch), r.path);
     }),
     { numRuns: 2000 },
   );
