@@ -11,6 +11,9 @@ import { applyCommand, deleteCommand, describeCommand, getCommand } from './comm
 import { deregisterCommand, endpointsCommand, registerCommand, servicesCommand } from './commands/catalog.ts';
 import { kvCommand } from './commands/kv.ts';
 import { templateCommand } from './commands/template.ts';
+import { statCommand } from './commands/stat.ts';
+import { edgesCommand } from './commands/edges.ts';
+import { routesCommand } from './commands/routes.ts';
 
 const HELP_HINT = '(run with --help for usage)';
 
@@ -34,6 +37,9 @@ export function buildCli(): Command {
   program.addCommand(registerCommand());
   program.addCommand(deregisterCommand());
   program.addCommand(templateCommand());
+  program.addCommand(statCommand());
+  program.addCommand(edgesCommand());
+  program.addCommand(routesCommand());
   // addCommand() does not copy settings to sub-commands (only .command() does): without
   // this, a usage error in a sub-command exits 1 from inside commander instead of EXIT.USAGE.
   for (const cmd of program.commands) cmd.exitOverride().showHelpAfterError(HELP_HINT);

@@ -1,0 +1,61 @@
+/** `hexmesh routes SERVICE`: per route figures of the traffic to a service. */
+import { Command } from 'commander';
+import { PrometheusViews } from '../../control/metrics/prometheus-views.ts';
+import type { ControlClient } from '../client/control-client.ts';
+import { formatTable, runWithClient } from '../client/command-support.ts';
+import type { RoutesView } from '../../control/metrics/views.ts';
+import {
+  fmtLatency,
+  fmtPercent,
+  fmtRps,
+  viewQuery,
+  withProgress,
+  withViewOptions,
+  writeOut,
+  type ViewOptions,
+} from './stat.ts';
+
+export async function loadRoutes(
+  client: ControlClient,
+  opts: ViewOptions,
+  service: string,
+): Promise<RoutesView> {
+  const q = { windowMs: opts.window, namespace: opts.namespace, service };
+  if (opts.prometheus) return new PrometheusViews(opts.prometheus).routes(q);
+  return (
+    await client.request<RoutesView>('GET', '/v1/stats/routes', { query: viewQuery(opts, { service }) })
+  ).body;
+}
+
+export function routesTable(view: RoutesView): string {
+  return formatTable(
+    ['NAMESPACE', 'ROUTE', 'SUCCESS', 'RPS', 'P50', 'P95', 'P99'],
+    view.routes.map((r) => [
+      r.namespace,
+      r.route,
+      fmtPercent(r.successRate),
+      fmtRps(r.rps),
+      ...fmtLatency(r.latencyMs),
+    ]),
+  );
+}
+
+export function routesCommand(): Command {
+  return withViewOptions(
+    new Command('routes')
+      .description('per route success rate, rps and latency of the traffic to a service')
+      .argument('<service>', 'the destination service'),
+  )
+    .addHelpText(
+      'after',
+      `
+Routes are the callers' routes (HTTPRoute names, "default" for passthrough traffic),
+counted by the callers' sidecars.`,
+    )
+    .action((service: string, opts: ViewOptions) =>
+      runWithClient('routes', opts, async (client) => {
+        const view = await withProgress('querying', loadRoutes(client, opts, service));
+        writeOut(opts.output === 'json' ? `${JSON.stringify(view, null, 2)}\n` : routesTable(view));
+      }),
+    );
+}
