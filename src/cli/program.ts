@@ -14,6 +14,8 @@ import { templateCommand } from './commands/template.ts';
 import { statCommand } from './commands/stat.ts';
 import { edgesCommand } from './commands/edges.ts';
 import { routesCommand } from './commands/routes.ts';
+import { identityCommand } from './commands/identity.ts';
+import { checkCommand } from './commands/check.ts';
 
 const HELP_HINT = '(run with --help for usage)';
 
@@ -40,6 +42,8 @@ export function buildCli(): Command {
   program.addCommand(statCommand());
   program.addCommand(edgesCommand());
   program.addCommand(routesCommand());
+  program.addCommand(identityCommand());
+  program.addCommand(checkCommand());
   // addCommand() does not copy settings to sub-commands (only .command() does): without
   // this, a usage error in a sub-command exits 1 from inside commander instead of EXIT.USAGE.
   for (const cmd of program.commands) cmd.exitOverride().showHelpAfterError(HELP_HINT);

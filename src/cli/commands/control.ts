@@ -1,6 +1,7 @@
 /** `hexmesh control`: run a control-plane replica (REST API + discovery) over the embedded store or etcd. */
 import { Command, InvalidArgumentError } from 'commander';
 import { parseDuration } from '../../config/duration.ts';
+import { caOptionsFromFlags, type CaFlags } from './identity.ts';
 // The store and control plane (etcd3, better-sqlite3, x509, ...) load in the action only: every
 // CLI process, the proxy's included, parses this file, and must not carry them.
 
@@ -41,6 +42,16 @@ export function controlCommand(): Command {
       durationMs,
       10_000,
     )
+    .option('--trust-domain <domain>', 'SPIFFE trust domain of workload identities', 'hexmesh.local')
+    .option('--ca-cert <file>', "import the operator's root CA certificate (PEM) instead of generating one")
+    .option('--ca-key <file>', 'its private key (PEM); needed unless an intermediate is given')
+    .option('--ca-intermediate-cert <file>', 'import an intermediate signed by --ca-cert')
+    .option('--ca-intermediate-key <file>', 'its private key (PEM)')
+    .option(
+      '--ca-key-secret-file <file>',
+      'seal the intermediate key in the store with this secret (or env HEXMESH_CA_KEY_SECRET)',
+    )
+    .option('--cert-ttl <duration>', 'workload certificate lifetime', durationMs, 24 * 3_600_000)
     .addHelpText(
       'after',
       `
@@ -57,7 +68,8 @@ Example:
         store: string;
         deregisterCriticalAfter: number;
         leaderTtl: number;
-      }) => {
+      } & CaFlags) => {
+        const identity = await caOptionsFromFlags(opts, opts.dataDir);
         const [{ openStore }, { ControlPlane }] = await Promise.all([
           import('../../store/open-store.ts'),
           import('../../control/control-plane.ts'),
@@ -68,6 +80,7 @@ Example:
           store,
           deregisterCriticalAfterMs: opts.deregisterCriticalAfter,
           leaderTtlMs: opts.leaderTtl,
+          identity,
           onError: (err) =>
             process.stderr.write(`hexmesh control: ${(err as Error)?.stack ?? String(err)}\n`),
         });

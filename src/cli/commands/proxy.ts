@@ -27,6 +27,10 @@ export function proxyCommand(): Command {
     )
     .option('--id <id>', 'with --control: instance id (default <service>-<random>)')
     .option('--advertise <host>', 'with --control: address other sidecars use to reach this one')
+    .option(
+      '--join-token <token>',
+      'with --control: join token for the workload certificate (or env HEXMESH_JOIN_TOKEN), see docs/identity.md',
+    )
     .addHelpText(
       'after',
       `

@@ -11,6 +11,7 @@ import type { NodeCheck } from '../../control/discovery/protocol.ts';
 import { Proxy, type ProxyAddresses } from '../proxy.ts';
 import { AppChecks } from './app-checks.ts';
 import { ControlClient, type ControlClientOptions } from './control-client.ts';
+import { ControlIdentitySource } from '../../identity/control-identity-source.ts';
 
 export interface ControlledProxyOptions {
   /** Control plane URLs (`http://host:7070`); any of them will do. */
@@ -25,6 +26,8 @@ export interface ControlledProxyOptions {
   /** The app's health checks, run by this sidecar and reported to the catalog. */
   checks?: readonly NodeCheck[];
   onExit?: () => void;
+  /** Workload identity from the control plane's CA (docs/identity.md): the join token for the first certificate. */
+  identity?: { joinToken?: string; spiffeId?: string };
   /** Client tuning (backoff, subscribe timeout, logging). */
   client?: Partial<Pick<ControlClientOptions, 'backoff' | 'subscribeTimeout' | 'silenceTimeout' | 'log'>>;
 }
@@ -34,6 +37,8 @@ export interface ControlledProxy {
   readonly client: ControlClient;
   readonly addr: ProxyAddresses;
   readonly id: string;
+  /** The workload certificate source (when `identity` was given); mTLS reads it. */
+  readonly identity: ControlIdentitySource | undefined;
   /** Leave the mesh (deregister), drain in-flight requests, stop. */
   shutdown(): Promise<void>;
   /** Stop now: leave the mesh and close everything. */
@@ -72,6 +77,18 @@ export async function startControlledProxy(opts: ControlledProxyOptions): Promis
   });
   late.client = client;
   client.start();
+  let identity: ControlIdentitySource | undefined;
+  if (opts.identity) {
+    identity = new ControlIdentitySource({
+      urls: opts.control,
+      proxyId: id,
+      ...opts.identity,
+      ...(opts.client?.log ? { log: opts.client.log } : {}),
+    });
+    const src = identity;
+    src.onChange(() => proxy.metrics.setCertExpiry(src.current()?.notAfter.getTime() ?? null));
+    src.start();
+  }
   if (p.app && opts.checks?.length) {
     const c = client;
     checks = new AppChecks(opts.checks, { host: p.app.host, port: p.app.port }, (s, o) =>
@@ -80,6 +97,7 @@ export async function startControlledProxy(opts: ControlledProxyOptions): Promis
   }
   const leave = async () => {
     checks?.close();
+    identity?.close();
     await client.close();
   };
   return {
@@ -87,6 +105,7 @@ export async function startControlledProxy(opts: ControlledProxyOptions): Promis
     client,
     addr,
     id,
+    identity,
     shutdown: async () => {
       await leave();
       await proxy.shutdown();

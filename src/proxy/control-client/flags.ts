@@ -19,6 +19,8 @@ export interface ControlFlags {
   check?: string[];
   id?: string;
   advertise?: string;
+  /** Join token for the workload certificate (or HEXMESH_JOIN_TOKEN). */
+  joinToken?: string;
 }
 
 function usage(message: string): HexmeshError {
@@ -71,6 +73,7 @@ export async function runControlledProxy(f: ControlFlags): Promise<void> {
     ...(f.admin ? { admin: hostPort('admin', f.admin) } : {}),
     ...(appPort ? { app: { port: appPort } } : {}),
   };
+  const joinToken = f.joinToken ?? process.env.HEXMESH_JOIN_TOKEN;
   const p = await startControlledProxy({
     control: urls,
     settings,
@@ -78,6 +81,7 @@ export async function runControlledProxy(f: ControlFlags): Promise<void> {
     checks: (f.check ?? []).map(parseCheck),
     ...(f.id ? { id: f.id } : {}),
     ...(f.advertise ? { advertise: f.advertise } : {}),
+    ...(joinToken ? { identity: { joinToken } } : {}),
     onExit: () => process.exit(0),
     client: { log: (l) => process.stderr.write(`hexmesh proxy: ${l}\n`) },
   });
