@@ -413,11 +413,11 @@ export class CertificateAuthority {
         'renewal refused: the certificate was not issued by this CA',
       );
     const der = Buffer.from(x509.PemConverter.decode(csrPem)[0]);
-    let ok = false;
+    let ok: boolean;
     try {
       ok = verifySignature('sha256', der, leaf.publicKey, Buffer.from(renewal.signature, 'base64'));
     } catch {
-      ok = false;
+      ok = false; // a malformed signature is a wrong one
     }
     if (!ok)
       throw new HexmeshError(

@@ -26,11 +26,11 @@ export async function checkCsr(pem: string): Promise<CheckedCsr> {
   } catch (e) {
     throw bad(`not a PEM PKCS#10 certificate request (${(e as Error).message})`);
   }
-  let ok = false;
+  let ok: boolean;
   try {
     ok = await csr.verify();
   } catch {
-    ok = false;
+    ok = false; // an unparseable signature is a wrong one
   }
   if (!ok) throw bad('its signature does not verify (the request must be signed by the key it carries)');
   const alg = csr.publicKey.algorithm as EcKeyAlgorithm;
