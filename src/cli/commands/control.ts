@@ -62,13 +62,15 @@ Example:
   hexmesh control --listen 127.0.0.1:7070 --data-dir .hexmesh --deregister-critical-after 1m`,
     )
     .action(
-      async (opts: {
-        listen: { address: string; port: number };
-        dataDir: string;
-        store: string;
-        deregisterCriticalAfter: number;
-        leaderTtl: number;
-      } & CaFlags) => {
+      async (
+        opts: {
+          listen: { address: string; port: number };
+          dataDir: string;
+          store: string;
+          deregisterCriticalAfter: number;
+          leaderTtl: number;
+        } & CaFlags,
+      ) => {
         const identity = await caOptionsFromFlags(opts, opts.dataDir);
         const [{ openStore }, { ControlPlane }] = await Promise.all([
           import('../../store/open-store.ts'),
