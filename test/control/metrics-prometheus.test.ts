@@ -30,7 +30,7 @@ const DASHBOARD = join(ROOT, 'deploy', 'grafana', 'hexmesh-dashboard.json');
 async function exportedNames(): Promise<Set<string>> {
   const m = new ProxyMetrics({ service: 's', namespace: 'n', processMetrics: false });
   m.setCertExpiry(Date.now() + 86_400_000);
-  m.requestSeries('inbound', 'a', 's', 'default', false).record(200, undefined, 0.01);
+  m.requestSeries('inbound', 'a', 's', 'default', false).record(200, -1, 0.01);
   m.recordRetries('s', 'default', '503');
   m.recordConfigRejection();
   m.recordSynthetic('outbound', 's', 'timeout');

@@ -43,7 +43,7 @@ test('prom-text: parses a real proxy exposition, label values round-trip', async
     fc.asyncProperty(fc.string({ maxLength: 20 }), fc.nat({ max: 1000 }), async (src, n) => {
       const m = new ProxyMetrics({ service: 's', namespace: 'n', processMetrics: false });
       const series = m.requestSeries('inbound', src, 's', 'default', true);
-      for (let i = 0; i < n; i++) series.record(200, undefined, 0.003);
+      for (let i = 0; i < n; i++) series.record(200, -1, 0.003);
       const samples = parseAll(await m.scrape());
       const req = samples.filter((x) => x.name === 'hexmesh_requests_total');
       if (n === 0) return assert.equal(req.length, 0);
