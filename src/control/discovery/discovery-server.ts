@@ -65,6 +65,9 @@ export interface DiscoveryOptions {
 /** A proxy whose socket holds more unsent data than this is too slow: it is cut (it resyncs on reconnect). */
 const MAX_BUFFERED_BYTES = 64 * 1024 * 1024;
 
+/** Lease keep-alives in flight at once; the event loop serves I/O between batches. */
+const KEEPALIVE_BATCH = 8;
+
 export class DiscoveryServer {
   readonly #host: DiscoveryHost;
   readonly #catalog: Catalog;
@@ -81,6 +84,9 @@ export class DiscoveryServer {
   readonly #dirtySets = new Set<string>();
   #flushTimer: NodeJS.Timeout | undefined;
   #ticker: NodeJS.Timeout;
+  /** Live streams whose lease is due a keep-alive (see #renewLeases). */
+  readonly #renewQueue = new Set<ProxySession>();
+  #renewing = false;
   /** Revision the views reflect (the last flush). */
   #version = 0;
   #closed = false;
@@ -375,7 +381,7 @@ export class DiscoveryServer {
     }
   }
 
-  /** Ping every stream, cut the silent ones, and keep the live ones' leases. */
+  /** Ping every stream, cut the silent ones, and queue the live ones' leases for renewal. */
   #tick(): void {
     for (const s of this.#sessions) {
       if (!s.alive) {
@@ -384,17 +390,47 @@ export class DiscoveryServer {
       }
       s.alive = false;
       s.ws.ping();
-      if (!s.lease) continue;
-      s.writes = s.writes
-        .then(() => this.#host.store.keepAlive(s.lease))
-        .catch(async (err: Error) => {
-          if (s.closed) return;
-          // The lease lapsed (store stalled longer than the TTL): register again.
-          if (err instanceof StoreLeaseNotFoundError) void (await this.#register(s));
-          else throw err;
-        })
-        .catch((err: Error) => this.#log(`keep-alive of ${s.node?.id}: ${err.message}`));
+      if (s.lease) this.#renewQueue.add(s);
     }
+    if (!this.#renewing) void this.#renewLeases();
+  }
+
+  /**
+   * Renew queued leases a few at a time, yielding to I/O between batches. With the embedded
+   * store a keep-alive is a synchronous fsync'd write (~1-2 ms): renewing 1,000 leases in one
+   * go blocked the event loop for seconds every tick and held every delta back
+   * (bench/control measured a 2.5 s p99 at 1,000 proxies).
+   */
+  async #renewLeases(): Promise<void> {
+    this.#renewing = true;
+    try {
+      while (this.#renewQueue.size > 0 && !this.#closed) {
+        const batch: Promise<void>[] = [];
+        for (const s of this.#renewQueue) {
+          this.#renewQueue.delete(s);
+          batch.push(this.#keepAlive(s));
+          if (batch.length >= KEEPALIVE_BATCH) break;
+        }
+        await Promise.all(batch);
+        await new Promise((r) => setImmediate(r));
+      }
+    } finally {
+      this.#renewing = false;
+    }
+  }
+
+  #keepAlive(s: ProxySession): Promise<void> {
+    if (s.closed || !s.lease) return Promise.resolve();
+    s.writes = s.writes
+      .then(() => this.#host.store.keepAlive(s.lease))
+      .catch(async (err: Error) => {
+        if (s.closed) return;
+        // The lease lapsed (store stalled longer than the TTL): register again.
+        if (err instanceof StoreLeaseNotFoundError) void (await this.#register(s));
+        else throw err;
+      })
+      .catch((err: Error) => this.#log(`keep-alive of ${s.node?.id}: ${err.message}`));
+    return s.writes;
   }
 
   #send(s: ProxySession, msg: string): void {
@@ -417,6 +453,7 @@ export class DiscoveryServer {
     if (s.closed) return;
     s.closed = true;
     this.#sessions.delete(s);
+    this.#renewQueue.delete(s);
     for (const k of s.effective) this.#unindex(s, k);
     const id = s.node?.id;
     if (id === undefined || this.#byId.get(id) !== s) return;
