@@ -19,6 +19,7 @@ export const ERROR_CODES = {
   HEXMESH_ERR_UNKNOWN_SERVICE: { status: 404, grpc: 12, header: 'unknown-service' },
   HEXMESH_ERR_NO_ROUTE: { status: 404, grpc: 12, header: 'no-route' },
   HEXMESH_ERR_BAD_REQUEST: { status: 400, grpc: 3, header: 'bad-request' },
+  HEXMESH_ERR_HEADER_TIMEOUT: { status: 408, grpc: 4, header: 'header-timeout' },
   HEXMESH_ERR_DENIED: { status: 403, grpc: 7, header: 'denied' },
   HEXMESH_ERR_UNAUTHENTICATED: { status: 401, grpc: 16, header: 'unauthenticated' },
   HEXMESH_ERR_BODY_TOO_LARGE: { status: 413, grpc: 8, header: 'body-too-large' },

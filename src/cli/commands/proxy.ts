@@ -44,7 +44,7 @@ within proxy.drainTimeout, then exit). SIGHUP reloads the config file; an invali
 is refused and the running config keeps serving.
 
 Example:
-  hexmesh proxy --config examples/quickstart/web-proxy.yaml`,
+  hexmesh proxy --config examples/quickstart/frontend-proxy.yaml`,
     )
     .action(async (flags: { config?: string } & Partial<ControlFlags>, cmd: Command) => {
       if (flags.control) return runControlledProxy(flags as ControlFlags);

@@ -53,7 +53,7 @@ export function buildInbound(
   const layers: Layer[] = [...(security.layers ?? buildSecurityLayers(config, security))];
   if (policy?.kind === 'TrafficPolicy') {
     // Local rate limits protect the app from all its callers together (Envoy's inbound local_ratelimit).
-    const res = resolveResilience(undefined, { rateLimit: policy.spec.rateLimit });
+    const res = resolveResilience(undefined, { rateLimit: policy.spec.rateLimit, faults: policy.spec.faults });
     if (res.rateLimit) layers.push(rateLimitLayer(res.rateLimit));
     if (res.faults) layers.push(faultLayer(res.faults));
   }
