@@ -21,6 +21,14 @@ export const endpointSchema = z
     health: z.enum(['passing', 'warning', 'critical']).default('passing'),
     /** false: the endpoint is a plain app with no sidecar (registered by hand); traffic goes to it directly. */
     meshed: z.boolean().default(true),
+    /**
+     * The SPIFFE ID the endpoint's sidecar must present under mTLS (from discovery). Absent:
+     * `spiffe://<our trust domain>/ns/<namespace>/sa/<service>` (docs/mtls.md).
+     */
+    identity: z
+      .string()
+      .regex(/^spiffe:\/\/[^/]+\/.+$/, 'identity must be a SPIFFE ID (spiffe://<trust-domain>/...)')
+      .optional(),
   })
   .strict();
 
@@ -84,8 +92,37 @@ export const proxySettingsSchema = z
     drainTimeout: duration.default(30_000),
     /** JSON access log: off, stdout, or a file path. */
     accessLog: z.union([z.literal(false), z.literal('stdout'), z.string().min(1)]).default(false),
+    /**
+     * Mutual TLS from files (static meshes, tests): the workload certificate chain, its key and
+     * the trust bundle; `mode` is the inbound mode when no PeerAuthentication applies
+     * (docs/mtls.md). With `--control`, the identity comes from the control plane instead.
+     */
+    tls: z
+      .object({
+        certFile: z.string().min(1),
+        keyFile: z.string().min(1),
+        bundleFile: z.string().min(1),
+        mode: z.enum(['STRICT', 'PERMISSIVE']).default('PERMISSIVE'),
+      })
+      .strict()
+      .optional(),
     /** Transport between sidecars for HTTP/1 traffic (see docs/proxy.md, "Transport between sidecars"). */
     hopTransport: z.enum(['http1', 'http2']).default('http1'),
+    /**
+     * Distributed tracing (docs/observability.md, "Tracing"). Absent: off, trace headers pass
+     * through untouched and no span is made.
+     */
+    tracing: z
+      .object({
+        /** OTLP/HTTP traces URL, e.g. `http://127.0.0.1:4318/v1/traces`. */
+        endpoint: z.url({ protocol: /^https?$/ }),
+        /** Share of new traces sampled (0..1); a parent's sampled flag always wins. */
+        sampleRate: z.number().min(0).max(1).default(0.01),
+        /** `service.name` of the spans (default: proxy.service). */
+        serviceName: z.string().min(1).optional(),
+      })
+      .strict()
+      .optional(),
   })
   .strict();
 

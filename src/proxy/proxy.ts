@@ -5,19 +5,25 @@
  * and the last good one keeps serving.
  */
 import type net from 'node:net';
+import type tls from 'node:tls';
 import type { Duplex } from 'node:stream';
 import type { ProxyConfig } from '../config/proxy-config.ts';
 import { HexmeshError } from '../errors/hexmesh-error.ts';
+import type { IdentitySource } from '../identity/identity-source.ts';
 import { AccessLog } from '../telemetry/access-log.ts';
 import { ProxyMetrics } from '../telemetry/metrics.ts';
 import { telemetryLayer } from '../telemetry/telemetry-layer.ts';
+import { TapHub } from '../telemetry/tap/tap-hub.ts';
+import { Tracing } from '../telemetry/tracing/tracer.ts';
+import { tracingLayer } from '../telemetry/tracing/tracing-layer.ts';
+import { dumpEndpoints } from './admin/endpoints-dump.ts';
 import { AdminServer } from './admin/admin-server.ts';
 import { end, start } from './balance/endpoint-state.ts';
 import type { MeshRequest, Service } from './core/dispatch.ts';
 import { buildSecurityLayers, securityGate } from './authz/security-stack.ts';
 import { toHexmeshError } from './core/error-response.ts';
 import { buildInbound } from './inbound/inbound-stack.ts';
-import { TUNNEL_HEADER_LENGTH, tunnelHeader } from './listen/detect.ts';
+import { detect, TUNNEL_HEADER_LENGTH, tunnelHeader } from './listen/detect.ts';
 import { H2Server } from './listen/h2-server.ts';
 import { Http1Server } from './listen/http1-server.ts';
 import { MeshListener, type ConnectionHandlers } from './listen/mesh-listener.ts';
@@ -27,7 +33,8 @@ import {
   type OutboundStack,
   type UnknownAuthorityHandler,
 } from './outbound/outbound-stack.ts';
-import { PLAINTEXT } from './transport/hop-security.ts';
+import { PLAINTEXT, type HopSecurity, type PeerInfo } from './transport/hop-security.ts';
+import { ALPN_TUNNEL, inboundTlsMode, MeshTls } from './transport/mtls.ts';
 import { forwardTcp } from './transport/tcp-forward.ts';
 import { TransportPool, type TransportSettings } from './transport/transport-pool.ts';
 import { failUpgrade, proxyUpgrade } from './transport/upgrade.ts';
@@ -56,6 +63,14 @@ interface HttpPair {
 
 export class Proxy {
   readonly metrics: ProxyMetrics;
+  /** Mutual TLS between sidecars: plaintext until an identity is set (`setIdentity`). */
+  readonly mtls: MeshTls;
+  /** Transport settings of the outbound side (TRANSPORT_DEFAULTS with mTLS as the security). */
+  readonly #transport: TransportSettings;
+  /** Live tap viewers of the admin `/tap` endpoint. */
+  readonly tap = new TapHub();
+  /** The tracer in force (`proxy.tracing`), swapped by `apply()`. */
+  readonly tracing: Tracing;
   #config: ProxyConfig;
   #outbound: OutboundStack | undefined;
   readonly #appTransports: TransportPool;
@@ -88,6 +103,8 @@ export class Proxy {
       onExit?: () => void;
       onUnknownDestination?: (authority: string) => Promise<boolean>;
       awaitConfig?: boolean;
+      /** Workload identity for mTLS (proxy.tls files, or the control plane); see setIdentity. */
+      identity?: IdentitySource;
     } = {},
   ) {
     this.#config = config;
@@ -105,8 +122,31 @@ export class Proxy {
     this.metrics = new ProxyMetrics({ service: config.proxy.service, namespace: config.proxy.namespace });
     const log = config.proxy.accessLog;
     this.#accessLog = log ? new AccessLog({ destination: log }) : undefined;
-    this.#telemetry = telemetryLayer(this.metrics, this.#accessLog);
+    this.tracing = new Tracing(config.proxy.service, config.proxy.namespace);
+    this.tracing.configure(config.proxy.tracing);
+    // Telemetry outermost, tracing right inside it: both see every request.
+    const telemetry = telemetryLayer(this.metrics, this.#accessLog, { tap: this.tap });
+    const tracing = tracingLayer(this.tracing);
+    this.#telemetry = (svc) => telemetry(tracing(svc));
     this.#appTransports = new TransportPool({ ...TRANSPORT_DEFAULTS, idleTimeout: 300_000 });
+    this.mtls = new MeshTls({ registry: this.metrics.registry });
+    this.#transport = Object.freeze({ ...TRANSPORT_DEFAULTS, security: this.mtls });
+    this.#applyTlsMode(config);
+    if (opts.identity) this.setIdentity(opts.identity);
+  }
+
+  /**
+   * Use this workload identity for mTLS (or none: plaintext). Outbound hops to meshed
+   * endpoints switch to TLS on their next request; the inbound listener terminates TLS.
+   * The source's later changes (renewal, bundle rotation) apply to new handshakes.
+   */
+  setIdentity(source: IdentitySource | undefined): void {
+    this.mtls.setSource(source);
+  }
+
+  #applyTlsMode(config: ProxyConfig): void {
+    const p = config.proxy;
+    this.mtls.mode = inboundTlsMode(config.resources, p.service, p.namespace, p.tls?.mode);
   }
 
   get config(): ProxyConfig {
@@ -131,7 +171,7 @@ export class Proxy {
 
   async #bind(): Promise<ProxyAddresses> {
     const c = this.#config.proxy;
-    this.#outbound = buildOutbound(this.#config, undefined, this.metrics, TRANSPORT_DEFAULTS, this.#lazy);
+    this.#outbound = buildOutbound(this.#config, undefined, this.metrics, this.#transport, this.#lazy);
     this.metrics.setConfigVersion(this.#config.version);
     this.#admin = new AdminServer({
       address: c.admin.address,
@@ -145,6 +185,11 @@ export class Proxy {
             ? 'waiting for the first config from the control plane'
             : 'starting: listeners not bound yet',
       configDump: () => this.#config,
+      tap: this.tap,
+      endpointsDump: () => ({
+        version: this.#config.version,
+        destinations: dumpEndpoints(this.#outbound?.destinations.values() ?? []),
+      }),
       onShutdown: () => void this.shutdown(),
     });
     const admin = await this.#admin.listen();
@@ -193,7 +238,7 @@ export class Proxy {
       ? (s: net.Socket, h: Buffer) => toApp(s, h)
       : (s: net.Socket, h: Buffer) => this.#inboundHttp!.h1.accept(s, h);
     const inboundOpaque = c.opaquePorts.includes(c.inbound.port);
-    const inbound = this.#listen('inbound', c.inbound.address, c.inbound.port, inboundOpaque, {
+    const inboundHandlers: ConnectionHandlers = {
       http1: inboundH1,
       http2: appOpaque ? (s, h) => toApp(s, h) : (s, h) => this.#inboundHttp!.h2.accept(s, h),
       tunnel: (s, h) => toApp(s, h.subarray(TUNNEL_HEADER_LENGTH)),
@@ -201,7 +246,30 @@ export class Proxy {
       // leading CRLF, a silent client) go to the HTTP/1 parser rather than raw to the app,
       // where they would bypass every inbound layer. A declared opaque port skips all that.
       tcp: inboundOpaque ? (s, h) => toApp(s, h) : inboundH1,
-    });
+    };
+    // mTLS: the decrypted stream is detected again and handled like plaintext; plaintext
+    // itself passes only in PERMISSIVE mode (STRICT closes it, counted).
+    this.mtls.onSecureConnection((s) => void this.#acceptDecrypted(s, inboundHandlers));
+    const admit =
+      (h: (s: net.Socket, head: Buffer) => void) =>
+      (s: net.Socket, head: Buffer): void => {
+        if (this.mtls.admitPlaintext(s)) h(s, head);
+      };
+    const inbound = this.#listen(
+      'inbound',
+      c.inbound.address,
+      c.inbound.port,
+      inboundOpaque,
+      inboundOpaque
+        ? inboundHandlers
+        : {
+            http1: admit(inboundHandlers.http1!),
+            http2: admit(inboundHandlers.http2!),
+            tunnel: admit(inboundHandlers.tunnel!),
+            tcp: admit(inboundHandlers.tcp!),
+            tls: (s, h) => this.mtls.accept(s, h),
+          },
+    );
 
     const upstreams: Record<string, Promise<net.AddressInfo>> = {};
     for (const u of c.upstreams)
@@ -229,7 +297,7 @@ export class Proxy {
         next,
         this.#outbound?.destinations,
         this.metrics,
-        TRANSPORT_DEFAULTS,
+        this.#transport,
         this.#lazy,
       );
       const security = buildSecurityLayers(next, { metrics: this.metrics });
@@ -240,6 +308,7 @@ export class Proxy {
       throw err;
     }
     this.#config = next;
+    this.#applyTlsMode(next);
     this.#outbound = outbound;
     this.#inboundGate = gate;
     this.#inboundHttp?.h1.setService(inbound);
@@ -250,6 +319,7 @@ export class Proxy {
       pair.h2.setService(svc);
     }
     this.metrics.setConfigVersion(next.version);
+    this.tracing.configure(next.proxy.tracing);
     this.#awaitingConfig = false;
   }
 
@@ -317,6 +387,8 @@ export class Proxy {
       http2: (s, h) => pair.h2.accept(s, h),
       tunnel,
       tcp: tunnel,
+      // An app's own TLS (to a database, say) is opaque bytes here.
+      tls: tunnel,
     });
   }
 
@@ -330,11 +402,13 @@ export class Proxy {
     }
     const port = svcPort(this.#config, name);
     const m = this.metrics.tcpConnection('outbound', name);
+    const sec = this.#hopSecurity(dst.peerOf(ep.key));
     start(ep);
     try {
       await forwardTcp(client, {
         host: ep.address,
         port: ep.port,
+        ...(sec ? { tls: { ...sec.connectOptions(ep.address), ALPNProtocols: [ALPN_TUNNEL] } } : {}),
         connectTimeout: TRANSPORT_DEFAULTS.connectTimeout,
         idleTimeout: TCP_IDLE,
         preamble: ep.meshed ? Buffer.concat([tunnelHeader(port), head]) : head,
@@ -374,13 +448,42 @@ export class Proxy {
       );
     req.ctx.dstService = dst.name;
     if (ep.meshed) req.headers[CLIENT_HEADER] = req.ctx.srcService;
+    const sec = this.#hopSecurity(dst.peerOf(ep.key));
+    if (sec) {
+      req.ctx.tls = true;
+      req.ctx.peerIdentity = sec.peerIdentity ?? '';
+    }
     proxyUpgrade(
       req,
       socket,
       head,
-      { host: ep.address, port: ep.port, connectTimeout: TRANSPORT_DEFAULTS.connectTimeout },
+      {
+        host: ep.address,
+        port: ep.port,
+        connectTimeout: TRANSPORT_DEFAULTS.connectTimeout,
+        ...(sec ? { tls: sec.connectOptions(ep.address) } : {}),
+      },
       upgradeOf(req),
     );
+  }
+
+  /** The TLS security for an endpoint under mTLS, or undefined for plaintext. */
+  #hopSecurity(peer: PeerInfo | undefined): HopSecurity | undefined {
+    if (!peer) return undefined;
+    const sec = this.mtls.forPeer(peer);
+    return sec.scheme === 'https' ? sec : undefined;
+  }
+
+  /** A verified mTLS connection on the inbound listener: detect what it carries, then as plaintext. */
+  async #acceptDecrypted(s: tls.TLSSocket, handlers: ConnectionHandlers): Promise<void> {
+    s.on('error', () => {});
+    const { kind, head } = await detect(s, this.#config.proxy.detectTimeout);
+    if (s.destroyed) return;
+    const handler = handlers[kind];
+    if (!handler) return void s.destroy();
+    // Node's HTTP/2 server expects sockets that close fully on FIN (its own default).
+    if (kind === 'http2') s.allowHalfOpen = false;
+    handler(s, head);
   }
 
   #upgradeInbound(req: MeshRequest, socket: Duplex, head: Buffer): void {
@@ -417,6 +520,7 @@ export class Proxy {
       while (Date.now() < deadline && this.#inflight() > 0) await sleep(50);
       await Promise.race([Promise.all(stops), sleep(100)]);
       this.destroy();
+      await this.tracing.close();
       await this.#accessLog?.close();
       this.#onExit?.();
     })();
@@ -439,6 +543,9 @@ export class Proxy {
     }
     for (const d of this.#outbound?.destinations.values() ?? []) d.destroy();
     this.#appTransports.destroy();
+    this.mtls.close();
+    this.tap.close();
+    void this.tracing.close();
     void this.#admin?.close();
   }
 }

@@ -28,11 +28,14 @@ import {
 import { errorResponse } from '../proxy/core/error-response.ts';
 import type { AccessLog, AccessLogEntry } from './access-log.ts';
 import type { ProxyMetrics } from './metrics.ts';
+import type { TapHub } from './tap/tap-hub.ts';
 import { grpcStatusIndex, grpcStatusLabel } from './request-series.ts';
 
 export interface TelemetryLayerOptions {
   /** Monotonic clock in ms, the same one `ctx.start` was taken with (default performance.now). */
   now?: () => number;
+  /** Live tap viewers: each finished request is offered to them while any is connected. */
+  tap?: TapHub;
 }
 
 type Outcome = AccessLogEntry['outcome'];
@@ -50,6 +53,7 @@ class Recorder {
     readonly metrics: ProxyMetrics,
     readonly log: AccessLog | undefined,
     readonly now: () => number,
+    readonly tap: TapHub | undefined,
   ) {}
 
   /** Record one finished exchange. `res` is what the client received (or will, for a thrown error). */
@@ -70,6 +74,7 @@ class Recorder {
     }
     if (notes.budgetExhausted === true) this.metrics.recordRetryBudgetExhausted(dst);
     if (this.log !== undefined) this.log.write(logEntry(req, res, outcome, grpc, seconds, retries));
+    if (this.tap !== undefined && this.tap.active) this.tap.publish(req, res, grpc, seconds);
   }
 }
 
@@ -116,7 +121,12 @@ export function telemetryLayer(
   accessLog?: AccessLog,
   opts?: TelemetryLayerOptions,
 ): Layer {
-  const recorder = new Recorder(metrics, accessLog, opts?.now ?? performance.now.bind(performance));
+  const recorder = new Recorder(
+    metrics,
+    accessLog,
+    opts?.now ?? performance.now.bind(performance),
+    opts?.tap,
+  );
   return (next: Service): Service =>
     async function telemetry(req: MeshRequest): Promise<MeshResponse> {
       let res: MeshResponse;

@@ -8,6 +8,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { HexmeshError } from '../../errors/hexmesh-error.ts';
 import type { ProxyMetrics } from '../../telemetry/metrics.ts';
+import { serveTap } from '../../telemetry/tap/tap-endpoint.ts';
+import type { TapHub } from '../../telemetry/tap/tap-hub.ts';
 
 export interface AdminServerOptions {
   /** Address to bind, e.g. `127.0.0.1` (the admin port is not for the network at large). */
@@ -23,19 +25,24 @@ export interface AdminServerOptions {
   configDump(): unknown;
   /** Called once, after the 202 of the first `POST /shutdown` was sent. */
   onShutdown(): void;
+  /** Live tap viewers (`GET /tap`, docs/observability.md); absent: no `/tap`. */
+  tap?: TapHub;
+  /** Destinations and endpoint state for `GET /endpoints`; absent: no `/endpoints`. */
+  endpointsDump?(): unknown;
 }
 
 const TEXT = 'text/plain; charset=utf-8';
+const JSON_TYPE = 'application/json; charset=utf-8';
 
 interface Endpoint {
   methods: readonly string[];
-  handle(res: ServerResponse): void | Promise<void>;
+  handle(res: ServerResponse, query: URLSearchParams): void | Promise<void>;
 }
 
 /** The admin HTTP listener. */
 export class AdminServer {
   private readonly server: Server;
-  private readonly endpoints: ReadonlyMap<string, Endpoint>;
+  private readonly endpoints: Map<string, Endpoint>;
   private shutdownCalled = false;
   private closing: Promise<void> | undefined;
 
@@ -47,6 +54,14 @@ export class AdminServer {
       ['/config', { methods: ['GET', 'HEAD'], handle: (res) => this.config(res) }],
       ['/shutdown', { methods: ['POST'], handle: (res) => this.shutdown(res) }],
     ]);
+    const tap = opts.tap;
+    if (tap) this.endpoints.set('/tap', { methods: ['GET'], handle: (res, q) => serveTap(tap, q, res) });
+    const dump = opts.endpointsDump;
+    if (dump)
+      this.endpoints.set('/endpoints', {
+        methods: ['GET', 'HEAD'],
+        handle: (res) => send(res, 200, JSON_TYPE, `${JSON.stringify(dump(), null, 2)}\n`),
+      });
     this.server = createServer((req, res) => this.route(req, res));
     // Scrapers and probes reconnect often; do not keep idle sockets for long.
     this.server.keepAliveTimeout = 5000;
@@ -98,7 +113,7 @@ export class AdminServer {
     // Admin requests carry no body we need; drain whatever was sent so the socket can be reused.
     req.resume();
     Promise.resolve()
-      .then(() => endpoint.handle(res))
+      .then(() => endpoint.handle(res, new URLSearchParams(q === -1 ? '' : url.slice(q + 1))))
       .catch((err: unknown) => {
         if (!res.headersSent)
           send(res, 500, TEXT, `admin ${path} failed: ${(err as Error)?.message ?? err}\n`);
