@@ -430,7 +430,7 @@ function prepare(db: Db) {
       `SELECT ${KV_COLS} FROM kv WHERE key >= ? AND key < ? ORDER BY key LIMIT ?`,
     ),
     rangeFrom: st<[string, number]>(`SELECT ${KV_COLS} FROM kv WHERE key >= ? ORDER BY key LIMIT ?`),
-    byLease: st<[number]>(`SELECT ${KV_COLS} FROM kv WHERE lease = ? ORDER BY key`),
+    byLease: st<[number]>(`SELECT ${KV_COLS} FROM kv WHERE lease = ? AND lease != 0 ORDER BY key`),
     upsert: st<[KvRow]>(
       `INSERT INTO kv (${KV_COLS}) VALUES (@key, @value, @create_revision, @mod_revision, @version, @lease)
        ON CONFLICT (key) DO UPDATE SET value = excluded.value, create_revision = excluded.create_revision,
