@@ -5,6 +5,7 @@
  * replica.
  */
 import http from 'node:http';
+import https from 'node:https';
 import type { Duplex } from 'node:stream';
 import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
@@ -29,6 +30,12 @@ import { MetricsCollector, type CollectorOptions } from './metrics/collector.ts'
 import { identityRoutes } from './api/identity.ts';
 import { CertificateAuthority, type CaOptions } from '../identity/ca.ts';
 import { attachDiscovery, type DiscoveryOptions } from './discovery/discovery-server.ts';
+import { dashboardRoutes, type DashboardOptions } from './dashboard/dashboard-routes.ts';
+import { ApiAuth, type AuthMode } from './auth/api-auth.ts';
+import { ApiTokens } from './auth/api-tokens.ts';
+import type { Permission } from './auth/roles.ts';
+import { tokenRoutes } from './auth/token-routes.ts';
+import { errorResponse } from './http/error-response.ts';
 
 export interface ControlPlaneOptions {
   listen: { address: string; port: number };
@@ -57,6 +64,19 @@ export interface ControlPlaneOptions {
   identity?: CaOptions;
   /** Embedded metrics collection (docs/observability.md): scrape period etc. */
   metrics?: Omit<CollectorOptions, 'store' | 'isLeader' | 'now' | 'onError'>;
+  /** The web dashboard at `/` and `/ui/` (docs/dashboard.md); `false` leaves it out. Default on. */
+  dashboard?: DashboardOptions | false;
+  /**
+   * API authentication and permissions (docs/api-security.md). Default `off` for an
+   * in-process control plane (tests, embedding); `hexmesh control` passes `enforce`.
+   */
+  auth?: { mode: AuthMode };
+  /**
+   * Serve HTTPS instead of HTTP: the server certificate and key (PEM). Client certificates
+   * are requested (not required) and verified against `clientCaPem` (default: the CA's trust
+   * bundle at start); a verified SPIFFE ID authenticates its workload.
+   */
+  tls?: { certPem: string; keyPem: string; clientCaPem?: string };
   now?: () => number;
   /** Unexpected errors (500s and background failures), for the operator's log. */
   onError?(err: unknown): void;
@@ -82,7 +102,10 @@ export class ControlPlane {
   readonly httpServer: http.Server;
   readonly id: string;
   readonly #opts: ControlPlaneOptions;
-  readonly #upgrades = new Map<string, UpgradeHandler>();
+  /** API tokens of people and scripts (hashed in the store). */
+  readonly tokens: ApiTokens;
+  readonly auth: ApiAuth;
+  readonly #upgrades = new Map<string, { handler: UpgradeHandler; permission?: Permission }>();
   readonly #closers: (() => unknown)[] = [];
   readonly #shutdown = new AbortController();
   #started = false;
@@ -134,26 +157,74 @@ export class ControlPlane {
     this.onClose(() => this.metrics.close());
     this.identity = new CertificateAuthority(this.store, { now, ...opts.identity });
     identityRoutes(this.router, ctx, this.identity);
-    this.httpServer = http.createServer(
-      {
-        // Time to receive a request's headers and body; handlers have their own limit.
-        requestTimeout: opts.requestTimeoutMs ?? 30_000,
-        headersTimeout: 10_000,
-        keepAliveTimeout: 65_000,
+    if (opts.dashboard !== false) dashboardRoutes(this.router, opts.dashboard);
+    this.tokens = new ApiTokens(this.store, now);
+    let trustDomain: string | undefined;
+    this.auth = new ApiAuth({
+      mode: opts.auth?.mode ?? 'off',
+      tokens: this.tokens,
+      joinTokens: this.identity.tokens,
+      trustDomain: async () => {
+        if (trustDomain === undefined) {
+          await this.identity.start();
+          trustDomain = (await this.identity.authorities()).trustDomain;
+        }
+        return trustDomain;
       },
-      apiRequestListener(this.router, {
-        bodyLimit: opts.bodyLimit ?? 1024 * 1024,
-        requestTimeoutMs: opts.requestTimeoutMs ?? 30_000,
-        shutdown: this.#shutdown.signal,
-        onInternalError: (err) => opts.onError?.(err),
-      }),
-    );
+    });
+    tokenRoutes(this.router, this.tokens, this.auth);
+    const serverOpts: http.ServerOptions = {
+      // Time to receive a request's headers and body; handlers have their own limit.
+      requestTimeout: opts.requestTimeoutMs ?? 30_000,
+      headersTimeout: 10_000,
+      keepAliveTimeout: 65_000,
+    };
+    const listener = apiRequestListener(this.router, {
+      bodyLimit: opts.bodyLimit ?? 1024 * 1024,
+      requestTimeoutMs: opts.requestTimeoutMs ?? 30_000,
+      shutdown: this.#shutdown.signal,
+      onInternalError: (err) => opts.onError?.(err),
+      auth: this.auth,
+    });
+    this.httpServer = opts.tls
+      ? https.createServer(
+          {
+            ...serverOpts,
+            cert: opts.tls.certPem,
+            key: opts.tls.keyPem,
+            // Asked, not required: people and scripts come with bearer tokens instead.
+            requestCert: true,
+            rejectUnauthorized: false,
+            minVersion: 'TLSv1.2',
+          },
+          listener,
+        )
+      : http.createServer(serverOpts, listener);
     this.httpServer.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
       const url = req.url ?? '/';
       const q = url.indexOf('?');
-      const handler = this.#upgrades.get(q < 0 ? url : url.slice(0, q));
-      if (handler) handler(req, socket, head);
-      else socket.end('HTTP/1.1 404 Not Found\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+      const path = q < 0 ? url : url.slice(0, q);
+      const up = this.#upgrades.get(path);
+      if (!up) {
+        socket.end('HTTP/1.1 404 Not Found\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+        return;
+      }
+      if (!this.auth.enforced) return up.handler(req, socket, head);
+      socket.on('error', () => {});
+      // Same rule as routes: an upgrade path that declared no permission is denied.
+      this.auth
+        .check(req, up.permission, `upgrade ${path}`, new URLSearchParams(q < 0 ? '' : url.slice(q + 1)))
+        .then(
+          () => up.handler(req, socket, head),
+          (err: unknown) => {
+            const { status, body } = errorResponse(err);
+            const text = `${JSON.stringify(body)}\n`;
+            socket.end(
+              `HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? ''}\r\nconnection: close\r\n` +
+                `content-type: application/json\r\ncontent-length: ${Buffer.byteLength(text)}\r\n\r\n${text}`,
+            );
+          },
+        );
     });
   }
 
@@ -161,9 +232,13 @@ export class ControlPlane {
     return this.leader.isLeader;
   }
 
-  /** Route WebSocket upgrades for `path` (e.g. `/v1/discovery`) to `handler`. */
-  onUpgrade(path: string, handler: UpgradeHandler): void {
-    this.#upgrades.set(path, handler);
+  /**
+   * Route WebSocket upgrades for `path` (e.g. `/v1/discovery`) to `handler`, for callers
+   * holding `permission` (none declared: denied when auth is enforced). The handler finds
+   * the caller with `principalOf(req)`.
+   */
+  onUpgrade(path: string, handler: UpgradeHandler, permission?: Permission): void {
+    this.#upgrades.set(path, { handler, permission });
   }
 
   /** Run `fn` when the control plane closes (before the HTTP server stops). */
@@ -182,7 +257,15 @@ export class ControlPlane {
     if (this.#started) return this.address();
     this.#started = true;
     await this.tracker.start();
-    if (this.#opts.identity) await this.identity.start();
+    if (this.#opts.identity || this.#opts.tls) await this.identity.start();
+    if (this.#opts.tls && this.httpServer instanceof https.Server) {
+      const tls = this.#opts.tls;
+      this.httpServer.setSecureContext({
+        cert: tls.certPem,
+        key: tls.keyPem,
+        ca: tls.clientCaPem ?? (await this.identity.bundle()).pem,
+      });
+    }
     if (this.#opts.discovery !== false) attachDiscovery(this, this.#opts.discoveryOptions);
     const { address, port } = this.#opts.listen;
     await new Promise<void>((resolve, reject) => {

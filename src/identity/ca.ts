@@ -337,11 +337,17 @@ export class CertificateAuthority {
     return { trustDomain: state.trustDomain, authorities: state.authorities.map(describe) };
   }
 
-  /** Check the proof, the CSR and the identity it asks for, then issue a leaf from the active authority. */
-  async sign(req: SignRequest): Promise<Issued> {
+  /**
+   * Check the proof, the CSR and the identity it asks for, then issue a leaf from the active
+   * authority. `caller`: the SPIFFE ID the API authenticated the caller as (mTLS, join token);
+   * a proof granting another identity is then refused (a workload never gets another's).
+   */
+  async sign(req: SignRequest, caller?: string): Promise<Issued> {
     const { state, rev } = await this.#state();
     const csr = await checkCsr(req.csr);
     const granted = await this.#grantedIdentity(req, state);
+    if (caller !== undefined && caller !== granted)
+      throw denied(`caller ${caller} may not get a certificate for ${granted}`);
     if (csr.requestedId !== undefined && csr.requestedId !== granted)
       throw denied(
         `CSR asks for ${csr.requestedId} but the ${req.token ? 'join token' : 'current certificate'} grants ${granted}`,

@@ -6,8 +6,8 @@
  *
  * Token text: `hxjt.<id>.<secret>`; `<id>` names the record, `<secret>` is 32 random bytes.
  */
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { HexmeshError } from '../errors/hexmesh-error.ts';
+import { isSecretId, mintSecret, parseSecret, secretMatches } from '../util/secret-token.ts';
 import type { Store } from '../store/store.ts';
 
 export const TOKENS_PREFIX = '/hexmesh/identity/tokens/';
@@ -26,8 +26,6 @@ export interface JoinTokenRecord {
 export type JoinTokenInfo = Omit<JoinTokenRecord, 'hash'>;
 
 const NAME = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
-
-const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
 
 const unauthenticated = (why: string) =>
   new HexmeshError('HEXMESH_ERR_UNAUTHENTICATED', `join token refused: ${why}`);
@@ -57,34 +55,29 @@ export class JoinTokens {
           `${field} must be a DNS-1123 name (lower-case letters, digits, '-', '.'), got ${JSON.stringify(v)}`,
         );
     if (!(ttlMs > 0)) throw new HexmeshError('HEXMESH_ERR_BAD_REQUEST', 'ttl must be positive');
-    const id = randomBytes(8).toString('hex');
-    const secret = randomBytes(32).toString('base64url');
+    const { token, id, hash } = mintSecret('hxjt');
     const now = this.#now();
     const record: JoinTokenRecord = {
       id,
       namespace,
       serviceAccount,
-      hash: sha256(secret),
+      hash,
       createdAt: new Date(now).toISOString(),
       expiresAt: new Date(now + ttlMs).toISOString(),
     };
     await this.#store.put(TOKENS_PREFIX + id, JSON.stringify(record), { prevModRevision: 0 });
     const { hash: _, ...info } = record;
-    return { token: `hxjt.${id}.${secret}`, info };
+    return { token, info };
   }
 
   /** The identity a token grants; 401 (never saying which part was wrong beyond the id) otherwise. */
   async verify(token: string): Promise<JoinTokenInfo> {
-    const parts = token.split('.');
-    if (parts.length !== 3 || parts[0] !== 'hxjt' || !/^[0-9a-f]{16}$/.test(parts[1]))
-      throw unauthenticated('malformed token');
-    const kv = await this.#store.get(TOKENS_PREFIX + parts[1]);
-    if (!kv) throw unauthenticated(`unknown token ${parts[1]}`);
+    const parsed = parseSecret('hxjt', token);
+    if (!parsed) throw unauthenticated('malformed token');
+    const kv = await this.#store.get(TOKENS_PREFIX + parsed.id);
+    if (!kv) throw unauthenticated(`unknown token ${parsed.id}`);
     const rec = JSON.parse(kv.value) as JoinTokenRecord;
-    const a = Buffer.from(sha256(parts[2]), 'hex');
-    const b = Buffer.from(rec.hash, 'hex');
-    if (a.length !== b.length || !timingSafeEqual(a, b))
-      throw unauthenticated(`wrong secret for token ${rec.id}`);
+    if (!secretMatches(parsed.secret, rec.hash)) throw unauthenticated(`wrong secret for token ${rec.id}`);
     if (Date.parse(rec.expiresAt) <= this.#now())
       throw unauthenticated(`token ${rec.id} expired at ${rec.expiresAt}`);
     const { hash: _, ...info } = rec;
@@ -101,7 +94,7 @@ export class JoinTokens {
 
   /** Revoke a token by id; false if there was none. */
   async revoke(id: string): Promise<boolean> {
-    if (!/^[0-9a-f]{16}$/.test(id)) return false;
+    if (!isSecretId(id)) return false;
     return (await this.#store.delete(TOKENS_PREFIX + id)).deleted > 0;
   }
 }

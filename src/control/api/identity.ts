@@ -43,59 +43,95 @@ function wantsJson(req: ApiRequest): boolean {
 }
 
 export function identityRoutes(router: Router, ctx: ApiContext, ca: CertificateAuthority): void {
-  router.add('POST', '/v1/identity/certificate', async (req) => {
-    const b = await body(req, signBody);
-    return { json: await ca.sign(b) };
-  });
+  router.add(
+    'POST',
+    '/v1/identity/certificate',
+    async (req) => {
+      const b = await body(req, signBody);
+      // Public: the body carries the proof (join token or current certificate), checked by the
+      // CA. A caller that also authenticated as a workload may only get its own identity.
+      const issued = await ca.sign(
+        b,
+        req.principal?.kind === 'workload' ? req.principal.spiffeId : undefined,
+      );
+      return { json: issued };
+    },
+    'public',
+  );
 
-  router.add('GET', '/v1/identity/bundle', async (req) => {
-    await ca.start();
-    await blockIfAsked(ctx, req, CA_KEYS.state, true);
-    const b = await ca.bundle();
-    if (wantsJson(req))
-      return { json: { trustDomain: b.trustDomain, active: b.active, roots: b.roots }, index: b.revision };
-    return {
-      stream(res: ServerResponse) {
-        res.writeHead(200, {
-          'content-type': 'application/x-pem-file',
-          'content-length': Buffer.byteLength(b.pem),
-          'x-hexmesh-index': String(b.revision),
-        });
-        res.end(req.method === 'HEAD' ? undefined : b.pem);
-      },
-    };
-  });
+  router.add(
+    'GET',
+    '/v1/identity/bundle',
+    async (req) => {
+      await ca.start();
+      await blockIfAsked(ctx, req, CA_KEYS.state, true);
+      const b = await ca.bundle();
+      if (wantsJson(req))
+        return { json: { trustDomain: b.trustDomain, active: b.active, roots: b.roots }, index: b.revision };
+      return {
+        stream(res: ServerResponse) {
+          res.writeHead(200, {
+            'content-type': 'application/x-pem-file',
+            'content-length': Buffer.byteLength(b.pem),
+            'x-hexmesh-index': String(b.revision),
+          });
+          res.end(req.method === 'HEAD' ? undefined : b.pem);
+        },
+      };
+    },
+    'public',
+  );
 
-  router.add('GET', '/v1/identity/ca', async () => ({ json: await ca.authorities() }));
+  router.add('GET', '/v1/identity/ca', async () => ({ json: await ca.authorities() }), 'identity:read');
 
-  router.add('GET', '/v1/identity/certificates', async () => ({ json: await ca.issued() }));
+  router.add('GET', '/v1/identity/certificates', async () => ({ json: await ca.issued() }), 'identity:read');
 
-  router.add('POST', '/v1/identity/tokens', async (req) => {
-    const b = await body(req, tokenBody);
-    const ttl = b.ttl === undefined ? 24 * 3_600_000 : parseDuration(b.ttl);
-    if (ttl === undefined || ttl <= 0)
-      throw badRequest(`ttl must be a positive duration like 24h (got ${JSON.stringify(b.ttl)})`);
-    const { token, info } = await ca.tokens.create(b.namespace, b.serviceAccount, ttl);
-    return { status: 201, json: { token, ...info } };
-  });
+  router.add(
+    'POST',
+    '/v1/identity/tokens',
+    async (req) => {
+      const b = await body(req, tokenBody);
+      const ttl = b.ttl === undefined ? 24 * 3_600_000 : parseDuration(b.ttl);
+      if (ttl === undefined || ttl <= 0)
+        throw badRequest(`ttl must be a positive duration like 24h (got ${JSON.stringify(b.ttl)})`);
+      const { token, info } = await ca.tokens.create(b.namespace, b.serviceAccount, ttl);
+      return { status: 201, json: { token, ...info } };
+    },
+    'identity:admin',
+  );
 
-  router.add('GET', '/v1/identity/tokens', async () => ({ json: await ca.tokens.list() }));
+  router.add('GET', '/v1/identity/tokens', async () => ({ json: await ca.tokens.list() }), 'identity:read');
 
-  router.add('DELETE', '/v1/identity/tokens/:id', async (req) => {
-    if (!(await ca.tokens.revoke(req.params.id)))
-      throw notFound(`join token ${JSON.stringify(req.params.id)}`);
-    return { json: { id: req.params.id, action: 'revoked' } };
-  });
+  router.add(
+    'DELETE',
+    '/v1/identity/tokens/:id',
+    async (req) => {
+      if (!(await ca.tokens.revoke(req.params.id)))
+        throw notFound(`join token ${JSON.stringify(req.params.id)}`);
+      return { json: { id: req.params.id, action: 'revoked' } };
+    },
+    'identity:admin',
+  );
 
-  router.add('GET', '/v1/identity/rotation', async () => ({ json: await ca.rotationStatus() }));
+  router.add(
+    'GET',
+    '/v1/identity/rotation',
+    async () => ({ json: await ca.rotationStatus() }),
+    'identity:read',
+  );
 
-  router.add('POST', '/v1/identity/rotation/:step', async (req) => {
-    const step = req.params.step;
-    if (step === 'start') return { json: await ca.startRotation() };
-    if (step === 'finish') return { json: await ca.finishRotation(flag(req.query, 'force')) };
-    throw new HexmeshError(
-      'HEXMESH_ERR_NOT_FOUND',
-      `rotation step ${JSON.stringify(step)} not found (start, finish)`,
-    );
-  });
+  router.add(
+    'POST',
+    '/v1/identity/rotation/:step',
+    async (req) => {
+      const step = req.params.step;
+      if (step === 'start') return { json: await ca.startRotation() };
+      if (step === 'finish') return { json: await ca.finishRotation(flag(req.query, 'force')) };
+      throw new HexmeshError(
+        'HEXMESH_ERR_NOT_FOUND',
+        `rotation step ${JSON.stringify(step)} not found (start, finish)`,
+      );
+    },
+    'identity:admin',
+  );
 }

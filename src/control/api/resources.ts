@@ -39,83 +39,108 @@ function checkKind(kind: string): void {
 }
 
 export function resourceRoutes(router: Router, ctx: ApiContext): void {
-  router.add('GET', '/v1/resources', async (req) => {
-    const kind = req.query.get('kind') ?? undefined;
-    const namespace = req.query.get('namespace') ?? undefined;
-    if (kind) checkKind(kind);
-    const prefix = kind ? `${KEYS.resources}${kind}/${namespace ? `${namespace}/` : ''}` : KEYS.resources;
-    await blockIfAsked(ctx, req, prefix);
-    const r = await ctx.store.range(prefix);
-    let items = r.kvs.map(showResource);
-    if (namespace && !kind) items = items.filter((d) => d.metadata.namespace === namespace);
-    return { json: items, index: r.revision };
-  });
+  router.add(
+    'GET',
+    '/v1/resources',
+    async (req) => {
+      const kind = req.query.get('kind') ?? undefined;
+      const namespace = req.query.get('namespace') ?? undefined;
+      if (kind) checkKind(kind);
+      const prefix = kind ? `${KEYS.resources}${kind}/${namespace ? `${namespace}/` : ''}` : KEYS.resources;
+      await blockIfAsked(ctx, req, prefix);
+      const r = await ctx.store.range(prefix);
+      let items = r.kvs.map(showResource);
+      if (namespace && !kind) items = items.filter((d) => d.metadata.namespace === namespace);
+      return { json: items, index: r.revision };
+    },
+    'resources:read',
+  );
 
-  router.add('GET', '/v1/resources/:kind/:namespace/:name', async (req) => {
-    const { kind, namespace, name } = req.params;
-    checkKind(kind);
-    const key = KEYS.resource(kind, namespace, name);
-    await blockIfAsked(ctx, req, key, true);
-    const { kv, revision } = await getWithRevision(ctx, key);
-    if (!kv)
-      throw new ApiError('HEXMESH_ERR_NOT_FOUND', `${kind} ${namespace}/${name} not found`, {
-        details: { index: revision },
-      });
-    return { json: showResource(kv), index: revision };
-  });
+  router.add(
+    'GET',
+    '/v1/resources/:kind/:namespace/:name',
+    async (req) => {
+      const { kind, namespace, name } = req.params;
+      checkKind(kind);
+      const key = KEYS.resource(kind, namespace, name);
+      await blockIfAsked(ctx, req, key, true);
+      const { kv, revision } = await getWithRevision(ctx, key);
+      if (!kv)
+        throw new ApiError('HEXMESH_ERR_NOT_FOUND', `${kind} ${namespace}/${name} not found`, {
+          details: { index: revision },
+        });
+      return { json: showResource(kv), index: revision };
+    },
+    'resources:read',
+  );
 
-  router.add('PUT', '/v1/resources/:kind/:namespace/:name', async (req) => {
-    const { kind, namespace, name } = req.params;
-    checkKind(kind);
-    const docs = parseResourceDocuments(req.raw, await req.body());
-    if (docs.length !== 1) throw badRequest(`expected one resource in the body, found ${docs.length}`);
-    const doc = docs[0] as { kind?: unknown; metadata?: { name?: unknown; namespace?: unknown } };
-    // The URL names the resource; the body may leave namespace out but must not contradict it.
-    if (
-      doc &&
-      typeof doc === 'object' &&
-      doc.metadata &&
-      typeof doc.metadata === 'object' &&
-      doc.metadata.namespace === undefined
-    )
-      doc.metadata.namespace = namespace;
-    const [valid] = validateResources(docs);
-    const m = valid.doc.metadata;
-    if (valid.doc.kind !== kind || m.namespace !== namespace || m.name !== name)
-      throw badRequest(
-        `the body is ${valid.doc.kind} ${m.namespace}/${m.name} but the URL names ${kind} ${namespace}/${name}`,
-      );
-    const { results, warnings, revision } = await apply(ctx, [valid]);
-    const kv = await ctx.store.get(KEYS.resource(kind, namespace, name));
-    return {
-      status: results[0].action === 'created' ? 201 : 200,
-      json: kv ? showResource(kv) : valid.doc,
-      index: revision,
-      headers: warningHeader(warnings),
-    };
-  });
+  router.add(
+    'PUT',
+    '/v1/resources/:kind/:namespace/:name',
+    async (req) => {
+      const { kind, namespace, name } = req.params;
+      checkKind(kind);
+      const docs = parseResourceDocuments(req.raw, await req.body());
+      if (docs.length !== 1) throw badRequest(`expected one resource in the body, found ${docs.length}`);
+      const doc = docs[0] as { kind?: unknown; metadata?: { name?: unknown; namespace?: unknown } };
+      // The URL names the resource; the body may leave namespace out but must not contradict it.
+      if (
+        doc &&
+        typeof doc === 'object' &&
+        doc.metadata &&
+        typeof doc.metadata === 'object' &&
+        doc.metadata.namespace === undefined
+      )
+        doc.metadata.namespace = namespace;
+      const [valid] = validateResources(docs);
+      const m = valid.doc.metadata;
+      if (valid.doc.kind !== kind || m.namespace !== namespace || m.name !== name)
+        throw badRequest(
+          `the body is ${valid.doc.kind} ${m.namespace}/${m.name} but the URL names ${kind} ${namespace}/${name}`,
+        );
+      const { results, warnings, revision } = await apply(ctx, [valid]);
+      const kv = await ctx.store.get(KEYS.resource(kind, namespace, name));
+      return {
+        status: results[0].action === 'created' ? 201 : 200,
+        json: kv ? showResource(kv) : valid.doc,
+        index: revision,
+        headers: warningHeader(warnings),
+      };
+    },
+    'resources:write',
+  );
 
-  router.add('DELETE', '/v1/resources/:kind/:namespace/:name', async (req) => {
-    const { kind, namespace, name } = req.params;
-    checkKind(kind);
-    const rv = req.query.get('resourceVersion');
-    let prevModRevision: number | undefined;
-    if (rv !== null) {
-      prevModRevision = Number(rv);
-      if (!Number.isSafeInteger(prevModRevision) || prevModRevision <= 0)
-        throw badRequest(`resourceVersion must be a positive integer (got ${JSON.stringify(rv)})`);
-    }
-    const r = await ctx.store.delete(KEYS.resource(kind, namespace, name), { prevModRevision });
-    if (r.deleted === 0) throw notFound(`${kind} ${namespace}/${name}`);
-    return { json: { kind, namespace, name, action: 'deleted' }, index: r.revision };
-  });
+  router.add(
+    'DELETE',
+    '/v1/resources/:kind/:namespace/:name',
+    async (req) => {
+      const { kind, namespace, name } = req.params;
+      checkKind(kind);
+      const rv = req.query.get('resourceVersion');
+      let prevModRevision: number | undefined;
+      if (rv !== null) {
+        prevModRevision = Number(rv);
+        if (!Number.isSafeInteger(prevModRevision) || prevModRevision <= 0)
+          throw badRequest(`resourceVersion must be a positive integer (got ${JSON.stringify(rv)})`);
+      }
+      const r = await ctx.store.delete(KEYS.resource(kind, namespace, name), { prevModRevision });
+      if (r.deleted === 0) throw notFound(`${kind} ${namespace}/${name}`);
+      return { json: { kind, namespace, name, action: 'deleted' }, index: r.revision };
+    },
+    'resources:write',
+  );
 
-  router.add('POST', '/v1/apply', async (req: ApiRequest): Promise<JsonResult> => {
-    const docs = parseResourceDocuments(req.raw, await req.body());
-    const valid = validateResources(docs);
-    const { results, warnings, revision } = await apply(ctx, valid);
-    return { json: { results, warnings }, index: revision };
-  });
+  router.add(
+    'POST',
+    '/v1/apply',
+    async (req: ApiRequest): Promise<JsonResult> => {
+      const docs = parseResourceDocuments(req.raw, await req.body());
+      const valid = validateResources(docs);
+      const { results, warnings, revision } = await apply(ctx, valid);
+      return { json: { results, warnings }, index: revision };
+    },
+    'resources:write',
+  );
 }
 
 /** Warnings as the HTTP `Warning` header (as Kubernetes: `299 - "text"`). */

@@ -50,36 +50,61 @@ export function statsRoutes(router: Router, ctx: ApiContext, collector: MetricsC
     const namespace = req.query.get('namespace') || undefined;
     return { windowMs: durationParam(req, 'window', DEFAULT_WINDOW_MS, retention), namespace };
   };
-  router.add('GET', '/v1/stats/services', async (req) => {
-    const service = req.query.get('service') || undefined;
-    return { json: servicesView(collector, { ...query(req), service }) };
-  });
-  router.add('GET', '/v1/stats/edges', async (req) => ({ json: edgesView(collector, query(req)) }));
-  router.add('GET', '/v1/stats/routes', async (req) => {
-    const q = query(req);
-    return { json: routesView(collector, { ...q, service: required(req, 'service') }) };
-  });
-  router.add('GET', '/v1/stats/timeseries', async (req) => {
-    const q = query(req);
-    const service = required(req, 'service');
-    const metric = (req.query.get('metric') || 'rps') as TimeseriesMetric;
-    if (!TIMESERIES_METRICS.includes(metric))
-      throw badRequest(
-        `metric: expected one of ${TIMESERIES_METRICS.join(', ')}, got ${JSON.stringify(metric)}`,
-      );
-    const windowMs = durationParam(req, 'window', 3_600_000, retention);
-    const stepMs = durationParam(req, 'step', Math.max(collector.window.resolutionMs, 10_000), windowMs);
-    if (windowMs / stepMs > 11_000) throw badRequest('step: too many points (window / step > 11000)');
-    return { json: timeseriesView(collector, { ...q, windowMs, service, metric, stepMs }) };
-  });
-  router.add('GET', '/v1/stats/targets', async () => ({
-    json: {
-      collecting: collector.collecting,
-      intervalMs: collector.intervalMs,
-      series: collector.window.seriesCount,
-      maxSeries: collector.window.maxSeries,
-      droppedSamples: collector.window.droppedSamples,
-      targets: collector.targets(),
+  router.add(
+    'GET',
+    '/v1/stats/services',
+    async (req) => {
+      const service = req.query.get('service') || undefined;
+      return { json: servicesView(collector, { ...query(req), service }) };
     },
-  }));
+    'stats:read',
+  );
+  router.add(
+    'GET',
+    '/v1/stats/edges',
+    async (req) => ({ json: edgesView(collector, query(req)) }),
+    'stats:read',
+  );
+  router.add(
+    'GET',
+    '/v1/stats/routes',
+    async (req) => {
+      const q = query(req);
+      return { json: routesView(collector, { ...q, service: required(req, 'service') }) };
+    },
+    'stats:read',
+  );
+  router.add(
+    'GET',
+    '/v1/stats/timeseries',
+    async (req) => {
+      const q = query(req);
+      const service = required(req, 'service');
+      const metric = (req.query.get('metric') || 'rps') as TimeseriesMetric;
+      if (!TIMESERIES_METRICS.includes(metric))
+        throw badRequest(
+          `metric: expected one of ${TIMESERIES_METRICS.join(', ')}, got ${JSON.stringify(metric)}`,
+        );
+      const windowMs = durationParam(req, 'window', 3_600_000, retention);
+      const stepMs = durationParam(req, 'step', Math.max(collector.window.resolutionMs, 10_000), windowMs);
+      if (windowMs / stepMs > 11_000) throw badRequest('step: too many points (window / step > 11000)');
+      return { json: timeseriesView(collector, { ...q, windowMs, service, metric, stepMs }) };
+    },
+    'stats:read',
+  );
+  router.add(
+    'GET',
+    '/v1/stats/targets',
+    async () => ({
+      json: {
+        collecting: collector.collecting,
+        intervalMs: collector.intervalMs,
+        series: collector.window.seriesCount,
+        maxSeries: collector.window.maxSeries,
+        droppedSamples: collector.window.droppedSamples,
+        targets: collector.targets(),
+      },
+    }),
+    'stats:read',
+  );
 }

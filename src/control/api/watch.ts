@@ -11,9 +11,16 @@ import { badRequest } from '../http/error-response.ts';
 import type { Router } from '../http/router.ts';
 import { showResource } from './resources.ts';
 import type { ApiContext } from './context.ts';
+import type { Permission } from '../auth/roles.ts';
 
 const ROOT = '/hexmesh/';
 const AREAS = new Set(['resources', 'instances', 'kv']);
+
+/** A watch streams values: resources:read, catalog:read or kv:read by area (unknown areas fail later with 400). */
+function watchPermission(req: { query: URLSearchParams }): Permission {
+  const area = (req.query.get('prefix') ?? '').split('/')[0];
+  return area === 'resources' ? 'resources:read' : area === 'instances' ? 'catalog:read' : 'kv:read';
+}
 /** Bytes a watcher may fall behind before the stream is closed. */
 const MAX_BUFFERED = 4 * 1024 * 1024;
 
@@ -27,78 +34,83 @@ export interface WatchLine {
 
 export function watchRoutes(router: Router, ctx: ApiContext, opts: { heartbeatMs?: number } = {}): void {
   const heartbeatMs = opts.heartbeatMs ?? 15_000;
-  router.add('GET', '/v1/watch', async (req) => {
-    const prefix = req.query.get('prefix') ?? '';
-    const area = prefix.split('/')[0];
-    if (!AREAS.has(area))
-      throw badRequest(`prefix must start with resources, instances or kv (got ${JSON.stringify(prefix)})`);
-    const storePrefix = ROOT + (prefix === area ? `${area}/` : prefix);
-    const rawFrom = req.query.get('fromIndex');
-    let fromIndex: number | undefined;
-    if (rawFrom !== null) {
-      fromIndex = Number(rawFrom);
-      if (rawFrom === '' || !Number.isSafeInteger(fromIndex) || fromIndex < 0)
-        throw badRequest(`fromIndex must be a non-negative integer (got ${JSON.stringify(rawFrom)})`);
-    }
-    const release = ctx.slots.acquire('watch');
-    return {
-      stream(res: ServerResponse) {
-        let index = fromIndex ?? ctx.tracker.revision;
-        res.writeHead(200, {
-          'content-type': 'application/x-ndjson',
-          'cache-control': 'no-store',
-          'x-hexmesh-index': String(index),
-        });
-        const write = (line: WatchLine): void => {
-          if (res.destroyed) return;
-          res.write(`${JSON.stringify(line)}\n`);
-          if (res.writableLength > MAX_BUFFERED) {
-            res.destroy(new Error('watch consumer too slow'));
-            stop();
-          }
-        };
-        const watcher = ctx.store.watch(storePrefix, {
-          fromRevision: fromIndex === undefined ? undefined : fromIndex + 1,
-          onEvents: (events) => {
-            for (const e of events) {
-              index = Math.max(index, e.kv.modRevision);
-              write(toLine(e, area));
+  router.add(
+    'GET',
+    '/v1/watch',
+    async (req) => {
+      const prefix = req.query.get('prefix') ?? '';
+      const area = prefix.split('/')[0];
+      if (!AREAS.has(area))
+        throw badRequest(`prefix must start with resources, instances or kv (got ${JSON.stringify(prefix)})`);
+      const storePrefix = ROOT + (prefix === area ? `${area}/` : prefix);
+      const rawFrom = req.query.get('fromIndex');
+      let fromIndex: number | undefined;
+      if (rawFrom !== null) {
+        fromIndex = Number(rawFrom);
+        if (rawFrom === '' || !Number.isSafeInteger(fromIndex) || fromIndex < 0)
+          throw badRequest(`fromIndex must be a non-negative integer (got ${JSON.stringify(rawFrom)})`);
+      }
+      const release = ctx.slots.acquire('watch');
+      return {
+        stream(res: ServerResponse) {
+          let index = fromIndex ?? ctx.tracker.revision;
+          res.writeHead(200, {
+            'content-type': 'application/x-ndjson',
+            'cache-control': 'no-store',
+            'x-hexmesh-index': String(index),
+          });
+          const write = (line: WatchLine): void => {
+            if (res.destroyed) return;
+            res.write(`${JSON.stringify(line)}\n`);
+            if (res.writableLength > MAX_BUFFERED) {
+              res.destroy(new Error('watch consumer too slow'));
+              stop();
             }
-          },
-          onError: (err) => {
-            write({
-              type: 'error',
-              index,
-              message: `watch broke: ${err.message}; resume with fromIndex=${index}`,
-            });
-            stop();
-            res.end();
-          },
-        });
-        const timer = setInterval(
-          () => write({ type: 'heartbeat', index: Math.max(index, ctx.tracker.revision) }),
-          heartbeatMs,
-        );
-        let stopped = false;
-        const stop = (): void => {
-          if (stopped) return;
-          stopped = true;
-          clearInterval(timer);
-          watcher.close();
-          release();
-        };
-        req.signal.addEventListener(
-          'abort',
-          () => {
-            stop();
-            res.end();
-          },
-          { once: true },
-        );
-        res.on('close', stop);
-      },
-    };
-  });
+          };
+          const watcher = ctx.store.watch(storePrefix, {
+            fromRevision: fromIndex === undefined ? undefined : fromIndex + 1,
+            onEvents: (events) => {
+              for (const e of events) {
+                index = Math.max(index, e.kv.modRevision);
+                write(toLine(e, area));
+              }
+            },
+            onError: (err) => {
+              write({
+                type: 'error',
+                index,
+                message: `watch broke: ${err.message}; resume with fromIndex=${index}`,
+              });
+              stop();
+              res.end();
+            },
+          });
+          const timer = setInterval(
+            () => write({ type: 'heartbeat', index: Math.max(index, ctx.tracker.revision) }),
+            heartbeatMs,
+          );
+          let stopped = false;
+          const stop = (): void => {
+            if (stopped) return;
+            stopped = true;
+            clearInterval(timer);
+            watcher.close();
+            release();
+          };
+          req.signal.addEventListener(
+            'abort',
+            () => {
+              stop();
+              res.end();
+            },
+            { once: true },
+          );
+          res.on('close', stop);
+        },
+      };
+    },
+    watchPermission,
+  );
 }
 
 function toLine(e: WatchEvent, area: string): WatchLine {

@@ -6,6 +6,7 @@
  * once, so sending to a thousand subscribers is string concatenation.
  */
 import type { MeshState, ResourceEntry } from './mesh-state.ts';
+import { appliesTo } from '../../proxy/authz/workload-selector.ts';
 
 export interface DestinationView {
   /** `name.namespace` */
@@ -18,9 +19,17 @@ export interface DestinationView {
   readonly deps: readonly string[];
   /** `namespace/service` whose instances feed the endpoints. */
   readonly instanceSet: string;
+  /**
+   * Inbound security policies that apply to this service's own workloads (its namespace's,
+   * the root namespace's, or targeting it): sent only to the service's own proxies.
+   */
+  readonly inbound: readonly ResourceEntry[];
 }
 
 const ROUTE_KINDS = new Set(['HTTPRoute', 'GRPCRoute']);
+
+/** Enforced by the destination's inbound sidecar, not by its clients. */
+const INBOUND_KINDS = new Set(['AuthorizationPolicy', 'RequestAuthentication', 'PeerAuthentication']);
 
 /** Cache of views; invalidated by store changes, rebuilt on demand. */
 export class DestinationViews {
@@ -136,9 +145,15 @@ export function buildView(state: MeshState, key: string): DestinationView {
     resources.push(p);
     if (typeof ps?.fallback?.service === 'string') addDep(deps, { name: ps.fallback.service }, ns);
   }
-  resources.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  const inbound: ResourceEntry[] = [];
+  for (const p of state.resources.values())
+    if (INBOUND_KINDS.has(p.kind) && appliesTo(p.doc as unknown as Parameters<typeof appliesTo>[0], name, ns))
+      inbound.push(p);
+  const byId = (a: ResourceEntry, b: ResourceEntry) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+  resources.sort(byId);
+  inbound.sort(byId);
   deps.delete(key);
-  return { key, serviceJson, resources, deps: [...deps], instanceSet };
+  return { key, serviceJson, resources, deps: [...deps], instanceSet, inbound };
 }
 
 function addDep(deps: Set<string>, ref: Ref, ns: string): void {

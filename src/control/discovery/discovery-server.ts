@@ -26,6 +26,7 @@ import {
   type ClientMessage,
 } from './protocol.ts';
 import { ProxySession, type ProxyStatus } from './proxy-session.ts';
+import { principalOf, requireSelf } from '../auth/api-auth.ts';
 
 export type { ProxyStatus } from './proxy-session.ts';
 
@@ -37,12 +38,17 @@ export interface DiscoveryHost {
   readonly httpServer: http.Server;
   readonly store: Store;
   /** Route upgrades of one path to a handler; without it, an 'upgrade' listener is added. */
-  onUpgrade?(path: string, handler: UpgradeHandler): void;
+  onUpgrade?(path: string, handler: UpgradeHandler, permission?: 'discovery'): void;
   /** Run `fn` when the host closes. */
   onClose?(fn: () => unknown): void;
   /** The REST router, to mount `GET /v1/proxies`. */
   readonly router?: {
-    add(method: string, pattern: string, handler: () => Promise<{ json: unknown }>): unknown;
+    add(
+      method: string,
+      pattern: string,
+      handler: () => Promise<{ json: unknown }>,
+      permission?: 'catalog:read',
+    ): unknown;
   };
 }
 
@@ -115,12 +121,12 @@ export class DiscoveryServer {
       maxPayload: this.#opts.maxMessageBytes,
       perMessageDeflate: false,
     });
-    if (host.onUpgrade) host.onUpgrade(DISCOVERY_PATH, this.#onUpgrade);
+    if (host.onUpgrade) host.onUpgrade(DISCOVERY_PATH, this.#onUpgrade, 'discovery');
     else host.httpServer.on('upgrade', this.#onUpgrade);
     host.onClose?.(() => this.close());
     this.#ticker = setInterval(() => this.#tick(), this.#opts.pingInterval);
     this.#ticker.unref();
-    host.router?.add('GET', '/v1/proxies', async () => ({ json: this.proxies() }));
+    host.router?.add('GET', '/v1/proxies', async () => ({ json: this.proxies() }), 'catalog:read');
   }
 
   /** Resolves once the store mirror is loaded (streams wait for it before their snapshot). */
@@ -158,11 +164,13 @@ export class DiscoveryServer {
       return;
     }
     socket.on('error', () => {});
-    this.#wss.handleUpgrade(req, socket, head, (ws) => this.#accept(ws));
+    this.#wss.handleUpgrade(req, socket, head, (ws) => this.#accept(ws, req));
   }
 
-  #accept(ws: WebSocket): void {
+  #accept(ws: WebSocket, req: http.IncomingMessage): void {
     const s = new ProxySession(ws, this.#opts.messagesPerSecond * 2);
+    // Who the control plane authenticated at the upgrade (undefined with auth off).
+    s.principal = principalOf(req);
     this.#sessions.add(s);
     const helloTimer = setTimeout(() => {
       if (!s.node) this.#close(s, CLOSE.policy, `no hello within ${this.#opts.helloTimeout} ms`);
@@ -199,6 +207,12 @@ export class DiscoveryServer {
     const msg = r.msg;
     if (msg.type === 'hello') {
       if (s.node) return this.#close(s, CLOSE.policy, 'hello sent twice');
+      // A workload speaks only for its own service (service account = service name).
+      try {
+        requireSelf(s.principal, msg.node.namespace, msg.node.service);
+      } catch (err) {
+        return this.#close(s, CLOSE.policy, (err as Error).message);
+      }
       s.node = msg.node;
       void this.#hello(s, msg).catch((err: Error) =>
         this.#close(s, CLOSE.storeUnavailable, `registration failed: ${err.message}`),

@@ -6,6 +6,7 @@ import type { WebSocket } from 'ws';
 import type { DestinationView } from './destination-views.ts';
 import type { ResourceEntry } from './mesh-state.ts';
 import type { NodeInfo } from './protocol.ts';
+import type { Principal } from '../auth/api-auth.ts';
 
 /** What `GET /v1/proxies` reports per connected proxy. */
 export interface ProxyStatus {
@@ -26,6 +27,8 @@ export class ProxySession {
   readonly ws: WebSocket;
   readonly connectedAt = new Date().toISOString();
   node: NodeInfo | undefined;
+  /** The authenticated caller (src/control/auth); undefined with auth off. */
+  principal: Principal | undefined;
   lease = 0;
   /** Destinations the proxy asked for (plus its own service). */
   readonly explicit = new Set<string>();
@@ -93,10 +96,13 @@ export class ProxySession {
     services: Map<string, string>,
     resources: Map<string, ResourceEntry>,
   ): void {
+    const self = this.self;
     for (const key of this.effective) {
       const v = view(key);
       if (v.serviceJson !== undefined) services.set(key, v.serviceJson);
       for (const r of v.resources) resources.set(r.id, r);
+      // Inbound policies go to the service's own proxies only, not to its clients.
+      if (key === self) for (const r of v.inbound) resources.set(r.id, r);
     }
   }
 

@@ -9,6 +9,7 @@ import { readBody } from './body.ts';
 import { MAX_WAIT_MS } from './blocking.ts';
 import { badRequest, errorResponse } from './error-response.ts';
 import type { ApiRequest, ApiResult, Router } from './router.ts';
+import type { ApiAuth } from '../auth/api-auth.ts';
 
 export interface ApiServerOptions {
   /** Largest accepted request body (413 beyond). */
@@ -19,6 +20,8 @@ export interface ApiServerOptions {
   shutdown: AbortSignal;
   /** Unexpected (500) errors, for the operator's log. */
   onInternalError?(err: unknown, req: IncomingMessage): void;
+  /** Authentication and route permissions (docs/api-security.md); absent: every call is let through. */
+  auth?: ApiAuth;
 }
 
 export function apiRequestListener(router: Router, opts: ApiServerOptions) {
@@ -60,8 +63,11 @@ async function handle(router: Router, opts: ApiServerOptions, req: IncomingMessa
         `${method} is not allowed on ${path} (allowed: ${m.allowed.join(', ')})`,
       );
     }
+    // Before the body is read: an unauthorised caller costs no more than its headers.
+    const principal = await opts.auth?.check(req, m.permission, `${method} ${path}`, query);
     let body: Promise<Buffer> | undefined;
     const apiReq: ApiRequest = {
+      principal,
       method,
       path,
       params: m.params,

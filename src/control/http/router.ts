@@ -4,6 +4,7 @@
  * path (KV keys contain slashes). Matching compares segments; no regex per request.
  */
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import type { Principal, RoutePermission } from '../auth/api-auth.ts';
 
 export interface ApiRequest {
   readonly method: string;
@@ -17,6 +18,8 @@ export interface ApiRequest {
   readonly signal: AbortSignal;
   /** The request body, bounded by the server's body limit (413 beyond it). */
   body(): Promise<Buffer>;
+  /** Who is calling (docs/api-security.md); undefined when auth is off or the route is public and no credential came. */
+  readonly principal?: Principal;
 }
 
 /** A JSON answer; `index` becomes the `X-Hexmesh-Index` header. */
@@ -39,17 +42,28 @@ interface Route {
   method: string;
   segments: readonly { literal?: string; param?: string; rest?: boolean }[];
   handler: Handler;
+  permission: RoutePermission | undefined;
 }
 
 export type RouteMatch =
-  | { kind: 'found'; handler: Handler; params: Record<string, string> }
+  | {
+      kind: 'found';
+      handler: Handler;
+      params: Record<string, string>;
+      /** Undefined: the route declared none, and is denied when auth is enforced. */
+      permission: RoutePermission | undefined;
+    }
   | { kind: 'method-not-allowed'; allowed: string[] }
   | { kind: 'not-found' };
 
 export class Router {
   readonly #routes: Route[] = [];
 
-  add(method: string, pattern: string, handler: Handler): this {
+  /**
+   * Mount `handler`. `permission` is what a caller needs (src/control/auth/roles.ts); a
+   * route without one is denied when auth is enforced, so every route must say.
+   */
+  add(method: string, pattern: string, handler: Handler, permission?: RoutePermission): this {
     const segments = pattern
       .split('/')
       .filter(Boolean)
@@ -60,7 +74,7 @@ export class Router {
             ? { param: s.slice(1), rest: true }
             : { literal: s },
       );
-    this.#routes.push({ method, segments, handler });
+    this.#routes.push({ method, segments, handler, permission });
     return this;
   }
 
@@ -74,7 +88,7 @@ export class Router {
       const params = matchSegments(r.segments, rest ? parts : trimmed);
       if (!params) continue;
       if (r.method === method || (method === 'HEAD' && r.method === 'GET'))
-        return { kind: 'found', handler: r.handler, params };
+        return { kind: 'found', handler: r.handler, params, permission: r.permission };
       allowed.push(r.method);
     }
     return allowed.length ? { kind: 'method-not-allowed', allowed } : { kind: 'not-found' };

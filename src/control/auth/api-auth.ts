@@ -1,0 +1,182 @@
+/**
+ * Authentication and authorization of the control plane's own API (docs/api-security.md).
+ *
+ * Who is calling, in order:
+ * 1. a client certificate verified by the TLS server (HTTPS only) whose URI SAN is a SPIFFE
+ *    ID of our trust domain: the workload of that identity;
+ * 2. `Authorization: Bearer hxat.…`: an API token with its role;
+ * 3. `Authorization: Bearer hxjt.…`: a join token, standing for its workload on the
+ *    discovery stream only (before the proxy has a certificate).
+ *
+ * Every route declares a permission (router.ts); a route without one is denied, so a new
+ * endpoint is closed until someone decides who may use it. 401 when no (valid) credential
+ * was sent, 403 naming the permission missing. Secrets never reach a message: refusals name
+ * a token by its id at most.
+ */
+import type { IncomingMessage } from 'node:http';
+import type { TLSSocket } from 'node:tls';
+import { HexmeshError } from '../../errors/hexmesh-error.ts';
+import { parseSpiffeId } from '../../identity/identity-source.ts';
+import type { JoinTokens } from '../../identity/join-tokens.ts';
+import type { ApiTokens } from './api-tokens.ts';
+import { JOIN_TOKEN_PERMISSIONS, ROLE_PERMISSIONS, type Permission, type Role } from './roles.ts';
+
+/** A caller the API has authenticated. */
+export type Principal =
+  | { readonly kind: 'token'; readonly role: Role; readonly id: string; readonly name: string }
+  | {
+      readonly kind: 'workload';
+      readonly role: 'workload';
+      /** `mtls`: a client certificate; `join-token`: a join token before the first certificate. */
+      readonly via: 'mtls' | 'join-token';
+      readonly spiffeId: string;
+      readonly namespace: string;
+      readonly serviceAccount: string;
+    };
+
+/** What a route requires: a permission, one chosen per request (KV keys vs values), or nothing. */
+export type RoutePermission = Permission | 'public' | ((req: { query: URLSearchParams }) => Permission);
+
+export type AuthMode = 'enforce' | 'off';
+
+export interface ApiAuthOptions {
+  mode: AuthMode;
+  tokens: ApiTokens;
+  joinTokens: JoinTokens;
+  /** The CA's trust domain: client certificates of another are refused. */
+  trustDomain(): Promise<string>;
+}
+
+const principals = new WeakMap<IncomingMessage, Principal>();
+
+/** The principal `check`/`checkUpgrade` found for this request (undefined with auth off). */
+export function principalOf(req: IncomingMessage): Principal | undefined {
+  return principals.get(req);
+}
+
+/** How to refer to a caller in a refusal (no secret, no token name). */
+export function describePrincipal(p: Principal): string {
+  return p.kind === 'token' ? `role ${p.role}` : `workload ${p.spiffeId}`;
+}
+
+export class ApiAuth {
+  readonly mode: AuthMode;
+  readonly #opts: ApiAuthOptions;
+
+  constructor(opts: ApiAuthOptions) {
+    this.mode = opts.mode;
+    this.#opts = opts;
+  }
+
+  get enforced(): boolean {
+    return this.mode === 'enforce';
+  }
+
+  /**
+   * The caller, or undefined when it sent no credential at all. A credential that is sent
+   * but wrong (unknown, revoked, expired token; certificate of another trust domain) is 401.
+   */
+  async authenticate(req: IncomingMessage): Promise<Principal | undefined> {
+    const sock = req.socket as Partial<TLSSocket>;
+    if (sock.encrypted && sock.authorized) {
+      const cert = sock.getPeerCertificate?.();
+      const uri = (cert?.subjectaltname ?? '')
+        .split(', ')
+        .find((s) => s.startsWith('URI:spiffe://'))
+        ?.slice(4);
+      const id = uri ? parseSpiffeId(uri) : undefined;
+      if (id && id.trustDomain === (await this.#opts.trustDomain()))
+        return {
+          kind: 'workload',
+          role: 'workload',
+          via: 'mtls',
+          spiffeId: uri!,
+          namespace: id.namespace,
+          serviceAccount: id.serviceAccount,
+        };
+      if (uri !== undefined)
+        throw new HexmeshError(
+          'HEXMESH_ERR_UNAUTHENTICATED',
+          `client certificate ${uri} is not an identity of this mesh's trust domain`,
+        );
+    }
+    const header = req.headers.authorization;
+    if (header === undefined || header === '') return undefined;
+    const sp = header.indexOf(' ');
+    if (sp < 0 || header.slice(0, sp).toLowerCase() !== 'bearer')
+      throw new HexmeshError(
+        'HEXMESH_ERR_UNAUTHENTICATED',
+        'the Authorization header must be "Bearer <token>"',
+      );
+    const token = header.slice(sp + 1).trim();
+    if (token.startsWith('hxjt.')) {
+      const t = await this.#opts.joinTokens.verify(token);
+      const td = await this.#opts.trustDomain();
+      return {
+        kind: 'workload',
+        role: 'workload',
+        via: 'join-token',
+        spiffeId: `spiffe://${td}/ns/${t.namespace}/sa/${t.serviceAccount}`,
+        namespace: t.namespace,
+        serviceAccount: t.serviceAccount,
+      };
+    }
+    const t = await this.#opts.tokens.verify(token);
+    return { kind: 'token', role: t.role, id: t.id, name: t.name };
+  }
+
+  /** Throw 401/403 unless `p` holds `permission`; `what` names the action (`GET /v1/kv/a`). */
+  authorize(p: Principal | undefined, permission: Permission, what: string): void {
+    if (!p)
+      throw new HexmeshError(
+        'HEXMESH_ERR_UNAUTHENTICATED',
+        `${what} requires authentication (permission ${permission}): send "Authorization: Bearer <token>" ` +
+          '(hexmesh auth token create) or a workload certificate',
+      );
+    const granted =
+      p.kind === 'workload' && p.via === 'join-token' ? JOIN_TOKEN_PERMISSIONS : ROLE_PERMISSIONS[p.role];
+    if (!granted.has(permission))
+      throw new HexmeshError(
+        'HEXMESH_ERR_DENIED',
+        `${describePrincipal(p)} lacks permission ${permission} (needed for ${what})`,
+      );
+  }
+
+  /**
+   * Check an API request against its route's permission; returns the principal (also
+   * available through `principalOf`). `undefined` permission: the route declared none → denied.
+   */
+  async check(
+    req: IncomingMessage,
+    permission: RoutePermission | undefined,
+    what: string,
+    query: URLSearchParams,
+  ): Promise<Principal | undefined> {
+    if (!this.enforced) return undefined;
+    // A public route still learns who is calling (the certificate endpoint scopes by it).
+    const p = await this.authenticate(req);
+    if (p) principals.set(req, p);
+    if (permission === 'public') return p;
+    if (permission === undefined)
+      throw new HexmeshError(
+        'HEXMESH_ERR_DENIED',
+        `${what} declares no permission: denied by default (docs/api-security.md)`,
+      );
+    this.authorize(p, typeof permission === 'function' ? permission({ query }) : permission, what);
+    return p;
+  }
+}
+
+/**
+ * For handlers that act on one workload (its instance, its certificate): a workload caller
+ * may act only as its own service account in its own namespace. People and scripts (tokens)
+ * and unauthenticated calls with auth off pass.
+ */
+export function requireSelf(p: Principal | undefined, namespace: string, service: string): void {
+  if (p?.kind !== 'workload') return;
+  if (p.namespace === namespace && p.serviceAccount === service) return;
+  throw new HexmeshError(
+    'HEXMESH_ERR_DENIED',
+    `workload ${p.spiffeId} may act only for service ${p.serviceAccount} in namespace ${p.namespace}, not ${service} in ${namespace}`,
+  );
+}

@@ -1,0 +1,102 @@
+/**
+ * API tokens for people and scripts: `hxat.<id>.<secret>` with a role, an optional expiry
+ * and a name. Only the hash is stored (src/util/secret-token.ts); the token text is
+ * returned once, by `create`. Revocation deletes the record: the next request with that
+ * token is refused (verification reads the store every time, so every replica agrees).
+ */
+import { HexmeshError } from '../../errors/hexmesh-error.ts';
+import type { Store } from '../../store/store.ts';
+import { isSecretId, mintSecret, parseSecret, secretMatches } from '../../util/secret-token.ts';
+import { isRole, ROLES, type Role } from './roles.ts';
+
+export const API_TOKENS_PREFIX = '/hexmesh/auth/tokens/';
+export const API_TOKEN_PREFIX = 'hxat';
+
+export interface ApiTokenRecord {
+  readonly id: string;
+  readonly name: string;
+  readonly role: Role;
+  /** hex SHA-256 of the secret part. */
+  readonly hash: string;
+  readonly createdAt: string;
+  /** Absent: never expires. */
+  readonly expiresAt?: string;
+}
+
+/** What the API shows about a token (never the hash, never the secret). */
+export type ApiTokenInfo = Omit<ApiTokenRecord, 'hash'>;
+
+const NAME = /^[A-Za-z0-9][-A-Za-z0-9_.@]{0,62}$/;
+
+const refused = (why: string) => new HexmeshError('HEXMESH_ERR_UNAUTHENTICATED', `API token refused: ${why}`);
+
+function info(rec: ApiTokenRecord): ApiTokenInfo {
+  const { hash: _, ...rest } = rec;
+  return rest;
+}
+
+export class ApiTokens {
+  readonly #store: Store;
+  readonly #now: () => number;
+
+  constructor(store: Store, now: () => number = Date.now) {
+    this.#store = store;
+    this.#now = now;
+  }
+
+  /** Create a token; the text is returned only here. `ttlMs` absent: no expiry. */
+  async create(opts: {
+    name: string;
+    role: Role;
+    ttlMs?: number;
+  }): Promise<{ token: string; info: ApiTokenInfo }> {
+    if (!NAME.test(opts.name))
+      throw new HexmeshError(
+        'HEXMESH_ERR_BAD_REQUEST',
+        `name must be 1-63 letters, digits, '-', '_', '.', '@' (got ${JSON.stringify(opts.name)})`,
+      );
+    if (!isRole(opts.role))
+      throw new HexmeshError(
+        'HEXMESH_ERR_BAD_REQUEST',
+        `role must be one of ${ROLES.join(', ')} (got ${JSON.stringify(opts.role)})`,
+      );
+    if (opts.ttlMs !== undefined && !(opts.ttlMs > 0))
+      throw new HexmeshError('HEXMESH_ERR_BAD_REQUEST', 'ttl must be positive');
+    const { token, id, hash } = mintSecret(API_TOKEN_PREFIX);
+    const now = this.#now();
+    const record: ApiTokenRecord = {
+      id,
+      name: opts.name,
+      role: opts.role,
+      hash,
+      createdAt: new Date(now).toISOString(),
+      ...(opts.ttlMs !== undefined && { expiresAt: new Date(now + opts.ttlMs).toISOString() }),
+    };
+    await this.#store.put(API_TOKENS_PREFIX + id, JSON.stringify(record), { prevModRevision: 0 });
+    return { token, info: info(record) };
+  }
+
+  /** The token's record, or 401 naming the token id only (never the secret). */
+  async verify(token: string): Promise<ApiTokenInfo> {
+    const parsed = parseSecret(API_TOKEN_PREFIX, token);
+    if (!parsed) throw refused('malformed token');
+    const kv = await this.#store.get(API_TOKENS_PREFIX + parsed.id);
+    if (!kv) throw refused(`unknown or revoked token ${parsed.id}`);
+    const rec = JSON.parse(kv.value) as ApiTokenRecord;
+    if (!secretMatches(parsed.secret, rec.hash)) throw refused(`wrong secret for token ${rec.id}`);
+    if (rec.expiresAt !== undefined && Date.parse(rec.expiresAt) <= this.#now())
+      throw refused(`token ${rec.id} expired at ${rec.expiresAt}`);
+    return info(rec);
+  }
+
+  async list(): Promise<ApiTokenInfo[]> {
+    const r = await this.#store.range(API_TOKENS_PREFIX);
+    return r.kvs.map((kv) => info(JSON.parse(kv.value) as ApiTokenRecord));
+  }
+
+  /** Revoke by id; false if there was none. */
+  async revoke(id: string): Promise<boolean> {
+    if (!isSecretId(id)) return false;
+    return (await this.#store.delete(API_TOKENS_PREFIX + id)).deleted > 0;
+  }
+}
