@@ -16,6 +16,12 @@ import { edgesCommand } from './commands/edges.ts';
 import { routesCommand } from './commands/routes.ts';
 import { identityCommand } from './commands/identity.ts';
 import { checkCommand } from './commands/check.ts';
+import { dashboardCommand } from './commands/dashboard.ts';
+import { upCommand } from './commands/up.ts';
+import { downCommand } from './commands/down.ts';
+import { psCommand } from './commands/ps.ts';
+import { logsCommand } from './commands/logs.ts';
+import { awaitCommand } from './commands/await.ts';
 
 const HELP_HINT = '(run with --help for usage)';
 
@@ -44,6 +50,12 @@ export function buildCli(): Command {
   program.addCommand(routesCommand());
   program.addCommand(identityCommand());
   program.addCommand(checkCommand());
+  program.addCommand(dashboardCommand());
+  program.addCommand(upCommand());
+  program.addCommand(downCommand());
+  program.addCommand(psCommand());
+  program.addCommand(logsCommand());
+  program.addCommand(awaitCommand());
   // addCommand() does not copy settings to sub-commands (only .command() does): without
   // this, a usage error in a sub-command exits 1 from inside commander instead of EXIT.USAGE.
   for (const cmd of program.commands) cmd.exitOverride().showHelpAfterError(HELP_HINT);

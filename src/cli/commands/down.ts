@@ -1,0 +1,56 @@
+/**
+ * `hexmesh down`: stop the mesh `hexmesh up` runs from a data dir. The supervisor stops
+ * everything in order (deregister, app, sidecar; then the control plane); whatever is still
+ * alive after that (the supervisor was killed, a process ignored SIGTERM) is killed by pid
+ * from state.json, so nothing is left behind.
+ */
+import { rmSync } from 'node:fs';
+import { Command } from 'commander';
+
+export function downCommand(): Command {
+  return new Command('down')
+    .description('stop the mesh started by hexmesh up: every instance, sidecar and the control plane')
+    .option('-f, --file <mesh.yaml>', 'the mesh file (its data dir holds the state)')
+    .option('--data-dir <dir>', 'the data dir directly (default: .hexmesh beside the mesh file)')
+    .option('--timeout <seconds>', 'how long the graceful stop may take before SIGKILL', '60')
+    .action(async (opts: { file?: string; dataDir?: string; timeout: string }) => {
+      const [{ resolveDataDir, readMeshState, liveSupervisor }, { isAlive, signalGroup }, { meshPaths }] =
+        await Promise.all([
+          import('../../runtime/state-file.ts'),
+          import('../../runtime/processes.ts'),
+          import('../../runtime/paths.ts'),
+        ]);
+      const dataDir = await resolveDataDir(opts);
+      const before = readMeshState(dataDir);
+      const sup = liveSupervisor(dataDir);
+      if (!sup && !before) {
+        process.stdout.write(`hexmesh down: no mesh running from ${dataDir}\n`);
+        return;
+      }
+      if (sup) {
+        process.kill(sup, 'SIGTERM');
+        const deadline = Date.now() + Number(opts.timeout) * 1000;
+        while (isAlive(sup) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+        if (isAlive(sup)) process.kill(sup, 'SIGKILL');
+      }
+      // Stragglers: what the last state file still names.
+      const st = readMeshState(dataDir) ?? before;
+      const pids = new Set<number>();
+      for (const i of st?.instances ?? []) for (const p of [i.appPid, i.sidecarPid]) if (p) pids.add(p);
+      if (st?.controlPid) pids.add(st.controlPid);
+      let killed = 0;
+      for (const p of pids)
+        if (isAlive(p)) {
+          signalGroup(p, 'SIGKILL');
+          killed++;
+        }
+      const paths = meshPaths(dataDir);
+      rmSync(paths.stateFile, { force: true });
+      rmSync(paths.pidFile, { force: true });
+      process.stdout.write(
+        `hexmesh down: stopped ${before?.instances.length ?? 0} instances and the control plane` +
+          (killed ? ` (${killed} process${killed > 1 ? 'es' : ''} killed after the grace period)` : '') +
+          '\n',
+      );
+    });
+}

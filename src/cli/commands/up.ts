@@ -1,0 +1,219 @@
+/**
+ * `hexmesh up -f mesh.yaml`: run a whole mesh on this machine — the control plane on its
+ * embedded store, then every instance beside its own sidecar — supervised, in the
+ * foreground (Ctrl-C stops it all) or detached (`-d`; `hexmesh down` stops it).
+ */
+import { spawn } from 'node:child_process';
+import { closeSync, mkdirSync, openSync } from 'node:fs';
+import { join } from 'node:path';
+import { Command } from 'commander';
+import { HexmeshError } from '../../errors/hexmesh-error.ts';
+import { EXIT } from '../exit-codes.ts';
+
+interface UpOpts {
+  file: string;
+  detach?: boolean;
+  once?: boolean;
+  dataDir?: string;
+  controlListen?: string;
+  timeout: string;
+}
+
+/** Set in the detached supervisor's environment: it is the process that runs the mesh. */
+const DAEMON_ENV = 'HEXMESH_UP_SUPERVISOR';
+
+export function upCommand(): Command {
+  return new Command('up')
+    .description(
+      'run the mesh of a mesh file: control plane, then every instance with its sidecar, supervised',
+    )
+    .requiredOption('-f, --file <mesh.yaml>', 'the mesh file (see docs/runtime.md)')
+    .option('-d, --detach', 'run in the background (a supervisor process); stop with `hexmesh down`')
+    .option(
+      '--once',
+      'start, check every instance is healthy and the smoke test passes, stop; exit 0 if all was well',
+    )
+    .option(
+      '--data-dir <dir>',
+      "store, logs and state (default: the file's controlPlane.dataDir, .hexmesh beside it)",
+    )
+    .option(
+      '--control-listen <host:port>',
+      "the control plane's address (default: the file's controlPlane.listen)",
+    )
+    .option('--timeout <duration>', 'with --once or -d: how long instances may take to become healthy', '90s')
+    .addHelpText(
+      'after',
+      `
+Every app gets HEXMESH_SERVICE, HEXMESH_OUTBOUND, HEXMESH_ADMIN, HTTP_PROXY/http_proxy,
+NO_PROXY/no_proxy and PORT (docs/runtime.md). Logs: .hexmesh/logs/<instance>.log.
+
+Example:
+  hexmesh up -f examples/shop/mesh.yaml         # foreground; Ctrl-C stops everything
+  hexmesh up -f examples/shop/mesh.yaml -d && hexmesh ps -f examples/shop/mesh.yaml`,
+    )
+    .action(async (opts: UpOpts) => {
+      const [{ loadMeshFile }, { parseDuration }] = await Promise.all([
+        import('../../runtime/mesh-file.ts'),
+        import('../../config/duration.ts'),
+      ]);
+      const timeoutMs = parseDuration(opts.timeout);
+      if (timeoutMs === undefined)
+        throw new HexmeshError(
+          'HEXMESH_ERR_CONFIG_INVALID',
+          `--timeout: expected a duration, got ${opts.timeout}`,
+        );
+      const mesh = await loadMeshFile(opts.file);
+      if (opts.detach && !process.env[DAEMON_ENV]) return detach(opts, mesh.controlPlane.dataDir, timeoutMs);
+      await runHere(opts, mesh, timeoutMs);
+    });
+}
+
+async function runHere(
+  opts: UpOpts,
+  mesh: import('../../runtime/mesh-file.ts').MeshFile,
+  timeoutMs: number,
+): Promise<void> {
+  const [{ MeshRunner }, { liveSupervisor }] = await Promise.all([
+    import('../../runtime/mesh-runner.ts'),
+    import('../../runtime/state-file.ts'),
+  ]);
+  const dataDir = opts.dataDir ?? mesh.controlPlane.dataDir;
+  const running = liveSupervisor(dataDir);
+  if (running && running !== process.pid)
+    throw new HexmeshError(
+      'HEXMESH_ERR_CONFLICT',
+      `a mesh is already running from ${dataDir} (supervisor pid ${running}); run hexmesh down first`,
+    );
+  const runner = new MeshRunner(mesh, {
+    ...(opts.dataDir ? { dataDir: opts.dataDir } : {}),
+    ...(opts.controlListen ? { controlListen: opts.controlListen } : {}),
+    onLog: (l) => process.stdout.write(`${l}\n`),
+  });
+  let stopping = false;
+  const stop = (code: number) => {
+    if (stopping) return;
+    stopping = true;
+    process.stdout.write('hexmesh up: stopping...\n');
+    void runner.stop().then(() => {
+      process.stdout.write('hexmesh up: stopped\n');
+      process.exit(code);
+    });
+  };
+  process.once('SIGINT', () => stop(0));
+  process.once('SIGTERM', () => stop(0));
+  await runner.start();
+  process.stdout.write(
+    `hexmesh up: control plane on ${runner.controlUrl}; ${runner.runtime.list().length} instances started\n`,
+  );
+  if (opts.once) {
+    try {
+      await runner.waitHealthy(timeoutMs);
+      process.stdout.write('hexmesh up: every instance is passing\n');
+      const smoke = await runner.smokeTest();
+      if (smoke) {
+        process.stdout.write(
+          `hexmesh up: smoke test ${mesh.smokeTest!.service}${mesh.smokeTest!.path} → ${smoke.status} ${smoke.body}\n`,
+        );
+        if (!smoke.ok) throw new HexmeshError('HEXMESH_ERR_INTERNAL', 'the smoke test failed');
+      }
+      process.stdout.write(summary(runner.runtime.list(), mesh, runner.controlUrl));
+      await runner.stop();
+    } catch (err) {
+      await runner.stop();
+      throw err;
+    }
+    return;
+  }
+  try {
+    await runner.waitHealthy(timeoutMs);
+  } catch (err) {
+    process.stdout.write(`hexmesh up: ${(err as Error).message} (still supervising; see hexmesh ps)\n`);
+  }
+  process.stdout.write(summary(runner.runtime.list(), mesh, runner.controlUrl));
+  if (!process.env[DAEMON_ENV]) process.stdout.write('Ctrl-C stops everything.\n');
+  await new Promise(() => {});
+}
+
+function summary(
+  list: import('../../runtime/runtime.ts').InstanceInfo[],
+  mesh: import('../../runtime/mesh-file.ts').MeshFile,
+  controlUrl: string,
+): string {
+  const lines = ['', 'The mesh is up:'];
+  for (const s of mesh.services.filter((x) => x.public)) {
+    const i = list.find((x) => x.service === s.name);
+    if (i) lines.push(`  ${s.name}: http://127.0.0.1:${i.appPort}/`);
+  }
+  const f = mesh.file;
+  lines.push(
+    '',
+    'Try:',
+    `  hexmesh ps -f ${f}`,
+    `  hexmesh logs --file ${f} reviews`,
+    `  hexmesh services --control ${controlUrl}`,
+    `  hexmesh stat --control ${controlUrl}`,
+    `  hexmesh down -f ${f}`,
+    '',
+  );
+  return lines.join('\n');
+}
+
+/** Start the supervisor in the background, wait until the mesh is healthy (or failed), print, return. */
+async function detach(opts: UpOpts, fileDataDir: string, timeoutMs: number): Promise<void> {
+  const [{ readMeshState, liveSupervisor }, { HEXMESH_BIN }, { isAlive }] = await Promise.all([
+    import('../../runtime/state-file.ts'),
+    import('../../runtime/paths.ts'),
+    import('../../runtime/processes.ts'),
+  ]);
+  const dataDir = opts.dataDir ?? fileDataDir;
+  const running = liveSupervisor(dataDir);
+  if (running)
+    throw new HexmeshError(
+      'HEXMESH_ERR_CONFLICT',
+      `a mesh is already running from ${dataDir} (supervisor pid ${running})`,
+    );
+  mkdirSync(join(dataDir, 'logs'), { recursive: true });
+  const logFile = join(dataDir, 'logs', 'supervisor.log');
+  const fd = openSync(logFile, 'a');
+  const args = [HEXMESH_BIN, 'up', '-f', opts.file, '--timeout', opts.timeout, '--data-dir', dataDir];
+  if (opts.controlListen) args.push('--control-listen', opts.controlListen);
+  const child = spawn(process.execPath, args, {
+    detached: true,
+    stdio: ['ignore', fd, fd],
+    env: { ...process.env, [DAEMON_ENV]: '1' },
+  });
+  closeSync(fd);
+  child.unref();
+  const pid = child.pid!;
+  const deadline = Date.now() + timeoutMs + 30_000;
+  for (;;) {
+    await new Promise((r) => setTimeout(r, 250));
+    const st = readMeshState(dataDir);
+    if (!isAlive(pid) || st?.phase === 'failed') {
+      process.stderr.write(
+        `hexmesh up: the supervisor failed${st?.error ? `: ${st.error}` : ''} (see ${logFile})\n`,
+      );
+      process.exitCode = EXIT.RUNTIME;
+      return;
+    }
+    if (st?.phase === 'running' && st.supervisorPid === pid) {
+      const healthy = st.instances.every((i) => i.health === 'passing');
+      if (healthy || Date.now() > deadline) {
+        process.stdout.write(
+          `hexmesh up: running in the background (supervisor pid ${pid}, control plane ${st.controlUrl}); ` +
+            `${st.instances.filter((i) => i.health === 'passing').length}/${st.instances.length} instances passing\n` +
+            `logs: ${join(dataDir, 'logs')}; stop with: hexmesh down -f ${opts.file}\n`,
+        );
+        return;
+      }
+    }
+    if (Date.now() > deadline) {
+      process.stderr.write(
+        `hexmesh up: the supervisor did not report within ${timeoutMs} ms (see ${logFile})\n`,
+      );
+      process.exitCode = EXIT.RUNTIME;
+      return;
+    }
+  }
+}

@@ -1,0 +1,260 @@
+/**
+ * What `hexmesh up` does with a mesh file: start `hexmesh control` on its embedded store in
+ * the mesh's data dir, apply the resources, start every instance on a Runtime, keep
+ * `state.json` current (for `hexmesh ps` / `down`), and stop it all in order.
+ */
+import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { createWriteStream } from 'node:fs';
+import { join } from 'node:path';
+import { HexmeshError } from '../errors/hexmesh-error.ts';
+import { LocalProcessRuntime } from './local-process-runtime.ts';
+import type { MeshFile, MeshService } from './mesh-file.ts';
+import { HEXMESH_BIN, meshPaths } from './paths.ts';
+import { spawnLines, terminate, type Spawned } from './processes.ts';
+import type { InstanceInfo, InstanceSpec, RuntimeEvent } from './runtime.ts';
+
+/** The contents of `<dataDir>/state.json`. */
+export interface MeshState {
+  file: string;
+  phase: 'starting' | 'running' | 'stopping' | 'failed';
+  error?: string;
+  supervisorPid: number;
+  controlUrl: string;
+  controlPid: number | undefined;
+  startedAt: number;
+  updatedAt: number;
+  instances: InstanceInfo[];
+}
+
+export interface MeshRunnerOptions {
+  /** Overrides `controlPlane.listen` (tests: `127.0.0.1:0`). */
+  controlListen?: string;
+  /** Overrides the data dir (store, logs, state). */
+  dataDir?: string;
+  /** Every line of every app, prefixed `[instance]`. */
+  onLog?: (line: string) => void;
+  deregisterSettleMs?: number;
+}
+
+/** Instance ids: `<service>-<n>`, or `<service>-<version>-<n>` when several entries share a name. */
+export function instanceSpecs(mesh: MeshFile): InstanceSpec[] {
+  const count = new Map<string, number>();
+  for (const s of mesh.services) count.set(s.name, (count.get(s.name) ?? 0) + 1);
+  const out: InstanceSpec[] = [];
+  for (const s of mesh.services) {
+    const stem = (count.get(s.name) ?? 0) > 1 && s.version ? `${s.name}-${s.version}` : s.name;
+    for (let n = 1; n <= s.replicas; n++) out.push(specOf(s, `${stem}-${n}`));
+  }
+  return out;
+}
+
+function specOf(s: MeshService, id: string): InstanceSpec {
+  return {
+    id,
+    service: s.name,
+    namespace: s.namespace,
+    labels: s.labels,
+    command: s.command,
+    args: s.args,
+    env: s.env,
+    cwd: s.cwd,
+    port: s.port,
+    ...(s.healthCheck ? { healthCheck: s.healthCheck } : {}),
+    ...(s.serviceAccount ? { serviceAccount: s.serviceAccount } : {}),
+    restart: { initialBackoffMs: s.restart.initialBackoff, maxBackoffMs: s.restart.maxBackoff },
+  };
+}
+
+export class MeshRunner {
+  readonly mesh: MeshFile;
+  readonly paths: ReturnType<typeof meshPaths>;
+  readonly #o: MeshRunnerOptions;
+  #control: Spawned | undefined;
+  #runtime: LocalProcessRuntime | undefined;
+  #state: MeshState;
+  #writeTimer: NodeJS.Timeout | undefined;
+  #refresh: NodeJS.Timeout | undefined;
+  #stopped: Promise<void> | undefined;
+
+  constructor(mesh: MeshFile, o: MeshRunnerOptions = {}) {
+    this.mesh = mesh;
+    this.#o = o;
+    this.paths = meshPaths(o.dataDir ?? mesh.controlPlane.dataDir);
+    this.#state = {
+      file: mesh.file,
+      phase: 'starting',
+      supervisorPid: process.pid,
+      controlUrl: '',
+      controlPid: undefined,
+      startedAt: Date.now(),
+      updatedAt: Date.now(),
+      instances: [],
+    };
+  }
+
+  get runtime(): LocalProcessRuntime {
+    if (!this.#runtime) throw new HexmeshError('HEXMESH_ERR_INTERNAL', 'the mesh is not started');
+    return this.#runtime;
+  }
+
+  get controlUrl(): string {
+    return this.#state.controlUrl;
+  }
+
+  /** Start everything; resolves once every instance was started (not yet healthy: see waitHealthy). */
+  async start(): Promise<void> {
+    mkdirSync(this.paths.logDir, { recursive: true });
+    writeFileSync(this.paths.pidFile, `${process.pid}\n`);
+    this.#write();
+    try {
+      this.#state.controlUrl = await this.#startControl();
+      this.#state.controlPid = this.#control?.pid;
+      this.#write();
+      await this.#apply();
+      const specs = instanceSpecs(this.mesh);
+      await this.#forgetStale(specs);
+      const runtime = new LocalProcessRuntime({
+        controlUrl: this.#state.controlUrl,
+        logDir: this.paths.logDir,
+        ...(this.#o.deregisterSettleMs !== undefined
+          ? { deregisterSettleMs: this.#o.deregisterSettleMs }
+          : {}),
+      });
+      this.#runtime = runtime;
+      runtime.on((e) => this.#onEvent(e));
+      await Promise.all(specs.map((s) => runtime.startInstance(s)));
+      this.#state.phase = 'running';
+      this.#write();
+      // ps shows health and uptime from this file.
+      this.#refresh = setInterval(() => this.#write(), 2000);
+      this.#refresh.unref();
+    } catch (err) {
+      this.#state.phase = 'failed';
+      this.#state.error = (err as Error).message;
+      this.#write();
+      await this.stop();
+      throw err;
+    }
+  }
+
+  /** Every instance passing in the catalog, or a timeout error naming the ones that are not. */
+  async waitHealthy(timeoutMs: number): Promise<void> {
+    await this.runtime.waitHealthy(
+      this.runtime.list().map((i) => i.id),
+      timeoutMs,
+    );
+    this.#write();
+  }
+
+  /** The mesh file's smoke test: GET its path on its service's first instance; returns the body. */
+  async smokeTest(): Promise<{ ok: boolean; status: number; body: string } | undefined> {
+    const t = this.mesh.smokeTest;
+    if (!t) return undefined;
+    const inst = this.runtime.list().find((i) => i.service === t.service);
+    if (!inst) return { ok: false, status: 0, body: `no instance of ${t.service}` };
+    const r = await fetch(`http://127.0.0.1:${inst.appPort}${t.path}`, {
+      signal: AbortSignal.timeout(15_000),
+    });
+    return { ok: r.ok, status: r.status, body: await r.text() };
+  }
+
+  /** Stop in order: instances (deregister, app, sidecar), then the control plane. Idempotent. */
+  stop(): Promise<void> {
+    this.#stopped ??= (async () => {
+      clearInterval(this.#refresh);
+      if (this.#state.phase !== 'failed') this.#state.phase = 'stopping';
+      this.#write();
+      await this.#runtime?.close();
+      if (this.#control) await terminate(this.#control, 10_000);
+      clearTimeout(this.#writeTimer);
+      if (this.#state.phase === 'failed') this.#write();
+      else rmSync(this.paths.stateFile, { force: true });
+      rmSync(this.paths.pidFile, { force: true });
+    })();
+    return this.#stopped;
+  }
+
+  #onEvent(e: RuntimeEvent): void {
+    if (e.type === 'log') this.#o.onLog?.(`[${e.id}] ${e.line}`);
+    else if (e.type === 'state' || e.type === 'health') {
+      if (e.type === 'state' && (e.state === 'CrashLoop' || e.state === 'restarting'))
+        this.#o.onLog?.(`[${e.id}] state ${e.state}`);
+      // Coalesce bursts of events into one write.
+      this.#writeTimer ??= setTimeout(() => {
+        this.#writeTimer = undefined;
+        this.#write();
+      }, 100);
+    }
+  }
+
+  /** Atomic write (tmp + rename): `ps` never reads half a file. */
+  #write(): void {
+    this.#state.updatedAt = Date.now();
+    if (this.#runtime) this.#state.instances = this.#runtime.list();
+    const tmp = `${this.paths.stateFile}.${process.pid}.tmp`;
+    try {
+      writeFileSync(tmp, `${JSON.stringify(this.#state, null, 2)}\n`);
+      renameSync(tmp, this.paths.stateFile);
+    } catch {}
+  }
+
+  async #startControl(): Promise<string> {
+    const listen = this.#o.controlListen ?? this.mesh.controlPlane.listen;
+    const log = createWriteStream(join(this.paths.logDir, 'control.log'), { flags: 'a' });
+    let url: string | undefined;
+    const cp = spawnLines(
+      process.execPath,
+      [HEXMESH_BIN, 'control', '--listen', listen, '--data-dir', this.paths.dataDir],
+      { env: process.env },
+      (line) => {
+        log.write(`${line}\n`);
+        url ??= /listening on (http:\/\/\S+)/.exec(line)?.[1];
+      },
+    );
+    void cp.exited.then(() => log.end());
+    this.#control = cp;
+    const deadline = Date.now() + 30_000;
+    while (!url) {
+      if (cp.done())
+        throw new HexmeshError(
+          'HEXMESH_ERR_LISTEN',
+          `hexmesh control exited during start-up (is ${listen} in use? see ${join(this.paths.logDir, 'control.log')})`,
+        );
+      if (Date.now() > deadline)
+        throw new HexmeshError('HEXMESH_ERR_TIMEOUT', 'hexmesh control did not start within 30 s');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    return url;
+  }
+
+  async #apply(): Promise<void> {
+    if (this.mesh.resources.length === 0) return;
+    const r = await fetch(`${this.#state.controlUrl}/v1/apply`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(this.mesh.resources),
+      signal: AbortSignal.timeout(15_000),
+    });
+    if (!r.ok)
+      throw new HexmeshError(
+        'HEXMESH_ERR_CONFIG_INVALID',
+        `applying the mesh file's resources: ${r.status} ${await r.text()}`,
+      );
+    await r.body?.cancel();
+  }
+
+  /** A previous run killed without `down` leaves its instances in the store until their leases lapse: drop them now. */
+  async #forgetStale(specs: readonly InstanceSpec[]): Promise<void> {
+    await Promise.all(
+      specs.map(async (s) => {
+        try {
+          const r = await fetch(
+            `${this.#state.controlUrl}/v1/catalog/deregister/${s.namespace}/${s.service}/${encodeURIComponent(s.id)}`,
+            { method: 'PUT', signal: AbortSignal.timeout(3000) },
+          );
+          await r.body?.cancel();
+        } catch {}
+      }),
+    );
+  }
+}

@@ -1,0 +1,93 @@
+/**
+ * Child processes the runtime owns: spawned in their own process group (so a signal
+ * reaches an app's own children, e.g. behind `npm start`), output split into lines, and
+ * stopped with SIGTERM then SIGKILL after a grace period.
+ */
+import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+
+export interface Exit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+export interface Spawned {
+  readonly child: ChildProcess;
+  readonly pid: number | undefined;
+  readonly exited: Promise<Exit>;
+  /** True once the process has exited. */
+  done(): boolean;
+}
+
+/** Spawn `command args` in its own process group; every complete output line goes to `onLine`. */
+export function spawnLines(
+  command: string,
+  args: readonly string[],
+  opts: Pick<SpawnOptions, 'cwd' | 'env'>,
+  onLine: (line: string, stream: 'stdout' | 'stderr') => void,
+): Spawned {
+  const child = spawn(command, [...args], { ...opts, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  let finished = false;
+  const exited = new Promise<Exit>((resolve) => {
+    // 'error' (ENOENT, EACCES) comes instead of 'exit' when the program cannot start.
+    child.once('error', () => {
+      finished = true;
+      resolve({ code: 127, signal: null });
+    });
+    child.once('exit', (code, signal) => {
+      finished = true;
+      resolve({ code, signal });
+    });
+  });
+  for (const stream of ['stdout', 'stderr'] as const) {
+    let partial = '';
+    const s = child[stream]!;
+    s.setEncoding('utf8');
+    s.on('data', (d: string) => {
+      const parts = (partial + d).split('\n');
+      partial = parts.pop()!;
+      for (const l of parts) onLine(l, stream);
+    });
+    s.on('end', () => {
+      if (partial) onLine(partial, stream);
+      partial = '';
+    });
+  }
+  return { child, pid: child.pid, exited, done: () => finished };
+}
+
+/** Signal a process group (falls back to the process itself). Ignores processes already gone. */
+export function signalGroup(pid: number | undefined, signal: NodeJS.Signals): void {
+  if (!pid) return;
+  try {
+    process.kill(-pid, signal);
+  } catch {
+    try {
+      process.kill(pid, signal);
+    } catch {}
+  }
+}
+
+/** SIGTERM, wait up to `graceMs`, then SIGKILL the group and wait for the exit. */
+export async function terminate(p: Spawned, graceMs: number): Promise<Exit> {
+  if (p.done()) return p.exited;
+  signalGroup(p.pid, 'SIGTERM');
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<'late'>((r) => (timer = setTimeout(() => r('late'), graceMs)));
+  const first = await Promise.race([p.exited, late]);
+  clearTimeout(timer);
+  if (first === 'late') signalGroup(p.pid, 'SIGKILL');
+  const exit = await p.exited;
+  // The group may hold children the leader left behind.
+  signalGroup(p.pid, 'SIGKILL');
+  return exit;
+}
+
+/** Is a process with this pid alive? (signal 0 probes without signalling) */
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
