@@ -1,0 +1,176 @@
+/**
+ * The control plane's REST API as the dashboard reads it (docs/observability.md,
+ * docs/control-api.md): typed shapes, one `getJson`, and the connection state every page
+ * shares — an unreachable control plane shows one banner and greys the last data, and
+ * every poll keeps retrying.
+ */
+
+export interface LatencyMs {
+  p50: number | null;
+  p95: number | null;
+  p99: number | null;
+}
+export interface ServiceStat {
+  namespace: string;
+  service: string;
+  requests: number;
+  rps: number;
+  successRate: number | null;
+  latencyMs: LatencyMs;
+  tlsPercent: number | null;
+  instances: number;
+  stale: number;
+}
+export interface EdgeStat {
+  namespace: string;
+  src: string;
+  dst: string;
+  requests: number;
+  rps: number;
+  successRate: number | null;
+  p99Ms: number | null;
+  tlsPercent: number | null;
+}
+export interface RouteStat {
+  namespace: string;
+  service: string;
+  route: string;
+  requests: number;
+  rps: number;
+  successRate: number | null;
+  latencyMs: LatencyMs;
+}
+export interface ServicesView {
+  windowMs: number;
+  services: ServiceStat[];
+}
+export interface EdgesView {
+  windowMs: number;
+  edges: EdgeStat[];
+}
+export interface RoutesView {
+  windowMs: number;
+  routes: RouteStat[];
+}
+export interface TimeseriesView {
+  stepMs: number;
+  points: [number, number | null][];
+}
+export interface Target {
+  id: string;
+  service: string;
+  namespace: string;
+  adminAddress?: string;
+  stale: boolean;
+  lastScrape?: string;
+  error?: string;
+}
+export interface TargetsView {
+  collecting: boolean;
+  intervalMs: number;
+  targets: Target[];
+}
+export interface Instance {
+  id: string;
+  service: string;
+  namespace: string;
+  address: string;
+  port: number;
+  meshPort?: number;
+  adminAddress?: string;
+  labels: Record<string, string>;
+  status: 'passing' | 'warning' | 'critical';
+  output?: string;
+  registeredAt?: string;
+  statusChangedAt?: string;
+}
+export interface StoredResource {
+  kind: string;
+  metadata: { name: string; namespace: string; resourceVersion?: string };
+  spec: Record<string, unknown>;
+}
+
+/** An answer that was not 2xx: the API's error code and message. */
+export class ApiError extends Error {
+  readonly status: number;
+  readonly code: string;
+  constructor(status: number, code: string, message: string) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+/** Base URL of the API: the page's own origin (the control plane serves both). */
+const base = '';
+
+export async function getJson<T>(path: string, signal?: AbortSignal): Promise<T> {
+  let res: Response;
+  try {
+    res = await fetch(base + path, { signal, headers: { accept: 'application/json' } });
+  } catch (err) {
+    if (signal?.aborted) throw err;
+    connection.failed(err instanceof Error ? err.message : String(err));
+    throw err;
+  }
+  if (res.status >= 502) connection.failed(`HTTP ${res.status}`);
+  else connection.ok();
+  const text = await res.text();
+  if (!res.ok) {
+    let code = `HTTP_${res.status}`;
+    let message = text.slice(0, 200) || res.statusText;
+    try {
+      const e = JSON.parse(text).error;
+      code = e.code ?? code;
+      message = e.message ?? message;
+    } catch {
+      // not JSON: keep the text
+    }
+    throw new ApiError(res.status, code, message);
+  }
+  return JSON.parse(text) as T;
+}
+
+export interface ConnectionState {
+  /** False after a request could not reach the control plane, until one does again. */
+  online: boolean;
+  /** Why the last request failed. */
+  error?: string;
+  /** When a request last reached the control plane (ms). */
+  lastOk?: number;
+}
+
+/** The shared connection state (a tiny external store for useSyncExternalStore). */
+class Connection {
+  #state: ConnectionState = { online: true };
+  #lastOk: number | undefined;
+  readonly #listeners = new Set<() => void>();
+
+  /** A stable snapshot: a new object only when `online` or `error` changes. */
+  get = (): ConnectionState => this.#state;
+
+  subscribe = (fn: () => void): (() => void) => {
+    this.#listeners.add(fn);
+    return () => this.#listeners.delete(fn);
+  };
+
+  ok(): void {
+    this.#lastOk = Date.now();
+    if (!this.#state.online) this.#set({ online: true, lastOk: this.#lastOk });
+  }
+
+  failed(error: string): void {
+    if (this.#state.online || this.#state.error !== error)
+      this.#set({ online: false, error, lastOk: this.#lastOk });
+  }
+
+  #set(s: ConnectionState): void {
+    this.#state = s;
+    for (const fn of this.#listeners) fn();
+  }
+}
+
+export const connection = new Connection();
+
+/** How often pages poll (ms). */
+export const REFRESH_MS = 3000;

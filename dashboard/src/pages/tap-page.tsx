@@ -1,0 +1,51 @@
+import { useState, type FormEvent } from 'react';
+import { TapTable } from '../components/tap-table.tsx';
+import type { TapFilter } from '../tap.ts';
+import { useTap } from '../use-tap.ts';
+
+/** Live requests through the proxies, filterable; "not available" when the control plane has no tap. */
+export function TapPage() {
+  const initial = Object.fromEntries(new URLSearchParams(location.search)) as TapFilter;
+  const [filter, setFilter] = useState<TapFilter>(initial);
+  const [paused, setPaused] = useState(false);
+  const tap = useTap(filter, { paused });
+  const onSubmit = (e: FormEvent<HTMLFormElement>) => {
+    e.preventDefault();
+    const f = Object.fromEntries(new FormData(e.currentTarget)) as TapFilter;
+    setFilter(f);
+    const q = new URLSearchParams(Object.entries(f).filter(([, v]) => v) as [string, string][]).toString();
+    history.replaceState(null, '', `/ui/tap${q ? `?${q}` : ''}`);
+  };
+  return (
+    <section className="page" data-testid="tap-page">
+      <h1>Live tap</h1>
+      <form className="filters" onSubmit={onSubmit}>
+        <input name="service" placeholder="service" defaultValue={filter.service} />
+        <input name="namespace" placeholder="namespace" defaultValue={filter.namespace} />
+        <input name="path" placeholder="path prefix" defaultValue={filter.path} />
+        <input name="method" placeholder="method" defaultValue={filter.method} size={8} />
+        <input name="status" placeholder="status" defaultValue={filter.status} size={6} />
+        <button type="submit">Apply</button>
+        <button type="button" onClick={() => setPaused((p) => !p)}>
+          {paused ? 'Resume' : 'Pause'}
+        </button>
+        <span className={`tap-status ${tap.status}`} data-testid="tap-status">
+          {tap.status === 'streaming' ? `streaming · ${tap.total} requests` : tap.status}
+        </span>
+      </form>
+      {tap.status === 'unavailable' ? (
+        <div className="notice" data-testid="tap-unavailable">
+          <strong>Tap not available.</strong> {tap.message}. Request figures are still on the topology and
+          service pages.
+        </div>
+      ) : (
+        <>
+          {tap.status === 'error' ? (
+            <div className="notice warn">Tap interrupted: {tap.message}; reconnecting…</div>
+          ) : null}
+          <TapTable events={tap.events} empty="Waiting for requests…" />
+        </>
+      )}
+    </section>
+  );
+}
