@@ -694,6 +694,28 @@ export const requestAuthenticationSchema = z
   })
   .strict();
 
+/**
+ * Istio's PeerAuthentication, reduced to the mode: STRICT (the inbound sidecar accepts only
+ * mutual TLS) or PERMISSIVE (mTLS and plaintext, for migration). Without targetRef/selector
+ * it applies to every workload of its namespace; a service-level one wins (docs/mtls.md).
+ */
+export const peerAuthenticationSchema = z
+  .object({
+    apiVersion: z.literal('hexmesh.io/v1alpha1'),
+    kind: z.literal('PeerAuthentication'),
+    metadata,
+    spec: z
+      .object({
+        targetRef: securityTargetRef.optional(),
+        /** `{service: <name>}`: the same as targetRef, in selector form. */
+        selector: z.object({ service: dnsLabel }).strict().optional(),
+        mode: z.enum(['STRICT', 'PERMISSIVE']),
+      })
+      .strict()
+      .refine((s) => !(s.targetRef && s.selector), { message: 'set at most one of targetRef and selector' }),
+  })
+  .strict();
+
 /** Every resource kind the proxy's snapshot understands; later issues add more kinds here. */
 export const resourceSchema = z.discriminatedUnion('kind', [
   serviceSchema,
@@ -702,6 +724,7 @@ export const resourceSchema = z.discriminatedUnion('kind', [
   trafficPolicySchema,
   authorizationPolicySchema,
   requestAuthenticationSchema,
+  peerAuthenticationSchema,
 ]);
 
 export type ServiceResource = z.infer<typeof serviceSchema>;
@@ -717,5 +740,6 @@ export type AuthorizationPolicy = z.infer<typeof authorizationPolicySchema>;
 export type AuthorizationRule = z.infer<typeof authorizationRuleSchema>;
 export type RequestAuthentication = z.infer<typeof requestAuthenticationSchema>;
 export type JwtRule = z.infer<typeof jwtRuleSchema>;
+export type PeerAuthentication = z.infer<typeof peerAuthenticationSchema>;
 export type Resource = z.infer<typeof resourceSchema>;
 export { regex as regexSchema };

@@ -11,6 +11,10 @@ export const ERROR_CODES = {
   HEXMESH_ERR_CONNECT_FAILED: { status: 502, grpc: 14, header: 'connect-failed' },
   HEXMESH_ERR_UPSTREAM_RESET: { status: 502, grpc: 14, header: 'upstream-reset' },
   HEXMESH_ERR_UPSTREAM_PROTOCOL: { status: 502, grpc: 13, header: 'upstream-protocol' },
+  /** mTLS to the destination's sidecar failed: untrusted certificate, refused client certificate, protocol. */
+  HEXMESH_ERR_TLS: { status: 502, grpc: 14, header: 'tls' },
+  /** The destination's sidecar presented a SPIFFE ID other than the one discovery gave (impersonation). */
+  HEXMESH_ERR_TLS_IDENTITY_MISMATCH: { status: 502, grpc: 14, header: 'tls-identity-mismatch' },
   HEXMESH_ERR_NO_HEALTHY_ENDPOINTS: { status: 503, grpc: 14, header: 'no-healthy-endpoints' },
   HEXMESH_ERR_CIRCUIT_OPEN: { status: 503, grpc: 14, header: 'circuit-open' },
   HEXMESH_ERR_OVERLOADED: { status: 503, grpc: 8, header: 'overloaded' },
@@ -100,9 +104,28 @@ export function fromSocketError(err: unknown, endpoint: string, service: string)
         context: { endpoint, service },
       },
     );
+  if (isTlsFailure(code))
+    return new HexmeshError(
+      'HEXMESH_ERR_TLS',
+      `mTLS to ${endpoint} calling ${service} failed: ${code} ${e?.message ?? ''}`.trimEnd(),
+      { cause: err, context: { endpoint, service } },
+    );
   return new HexmeshError(
     'HEXMESH_ERR_UPSTREAM_RESET',
     `upstream ${endpoint} reset the request calling ${service}${code ? ` (${code})` : ''}`,
     { cause: err, context: { endpoint, service } },
+  );
+}
+
+/** OpenSSL alerts and certificate verification failures as Node reports them. */
+function isTlsFailure(code: string): boolean {
+  return (
+    code.startsWith('ERR_SSL_') ||
+    code.startsWith('ERR_TLS_') ||
+    code.includes('CERT') ||
+    code === 'UNABLE_TO_VERIFY_LEAF_SIGNATURE' ||
+    code === 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY' ||
+    code === 'SELF_SIGNED_CERT_IN_CHAIN' ||
+    code === 'DEPTH_ZERO_SELF_SIGNED_CERT'
   );
 }

@@ -267,7 +267,8 @@ export class Proxy {
             http2: admit(inboundHandlers.http2!),
             tunnel: admit(inboundHandlers.tunnel!),
             tcp: admit(inboundHandlers.tcp!),
-            tls: (s, h) => this.mtls.accept(s, h),
+            // Without an identity a ClientHello is opaque bytes, as before mTLS.
+            tls: (s, h) => (this.mtls.enabled ? this.mtls.accept(s, h) : admit(inboundHandlers.tcp!)(s, h)),
           },
     );
 
@@ -293,13 +294,7 @@ export class Proxy {
     let inbound: Service;
     let gate: (req: MeshRequest) => Promise<void>;
     try {
-      outbound = buildOutbound(
-        next,
-        this.#outbound?.destinations,
-        this.metrics,
-        this.#transport,
-        this.#lazy,
-      );
+      outbound = buildOutbound(next, this.#outbound?.destinations, this.metrics, this.#transport, this.#lazy);
       const security = buildSecurityLayers(next, { metrics: this.metrics });
       gate = securityGate(security);
       inbound = this.#telemetry(buildInbound(next, this.#appTransports, { layers: security }));

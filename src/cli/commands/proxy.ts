@@ -2,6 +2,7 @@
 import { Command } from 'commander';
 import { loadProxyConfig } from '../../config/load.ts';
 import type { ProxyConfig } from '../../config/proxy-config.ts';
+import { StaticIdentitySource } from '../../identity/static-identity-source.ts';
 import { Proxy } from '../../proxy/proxy.ts';
 import { runControlledProxy, type ControlFlags } from '../../proxy/control-client/flags.ts';
 
@@ -52,13 +53,23 @@ Example:
         cmd.error("error: required option '-c, --config <file>' not specified (or use --control)");
       const opts = { config: flags.config! };
       const config = await loadProxyConfig(opts.config);
-      const proxy = new Proxy(config, { onExit: () => process.exit(0) });
+      // proxy.tls: mutual TLS with a certificate from files (docs/mtls.md); SIGHUP re-reads them.
+      const tls = config.proxy.tls;
+      const identity = tls
+        ? await StaticIdentitySource.fromFiles({
+            cert: tls.certFile,
+            key: tls.keyFile,
+            bundle: tls.bundleFile,
+          })
+        : undefined;
+      const proxy = new Proxy(config, { onExit: () => process.exit(0), identity });
+      if (identity) proxy.metrics.setCertExpiry(identity.current().notAfter.getTime());
       const a = await proxy.start();
       // Handlers first, then the start line: a test (or a supervisor) may signal as soon as it reads it.
       const drain = () => void proxy.shutdown();
       process.once('SIGTERM', drain);
       process.once('SIGINT', drain);
-      process.on('SIGHUP', () => void reload(proxy, opts.config, config));
+      process.on('SIGHUP', () => void reload(proxy, opts.config, config, identity));
       const ups = Object.entries(a.upstreams)
         .map(([k, v]) => ` upstream ${k}=${v.address}:${v.port}`)
         .join('');
@@ -73,7 +84,12 @@ Example:
  * fails to build, is refused (counted in hexmesh_config_rejections_total) and the running
  * config keeps serving; nothing here may throw, or the process would die on a bad edit.
  */
-async function reload(proxy: Proxy, file: string, started: ProxyConfig): Promise<void> {
+async function reload(
+  proxy: Proxy,
+  file: string,
+  started: ProxyConfig,
+  identity: StaticIdentitySource | undefined,
+): Promise<void> {
   let next: ProxyConfig;
   try {
     next = await loadProxyConfig(file);
@@ -91,6 +107,21 @@ async function reload(proxy: Proxy, file: string, started: ProxyConfig): Promise
       `hexmesh proxy: reload refused, keeping the running config: ${(err as Error).message}\n`,
     );
     return;
+  }
+  const tls = next.proxy.tls;
+  if (identity && tls) {
+    // Renewed certificate or rotated bundle on disk: new handshakes use it, open connections stay.
+    try {
+      const fresh = await StaticIdentitySource.fromFiles({
+        cert: tls.certFile,
+        key: tls.keyFile,
+        bundle: tls.bundleFile,
+      });
+      identity.update({ ...fresh.current(), trustBundlePem: fresh.trustBundlePem() });
+      proxy.metrics.setCertExpiry(identity.current().notAfter.getTime());
+    } catch (err) {
+      process.stderr.write(`hexmesh proxy: keeping the current certificate: ${(err as Error).message}\n`);
+    }
   }
   const fixed = (c: ProxyConfig) =>
     JSON.stringify([c.proxy.outbound, c.proxy.inbound, c.proxy.admin, c.proxy.upstreams]);

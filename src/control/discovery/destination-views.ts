@@ -36,13 +36,17 @@ export class DestinationViews {
   readonly #state: MeshState;
   readonly #views = new Map<string, DestinationView>();
 
-  constructor(state: MeshState) {
+  readonly #trustDomain: (() => string | undefined) | undefined;
+
+  /** `trustDomain`: the CA's, to fill each meshed endpoint's expected SPIFFE ID (mTLS). */
+  constructor(state: MeshState, trustDomain?: () => string | undefined) {
     this.#state = state;
+    this.#trustDomain = trustDomain;
   }
 
   get(key: string): DestinationView {
     let v = this.#views.get(key);
-    if (!v) this.#views.set(key, (v = buildView(this.#state, key)));
+    if (!v) this.#views.set(key, (v = buildView(this.#state, key, this.#trustDomain?.())));
     return v;
   }
 
@@ -73,7 +77,16 @@ interface Ref {
 }
 
 /** Build one destination's view from the mirror. */
-export function buildView(state: MeshState, key: string): DestinationView {
+/** Label naming an instance's service account when it is not the service's name. */
+export const SERVICE_ACCOUNT_LABEL = 'hexmesh.io/service-account';
+
+/**
+ * Build one destination's view from the mirror. With `trustDomain`, a meshed endpoint says
+ * which SPIFFE ID its sidecar must present: `spiffe://<td>/ns/<ns>/sa/<service account>`, the
+ * service account from the instance (`serviceAccount`, or the SERVICE_ACCOUNT_LABEL label),
+ * defaulting to the service's name.
+ */
+export function buildView(state: MeshState, key: string, trustDomain?: string): DestinationView {
   const dot = key.indexOf('.');
   const name = key.slice(0, dot);
   const ns = key.slice(dot + 1);
@@ -97,12 +110,17 @@ export function buildView(state: MeshState, key: string): DestinationView {
       if (i.status !== 'passing' && i.status !== 'warning') continue;
       if (selector.some(([k, v]) => i.labels[k] !== v)) continue;
       const meshed = Number.isInteger(i.meshPort);
+      const sa =
+        (i as { serviceAccount?: unknown }).serviceAccount ?? i.labels[SERVICE_ACCOUNT_LABEL] ?? i.service;
       endpoints.push({
         address: i.address,
         port: meshed ? i.meshPort : i.port,
         labels: i.labels,
         health: i.status,
         meshed,
+        ...(meshed && trustDomain && typeof sa === 'string' && sa
+          ? { identity: `spiffe://${trustDomain}/ns/${i.namespace}/sa/${sa}` }
+          : {}),
       });
     }
     const ports = Array.isArray(spec.ports)

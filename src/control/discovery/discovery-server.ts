@@ -41,6 +41,8 @@ export interface DiscoveryHost {
   onUpgrade?(path: string, handler: UpgradeHandler, permission?: 'discovery'): void;
   /** Run `fn` when the host closes. */
   onClose?(fn: () => unknown): void;
+  /** The workload CA (ControlPlane.identity): its trust domain fills endpoints' expected identities. */
+  readonly identity?: { readonly trustDomain: string };
   /** The REST router, to mount `GET /v1/proxies`. */
   readonly router?: {
     add(
@@ -114,7 +116,7 @@ export class DiscoveryServer {
     this.#log = opts.log ?? ((l) => process.stderr.write(`hexmesh discovery: ${l}\n`));
     this.#catalog = new Catalog(host.store);
     this.#state = new MeshState(host.store, (c) => this.#onChange(c));
-    this.#views = new DestinationViews(this.#state);
+    this.#views = new DestinationViews(this.#state, () => host.identity?.trustDomain);
     void this.#state.ready.then(() => (this.#version = this.#state.revision));
     this.#wss = new WebSocketServer({
       noServer: true,

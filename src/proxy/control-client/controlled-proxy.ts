@@ -87,6 +87,8 @@ export async function startControlledProxy(opts: ControlledProxyOptions): Promis
     });
     const src = identity;
     src.onChange(() => proxy.metrics.setCertExpiry(src.current()?.notAfter.getTime() ?? null));
+    // mTLS: plaintext until the first certificate arrives, then TLS to meshed endpoints.
+    proxy.setIdentity(src);
     src.start();
   }
   if (p.app && opts.checks?.length) {

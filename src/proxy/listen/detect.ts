@@ -76,6 +76,14 @@ export function detect(socket: Socket, timeoutMs: number): Promise<Detection> {
   });
 }
 
+/**
+ * A TLS handshake record (ClientHello) opens the bytes: content type 22, version 3.x. Such
+ * a connection classifies as opaque `tcp`; a listener with a TLS handler (mTLS) takes it.
+ */
+export function looksLikeTls(head: Buffer): boolean {
+  return head.length >= 3 && head[0] === 0x16 && head[1] === 0x03 && head[2] <= 0x04;
+}
+
 export function tunnelHeader(port: number): Buffer {
   const b = Buffer.alloc(TUNNEL_HEADER_LENGTH);
   TUNNEL_MAGIC.copy(b, 0);

@@ -69,7 +69,12 @@ export class H2Server {
       body: stream.endAfterHeaders ? null : requestBody(stream),
       protocol: 'http2',
       grpc: isGrpc(headers['content-type']),
-      ctx: newContext(this.#id, stream.session?.socket?.remoteAddress ?? '', ac.signal),
+      ctx: newContext(
+        this.#id,
+        stream.session?.socket?.remoteAddress ?? '',
+        ac.signal,
+        stream.session?.socket,
+      ),
     };
     this.inflight++;
     let res: MeshResponse;

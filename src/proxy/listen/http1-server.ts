@@ -97,7 +97,7 @@ export class Http1Server {
       body,
       protocol: 'http1',
       grpc: isGrpc(headers['content-type']),
-      ctx: newContext(this.#id, req.socket.remoteAddress ?? '', signal),
+      ctx: newContext(this.#id, req.socket.remoteAddress ?? '', signal, req.socket),
     };
   }
 

@@ -4,13 +4,15 @@
  */
 import net from 'node:net';
 import { HexmeshError } from '../../errors/hexmesh-error.ts';
-import { detect, type Detected } from './detect.ts';
+import { detect, looksLikeTls, type Detected } from './detect.ts';
 
 export interface ConnectionHandlers {
   http1?: (socket: net.Socket, head: Buffer) => void;
   http2?: (socket: net.Socket, head: Buffer) => void;
   tunnel?: (socket: net.Socket, head: Buffer) => void;
   tcp?: (socket: net.Socket, head: Buffer) => void;
+  /** A TLS ClientHello (mTLS between sidecars); without this handler it is opaque `tcp`. */
+  tls?: (socket: net.Socket, head: Buffer) => void;
 }
 
 export interface MeshListenerOptions {
@@ -93,6 +95,8 @@ export class MeshListener {
       : await detect(socket, this.#opts.detectTimeout);
     if (socket.destroyed) return;
     this.#opts.onConnection?.(kind);
+    const tls = kind === 'tcp' ? this.#handlers.tls : undefined;
+    if (tls && looksLikeTls(head)) return tls(socket, head);
     const handler = this.#handlers[kind];
     if (!handler) {
       // e.g. non-HTTP traffic on the outbound HTTP listener: nowhere to send it.

@@ -8,8 +8,21 @@ export interface ListenerIdentity {
   service: string;
 }
 
-export function newContext(id: ListenerIdentity, srcAddress: string, signal: AbortSignal): RequestContext {
+/**
+ * Set by mTLS (transport/mtls.ts) on a decrypted inbound socket: the peer's verified SPIFFE ID.
+ * A property, not a WeakMap entry, so it reads through the socket proxy of an HTTP/2 session.
+ */
+export const PEER_IDENTITY: unique symbol = Symbol('hexmesh.peerIdentity');
+
+/** `socket`: the connection the request came on; its mTLS peer identity fills `peerIdentity`/`tls`. */
+export function newContext(
+  id: ListenerIdentity,
+  srcAddress: string,
+  signal: AbortSignal,
+  socket?: object | null,
+): RequestContext {
   const outbound = id.direction === 'outbound';
+  const peer = socket ? (socket as { [PEER_IDENTITY]?: string })[PEER_IDENTITY] : undefined;
   return {
     start: performance.now(),
     direction: id.direction,
@@ -21,8 +34,8 @@ export function newContext(id: ListenerIdentity, srcAddress: string, signal: Abo
     deadline: Infinity,
     attempt: 0,
     endpoint: '',
-    peerIdentity: '',
-    tls: false,
+    peerIdentity: peer ?? '',
+    tls: peer !== undefined,
     notes: {},
   };
 }

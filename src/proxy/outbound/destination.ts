@@ -10,7 +10,7 @@ import type { TrafficPolicySpec } from '../../config/resources.ts';
 import { HexmeshError } from '../../errors/hexmesh-error.ts';
 import type { ProxyMetrics } from '../../telemetry/metrics.ts';
 import { createBalancer, type Balancer } from '../balance/balancer.ts';
-import { end, EndpointState, start } from '../balance/endpoint-state.ts';
+import { end, endpointKey, EndpointState, start } from '../balance/endpoint-state.ts';
 import { hashKeyExtractor, type HashKeyExtractor } from '../balance/hash-key.ts';
 import { bulkheadFromSpec, type Bulkhead, type RetryLimiter } from '../breaker/bulkhead.ts';
 import { circuitBreakerFromSpec, type CircuitBreaker } from '../breaker/circuit-breaker.ts';
@@ -19,6 +19,7 @@ import { HealthChecker } from '../health/health-checker.ts';
 import { OutlierDetector, OUTLIER_DEFAULTS, type Outcome } from '../outlier/outlier-detector.ts';
 import { RetryBudget } from '../retry/retry-budget.ts';
 import { resolveResilience } from '../retry/resilience-options.ts';
+import type { PeerInfo } from '../transport/hop-security.ts';
 import { TransportPool, type TransportSettings } from '../transport/transport-pool.ts';
 
 /** Header carrying the calling service to the destination's sidecar (identity replaces it under mTLS). */
@@ -48,6 +49,8 @@ export class Destination {
   readonly #defaults: TransportSettings;
   readonly #metrics: ProxyMetrics;
   readonly #h2Hop: boolean;
+  /** Per endpoint key: what mTLS needs to secure the hop (meshed, expected identity). */
+  readonly #peers = new Map<string, PeerInfo>();
   #policyJson = '';
 
   constructor(
@@ -82,6 +85,14 @@ export class Destination {
     this.#policyJson = policyJson;
     this.policy = policy;
     this.balancer.update(service.endpoints.map((e) => new EndpointState({ ...e, meshed: e.meshed })));
+    this.#peers.clear();
+    for (const e of service.endpoints)
+      this.#peers.set(endpointKey(e.address, e.port), {
+        meshed: e.meshed,
+        identity: e.identity,
+        service: service.name,
+        namespace: service.namespace,
+      });
     const eps = this.balancer.endpoints;
     if (policyChanged) {
       this.outlier?.close();
@@ -142,6 +153,7 @@ export class Destination {
         ep.port,
         req.protocol === 'http2' || (this.#h2Hop && ep.meshed),
         req,
+        this.#peers.get(ep.key),
       );
     } catch (err) {
       end(ep);
@@ -151,6 +163,11 @@ export class Destination {
     end(ep, performance.now() - t0);
     this.outlier?.record(ep, outcomeOf(res));
     return res;
+  }
+
+  /** What mTLS needs to know about an endpoint (tunnels and upgrades pick their own security). */
+  peerOf(key: string): PeerInfo | undefined {
+    return this.#peers.get(key);
   }
 
   /** Stop background work and close connections gracefully. */

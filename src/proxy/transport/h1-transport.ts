@@ -2,7 +2,7 @@
  * HTTP/1.1 transport to one origin over a pooled undici connection set: keep-alive,
  * streamed bodies both ways, trailers (chunked) passed through.
  */
-import { Pool } from 'undici';
+import { buildConnector, Pool } from 'undici';
 import { fromSocketError } from '../../errors/hexmesh-error.ts';
 import type { MeshRequest, MeshResponse } from '../core/dispatch.ts';
 import type { HopSecurity } from './hop-security.ts';
@@ -31,7 +31,10 @@ export class H1Transport {
       keepAliveMaxTimeout: opts.idleTimeout,
       headersTimeout: 0,
       bodyTimeout: opts.bodyTimeout,
-      connect: { timeout: opts.connectTimeout, ...opts.security.connectOptions(host) },
+      connect:
+        opts.security.scheme === 'https'
+          ? tlsConnector(host, opts.connectTimeout, opts.security)
+          : { timeout: opts.connectTimeout, ...opts.security.connectOptions(host) },
     });
   }
 
@@ -68,4 +71,17 @@ export class H1Transport {
     this.#closed = true;
     return this.#pool.destroy(err ?? null);
   }
+}
+
+/**
+ * A connector that asks the security for its options at each new connection (undici copies
+ * plain options once): a rotated certificate or trust bundle applies to the next handshake
+ * while open connections keep theirs.
+ */
+function tlsConnector(host: string, timeout: number, security: HopSecurity): buildConnector.connector {
+  return (options, callback) =>
+    buildConnector({ timeout, ...security.connectOptions(host) } as buildConnector.BuildOptions)(
+      options,
+      callback,
+    );
 }

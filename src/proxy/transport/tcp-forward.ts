@@ -1,5 +1,6 @@
 /** Opaque TCP forwarding: connect, optionally send a preamble, then pipe both ways. */
 import net from 'node:net';
+import tls from 'node:tls';
 
 export interface TcpForwardOptions {
   host: string;
@@ -10,18 +11,23 @@ export interface TcpForwardOptions {
   preamble?: Buffer;
   onBytes?: (read: number, written: number) => void;
   onError?: (err: Error) => void;
+  /** Connect with TLS (mTLS to a sidecar): options for tls.connect. */
+  tls?: tls.ConnectionOptions;
 }
 
 /** Forward `client` to host:port. Resolves when the upstream connection is established. */
 export function forwardTcp(client: net.Socket, o: TcpForwardOptions): Promise<void> {
   return new Promise((resolve, reject) => {
     // Half-close passes through: each direction ends on its own (pipe forwards the FIN).
-    const upstream = net.connect({ host: o.host, port: o.port, noDelay: true, allowHalfOpen: true });
+    const upstream = o.tls
+      ? tls.connect({ ...o.tls, host: o.host, port: o.port, allowHalfOpen: true } as tls.ConnectionOptions)
+      : net.connect({ host: o.host, port: o.port, noDelay: true, allowHalfOpen: true });
+    if (o.tls) upstream.setNoDelay(true);
     const timer = setTimeout(
       () => upstream.destroy(Object.assign(new Error('connect timeout'), { code: 'ETIMEDOUT' })),
       o.connectTimeout,
     );
-    upstream.once('connect', () => {
+    upstream.once(o.tls ? 'secureConnect' : 'connect', () => {
       clearTimeout(timer);
       if (o.preamble?.length) upstream.write(o.preamble);
       client.pipe(upstream);

@@ -5,7 +5,7 @@
 import type { MeshRequest, MeshResponse } from '../core/dispatch.ts';
 import { H1Transport } from './h1-transport.ts';
 import { H2Transport } from './h2-transport.ts';
-import type { HopSecurity } from './hop-security.ts';
+import type { HopSecurity, PeerInfo } from './hop-security.ts';
 
 export interface TransportSettings {
   connectTimeout: number;
@@ -18,6 +18,8 @@ export interface TransportSettings {
 interface Entry {
   host: string;
   port: number;
+  /** The security the transports below were made with (per endpoint under mTLS). */
+  security: HopSecurity;
   h1?: H1Transport;
   h2?: H2Transport;
 }
@@ -30,19 +32,42 @@ export class TransportPool {
     this.#settings = settings;
   }
 
-  /** Send `req` to `key` (host:port) over HTTP/2 when `h2`, else pooled HTTP/1.1. */
-  request(key: string, host: string, port: number, h2: boolean, req: MeshRequest): Promise<MeshResponse> {
+  /**
+   * Send `req` to `key` (host:port) over HTTP/2 when `h2`, else pooled HTTP/1.1. `peer`: the
+   * endpoint, for a security that decides per endpoint (mTLS); when its answer changes (an
+   * identity arrived), the old connections close gracefully and new ones are made.
+   */
+  request(
+    key: string,
+    host: string,
+    port: number,
+    h2: boolean,
+    req: MeshRequest,
+    peer?: PeerInfo,
+  ): Promise<MeshResponse> {
+    const base = this.#settings.security;
+    const security = peer && base.forPeer ? base.forPeer(peer) : base;
     let e = this.#entries.get(key);
     if (!e) {
-      e = { host, port };
+      e = { host, port, security };
       this.#entries.set(key, e);
+    } else if (e.security !== security) {
+      void e.h1?.close();
+      void e.h2?.close();
+      e.h1 = e.h2 = undefined;
+      e.security = security;
+    }
+    if (security.scheme === 'https') {
+      // The handshake verifies the server is this identity (metrics, access log).
+      req.ctx.tls = true;
+      req.ctx.peerIdentity = security.peerIdentity ?? '';
     }
     const signal = req.ctx.trySignal ?? req.ctx.signal;
     if (h2) {
       e.h2 ??= new H2Transport(host, port, {
         connectTimeout: this.#settings.connectTimeout,
         idleTimeout: this.#settings.idleTimeout,
-        security: this.#settings.security,
+        security,
       });
       return e.h2.request(req, signal);
     }
@@ -51,7 +76,7 @@ export class TransportPool {
       idleTimeout: this.#settings.idleTimeout,
       bodyTimeout: this.#settings.streamIdleTimeout,
       maxConnections: this.#settings.maxConnections,
-      security: this.#settings.security,
+      security,
     });
     return e.h1.request(req, signal);
   }

@@ -3,6 +3,8 @@
  * the target; on 101 relay the response head, then splice the two sockets.
  */
 import http from 'node:http';
+import https from 'node:https';
+import type { ConnectionOptions } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import type { MeshRequest } from '../core/dispatch.ts';
 import { ERROR_HEADER } from '../core/error-response.ts';
@@ -12,6 +14,8 @@ export interface UpgradeTarget {
   host: string;
   port: number;
   connectTimeout: number;
+  /** Upgrade over TLS (mTLS to a sidecar): options for the TLS connection. */
+  tls?: ConnectionOptions;
 }
 
 function rawHead(
@@ -54,7 +58,8 @@ export function proxyUpgrade(
     connection: 'Upgrade',
     upgrade: upgradeHeader,
   };
-  const upReq = http.request({
+  const upReq = (target.tls ? https : http).request({
+    ...(target.tls ? { ...target.tls, ALPNProtocols: ['http/1.1'] } : {}),
     host: target.host,
     port: target.port,
     method: req.method,
