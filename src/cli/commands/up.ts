@@ -186,7 +186,7 @@ async function detach(opts: UpOpts, fileDataDir: string, timeoutMs: number): Pro
   closeSync(fd);
   child.unref();
   const pid = child.pid!;
-  const deadline = Date.now() + timeoutMs + 30_000;
+  const deadline = Date.now() + timeoutMs;
   for (;;) {
     await new Promise((r) => setTimeout(r, 250));
     const st = readMeshState(dataDir);
