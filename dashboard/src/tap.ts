@@ -74,7 +74,7 @@ export function toTapEvent(o: Raw): TapEvent | undefined {
     latencyMs:
       num(pick(o, 'latencyMs', 'durationMs', 'latency_ms', 'duration')) ??
       num(pick(res, 'latencyMs', 'durationMs')),
-    src: peer(pick(o, 'src', 'source', 'srcIdentity', 'sourceIdentity', 'client')),
+    src: peer(pick(o, 'src', 'source', 'srcIdentity', 'sourceIdentity', 'srcService', 'client')),
     dst: peer(pick(o, 'dst', 'destination', 'dstIdentity', 'destinationIdentity', 'dstService', 'server')),
     tls: typeof tlsRaw === 'boolean' ? tlsRaw : tlsRaw && typeof tlsRaw === 'object' ? true : undefined,
     error:

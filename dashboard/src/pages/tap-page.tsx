@@ -1,4 +1,6 @@
 import { useState, type FormEvent } from 'react';
+import type { ServicesView } from '../api.ts';
+import { usePoll } from '../hooks.ts';
 import { TapTable } from '../components/tap-table.tsx';
 import type { TapFilter } from '../tap.ts';
 import { useTap } from '../use-tap.ts';
@@ -8,7 +10,14 @@ export function TapPage() {
   const initial = Object.fromEntries(new URLSearchParams(location.search)) as TapFilter;
   const [filter, setFilter] = useState<TapFilter>(initial);
   const [paused, setPaused] = useState(false);
-  const tap = useTap(filter, { paused });
+  // The tap is per service (it opens that service's proxies' streams).
+  const tap = useTap(filter, { paused: paused || !filter.service });
+  const services = usePoll<ServicesView>(filter.service ? null : '/v1/stats/services?window=1m');
+  const choose = (service: string, namespace: string) => {
+    const f = { ...filter, service, namespace };
+    setFilter(f);
+    history.replaceState(null, '', `/ui/tap?${new URLSearchParams({ service, namespace }).toString()}`);
+  };
   const onSubmit = (e: FormEvent<HTMLFormElement>) => {
     e.preventDefault();
     const f = Object.fromEntries(new FormData(e.currentTarget)) as TapFilter;
@@ -19,7 +28,7 @@ export function TapPage() {
   return (
     <section className="page" data-testid="tap-page">
       <h1>Live tap</h1>
-      <form className="filters" onSubmit={onSubmit}>
+      <form className="filters" onSubmit={onSubmit} key={`${filter.service}/${filter.namespace}`}>
         <input name="service" placeholder="service" defaultValue={filter.service} />
         <input name="namespace" placeholder="namespace" defaultValue={filter.namespace} />
         <input name="path" placeholder="path prefix" defaultValue={filter.path} />
@@ -30,10 +39,27 @@ export function TapPage() {
           {paused ? 'Resume' : 'Pause'}
         </button>
         <span className={`tap-status ${tap.status}`} data-testid="tap-status">
-          {tap.status === 'streaming' ? `streaming · ${tap.total} requests` : tap.status}
+          {!filter.service
+            ? 'no service chosen'
+            : tap.status === 'streaming'
+              ? `streaming · ${tap.total} requests`
+              : tap.status}
         </span>
       </form>
-      {tap.status === 'unavailable' ? (
+      {!filter.service ? (
+        <div className="notice" data-testid="tap-choose">
+          Choose a service to tap:{' '}
+          {(services.data?.services ?? []).map((s) => (
+            <button
+              key={`${s.namespace}/${s.service}`}
+              type="button"
+              onClick={() => choose(s.service, s.namespace)}
+            >
+              {s.service}
+            </button>
+          ))}
+        </div>
+      ) : tap.status === 'unavailable' ? (
         <div className="notice" data-testid="tap-unavailable">
           <strong>Tap not available.</strong> {tap.message}. Request figures are still on the topology and
           service pages.
