@@ -17,8 +17,6 @@ import { routesCommand } from './commands/routes.ts';
 import { identityCommand } from './commands/identity.ts';
 import { checkCommand } from './commands/check.ts';
 import { dashboardCommand } from './commands/dashboard.ts';
-import { dashboardCommand } from './commands/dashboard.ts';
-import { dashboardCommand } from './commands/dashboard.ts';
 import { upCommand } from './commands/up.ts';
 import { downCommand } from './commands/down.ts';
 import { psCommand } from './commands/ps.ts';
@@ -52,8 +50,6 @@ export function buildCli(): Command {
   program.addCommand(routesCommand());
   program.addCommand(identityCommand());
   program.addCommand(checkCommand());
-  program.addCommand(dashboardCommand());
-  program.addCommand(dashboardCommand());
   program.addCommand(dashboardCommand());
   program.addCommand(upCommand());
   program.addCommand(downCommand());

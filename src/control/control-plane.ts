@@ -31,8 +31,6 @@ import { identityRoutes } from './api/identity.ts';
 import { CertificateAuthority, type CaOptions } from '../identity/ca.ts';
 import { attachDiscovery, type DiscoveryOptions } from './discovery/discovery-server.ts';
 import { dashboardRoutes, type DashboardOptions } from './dashboard/dashboard-routes.ts';
-import { dashboardRoutes, type DashboardOptions } from './dashboard/dashboard-routes.ts';
-import { dashboardRoutes, type DashboardOptions } from './dashboard/dashboard-routes.ts';
 import { ApiAuth, type AuthMode } from './auth/api-auth.ts';
 import { ApiTokens } from './auth/api-tokens.ts';
 import type { Permission } from './auth/roles.ts';
@@ -66,10 +64,6 @@ export interface ControlPlaneOptions {
   identity?: CaOptions;
   /** Embedded metrics collection (docs/observability.md): scrape period etc. */
   metrics?: Omit<CollectorOptions, 'store' | 'isLeader' | 'now' | 'onError'>;
-  /** The web dashboard at `/` and `/ui/` (docs/dashboard.md); `false` leaves it out. Default on. */
-  dashboard?: DashboardOptions | false;
-  /** The web dashboard at `/` and `/ui/` (docs/dashboard.md); `false` leaves it out. Default on. */
-  dashboard?: DashboardOptions | false;
   /** The web dashboard at `/` and `/ui/` (docs/dashboard.md); `false` leaves it out. Default on. */
   dashboard?: DashboardOptions | false;
   /**
@@ -163,8 +157,6 @@ export class ControlPlane {
     this.onClose(() => this.metrics.close());
     this.identity = new CertificateAuthority(this.store, { now, ...opts.identity });
     identityRoutes(this.router, ctx, this.identity);
-    if (opts.dashboard !== false) dashboardRoutes(this.router, opts.dashboard);
-    if (opts.dashboard !== false) dashboardRoutes(this.router, opts.dashboard);
     if (opts.dashboard !== false) dashboardRoutes(this.router, opts.dashboard);
     this.tokens = new ApiTokens(this.store, now);
     let trustDomain: string | undefined;
