@@ -37,7 +37,7 @@ const USAGE = `usage: node --import tsx bench/run.ts [options]
   --rate R          fixed-rate requests per second (default 1000)
   --paths LIST      comma-separated subset of ${PATH_NAMES.join(',')}
   --protocols LIST  comma-separated subset of ${PROTOCOLS.join(',')} (default: all)
-  --tls             mutual TLS between the two proxies (HAProxy now; hexmesh once it has mTLS)
+  --tls             mutual TLS between the two proxies of each pair (HAProxy and hexmesh)
   --stream-mib M    size of the streamed-body check, 0 to skip (default 100; 10 with --smoke)
   --out FILE        results JSON (default bench/results/<ISO date>.json)
   --smoke           one short round that only checks every path works
@@ -144,7 +144,7 @@ async function main(): Promise<number> {
     'upstream: node:http server in its own process, 1 KiB body (nginx is not installed here)',
     'max throughput: wrk -t1 -c32, closed loop (h2c and gRPC: bench/open-loop.ts --closed, 32 HTTP/2 connections, one stream in flight each); fixed rate: bench/open-loop.ts (16 connections), latency from the intended send time',
     'h2c and gRPC: HTTP/2 end to end (app → proxy → proxy → app); gRPC is unary with 64-byte requests and 1 KiB responses',
-    `hops between the proxies: haproxy ${o.tls ? 'mutual TLS (ECDSA P-256, throw-away CA)' : 'plaintext'}, hexmesh plaintext${o.tls ? ' (hexmesh has no mTLS yet: the comparison is uneven)' : ''}; bench.md's targets assume mTLS on both`,
+    `hops between the proxies: ${o.tls ? 'mutual TLS on both (ECDSA P-256, throw-away CA; hexmesh TLS 1.3 with SPIFFE identities)' : 'plaintext'}; bench.md's targets assume mTLS on both`,
     'proxy CPU and RSS are those of the proxy processes only (/proc/PID/stat utime+stime, VmRSS)',
   ];
   try {

@@ -20,6 +20,12 @@ export interface BenchCerts {
   clientKey: string;
 }
 
+/** SPIFFE IDs of the bench workloads (hexmesh mTLS checks the server's). */
+export const BENCH_SPIFFE = {
+  upstream: 'spiffe://hexmesh.bench/ns/default/sa/upstream',
+  client: 'spiffe://hexmesh.bench/ns/default/sa/bench-client',
+} as const;
+
 function openssl(args: readonly string[]): void {
   execFileSync('openssl', args, { stdio: ['ignore', 'ignore', 'pipe'], timeout: 20_000 });
 }
@@ -79,8 +85,9 @@ export function makeCerts(dir: string): BenchCerts {
     '-out',
     ca.cert,
   ]);
-  const server = issue(dir, 'server', 'upstream', 'DNS:upstream', ca);
-  const client = issue(dir, 'client', 'bench-client', 'DNS:bench-client', ca);
+  // The SPIFFE URI SANs make the same certificates hexmesh workload identities (proxy.tls).
+  const server = issue(dir, 'server', 'upstream', `DNS:upstream,URI:${BENCH_SPIFFE.upstream}`, ca);
+  const client = issue(dir, 'client', 'bench-client', `DNS:bench-client,URI:${BENCH_SPIFFE.client}`, ca);
   return {
     caCert: ca.cert,
     serverPem: server.pem,
