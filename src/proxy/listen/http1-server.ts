@@ -5,7 +5,7 @@
  */
 import http from 'node:http';
 import type { Socket } from 'node:net';
-import type { Duplex } from 'node:stream';
+import type { Duplex, Readable } from 'node:stream';
 import type { HeaderMap, MeshRequest, MeshResponse, Service } from '../core/dispatch.ts';
 import { HexmeshError } from '../../errors/hexmesh-error.ts';
 import { errorResponse, ERROR_HEADER } from '../core/error-response.ts';
@@ -102,13 +102,10 @@ export class Http1Server {
   }
 
   async #handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const ac = new AbortController();
-    res.once('close', () => {
-      if (!res.writableFinished) ac.abort();
-    });
+    const ex = new Exchange(this, res);
     const hasBody =
       req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
-    const mreq = this.#toMesh(req, ac.signal, hasBody ? req : null);
+    const mreq = this.#toMesh(req, ex.controller.signal, hasBody ? req : null);
     this.inflight++;
     let mres: MeshResponse;
     const bad = malformed(req, mreq.path);
@@ -125,7 +122,7 @@ export class Http1Server {
     }
     if (this.#draining) res.shouldKeepAlive = false;
     try {
-      writeResponse(res, mres, () => this.inflight--);
+      writeResponse(ex, mres);
     } catch {
       // Node refused the head (e.g. an invalid header value from upstream): drop the connection
       // rather than the process.
@@ -146,17 +143,62 @@ export class Http1Server {
   }
 }
 
-function writeResponse(res: http.ServerResponse, m: MeshResponse, done: () => void): void {
-  let finished = false;
-  const finish = () => {
-    if (!finished) {
-      finished = true;
-      done();
+const kExchange = Symbol('hexmesh.http1.exchange');
+type TrackedRes = http.ServerResponse & { [kExchange]?: Exchange };
+type TrackedBody = Readable & { [kExchange]?: Exchange };
+
+/**
+ * One request/response on a connection: the abort controller of its context, the response
+ * body being relayed, and the in-flight count. The stream listeners are module functions that
+ * find it through the stream, so a request allocates no closures for them.
+ */
+class Exchange {
+  readonly controller = new AbortController();
+  body: TrackedBody | null = null;
+  /** The response being relayed; its `trailers` are filled by the producer before the body ends. */
+  response: MeshResponse | undefined = undefined;
+  #counted = true;
+
+  constructor(
+    readonly server: Http1Server,
+    readonly res: TrackedRes,
+  ) {
+    res[kExchange] = this;
+    res.once('close', onResClose);
+  }
+
+  /** The response is done or the connection went away: count it out once. */
+  closed(): void {
+    if (!this.res.writableFinished) this.controller.abort();
+    if (this.#counted) {
+      this.#counted = false;
+      this.server.inflight--;
     }
-  };
-  res.once('close', finish);
+    const body = this.body;
+    if (body !== null && !body.readableEnded) body.destroy();
+  }
+}
+
+function onResClose(this: TrackedRes): void {
+  this[kExchange]?.closed();
+}
+
+function onBodyError(this: TrackedBody): void {
+  this[kExchange]?.res.destroy();
+}
+
+function onBodyEnd(this: TrackedBody): void {
+  const ex = this[kExchange];
+  if (!ex) return;
+  const t = ex.response?.trailers;
+  if (t && Object.keys(t).length) ex.res.addTrailers(t as http.OutgoingHttpHeaders);
+  ex.res.end();
+}
+
+function writeResponse(ex: Exchange, m: MeshResponse): void {
+  const res = ex.res;
   const headers = endToEndHeaders(m.headers);
-  const body = m.body;
+  const body = m.body as TrackedBody | null;
   if (res.destroyed) {
     body?.destroy();
     return;
@@ -169,16 +211,12 @@ function writeResponse(res: http.ServerResponse, m: MeshResponse, done: () => vo
     res.end();
     return;
   }
-  body.on('error', () => res.destroy());
-  res.once('close', () => {
-    if (!body.readableEnded) body.destroy();
-  });
+  ex.body = body;
+  ex.response = m;
+  body[kExchange] = ex;
+  body.on('error', onBodyError);
   body.pipe(res, { end: false });
-  body.once('end', () => {
-    const t = m.trailers;
-    if (t && Object.keys(t).length) res.addTrailers(t as http.OutgoingHttpHeaders);
-    res.end();
-  });
+  body.once('end', onBodyEnd);
 }
 
 function mayChunk(
