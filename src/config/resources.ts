@@ -716,6 +716,117 @@ export const peerAuthenticationSchema = z
   })
   .strict();
 
+// ---------- Rollout ----------
+const rolloutWebhook = z
+  .object({
+    name: z.string().optional(),
+    type: z.enum(['pre-rollout', 'rollout', 'confirm-promotion', 'post-rollout', 'rollback']),
+    url: z.string().url(),
+    timeout: duration.default(10_000),
+    metadata: z.record(z.string(), z.string()).optional(),
+  })
+  .strict();
+
+/** What analysis checks, every `interval`, against the new revision's own traffic. */
+export const rolloutAnalysisSchema = z
+  .object({
+    /** Success rate (0..100, percent) at least this. */
+    successRate: z
+      .object({ min: z.number().min(0).max(100) })
+      .strict()
+      .optional(),
+    /** p99 latency at most this. */
+    p99: z.object({ max: duration }).strict().optional(),
+    /** Requests the new revision must have served in the interval (no traffic = the check fails). */
+    minRequests: z.number().int().min(0).default(1),
+    /** Failed checks (in total) before rolling back. */
+    threshold: z.number().int().min(1).default(1),
+    /** Analysis runs this many intervals in an `analysis` step (default 1). */
+    iterations: z.number().int().min(1).default(1),
+    webhooks: z.array(rolloutWebhook).default([]),
+  })
+  .strict();
+
+const rolloutStep = z
+  .object({
+    setWeight: z.number().int().min(0).max(100).optional(),
+    /** Without duration: wait for `hexmesh rollout promote` (or resume). */
+    pause: z.object({ duration: duration.optional() }).strict().optional(),
+    analysis: rolloutAnalysisSchema.partial().optional(),
+  })
+  .strict()
+  .refine((s) => [s.setWeight, s.pause, s.analysis].filter((v) => v !== undefined).length === 1, {
+    message: 'a step sets exactly one of setWeight, pause, analysis',
+  });
+
+/**
+ * A progressive delivery of a new revision of one service (semantics: Flagger / Argo
+ * Rollouts). Read by the rollout controller (src/rollout/); not sent to proxies.
+ */
+export const rolloutSchema = z
+  .object({
+    apiVersion: z.literal('hexmesh.io/v1alpha1'),
+    kind: z.literal('Rollout'),
+    metadata,
+    spec: z
+      .object({
+        /** The service whose traffic moves (its instances are the stable revision). */
+        service: dnsLabel,
+        /** The revision to run: new instances from this template, never changes to running ones. */
+        template: z
+          .object({
+            command: z.string().min(1),
+            args: z.array(z.string()).default([]),
+            env: z.record(z.string(), z.string()).default({}),
+            cwd: z.string().optional(),
+            labels: z.record(z.string(), z.string()).default({}),
+            replicas: z.number().int().min(1).max(100).default(1),
+            port: z.union([port, z.literal('auto')]).default('auto'),
+            healthCheck: z
+              .discriminatedUnion('type', [
+                z.object({ type: z.literal('http'), path: z.string().default('/') }).strict(),
+                z.object({ type: z.literal('tcp') }).strict(),
+                z.object({ type: z.literal('grpc') }).strict(),
+              ])
+              .optional(),
+          })
+          .strict(),
+        strategy: z
+          .object({
+            canary: z
+              .object({
+                steps: z.array(rolloutStep).optional(),
+                stepWeight: z.number().int().min(1).max(100).optional(),
+                maxWeight: z.number().int().min(1).max(100).optional(),
+                interval: duration.default(60_000),
+                analysis: rolloutAnalysisSchema.optional(),
+              })
+              .strict()
+              .refine((c) => !(c.steps && c.stepWeight), {
+                message: 'set steps or stepWeight/maxWeight, not both',
+              }),
+            blueGreen: z
+              .object({
+                previewService: dnsLabel.optional(),
+                autoPromote: z.boolean().default(true),
+                scaleDownDelay: duration.default(30_000),
+                analysis: rolloutAnalysisSchema.optional(),
+                interval: duration.default(60_000),
+              })
+              .strict(),
+          })
+          .partial()
+          .strict()
+          .refine((s) => (s.canary ? 1 : 0) + (s.blueGreen ? 1 : 0) === 1, {
+            message: 'set exactly one of canary, blueGreen',
+          }),
+        /** The new revision must be healthy within this, or the rollout fails (stable untouched). */
+        progressDeadline: duration.default(600_000),
+      })
+      .strict(),
+  })
+  .strict();
+
 /** Every resource kind the proxy's snapshot understands; later issues add more kinds here. */
 export const resourceSchema = z.discriminatedUnion('kind', [
   serviceSchema,
@@ -725,6 +836,7 @@ export const resourceSchema = z.discriminatedUnion('kind', [
   authorizationPolicySchema,
   requestAuthenticationSchema,
   peerAuthenticationSchema,
+  rolloutSchema,
 ]);
 
 export type ServiceResource = z.infer<typeof serviceSchema>;
@@ -741,5 +853,7 @@ export type AuthorizationRule = z.infer<typeof authorizationRuleSchema>;
 export type RequestAuthentication = z.infer<typeof requestAuthenticationSchema>;
 export type JwtRule = z.infer<typeof jwtRuleSchema>;
 export type PeerAuthentication = z.infer<typeof peerAuthenticationSchema>;
+export type Rollout = z.infer<typeof rolloutSchema>;
+export type RolloutAnalysis = z.infer<typeof rolloutAnalysisSchema>;
 export type Resource = z.infer<typeof resourceSchema>;
 export { regex as regexSchema };

@@ -1,0 +1,389 @@
+/**
+ * The rollout controller: follows Rollout resources and rollout commands through blocking
+ * queries on the control plane API, and runs each new revision (rollout-run.ts) on a
+ * Runtime. It is hosted by the process that owns the runtime (`hexmesh up`'s supervisor,
+ * src/runtime/mesh-runner.ts) and acts only while it holds the owner lease
+ * (owner-lease.ts). Status and history go to the KV store (rollout-status.ts).
+ *
+ * A revision is a change of `spec.template`: the controller numbers them 1, 2, …; the
+ * instances found running when a service is first rolled out are revision 0, selected by
+ * their `version` label (the new template must carry another version).
+ */
+import { randomUUID } from 'node:crypto';
+import { blockingQuery } from '../cli/client/blocking-query.ts';
+import { ControlClient, type StoredResource } from '../cli/client/control-client.ts';
+import { rolloutSchema, type Rollout } from '../config/resources.ts';
+import type { Runtime } from '../runtime/runtime.ts';
+import { OwnerLease } from './owner-lease.ts';
+import { Inbox, runRevision, type RevisionSet } from './rollout-run.ts';
+import {
+  REVISION_LABEL,
+  rolloutKeys,
+  templateChanges,
+  type HistoryEntry,
+  type RolloutCommand,
+  type RolloutStatus,
+} from './rollout-status.ts';
+import { RolloutTraffic } from './traffic.ts';
+
+export interface RolloutControllerOptions {
+  controlUrl: string;
+  runtime: Runtime;
+  /** Owner lease TTL (default 10 s). */
+  leaseTtlMs?: number;
+  /** Time for proxies to see a routing change before instances go (default 1 s). */
+  settleMs?: number;
+  graceMs?: number;
+  log?: (line: string) => void;
+  now?: () => number;
+}
+
+interface Tracked {
+  key: string;
+  stable: RevisionSet | undefined;
+  retired: (RevisionSet & { timer: NodeJS.Timeout; delayMs: number }) | undefined;
+  history: HistoryEntry[];
+  /** JSON of the template last acted on. */
+  handled: string | undefined;
+  run: { inbox: Inbox; done: Promise<void> } | undefined;
+  status: RolloutStatus | undefined;
+  /** Serialises the work of one rollout (spec changes and commands). */
+  queue: Promise<void>;
+}
+
+export class RolloutController {
+  readonly #o: RolloutControllerOptions;
+  readonly #client: ControlClient;
+  readonly #lease: OwnerLease;
+  readonly #abort = new AbortController();
+  readonly #tracked = new Map<string, Tracked>();
+  readonly #seenCommands = new Set<string>();
+  readonly #now: () => number;
+  #loops: Promise<void>[] = [];
+  #closed = false;
+
+  constructor(o: RolloutControllerOptions) {
+    this.#o = o;
+    this.#now = o.now ?? Date.now;
+    this.#client = new ControlClient(o.controlUrl);
+    this.#lease = new OwnerLease(this.#client, {
+      id: `rollout-controller:${process.pid}:${randomUUID().slice(0, 8)}`,
+      ...(o.leaseTtlMs !== undefined ? { ttlMs: o.leaseTtlMs } : {}),
+      onChange: (held) => this.#log(held ? 'holding the owner lease' : 'lost the owner lease'),
+    });
+  }
+
+  async start(): Promise<void> {
+    await this.#lease.start();
+    const signal = this.#abort.signal;
+    this.#loops = [
+      (async () => {
+        for await (const { body } of blockingQuery(
+          (b) => this.#client.listResources('Rollout', undefined, b),
+          {
+            signal,
+            waitMs: 30_000,
+          },
+        ))
+          for (const r of body) this.#onResource(r);
+      })(),
+      (async () => {
+        for await (const { body } of blockingQuery((b) => this.#client.kvList(rolloutKeys.prefix, b), {
+          signal,
+          waitMs: 30_000,
+        }))
+          for (const e of body)
+            if (e.key.endsWith('/command')) this.#onCommand(e.key, e.value, e.modRevision);
+      })(),
+    ];
+  }
+
+  /** The current status of every rollout this controller knows. */
+  statuses(): RolloutStatus[] {
+    return [...this.#tracked.values()].flatMap((t) => (t.status ? [t.status] : []));
+  }
+
+  /** Resolves when the named rollout has nothing running (tests, shutdown). */
+  async idle(namespace: string, name: string): Promise<void> {
+    await this.#tracked.get(`${namespace}/${name}`)?.queue;
+  }
+
+  #track(ns: string, name: string): Tracked {
+    const key = `${ns}/${name}`;
+    let t = this.#tracked.get(key);
+    if (!t) {
+      t = {
+        key,
+        stable: undefined,
+        retired: undefined,
+        history: [],
+        handled: undefined,
+        run: undefined,
+        status: undefined,
+        queue: Promise.resolve(),
+      };
+      this.#tracked.set(key, t);
+    }
+    return t;
+  }
+
+  #enqueue(t: Tracked, work: () => Promise<void>): void {
+    t.queue = t.queue.then(work).catch((err) => this.#log(`${t.key}: ${(err as Error).message}`));
+  }
+
+  #onResource(doc: StoredResource): void {
+    if (this.#closed || !this.#lease.held) return;
+    const parsed = rolloutSchema.safeParse(stripServerFields(doc));
+    if (!parsed.success) return;
+    const r = parsed.data;
+    const t = this.#track(r.metadata.namespace, r.metadata.name);
+    const json = JSON.stringify(r.spec.template);
+    if (json === t.handled) return;
+    t.handled = json;
+    // A newer template supersedes a rollout in progress: roll that one back first.
+    t.run?.inbox.push({ action: 'abort', id: 'superseded', at: this.#now() });
+    this.#enqueue(t, () => this.#rollout(t, r));
+  }
+
+  #onCommand(key: string, value: string, modRevision: number): void {
+    if (this.#closed || !this.#lease.held) return;
+    let c: RolloutCommand;
+    try {
+      c = JSON.parse(value) as RolloutCommand;
+    } catch {
+      return;
+    }
+    if (this.#seenCommands.has(c.id)) return;
+    this.#seenCommands.add(c.id);
+    void this.#client.kvDelete(key, { cas: modRevision }).catch(() => {});
+    const [, ns, name] = key.split('/');
+    const t = this.#track(ns, name);
+    if (t.run) t.run.inbox.push(c);
+    else if (c.action === 'undo') this.#enqueue(t, () => this.#undo(t, c.toRevision));
+  }
+
+  async #rollout(t: Tracked, r: Rollout): Promise<void> {
+    const ns = r.metadata.namespace;
+    const traffic = new RolloutTraffic(this.#client, ns, r.spec.service);
+    await this.#loadHistory(t, ns, r.metadata.name);
+    const stable = t.stable ?? this.#adopt(r);
+    t.stable = stable;
+    const revision = Math.max(0, ...t.history.map((h) => h.revision)) + 1;
+    const prevTemplate = lastOf(t.history, (h) => h.revision === stable.revision)?.template;
+    const entry: HistoryEntry = {
+      revision,
+      template: r.spec.template,
+      changes: prevTemplate
+        ? templateChanges(prevTemplate, r.spec.template)
+        : [`first revision (replaces ${stable.ids.length} instance(s) of revision ${stable.revision})`],
+      startedAt: this.#now(),
+      outcome: 'Progressing',
+    };
+    t.history.push(entry);
+    const status: RolloutStatus = {
+      namespace: ns,
+      name: r.metadata.name,
+      service: r.spec.service,
+      strategy: r.spec.strategy.canary ? 'canary' : 'blueGreen',
+      phase: 'Initializing',
+      revision,
+      stableRevision: stable.revision,
+      step: 0,
+      steps: 0,
+      weight: 0,
+      failedChecks: 0,
+      threshold: (r.spec.strategy.canary?.analysis ?? r.spec.strategy.blueGreen?.analysis)?.threshold ?? 1,
+      analysis: [],
+      message: '',
+      instances: { stable: stable.ids, canary: [] },
+      startedAt: this.#now(),
+      updatedAt: this.#now(),
+    };
+    if (r.spec.strategy.canary) {
+      const { canarySteps } = await import('./canary-steps.ts');
+      status.steps = canarySteps(r.spec.strategy.canary).length;
+    }
+    t.status = status;
+    const vStable = stable.selector.version;
+    if (stable.revision === 0 && vStable !== undefined && r.spec.template.labels.version === vStable) {
+      Object.assign(status, {
+        phase: 'Failed',
+        reason: `the new template must carry another version label than the running instances (${vStable})`,
+      });
+      entry.outcome = 'Failed';
+      entry.reason = status.reason;
+      entry.finishedAt = this.#now();
+      await this.#publish(t);
+      return;
+    }
+    await this.#publish(t);
+    const inbox = new Inbox();
+    let done!: () => void;
+    t.run = { inbox, done: new Promise<void>((r2) => (done = r2)) };
+    try {
+      const res = await runRevision({
+        rollout: r,
+        revision,
+        stable,
+        runtime: this.#o.runtime,
+        traffic,
+        status,
+        inbox,
+        publish: () => this.#publish(t),
+        settleMs: this.#o.settleMs ?? 1000,
+        ...(this.#o.graceMs !== undefined ? { graceMs: this.#o.graceMs } : {}),
+        retire: (old, delayMs) => this.#retire(t, old, delayMs),
+        now: this.#now,
+      });
+      t.stable = res.stable;
+      entry.outcome = res.outcome;
+      if (res.reason) entry.reason = res.reason;
+    } finally {
+      entry.finishedAt = this.#now();
+      t.run = undefined;
+      done();
+      await this.#publish(t);
+    }
+  }
+
+  /** Revision 0: the service's instances running now, selected by their version. */
+  #adopt(r: Rollout): RevisionSet {
+    const running = this.#o.runtime
+      .list()
+      .filter(
+        (i) => i.service === r.spec.service && i.namespace === r.metadata.namespace && i.state !== 'stopped',
+      );
+    const version = running.find((i) => i.version !== undefined)?.version;
+    return { revision: 0, selector: version !== undefined ? { version } : {}, ids: running.map((i) => i.id) };
+  }
+
+  /** Blue/green: keep the old set for `delayMs` (instant undo), then drain it. */
+  #retire(t: Tracked, old: RevisionSet, delayMs: number): void {
+    if (t.retired) this.#dropRetired(t);
+    const timer = setTimeout(() => this.#enqueue(t, () => this.#dropRetired(t)), delayMs);
+    timer.unref();
+    t.retired = { ...old, timer, delayMs };
+  }
+
+  async #dropRetired(t: Tracked): Promise<void> {
+    const r = t.retired;
+    if (!r) return;
+    t.retired = undefined;
+    clearTimeout(r.timer);
+    await Promise.all(
+      r.ids.map((id) =>
+        this.#o.runtime
+          .stopInstance(id, {
+            drain: true,
+            ...(this.#o.graceMs !== undefined ? { graceMs: this.#o.graceMs } : {}),
+          })
+          .catch(() => {}),
+      ),
+    );
+  }
+
+  /**
+   * Back to a previous revision: instantly when its instances are still kept (blue/green
+   * within scaleDownDelay), else as a new revision from its recorded template.
+   */
+  async #undo(t: Tracked, toRevision?: number): Promise<void> {
+    const st = t.status;
+    const cur = t.stable;
+    if (!st || !cur) return;
+    const target =
+      toRevision ??
+      t.history.filter((h) => h.outcome === 'Succeeded' && h.revision < cur.revision).at(-1)?.revision ??
+      0;
+    const current = lastOf(t.history, (h) => h.revision === cur.revision);
+    if (t.retired && t.retired.revision === target) {
+      const back = t.retired;
+      clearTimeout(back.timer);
+      t.retired = undefined;
+      const traffic = new RolloutTraffic(this.#client, st.namespace, st.service);
+      await traffic.apply({ stable: back.selector, canary: cur.selector, weight: 0 });
+      this.#retire(t, cur, back.delayMs);
+      t.stable = {
+        revision: back.revision,
+        selector: back.selector,
+        ids: back.ids,
+        ...(back.template ? { template: back.template } : {}),
+      };
+      if (current) {
+        current.outcome = 'RolledBack';
+        current.reason = `undone: back to revision ${target}`;
+      }
+      Object.assign(st, {
+        phase: 'RolledBack',
+        reason: `undo: back to revision ${target}`,
+        message: `revision ${target} is stable again`,
+        stableRevision: target,
+        weight: 0,
+        instances: { stable: back.ids, canary: [] },
+        updatedAt: this.#now(),
+      });
+      await this.#publish(t);
+      return;
+    }
+    const tpl = lastOf(t.history, (h) => h.revision === target)?.template;
+    const resource = await this.#client.getResource('Rollout', st.namespace, st.name);
+    const parsed = rolloutSchema.parse(stripServerFields(resource.body));
+    if (!tpl) {
+      Object.assign(st, {
+        reason: `undo: revision ${target} has no recorded template and its instances are gone`,
+        updatedAt: this.#now(),
+      });
+      await this.#publish(t);
+      return;
+    }
+    await this.#rollout(t, { ...parsed, spec: { ...parsed.spec, template: tpl } });
+  }
+
+  async #loadHistory(t: Tracked, ns: string, name: string): Promise<void> {
+    if (t.history.length) return;
+    try {
+      const e = (await this.#client.kvGet(rolloutKeys.history(ns, name))).body;
+      if (e) t.history = JSON.parse(e.value) as HistoryEntry[];
+    } catch {}
+  }
+
+  async #publish(t: Tracked): Promise<void> {
+    if (!t.status || !this.#lease.held) return;
+    const { namespace: ns, name } = t.status;
+    try {
+      await this.#client.kvPut(rolloutKeys.status(ns, name), JSON.stringify(t.status));
+      await this.#client.kvPut(rolloutKeys.history(ns, name), JSON.stringify(t.history));
+    } catch (err) {
+      this.#log(`${t.key}: cannot write status: ${(err as Error).message}`);
+    }
+  }
+
+  #log(line: string): void {
+    this.#o.log?.(`[rollout] ${line}`);
+  }
+
+  /** Stop following; rollouts in progress are aborted (rolled back), kept old sets drained. Idempotent. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#abort.abort();
+    for (const t of this.#tracked.values())
+      t.run?.inbox.push({ action: 'abort', id: 'shutdown', at: this.#now() });
+    await Promise.allSettled(this.#loops);
+    await Promise.allSettled([...this.#tracked.values()].map((t) => t.queue));
+    await Promise.allSettled([...this.#tracked.values()].map((t) => this.#dropRetired(t)));
+    await this.#lease.close();
+    await this.#client.destroy();
+  }
+}
+
+function stripServerFields(doc: StoredResource): unknown {
+  const { resourceVersion: _rv, creationTimestamp: _ct, ...metadata } = doc.metadata;
+  return { ...doc, metadata };
+}
+
+export { REVISION_LABEL };
+
+function lastOf<T>(xs: readonly T[], pred: (x: T) => boolean): T | undefined {
+  for (let i = xs.length - 1; i >= 0; i--) if (pred(xs[i])) return xs[i];
+  return undefined;
+}
