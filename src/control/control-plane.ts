@@ -29,7 +29,9 @@ import { statsRoutes } from './api/stats.ts';
 import { MetricsCollector, type CollectorOptions } from './metrics/collector.ts';
 import { identityRoutes } from './api/identity.ts';
 import { CertificateAuthority, type CaOptions } from '../identity/ca.ts';
-import { attachDiscovery, type DiscoveryOptions } from './discovery/discovery-server.ts';
+import { attachDiscovery, type DiscoveryOptions, type DiscoveryServer } from './discovery/discovery-server.ts';
+import { tapRoutes, type TapAuthorizer } from './api/tap.ts';
+import { proxiesDiagnoseRoutes } from './api/proxies-diagnose.ts';
 import { dashboardRoutes, type DashboardOptions } from './dashboard/dashboard-routes.ts';
 import { ApiAuth, type AuthMode } from './auth/api-auth.ts';
 import { ApiTokens } from './auth/api-tokens.ts';
@@ -78,6 +80,8 @@ export interface ControlPlaneOptions {
    */
   tls?: { certPem: string; keyPem: string; clientCaPem?: string };
   now?: () => number;
+  /** Who may tap live traffic (`GET /v1/tap`); default: everyone (roles come with the security issue). */
+  authorizeTap?: TapAuthorizer;
   /** Unexpected errors (500s and background failures), for the operator's log. */
   onError?(err: unknown): void;
 }
@@ -109,6 +113,7 @@ export class ControlPlane {
   readonly #closers: (() => unknown)[] = [];
   readonly #shutdown = new AbortController();
   #started = false;
+  #discovery: DiscoveryServer | undefined;
   #closing: Promise<void> | undefined;
 
   constructor(opts: ControlPlaneOptions) {
@@ -157,6 +162,8 @@ export class ControlPlane {
     this.onClose(() => this.metrics.close());
     this.identity = new CertificateAuthority(this.store, { now, ...opts.identity });
     identityRoutes(this.router, ctx, this.identity);
+    tapRoutes(this.router, ctx, { authorize: opts.authorizeTap });
+    proxiesDiagnoseRoutes(this.router, ctx, { proxyStatuses: () => this.#discovery?.proxies() ?? [] });
     if (opts.dashboard !== false) dashboardRoutes(this.router, opts.dashboard);
     this.tokens = new ApiTokens(this.store, now);
     let trustDomain: string | undefined;
@@ -266,7 +273,7 @@ export class ControlPlane {
         ca: tls.clientCaPem ?? (await this.identity.bundle()).pem,
       });
     }
-    if (this.#opts.discovery !== false) attachDiscovery(this, this.#opts.discoveryOptions);
+    if (this.#opts.discovery !== false) this.#discovery = attachDiscovery(this, this.#opts.discoveryOptions);
     const { address, port } = this.#opts.listen;
     await new Promise<void>((resolve, reject) => {
       const onError = (err: Error) =>

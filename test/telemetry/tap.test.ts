@@ -115,7 +115,7 @@ test('bad filters are 400; limit ends the stream; viewers are bounded', async (t
 });
 
 test('rate limit: drops are counted and reported in-stream, events + drops = requests', async (t) => {
-  const { pair, call } = await mesh(t);
+  const { pair } = await mesh(t);
   const tap = await openStream(`${pair.client.adminUrl}/tap?rate=5`);
   t.after(() => tap.close());
   const N = 60;

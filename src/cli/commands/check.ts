@@ -16,6 +16,7 @@ import {
   type OutputFormat,
 } from '../client/command-support.ts';
 import { EXIT } from '../exit-codes.ts';
+import { MESH_CHECKS } from './mesh-checks.ts';
 
 export type { CheckResult, CheckStatus } from '../../identity/expiry-checks.ts';
 
@@ -50,7 +51,7 @@ const certificates: Check = {
 };
 
 /** Every check `hexmesh check` runs, in order. */
-export const CHECKS: Check[] = [certificates];
+export const CHECKS: Check[] = [...MESH_CHECKS, certificates];
 
 /** Run the checks; one that throws becomes a `fail` finding under its name. */
 export async function runChecks(
@@ -63,6 +64,8 @@ export async function runChecks(
       out.push(...(await c.run(ctx)));
     } catch (err) {
       out.push({ name: c.name, status: 'fail', message: describeFailure(err).message });
+      // Nothing else can be checked without the control plane: one failure, not one per check.
+      if (c.name === 'control-plane') break;
     }
   }
   return out;
@@ -73,7 +76,9 @@ const MARK = { ok: '[ok]  ', warn: '[warn]', fail: '[fail]' } as const;
 export function checkCommand(): Command {
   return withControl(
     new Command('check')
-      .description('check the mesh for problems ahead (certificate expiry, ...): ok / warn / fail per check')
+      .description(
+        'check the mesh for problems ahead (control plane, store, proxies in sync, rejected configs, clock skew, certificate expiry): ok / warn / fail per check',
+      )
       .option('--strict', 'exit 1 on warnings too')
       .addOption(outputOption(['table', 'json'], 'table')),
   )
