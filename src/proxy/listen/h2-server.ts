@@ -6,6 +6,7 @@ import http2 from 'node:http2';
 import type { Socket } from 'node:net';
 import { PassThrough, type Readable } from 'node:stream';
 import type { HeaderMap, MeshRequest, MeshResponse, Service } from '../core/dispatch.ts';
+import { reclaimWhileStreaming } from '../core/buffer-reclaim.ts';
 import { errorResponse } from '../core/error-response.ts';
 import { h2SafeHeaders } from '../core/headers.ts';
 import { isGrpc, newContext, type ListenerIdentity } from './request-context.ts';
@@ -143,4 +144,5 @@ function writeResponse(stream: http2.ServerHttp2Stream, m: MeshResponse): void {
     if (!body.readableEnded) body.destroy();
   });
   body.pipe(stream);
+  reclaimWhileStreaming(body, headers['content-length'] as string | undefined);
 }

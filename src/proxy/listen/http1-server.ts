@@ -8,6 +8,7 @@ import type { Socket } from 'node:net';
 import type { Duplex, Readable } from 'node:stream';
 import type { HeaderMap, MeshRequest, MeshResponse, Service } from '../core/dispatch.ts';
 import { HexmeshError } from '../../errors/hexmesh-error.ts';
+import { reclaimWhileStreaming } from '../core/buffer-reclaim.ts';
 import { errorResponse, ERROR_HEADER } from '../core/error-response.ts';
 import { endToEndHeaders } from '../core/headers.ts';
 import { isGrpc, newContext, type ListenerIdentity } from './request-context.ts';
@@ -217,6 +218,7 @@ function writeResponse(ex: Exchange, m: MeshResponse): void {
   body.on('error', onBodyError);
   body.pipe(res, { end: false });
   body.once('end', onBodyEnd);
+  reclaimWhileStreaming(body, headers['content-length']);
 }
 
 function mayChunk(
