@@ -97,7 +97,7 @@ test('bad filters are 400; limit ends the stream; viewers are bounded', async (t
   assert.equal(events(limited.lines).length, 2);
   assert.deepEqual(limited.lines.at(-1), { type: 'end', reason: 'limit', events: 2, dropped: 0 });
 
-  const viewers = [];
+  const viewers: Awaited<ReturnType<typeof openStream>>[] = [];
   for (let i = 0; i < 16; i++) viewers.push(await openStream(`${pair.client.adminUrl}/tap`));
   t.after(() => viewers.forEach((v) => v.close()));
   const extra = await openStream(`${pair.client.adminUrl}/tap`);

@@ -29,6 +29,12 @@ export function proxyCommand(): Command {
     .option('--id <id>', 'with --control: instance id (default <service>-<random>)')
     .option('--advertise <host>', 'with --control: address other sidecars use to reach this one')
     .option(
+      '--tracing-endpoint <url>',
+      'with --control: OTLP/HTTP traces URL; turns tracing on (docs/observability.md)',
+    )
+    .option('--tracing-sample-rate <0..1>', 'with --control: share of new traces sampled (default 0.01)')
+    .option('--tracing-service-name <name>', 'with --control: service.name of the spans (default: --service)')
+    .option(
       '--join-token <token>',
       'with --control: join token for the workload certificate (or env HEXMESH_JOIN_TOKEN), see docs/identity.md',
     )
@@ -38,7 +44,7 @@ export function proxyCommand(): Command {
 Listeners (defaults; change them in the config file):
   outbound 127.0.0.1:4140   the app sends requests here (Host: <service>)
   inbound  0.0.0.0:4143     traffic from other sidecars, forwarded to the local app
-  admin    127.0.0.1:4191   /metrics /ready /live /config, POST /shutdown
+  admin    127.0.0.1:4191   /metrics /ready /live /config /endpoints /tap, POST /shutdown
 
 Signals: SIGTERM or SIGINT drain gracefully (stop accepting, finish in-flight requests
 within proxy.drainTimeout, then exit). SIGHUP reloads the config file; an invalid file

@@ -21,6 +21,10 @@ export interface ControlFlags {
   advertise?: string;
   /** Join token for the workload certificate (or HEXMESH_JOIN_TOKEN). */
   joinToken?: string;
+  /** `proxy.tracing` (docs/observability.md): endpoint turns it on. */
+  tracingEndpoint?: string;
+  tracingSampleRate?: string;
+  tracingServiceName?: string;
 }
 
 function usage(message: string): HexmeshError {
@@ -49,6 +53,25 @@ function parseCheck(v: string, i: number): NodeCheck {
   throw usage(`--check must be http[:path], tcp, grpc or ttl[:duration] (got ${JSON.stringify(v)})`);
 }
 
+/** `--tracing-*` flags into `proxy.tracing` (validated with the config schema afterwards). */
+function tracingSettings(f: ControlFlags): { tracing?: Record<string, unknown> } {
+  if (!f.tracingEndpoint) {
+    if (f.tracingSampleRate !== undefined || f.tracingServiceName !== undefined)
+      throw usage('--tracing-sample-rate and --tracing-service-name need --tracing-endpoint');
+    return {};
+  }
+  const rate = f.tracingSampleRate === undefined ? undefined : Number(f.tracingSampleRate);
+  if (rate !== undefined && !(rate >= 0 && rate <= 1))
+    throw usage(`--tracing-sample-rate must be 0..1 (got ${JSON.stringify(f.tracingSampleRate)})`);
+  return {
+    tracing: {
+      endpoint: f.tracingEndpoint,
+      ...(rate !== undefined && { sampleRate: rate }),
+      ...(f.tracingServiceName && { serviceName: f.tracingServiceName }),
+    },
+  };
+}
+
 /** Build the settings from flags, start the proxy, and wire signals (SIGTERM: leave, drain, exit). */
 export async function runControlledProxy(f: ControlFlags): Promise<void> {
   if (!f.service) throw usage('--service is required with --control');
@@ -72,6 +95,7 @@ export async function runControlledProxy(f: ControlFlags): Promise<void> {
     ...(f.outbound ? { outbound: hostPort('outbound', f.outbound) } : {}),
     ...(f.admin ? { admin: hostPort('admin', f.admin) } : {}),
     ...(appPort ? { app: { port: appPort } } : {}),
+    ...tracingSettings(f),
   };
   const joinToken = f.joinToken ?? process.env.HEXMESH_JOIN_TOKEN;
   const p = await startControlledProxy({
