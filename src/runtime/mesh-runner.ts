@@ -8,6 +8,7 @@ import { createWriteStream } from 'node:fs';
 import { join } from 'node:path';
 import { HexmeshError } from '../errors/hexmesh-error.ts';
 import { LocalProcessRuntime } from './local-process-runtime.ts';
+import { RolloutController } from '../rollout/rollout-controller.ts';
 import type { MeshFile, MeshService } from './mesh-file.ts';
 import { HEXMESH_BIN, meshPaths } from './paths.ts';
 import { spawnLines, terminate, type Spawned } from './processes.ts';
@@ -71,6 +72,8 @@ export class MeshRunner {
   readonly #o: MeshRunnerOptions;
   #control: Spawned | undefined;
   #runtime: LocalProcessRuntime | undefined;
+  /** Rollouts need the runtime, so they are run here (docs/rollouts.md). */
+  #rollouts: RolloutController | undefined;
   #state: MeshState;
   #writeTimer: NodeJS.Timeout | undefined;
   #refresh: NodeJS.Timeout | undefined;
@@ -123,6 +126,12 @@ export class MeshRunner {
       this.#runtime = runtime;
       runtime.on((e) => this.#onEvent(e));
       await Promise.all(specs.map((s) => runtime.startInstance(s)));
+      this.#rollouts = new RolloutController({
+        controlUrl: this.#state.controlUrl,
+        runtime,
+        ...(this.#o.onLog ? { log: this.#o.onLog } : {}),
+      });
+      await this.#rollouts.start();
       this.#state.phase = 'running';
       this.#write();
       // ps shows health and uptime from this file.
@@ -164,6 +173,7 @@ export class MeshRunner {
       clearInterval(this.#refresh);
       if (this.#state.phase !== 'failed') this.#state.phase = 'stopping';
       this.#write();
+      await this.#rollouts?.close();
       await this.#runtime?.close();
       if (this.#control) await terminate(this.#control, 10_000);
       clearTimeout(this.#writeTimer);
