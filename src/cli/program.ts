@@ -21,6 +21,7 @@ import { topCommand } from './commands/top.ts';
 import { diagnoseCommand } from './commands/diagnose.ts';
 import { dashboardCommand } from './commands/dashboard.ts';
 import { dashboardCommand } from './commands/dashboard.ts';
+import { rolloutCommand } from './commands/rollout.ts';
 import { upCommand } from './commands/up.ts';
 import { downCommand } from './commands/down.ts';
 import { psCommand } from './commands/ps.ts';
@@ -60,6 +61,7 @@ export function buildCli(): Command {
   program.addCommand(dashboardCommand());
   program.addCommand(dashboardCommand());
   program.addCommand(upCommand());
+  program.addCommand(rolloutCommand());
   program.addCommand(downCommand());
   program.addCommand(psCommand());
   program.addCommand(logsCommand());
