@@ -16,6 +16,7 @@ import { edgesCommand } from './commands/edges.ts';
 import { routesCommand } from './commands/routes.ts';
 import { identityCommand } from './commands/identity.ts';
 import { checkCommand } from './commands/check.ts';
+import { authCommand } from './commands/auth.ts';
 import { tapCommand } from './commands/tap.ts';
 import { topCommand } from './commands/top.ts';
 import { diagnoseCommand } from './commands/diagnose.ts';
@@ -55,6 +56,7 @@ export function buildCli(): Command {
   program.addCommand(routesCommand());
   program.addCommand(identityCommand());
   program.addCommand(checkCommand());
+  program.addCommand(authCommand());
   program.addCommand(tapCommand());
   program.addCommand(topCommand());
   program.addCommand(diagnoseCommand());

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
@@ -39,7 +39,17 @@ test(
       };
       assert.equal(health.status, 'ok');
       assert.equal(health.store.kind, 'embedded');
-      const put = await fetch(`${m[1]}/v1/kv/persisted`, { method: 'PUT', body: 'yes' });
+      // Auth is enforced: without credentials 401; the admin token written on first start works.
+      assert.equal((await fetch(`${m[1]}/v1/kv/persisted`, { method: 'PUT', body: 'yes' })).status, 401);
+      const creds = JSON.parse(await readFile(join(dir, 'credentials.json'), 'utf8'));
+      assert.equal((await stat(join(dir, 'credentials.json'))).mode & 0o777, 0o600);
+      assert.equal(creds.contexts[0].control, m[1]);
+      assert.ok(!out.includes(creds.contexts[0].token), 'the token is never printed');
+      const put = await fetch(`${m[1]}/v1/kv/persisted`, {
+        method: 'PUT',
+        body: 'yes',
+        headers: { authorization: `Bearer ${creds.contexts[0].token}` },
+      });
       assert.equal(put.status, 200);
       child.kill('SIGTERM');
       const [code] = await exited;

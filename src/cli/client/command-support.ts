@@ -8,6 +8,7 @@ import { stringify } from 'yaml';
 import { EXIT } from '../exit-codes.ts';
 import { ConfigError } from '../../config/load.ts';
 import { ControlApiError, ControlClient, controlUrl } from './control-client.ts';
+import { resolveCredentials } from './credentials.ts';
 
 /** A mistake in the arguments found after commander parsed them: exit 2. */
 export class UsageError extends Error {}
@@ -25,14 +26,20 @@ export type OutputFormat = 'table' | 'json' | 'yaml';
 
 export interface ControlOpts {
   control?: string;
+  credentials?: string;
 }
 
-/** `--control <url>` (env HEXMESH_CONTROL, default http://127.0.0.1:7070). */
+/**
+ * `--control <url>` (env HEXMESH_CONTROL, default: the credentials file's current context,
+ * then http://127.0.0.1:7070) and `--credentials <file>` (docs/api-security.md).
+ */
 export function withControl(cmd: Command): Command {
-  return cmd.option(
-    '--control <url>',
-    'control plane URL (env HEXMESH_CONTROL, default http://127.0.0.1:7070)',
-  );
+  return cmd
+    .option('--control <url>', 'control plane URL (env HEXMESH_CONTROL, default http://127.0.0.1:7070)')
+    .option(
+      '--credentials <file>',
+      'credentials file (env HEXMESH_CREDENTIALS, default ~/.hexmesh/credentials, then ./.hexmesh/credentials.json); env HEXMESH_TOKEN overrides its token',
+    );
 }
 
 /** `-o, --output <format>` with the formats allowed. */
@@ -51,6 +58,7 @@ export function describeFailure(err: unknown): { code: number; message: string }
   if (err instanceof ControlApiError) {
     if (err.status === 0) return { code: EXIT.RUNTIME, message: err.message };
     if (err.status === 404) return { code: EXIT.NOT_FOUND, message: err.message };
+    if (err.status === 401 || err.status === 403) return { code: EXIT.RUNTIME, message: err.message };
     if (err.status === 409) return { code: EXIT.CONFLICT, message: `conflict: ${err.message}` };
     if (err.code === 'HEXMESH_ERR_CONFIG_INVALID')
       return { code: EXIT.CONFIG, message: [err.message, ...err.problems.map(problemLine)].join('\n') };
@@ -77,7 +85,8 @@ export async function runWithClient(
 ): Promise<void> {
   let client: ControlClient | undefined;
   try {
-    client = new ControlClient(controlUrl(opts.control));
+    const creds = resolveCredentials(opts);
+    client = new ControlClient(controlUrl(creds.control), { token: creds.token });
     await fn(client);
   } catch (err) {
     const { code, message } = describeFailure(err);

@@ -107,8 +107,10 @@ export class ControlClient {
   readonly baseUrl: string;
   readonly #pool: Pool;
   readonly #pathPrefix: string;
+  readonly #authorization: string | undefined;
 
-  constructor(baseUrl: string) {
+  /** `opts.token`: an API token sent as `Authorization: Bearer` (docs/api-security.md). */
+  constructor(baseUrl: string, opts: { token?: string } = {}) {
     let url: URL;
     try {
       url = new URL(baseUrl);
@@ -126,6 +128,7 @@ export class ControlClient {
         `control plane URL must be http(s)://host:port (got ${baseUrl})`,
       );
     this.baseUrl = baseUrl;
+    this.#authorization = opts.token ? `Bearer ${opts.token}` : undefined;
     this.#pathPrefix = url.pathname.replace(/\/+$/, '');
     // Blocking queries may wait up to 10 min (+ jitter): no body timeout of our own.
     this.#pool = new Pool(url.origin, {
@@ -149,6 +152,7 @@ export class ControlClient {
     const q = qs.size ? `?${qs}` : '';
     let body: string | undefined;
     const headers: Record<string, string> = { accept: 'application/json' };
+    if (this.#authorization) headers.authorization = this.#authorization;
     if (opts.body !== undefined) {
       body = typeof opts.body === 'string' ? opts.body : JSON.stringify(opts.body);
       headers['content-type'] =

@@ -1,5 +1,7 @@
 /** `hexmesh control`: run a control-plane replica (REST API + discovery) over the embedded store or etcd. */
-import { Command, InvalidArgumentError } from 'commander';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { parseDuration } from '../../config/duration.ts';
 import { caOptionsFromFlags, type CaFlags } from './identity.ts';
 // The store and control plane (etcd3, better-sqlite3, x509, ...) load in the action only: every
@@ -52,6 +54,19 @@ export function controlCommand(): Command {
       'seal the intermediate key in the store with this secret (or env HEXMESH_CA_KEY_SECRET)',
     )
     .option('--cert-ttl <duration>', 'workload certificate lifetime', durationMs, 24 * 3_600_000)
+    .addOption(
+      new Option(
+        '--auth <mode>',
+        'API authentication (docs/api-security.md); off only for trusted loopback use',
+      )
+        .choices(['enforce', 'off'])
+        .default('enforce'),
+    )
+    .option(
+      '--tls-cert <file>',
+      'serve HTTPS with this certificate (PEM); client certificates of workloads authenticate them',
+    )
+    .option('--tls-key <file>', 'its private key (PEM)')
     .addHelpText(
       'after',
       `
@@ -69,8 +84,16 @@ Example:
           store: string;
           deregisterCriticalAfter: number;
           leaderTtl: number;
+          auth: 'enforce' | 'off';
+          tlsCert?: string;
+          tlsKey?: string;
         } & CaFlags,
       ) => {
+        if ((opts.tlsCert === undefined) !== (opts.tlsKey === undefined))
+          throw new InvalidArgumentError('--tls-cert and --tls-key go together');
+        const tls = opts.tlsCert
+          ? { certPem: await readFile(opts.tlsCert, 'utf8'), keyPem: await readFile(opts.tlsKey!, 'utf8') }
+          : undefined;
         const identity = await caOptionsFromFlags(opts, opts.dataDir);
         const [{ openStore }, { ControlPlane }] = await Promise.all([
           import('../../store/open-store.ts'),
@@ -83,6 +106,8 @@ Example:
           deregisterCriticalAfterMs: opts.deregisterCriticalAfter,
           leaderTtlMs: opts.leaderTtl,
           identity,
+          auth: { mode: opts.auth },
+          ...(tls && { tls }),
           onError: (err) =>
             process.stderr.write(`hexmesh control: ${(err as Error)?.stack ?? String(err)}\n`),
         });
@@ -94,8 +119,15 @@ Example:
           await store.close();
           throw err;
         }
+        const url = `${tls ? 'https' : 'http'}://${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}`;
+        if (opts.auth === 'enforce') {
+          const { ensureBootstrapCredentials } = await import('../../control/auth/bootstrap.ts');
+          const file = join(opts.dataDir, 'credentials.json');
+          if (await ensureBootstrapCredentials(cp.tokens, file, url))
+            process.stdout.write(`hexmesh control: admin credentials written to ${file} (mode 0600)\n`);
+        } else process.stderr.write('hexmesh control: API authentication is OFF (--auth off)\n');
         process.stdout.write(
-          `hexmesh control: listening on http://${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port} (store ${store.kind}${store.kind === 'embedded' ? ` in ${opts.dataDir}` : ''})\n`,
+          `hexmesh control: listening on ${url} (store ${store.kind}${store.kind === 'embedded' ? ` in ${opts.dataDir}` : ''})\n`,
         );
         let stopping = false;
         const stop = () => {
