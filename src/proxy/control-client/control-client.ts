@@ -21,6 +21,8 @@ import { ConfigState, type DeltaMessage, type SnapshotMessage } from './config-s
 export interface ControlClientOptions {
   /** Control plane base URLs (`http://host:port`), tried in turn. */
   urls: readonly string[];
+  /** Credential for the discovery upgrade (docs/api-security.md): a join token or an API token. */
+  token?: string;
   /** This proxy, as registered in the catalog. */
   node: NodeInfo;
   /** The `proxy:` settings every config is built with. */
@@ -89,7 +91,11 @@ export class ControlClient {
     if (this.#closed) return;
     const base = this.#opts.urls[this.#urlIndex % this.#opts.urls.length];
     const url = new URL(DISCOVERY_PATH, base.replace(/^http/, 'ws'));
-    const ws = new WebSocket(url, { maxPayload: LIMITS.maxServerMessageBytes, handshakeTimeout: 5000 });
+    const ws = new WebSocket(url, {
+      maxPayload: LIMITS.maxServerMessageBytes,
+      handshakeTimeout: 5000,
+      ...(this.#opts.token && { headers: { authorization: `Bearer ${this.#opts.token}` } }),
+    });
     this.#ws = ws;
     ws.on('open', () => {
       this.#attempt = 0;

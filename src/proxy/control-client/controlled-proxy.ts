@@ -62,6 +62,11 @@ export async function startControlledProxy(opts: ControlledProxyOptions): Promis
   const client = new ControlClient({
     ...opts.client,
     urls: opts.control,
+    // The join token authenticates the discovery stream of this service (docs/api-security.md);
+    // HEXMESH_TOKEN (an API token) is the alternative for proxies without one.
+    ...((opts.identity?.joinToken ?? process.env.HEXMESH_TOKEN) && {
+      token: opts.identity?.joinToken ?? process.env.HEXMESH_TOKEN,
+    }),
     settings: opts.settings,
     apply: (config) => proxy.apply(config),
     node: {
