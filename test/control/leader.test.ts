@@ -1,0 +1,170 @@
+/**
+ * Leader election races: resignation during the watch's start, close during a campaign,
+ * a renewal that hangs past the lease, a leader key deleted under the leader. A real
+ * SQLite store; `SlowStore` delegates to it and only delays chosen calls (as etcd does:
+ * a watch without `fromRevision` starts when the server acknowledges it).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { DeleteOptions, PutOptions, Store, Watcher, WatchOptions } from '../../src/store/store.ts';
+import { KEYS } from '../../src/store/store.ts';
+import { LeaderElection } from '../../src/control/leader.ts';
+import { eventually, tempStore } from './helpers.ts';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+class SlowStore implements Store {
+  readonly kind = 'slow';
+  /** Delay before a watch without fromRevision registers (etcd's acknowledgement). */
+  watchAckMs = 0;
+  grantDelayMs = 0;
+  /** While set, keepAlive never answers. */
+  hangKeepAlive = false;
+  readonly #s: Store;
+  readonly #timers = new Set<NodeJS.Timeout>();
+  constructor(s: Store) {
+    this.#s = s;
+  }
+  get(key: string) {
+    return this.#s.get(key);
+  }
+  range(prefix: string, opts?: { limit?: number }) {
+    return this.#s.range(prefix, opts);
+  }
+  put(key: string, value: string, opts?: PutOptions) {
+    return this.#s.put(key, value, opts);
+  }
+  delete(key: string, opts?: DeleteOptions) {
+    return this.#s.delete(key, opts);
+  }
+  deletePrefix(prefix: string) {
+    return this.#s.deletePrefix(prefix);
+  }
+  revision() {
+    return this.#s.revision();
+  }
+  watch(prefix: string, opts: WatchOptions): Watcher {
+    if (opts.fromRevision !== undefined || this.watchAckMs === 0) return this.#s.watch(prefix, opts);
+    let inner: Watcher | undefined;
+    let closed = false;
+    const t = setTimeout(() => {
+      this.#timers.delete(t);
+      if (!closed) inner = this.#s.watch(prefix, opts);
+    }, this.watchAckMs);
+    this.#timers.add(t);
+    return {
+      close: () => {
+        closed = true;
+        inner?.close();
+      },
+    };
+  }
+  async grantLease(ttlMs: number) {
+    if (this.grantDelayMs) await sleep(this.grantDelayMs);
+    return this.#s.grantLease(ttlMs);
+  }
+  keepAlive(lease: number) {
+    if (this.hangKeepAlive) return new Promise<void>(() => {});
+    return this.#s.keepAlive(lease);
+  }
+  revokeLease(lease: number) {
+    return this.#s.revokeLease(lease);
+  }
+  async close() {
+    for (const t of this.#timers) clearTimeout(t);
+  }
+}
+
+test('a resignation while the follower starts its watch is seen at once, not at the next poll', async () => {
+  const s = await tempStore();
+  const slow = new SlowStore(s.store);
+  slow.watchAckMs = 300;
+  const a = new LeaderElection(s.store, { id: 'a', ttlMs: 30_000 });
+  const b = new LeaderElection(slow, { id: 'b', ttlMs: 30_000 });
+  try {
+    await a.start();
+    assert.equal(a.isLeader, true);
+    await b.start();
+    assert.equal(b.isLeader, false);
+    await a.close(); // resigns: the key is deleted before a revision-less watch would start
+    // The poll is every TTL/3 = 10 s; the watch must carry the delete.
+    await eventually('b takes over', async () => b.isLeader, 3000);
+  } finally {
+    await a.close();
+    await b.close();
+    await slow.close();
+    await s.close();
+  }
+});
+
+test('closing during a campaign leaves no leader key behind and never reports leadership', async () => {
+  const s = await tempStore();
+  const slow = new SlowStore(s.store);
+  slow.grantDelayMs = 200;
+  const changes: boolean[] = [];
+  const a = new LeaderElection(slow, { id: 'a', ttlMs: 30_000, onChange: (l) => changes.push(l) });
+  try {
+    const started = a.start();
+    await sleep(50);
+    await a.close();
+    await started;
+    assert.equal(await s.store.get(KEYS.leader('controller')), undefined, 'no key held for a TTL');
+    assert.equal(a.isLeader, false);
+    assert.deepEqual(
+      changes.filter((l) => l),
+      [],
+      'no leadership after close',
+    );
+  } finally {
+    await a.close();
+    await slow.close();
+    await s.close();
+  }
+});
+
+test('a leader whose renewal hangs past its lease stops leading before another replica takes over', async () => {
+  const s = await tempStore();
+  const slow = new SlowStore(s.store);
+  const changes: boolean[] = [];
+  const a = new LeaderElection(slow, { id: 'a', ttlMs: 600, onChange: (l) => changes.push(l) });
+  const b = new LeaderElection(s.store, { id: 'b', ttlMs: 600 });
+  try {
+    await a.start();
+    assert.equal(a.isLeader, true);
+    await b.start();
+    slow.hangKeepAlive = true;
+    await eventually('b takes over once a’s lease lapses', async () => b.isLeader, 5000);
+    assert.equal(a.isLeader, false, 'two leaders at once');
+    await eventually('a is told it lost leadership', async () => changes.at(-1) === false, 2000);
+  } finally {
+    slow.hangKeepAlive = false;
+    await a.close();
+    await b.close();
+    await slow.close();
+    await s.close();
+  }
+});
+
+test('a leader whose key is deleted steps down and the election goes on (one leader)', async () => {
+  const s = await tempStore();
+  const a = new LeaderElection(s.store, { id: 'a', ttlMs: 30_000 });
+  const b = new LeaderElection(s.store, { id: 'b', ttlMs: 30_000 });
+  try {
+    await a.start();
+    await b.start();
+    assert.equal(a.isLeader, true);
+    await s.store.delete(KEYS.leader('controller'));
+    await eventually('someone leads again', async () => (await a.leader()) !== undefined, 3000);
+    await sleep(100);
+    const holder = await a.leader();
+    assert.deepEqual(
+      [a.isLeader, b.isLeader],
+      [holder === 'a', holder === 'b'],
+      'the replica that thinks it leads is the one in the key',
+    );
+  } finally {
+    await a.close();
+    await b.close();
+    await s.close();
+  }
+});
