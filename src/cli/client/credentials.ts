@@ -32,7 +32,9 @@ export function readCredentials(path: string): CredentialsFile {
   try {
     doc = JSON.parse(readFileSync(path, 'utf8')) as Partial<CredentialsFile>;
   } catch (e) {
-    // The message names the file, never its content (it holds tokens).
+    // The message names the file, never its content (it holds tokens): no cause, since a JSON
+    // parse error quotes the text it choked on.
+    // eslint-disable-next-line preserve-caught-error
     throw new Error(
       `cannot read credentials file ${path}: ${(e as NodeJS.ErrnoException).code ?? 'invalid JSON'}`,
     );
