@@ -35,7 +35,7 @@ export class Destination {
   readonly key: string;
   service: MeshService;
   policy: TrafficPolicySpec | undefined;
-  readonly balancer: Balancer;
+  balancer: Balancer;
   hashKey: HashKeyExtractor;
   outlier: OutlierDetector | undefined;
   health: HealthChecker | undefined;
@@ -51,7 +51,8 @@ export class Destination {
   readonly #h2Hop: boolean;
   /** Per endpoint key: what mTLS needs to secure the hop (meshed, expected identity). */
   readonly #peers = new Map<string, PeerInfo>();
-  #policyJson = '';
+  /** JSON of each policy section as last applied: a section's state is rebuilt only when it changed. */
+  readonly #sections = new Map<string, string>();
 
   constructor(
     service: MeshService,
@@ -77,13 +78,27 @@ export class Destination {
     this.update(service, policy);
   }
 
-  /** Apply a new snapshot of this service and its policy, keeping state where the settings did not change. */
+  /**
+   * Apply a new snapshot of this service and its policy. Each stateful part is rebuilt only
+   * when its own policy section changed, so an unrelated edit (a retry code, a timeout) keeps
+   * ejections, open circuits, health results and in-flight counts.
+   */
   update(service: MeshService, policy: TrafficPolicySpec | undefined): void {
     this.service = service;
-    const policyJson = JSON.stringify(policy ?? null);
-    const policyChanged = policyJson !== this.#policyJson || this.bulkhead === undefined;
-    this.#policyJson = policyJson;
     this.policy = policy;
+    const first = this.#sections.size === 0;
+    const changed = (name: string, section: unknown): boolean => {
+      const json = JSON.stringify(section ?? null);
+      if (!first && this.#sections.get(name) === json) return false;
+      this.#sections.set(name, json);
+      return true;
+    };
+    if (changed('loadBalancer', policy?.loadBalancer)) {
+      // A new algorithm (or panic threshold, EWMA decay) takes over the same endpoint objects,
+      // so their in-flight counts, health and ejections carry over.
+      this.balancer = createBalancer(policy?.loadBalancer, this.balancer.endpoints);
+      this.hashKey = hashKeyExtractor(policy?.loadBalancer?.hashOn);
+    }
     this.balancer.update(service.endpoints.map((e) => new EndpointState({ ...e, meshed: e.meshed })));
     this.#peers.clear();
     for (const e of service.endpoints)
@@ -94,37 +109,42 @@ export class Destination {
         namespace: service.namespace,
       });
     const eps = this.balancer.endpoints;
-    if (policyChanged) {
+    if (changed('outlierDetection', policy?.outlierDetection)) {
       this.outlier?.close();
-      this.health?.close();
-      this.hashKey = hashKeyExtractor(policy?.loadBalancer?.hashOn);
       this.outlier = new OutlierDetector(policy?.outlierDetection ?? OUTLIER_DEFAULTS, {
         onEject: (_key, reason) => {
           this.#metrics.recordOutlierEjection(this.name, reason);
-          this.#metrics.setEjectedEndpoints(
-            this.name,
-            this.balancer.endpoints.filter((e) => e.ejected).length,
-          );
+          this.#metrics.setEjectedEndpoints(this.name, this.#ejectedCount());
         },
-        onReturn: () =>
-          this.#metrics.setEjectedEndpoints(
-            this.name,
-            this.balancer.endpoints.filter((e) => e.ejected).length,
-          ),
+        onReturn: () => this.#metrics.setEjectedEndpoints(this.name, this.#ejectedCount()),
       });
+    }
+    if (changed('healthCheck', policy?.healthCheck)) {
+      this.health?.close();
       this.health = policy?.healthCheck ? new HealthChecker(policy.healthCheck, eps, {}) : undefined;
+    }
+    if (changed('circuitBreaker', policy?.circuitBreaker)) {
       this.breaker = circuitBreakerFromSpec(policy?.circuitBreaker);
       this.breaker?.onStateChange((state) => this.#metrics.setCircuitState(this.name, state));
       this.#metrics.setCircuitState(this.name, 'closed');
+    }
+    if (changed('connectionPool', policy?.connectionPool)) {
       const bh = bulkheadFromSpec(policy?.connectionPool, this.name);
       this.bulkhead = bh.bulkhead;
       this.retryLimiter = bh.retries;
-      this.budget = new RetryBudget(resolveResilience(undefined, policy).retry.budget);
-      this.#transports.configure(transportSettingsFor(policy, this.#defaults));
     }
+    if (changed('retryBudget', policy?.retries?.budget))
+      this.budget = new RetryBudget(resolveResilience(undefined, policy).retry.budget);
+    this.#transports.configure(transportSettingsFor(policy, this.#defaults));
     this.outlier?.setEndpoints(eps);
     this.health?.setTargets(eps);
     this.#transports.retain(new Set(eps.map((e) => e.key)));
+  }
+
+  #ejectedCount(): number {
+    let n = 0;
+    for (const e of this.balancer.endpoints) if (e.ejected) n++;
+    return n;
   }
 
   async #send(req: MeshRequest): Promise<MeshResponse> {

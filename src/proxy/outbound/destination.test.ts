@@ -1,0 +1,93 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { meshServiceSchema } from '../../config/proxy-config.ts';
+import { trafficPolicySpecSchema } from '../../config/resources.ts';
+import { ProxyMetrics } from '../../telemetry/metrics.ts';
+import { PLAINTEXT } from '../transport/hop-security.ts';
+import type { TransportSettings } from '../transport/transport-pool.ts';
+import { Destination } from './destination.ts';
+
+const transport: TransportSettings = {
+  connectTimeout: 1000,
+  idleTimeout: 1000,
+  streamIdleTimeout: 1000,
+  maxConnections: 4,
+  security: PLAINTEXT,
+};
+
+const service = meshServiceSchema.parse({
+  name: 'reviews',
+  endpoints: [
+    { address: '127.0.0.1', port: 1 },
+    { address: '127.0.0.1', port: 2 },
+    { address: '127.0.0.1', port: 3 },
+  ],
+});
+
+function policy(extra: Record<string, unknown>) {
+  return trafficPolicySpecSchema.parse({ targetRef: { name: 'reviews' }, ...extra });
+}
+
+function newDestination(p: ReturnType<typeof policy>): Destination {
+  return new Destination(
+    service,
+    p,
+    transport,
+    new ProxyMetrics({ service: 'web', namespace: 'default' }),
+    false,
+  );
+}
+
+test('a changed loadBalancer type takes effect on update (the balancer is not fixed at creation)', (t) => {
+  const dst = newDestination(policy({ loadBalancer: { type: 'roundRobin' } }));
+  t.after(() => dst.destroy());
+  const rr = new Set<string>();
+  for (let i = 0; i < 3; i++) rr.add(dst.balancer.pick()!.key);
+  assert.equal(rr.size, 3, 'round robin visits every endpoint');
+
+  dst.update(service, policy({ loadBalancer: { type: 'ringHash', hashOn: { header: 'x-user' } } }));
+  const key = dst.hashKey({ 'x-user': 'alice' }, '127.0.0.9');
+  assert.equal(key, 'alice');
+  const picked = new Set<string>();
+  for (let i = 0; i < 30; i++) picked.add(dst.balancer.pick({ hashKey: key })!.key);
+  assert.equal(picked.size, 1, 'consistent hash keeps one key on one endpoint');
+});
+
+test('a changed loadBalancer keeps the endpoint objects (in-flight counts, ejections)', (t) => {
+  const dst = newDestination(policy({ loadBalancer: { type: 'roundRobin' } }));
+  t.after(() => dst.destroy());
+  const before = dst.balancer.endpoints[0];
+  before.active = 3;
+  dst.update(service, policy({ loadBalancer: { type: 'leastRequest' } }));
+  assert.equal(dst.balancer.endpoints[0], before);
+  assert.equal(dst.balancer.endpoints[0].active, 3);
+});
+
+test('an unrelated policy change keeps ejections and an open circuit', (t) => {
+  const base = {
+    outlierDetection: {
+      consecutive5xx: 2,
+      interval: '10s',
+      baseEjectionTime: '30s',
+      maxEjectionPercent: 100,
+    },
+    circuitBreaker: { requestVolumeThreshold: 1, errorThresholdPercent: 50, sleepWindow: '30s' },
+  };
+  const dst = newDestination(policy(base));
+  t.after(() => dst.destroy());
+  const ep = dst.balancer.endpoints[0];
+  dst.outlier!.record(ep, '5xx');
+  dst.outlier!.record(ep, '5xx');
+  assert.equal(ep.ejected, true);
+  const breaker = dst.breaker!;
+  for (let i = 0; i < 30 && breaker.state !== 'open'; i++) breaker.tryAcquire()?.record('failure', 1);
+  assert.equal(breaker.state, 'open');
+
+  dst.update(service, policy({ ...base, timeouts: { request: '3s' } }));
+  assert.equal(dst.balancer.endpoints[0].ejected, true, 'ejection survives');
+  assert.equal(dst.breaker, breaker, 'same breaker');
+  assert.equal(dst.breaker!.state, 'open');
+
+  dst.update(service, policy({ ...base, outlierDetection: { ...base.outlierDetection, consecutive5xx: 3 } }));
+  assert.equal(dst.balancer.endpoints[0].ejected, false, 'a new outlier config starts over');
+});
