@@ -4,6 +4,7 @@
  * shares — an unreachable control plane shows one banner and greys the last data, and
  * every poll keeps retrying.
  */
+import { auth } from './auth.ts';
 
 export interface LatencyMs {
   p50: number | null;
@@ -105,9 +106,17 @@ export class ApiError extends Error {
 const base = '';
 
 export async function getJson<T>(path: string, signal?: AbortSignal): Promise<T> {
+  return (await getIndexed<T>(path, signal)).data;
+}
+
+/** GET `path` with its `X-Hexmesh-Index` (the store revision, for blocking queries). */
+export async function getIndexed<T>(
+  path: string,
+  signal?: AbortSignal,
+): Promise<{ data: T; index: number | undefined }> {
   let res: Response;
   try {
-    res = await fetch(base + path, { signal, headers: { accept: 'application/json' } });
+    res = await fetch(base + path, { signal, headers: auth.headers('application/json') });
   } catch (err) {
     if (signal?.aborted) throw err;
     connection.failed(err instanceof Error ? err.message : String(err));
@@ -116,19 +125,27 @@ export async function getJson<T>(path: string, signal?: AbortSignal): Promise<T>
   if (res.status >= 502) connection.failed(`HTTP ${res.status}`);
   else connection.ok();
   const text = await res.text();
-  if (!res.ok) {
-    let code = `HTTP_${res.status}`;
-    let message = text.slice(0, 200) || res.statusText;
-    try {
-      const e = JSON.parse(text).error;
-      code = e.code ?? code;
-      message = e.message ?? message;
-    } catch {
-      // not JSON: keep the text
-    }
-    throw new ApiError(res.status, code, message);
+  if (!res.ok) throw apiError(res, text);
+  const raw = Number(res.headers.get('x-hexmesh-index'));
+  return { data: JSON.parse(text) as T, index: Number.isSafeInteger(raw) && raw > 0 ? raw : undefined };
+}
+
+/**
+ * The error of a refused answer. A 401 also asks for a token (the sign-in form); a 403
+ * keeps the API's message, which names the permission missing.
+ */
+export function apiError(res: Response, text: string): ApiError {
+  let code = `HTTP_${res.status}`;
+  let message = text.slice(0, 200) || res.statusText;
+  try {
+    const e = JSON.parse(text).error;
+    code = e.code ?? code;
+    message = e.message ?? message;
+  } catch {
+    // not JSON: keep the text
   }
-  return JSON.parse(text) as T;
+  if (res.status === 401) auth.unauthorized(message);
+  return new ApiError(res.status, code, message);
 }
 
 export interface ConnectionState {

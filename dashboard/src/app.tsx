@@ -1,9 +1,11 @@
 /**
  * The shell: navigation, the connection banner and the page for the current /ui/ path.
- * While the control plane is unreachable the page's last data stays, greyed.
+ * While the control plane is unreachable the page's last data stays, greyed; after a 401
+ * the sign-in form asks for a token above the page.
  */
 import { ConnectionBanner } from './components/banner.tsx';
 import { Link } from './components/link.tsx';
+import { SignInForm, SignedIn } from './components/sign-in.tsx';
 import { useConnection, useLocation } from './hooks.ts';
 import { RolloutsPage } from './pages/rollouts-page.tsx';
 import { ServicePage } from './pages/service-page.tsx';
@@ -52,11 +54,13 @@ export function App() {
             Rollouts
           </Link>
         </nav>
+        <SignedIn />
         <span className={`conn ${conn.online ? 'online' : 'offline'}`} data-testid="conn">
           {conn.online ? 'connected' : 'unreachable'}
         </span>
       </header>
       <ConnectionBanner />
+      <SignInForm />
       <main className={conn.online ? undefined : 'offline'}>
         {route.page === 'topology' ? <TopologyPage /> : null}
         {route.page === 'service' ? (

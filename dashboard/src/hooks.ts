@@ -3,7 +3,8 @@
  * it through the connection state) and retries on the same period; it stops on unmount.
  */
 import { useEffect, useRef, useState, useSyncExternalStore } from 'react';
-import { ApiError, REFRESH_MS, connection, getJson, type ConnectionState } from './api.ts';
+import { ApiError, REFRESH_MS, connection, getIndexed, getJson, type ConnectionState } from './api.ts';
+import { auth, type AuthState } from './auth.ts';
 
 export interface Poll<T> {
   data: T | undefined;
@@ -17,6 +18,7 @@ export interface Poll<T> {
 export function usePoll<T>(path: string | null, everyMs = REFRESH_MS): Poll<T> {
   const [state, setState] = useState<Poll<T>>({ data: undefined, error: undefined, updatedAt: undefined });
   const pathRef = useRef(path);
+  const generation = useAuth().generation;
   useEffect(() => {
     if (pathRef.current !== path) {
       pathRef.current = path;
@@ -40,8 +42,61 @@ export function usePoll<T>(path: string | null, everyMs = REFRESH_MS): Poll<T> {
       ctl.abort();
       clearTimeout(timer);
     };
-  }, [path, everyMs]);
+  }, [path, everyMs, generation]);
   return state;
+}
+
+/** How long a blocking query waits on the server (below its 30 s request timeout). */
+const BLOCK_WAIT = '25s';
+
+/**
+ * GET `path` and then follow it with blocking queries (`?index=N&wait=25s`): a change shows
+ * as soon as the store has it, with no polling in between. After a failure it waits
+ * `retryMs` and starts again without an index (the revision may have gone backwards).
+ */
+export function useBlocking<T>(path: string | null, retryMs = REFRESH_MS): Poll<T> {
+  const [state, setState] = useState<Poll<T>>({ data: undefined, error: undefined, updatedAt: undefined });
+  const pathRef = useRef(path);
+  const generation = useAuth().generation;
+  useEffect(() => {
+    if (pathRef.current !== path) {
+      pathRef.current = path;
+      setState({ data: undefined, error: undefined, updatedAt: undefined });
+    }
+    if (path === null) return;
+    const ctl = new AbortController();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let index: number | undefined;
+    const sep = path.includes('?') ? '&' : '?';
+    const tick = async () => {
+      try {
+        const r = await getIndexed<T>(
+          index === undefined ? path : `${path}${sep}index=${index}&wait=${BLOCK_WAIT}`,
+          ctl.signal,
+        );
+        // A revision that went backwards (a restored store): read afresh next time.
+        index = r.index !== undefined && (index === undefined || r.index >= index) ? r.index : undefined;
+        setState({ data: r.data, error: undefined, updatedAt: Date.now() });
+        if (!ctl.signal.aborted) timer = setTimeout(tick, index === undefined ? retryMs : 0);
+      } catch (err) {
+        if (ctl.signal.aborted) return;
+        index = undefined;
+        setState((s) => ({ ...s, error: err as Error }));
+        timer = setTimeout(tick, retryMs);
+      }
+    };
+    void tick();
+    return () => {
+      ctl.abort();
+      clearTimeout(timer);
+    };
+  }, [path, retryMs, generation]);
+  return state;
+}
+
+/** The tab's sign-in state (auth.ts). */
+export function useAuth(): AuthState {
+  return useSyncExternalStore(auth.subscribe, auth.get);
 }
 
 export function useConnection(): ConnectionState {

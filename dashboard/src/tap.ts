@@ -3,6 +3,8 @@
  * Field names are read tolerantly (the tap's shape may grow); what the views need is
  * normalised into `TapEvent`. A 404 (or 501) means this control plane has no tap.
  */
+import { apiError } from './api.ts';
+import { auth } from './auth.ts';
 
 export interface TapEvent {
   /** A sequence number given here, for React keys. */
@@ -92,7 +94,9 @@ export function tapQuery(f: TapFilter): string {
 }
 
 export type TapEnd =
-  { kind: 'unavailable'; message: string } | { kind: 'ended' } | { kind: 'error'; message: string };
+  | { kind: 'unavailable'; message: string }
+  | { kind: 'ended' }
+  | { kind: 'error'; message: string; status?: number };
 
 /**
  * Stream the tap until `signal` aborts or the server ends it. Resolves with why it stopped;
@@ -105,7 +109,7 @@ export async function streamTap(
 ): Promise<TapEnd> {
   let res: Response;
   try {
-    res = await fetch(tapQuery(filter), { signal, headers: { accept: 'application/x-ndjson' } });
+    res = await fetch(tapQuery(filter), { signal, headers: auth.headers('application/x-ndjson') });
   } catch (err) {
     if (signal.aborted) return { kind: 'ended' };
     return { kind: 'error', message: err instanceof Error ? err.message : String(err) };
@@ -115,14 +119,9 @@ export async function streamTap(
     return { kind: 'unavailable', message: `the control plane has no /v1/tap endpoint (HTTP ${res.status})` };
   }
   if (!res.ok || !res.body) {
-    const text = await res.text().catch(() => '');
-    let message = `HTTP ${res.status}`;
-    try {
-      message = JSON.parse(text).error.message ?? message;
-    } catch {
-      // not JSON
-    }
-    return { kind: 'error', message };
+    // 401 asks for a token; 403 names the permission missing (`tap`).
+    const e = apiError(res, await res.text().catch(() => ''));
+    return { kind: 'error', message: e.message, status: res.status };
   }
   const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
   let buf = '';

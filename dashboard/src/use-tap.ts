@@ -3,6 +3,7 @@
  * newest `keep` kept (bounded memory under a flood), reconnecting after a break.
  */
 import { useEffect, useState } from 'react';
+import { useAuth } from './hooks.ts';
 import { streamTap, type TapEvent, type TapFilter } from './tap.ts';
 
 export type TapStatus = 'connecting' | 'streaming' | 'unavailable' | 'error' | 'paused';
@@ -23,6 +24,8 @@ export function useTap(
   const [state, setState] = useState<TapState>({ events: [], status: 'connecting', total: 0 });
   const key = JSON.stringify(filter);
   const accept = opts.accept;
+  // A new token (signed in after a 401) reconnects at once.
+  const generation = useAuth().generation;
   useEffect(() => {
     if (opts.paused) {
       setState((s) => ({ ...s, status: 'paused' }));
@@ -74,6 +77,6 @@ export function useTap(
       clearInterval(flush);
       clearTimeout(retry);
     };
-  }, [key, opts.paused, keep, accept]);
+  }, [key, opts.paused, keep, accept, generation]);
   return state;
 }
