@@ -443,6 +443,7 @@ export class Proxy {
       );
     req.ctx.dstService = dst.name;
     if (ep.meshed) req.headers[CLIENT_HEADER] = req.ctx.srcService;
+    else delete req.headers[CLIENT_HEADER];
     const sec = this.#hopSecurity(dst.peerOf(ep.key));
     if (sec) {
       req.ctx.tls = true;

@@ -163,6 +163,7 @@ export class Destination {
       );
     req.ctx.endpoint = ep.key;
     if (ep.meshed) req.headers[CLIENT_HEADER] = req.ctx.srcService;
+    else delete req.headers[CLIENT_HEADER];
     start(ep);
     const t0 = performance.now();
     let res: MeshResponse;

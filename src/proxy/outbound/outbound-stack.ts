@@ -33,7 +33,7 @@ import {
 } from '../route/route-table.ts';
 import { timeoutLayer } from '../timeout/timeout-layer.ts';
 import type { TransportSettings } from '../transport/transport-pool.ts';
-import { Destination, serviceKey } from './destination.ts';
+import { CLIENT_HEADER, Destination, serviceKey } from './destination.ts';
 
 /** Most distinct authorities remembered per config (a bound against Host-header floods). */
 const AUTHORITY_CACHE_LIMIT = 4096;
@@ -245,6 +245,8 @@ export function buildOutbound(
   };
 
   const service: Service = (req) => {
+    // The app must not name its caller: only this sidecar sets x-hexmesh-client (destination.ts).
+    delete req.headers[CLIENT_HEADER];
     const e = resolve(req.authority);
     if (!e) {
       const err = unknownAuthority(req.authority, self);
@@ -262,6 +264,7 @@ export function buildOutbound(
       const e = entries.get(name.includes('.') ? name : serviceKey(name, ns));
       if (!e) return undefined;
       return (req) => {
+        delete req.headers[CLIENT_HEADER];
         req.ctx.dstService = e.dst.name;
         return e.entry(req);
       };
