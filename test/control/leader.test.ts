@@ -1,8 +1,7 @@
 /**
  * Leader election races: resignation during the watch's start, close during a campaign,
  * a renewal that hangs past the lease, a leader key deleted under the leader. A real
- * SQLite store; `SlowStore` delegates to it and only delays chosen calls (as etcd does:
- * a watch without `fromRevision` starts when the server acknowledges it).
+ * SQLite store; `SlowStore` delegates to it and only delays chosen calls.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,70 +9,7 @@ import type { DeleteOptions, PutOptions, Store, Watcher, WatchOptions } from '..
 import { KEYS } from '../../src/store/store.ts';
 import { LeaderElection } from '../../src/control/leader.ts';
 import { eventually, tempStore } from './helpers.ts';
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-class SlowStore implements Store {
-  readonly kind = 'slow';
-  /** Delay before a watch without fromRevision registers (etcd's acknowledgement). */
-  watchAckMs = 0;
-  grantDelayMs = 0;
-  /** While set, keepAlive never answers. */
-  hangKeepAlive = false;
-  readonly #s: Store;
-  readonly #timers = new Set<NodeJS.Timeout>();
-  constructor(s: Store) {
-    this.#s = s;
-  }
-  get(key: string) {
-    return this.#s.get(key);
-  }
-  range(prefix: string, opts?: { limit?: number }) {
-    return this.#s.range(prefix, opts);
-  }
-  put(key: string, value: string, opts?: PutOptions) {
-    return this.#s.put(key, value, opts);
-  }
-  delete(key: string, opts?: DeleteOptions) {
-    return this.#s.delete(key, opts);
-  }
-  deletePrefix(prefix: string) {
-    return this.#s.deletePrefix(prefix);
-  }
-  revision() {
-    return this.#s.revision();
-  }
-  watch(prefix: string, opts: WatchOptions): Watcher {
-    if (opts.fromRevision !== undefined || this.watchAckMs === 0) return this.#s.watch(prefix, opts);
-    let inner: Watcher | undefined;
-    let closed = false;
-    const t = setTimeout(() => {
-      this.#timers.delete(t);
-      if (!closed) inner = this.#s.watch(prefix, opts);
-    }, this.watchAckMs);
-    this.#timers.add(t);
-    return {
-      close: () => {
-        closed = true;
-        inner?.close();
-      },
-    };
-  }
-  async grantLease(ttlMs: number) {
-    if (this.grantDelayMs) await sleep(this.grantDelayMs);
-    return this.#s.grantLease(ttlMs);
-  }
-  keepAlive(lease: number) {
-    if (this.hangKeepAlive) return new Promise<void>(() => {});
-    return this.#s.keepAlive(lease);
-  }
-  revokeLease(lease: number) {
-    return this.#s.revokeLease(lease);
-  }
-  async close() {
-    for (const t of this.#timers) clearTimeout(t);
-  }
-}
+import { SlowStore, sleep } from './slow-store.ts';
 
 test('a resignation while the follower starts its watch is seen at once, not at the next poll', async () => {
   const s = await tempStore();

@@ -50,15 +50,25 @@ export function watchRoutes(router: Router, ctx: ApiContext, opts: { heartbeatMs
         if (rawFrom === '' || !Number.isSafeInteger(fromIndex) || fromIndex < 0)
           throw badRequest(`fromIndex must be a non-negative integer (got ${JSON.stringify(rawFrom)})`);
       }
+      // Without fromIndex: from the store's revision now, never a watch without a start
+      // revision (etcd would start it only when acknowledged, missing writes in between).
+      let index = fromIndex ?? (await ctx.store.revision());
       const release = ctx.slots.acquire('watch');
       return {
         stream(res: ServerResponse) {
-          let index = fromIndex ?? ctx.tracker.revision;
+          // The client may have gone while the handler ran: 'close' will not fire again.
+          if (res.destroyed || req.signal.aborted) {
+            release();
+            return;
+          }
           res.writeHead(200, {
             'content-type': 'application/x-ndjson',
             'cache-control': 'no-store',
             'x-hexmesh-index': String(index),
           });
+          // Now, not with the first event: the client learns the index (and that the
+          // watch is up) without waiting up to a heartbeat period.
+          res.flushHeaders();
           const write = (line: WatchLine): void => {
             if (res.destroyed) return;
             res.write(`${JSON.stringify(line)}\n`);
@@ -68,7 +78,7 @@ export function watchRoutes(router: Router, ctx: ApiContext, opts: { heartbeatMs
             }
           };
           const watcher = ctx.store.watch(storePrefix, {
-            fromRevision: fromIndex === undefined ? undefined : fromIndex + 1,
+            fromRevision: index + 1,
             onEvents: (events) => {
               for (const e of events) {
                 index = Math.max(index, e.kv.modRevision);

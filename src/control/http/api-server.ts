@@ -94,7 +94,8 @@ async function handle(router: Router, opts: ApiServerOptions, req: IncomingMessa
       }),
     ]);
     clearTimeout(timer);
-    if (res.destroyed) return;
+    // A stream is handed its response even so: it may hold a slot to release.
+    if (res.destroyed && !('stream' in result)) return;
     send(req, res, result);
   } catch (err) {
     clearTimeout(timer);
