@@ -4,25 +4,10 @@
  * told what changed (which services' instances, whether any resource) and the revision.
  */
 import { KEYS, type Store, type Watcher, type WatchEvent } from '../../store/store.ts';
+import type { Instance } from '../catalog/instance.ts';
 
-/** A catalog instance as stored under `/hexmesh/instances/<ns>/<svc>/<id>` (docs/control-api.md). */
-export interface CatalogInstance {
-  id: string;
-  service: string;
-  namespace: string;
-  address: string;
-  /** The app's port. */
-  port: number;
-  /** The sidecar's inbound port; absent = no sidecar. */
-  meshPort?: number;
-  adminAddress?: string;
-  labels: Record<string, string>;
-  checks: unknown[];
-  status: 'passing' | 'warning' | 'critical';
-  output?: string;
-  registeredAt?: string;
-  lease?: number;
-}
+/** A catalog instance as stored under `/hexmesh/instances/<ns>/<svc>/<id>` (docs/control-api.md): the catalog's record. */
+export type CatalogInstance = Instance;
 
 /** A resource as written by the REST API, with its JSON kept to build messages without re-serialising. */
 export interface ResourceEntry {
