@@ -40,6 +40,11 @@ export function redact(v: unknown, depth = 0): unknown {
     for (const [k, x] of Object.entries(v as Record<string, unknown>))
       out[k] =
         SECRET_KEY.test(k) && x !== null && typeof x !== 'boolean' ? '<redacted>' : redact(x, depth + 1);
+    // Header pairs ({name: 'Authorization', value: 'Bearer …'} in header modifiers and
+    // matches): the secret is named by the pair's name, not by a field name.
+    const { name, value } = v as { name?: unknown; value?: unknown };
+    if (typeof name === 'string' && value !== undefined && SECRET_KEY.test(name.replace(/-/g, '_')))
+      out.value = '<redacted>';
     return out;
   }
   if (typeof v === 'string' && v.includes('-----BEGIN')) return '<redacted>';
