@@ -38,6 +38,8 @@ const USAGE = `usage: node --import tsx bench/run.ts [options]
   --paths LIST      comma-separated subset of ${PATH_NAMES.join(',')}
   --protocols LIST  comma-separated subset of ${PROTOCOLS.join(',')} (default: all)
   --tls             mutual TLS between the two proxies of each pair (HAProxy and hexmesh)
+  --hop http1|http2 protocol between the hexmesh sidecars for HTTP/1 traffic (proxy.hopTransport;
+                    default: the proxy's default)
   --stream-mib M    size of the streamed-body check, 0 to skip (default 100; 10 with --smoke)
   --out FILE        results JSON (default bench/results/<ISO date>.json)
   --smoke           one short round that only checks every path works
@@ -49,6 +51,7 @@ function options(): {
   paths: PathName[];
   protocols: Protocol[];
   tls: boolean;
+  hop: 'http1' | 'http2' | undefined;
   smoke: boolean;
   out: string;
 } {
@@ -61,6 +64,7 @@ function options(): {
       paths: { type: 'string' },
       protocols: { type: 'string' },
       tls: { type: 'boolean', default: false },
+      hop: { type: 'string' },
       'stream-mib': { type: 'string' },
       out: { type: 'string' },
       smoke: { type: 'boolean', default: false },
@@ -88,12 +92,15 @@ function options(): {
     if (!PROTOCOLS.includes(p))
       throw new Error(`--protocols: unknown protocol ${JSON.stringify(p)} (known: ${PROTOCOLS.join(', ')})`);
   }
+  if (values.hop !== undefined && values.hop !== 'http1' && values.hop !== 'http2')
+    throw new Error(`--hop must be http1 or http2, got ${JSON.stringify(values.hop)}`);
   const stamp = new Date().toISOString().replace(/:/g, '-').replace(/\..*/, 'Z');
   return {
     rounds: Math.floor(num('rounds', values.rounds, smoke ? 1 : 5, 1)),
     paths,
     protocols,
     tls: values.tls,
+    hop: values.hop,
     smoke,
     out: values.out ? resolve(values.out) : join(HERE, 'results', `${stamp}${smoke ? '-smoke' : ''}.json`),
     round: {
@@ -160,6 +167,7 @@ async function main(): Promise<number> {
       upstreamH2Port: upstream.h2Port,
       tmpDir,
       certs,
+      hop: o.hop,
       startTimeoutMs: 20_000,
     };
     const startFailures = new Map<string, number>();

@@ -47,6 +47,7 @@ export const startHexmesh: PathStarter = async (ctx) => {
       outbound: loop(clientOut),
       inbound: loop(clientIn),
       admin: loop(clientAdmin),
+      ...(ctx.hop ? { hopTransport: ctx.hop } : {}),
       ...(certs
         ? { tls: { certFile: certs.clientCert, keyFile: certs.clientKey, bundleFile: certs.caCert } }
         : {}),
@@ -93,7 +94,9 @@ export const startHexmesh: PathStarter = async (ctx) => {
     origin: `http://127.0.0.1:${clientOut}`,
     host: 'upstream',
     proxies: [client, server],
-    hop: certs ? 'mutual TLS 1.3 (SPIFFE identities, STRICT)' : 'plaintext',
+    hop:
+      (certs ? 'mutual TLS 1.3 (SPIFFE identities, STRICT)' : 'plaintext') +
+      (ctx.hop && ctx.protocol === 'http1' ? `, ${ctx.hop === 'http2' ? 'HTTP/2' : 'HTTP/1.1'}` : ''),
     close,
   };
 };

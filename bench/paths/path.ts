@@ -21,6 +21,11 @@ export interface PathContext {
   tmpDir: string;
   /** Mutual TLS between the two proxies, when the path supports it. */
   certs?: BenchCerts;
+  /**
+   * hexmesh only: protocol between the two sidecars for HTTP/1 traffic (`proxy.hopTransport`);
+   * HTTP/2 and gRPC traffic keeps HTTP/2 either way.
+   */
+  hop?: 'http1' | 'http2';
   /** Bound on start-up, ms. */
   startTimeoutMs: number;
 }
