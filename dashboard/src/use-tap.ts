@@ -69,7 +69,9 @@ export function useTap(
           message: end.kind === 'error' ? end.message : 'the stream ended',
         }));
       // Try again: a later control plane version (or a restarted one) may have it.
-      retry = setTimeout(run, end.kind === 'unavailable' ? 15_000 : 3000);
+      // A refusal (401/403) will not change by itself: a new token restarts this at once.
+      const refused = end.kind === 'error' && (end.status === 401 || end.status === 403);
+      retry = setTimeout(run, end.kind === 'unavailable' || refused ? 15_000 : 3000);
     };
     void run();
     return () => {

@@ -7,45 +7,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Browser, Page } from 'playwright-core';
-import type { HistoryEntry, RolloutStatus } from '../../src/rollout/rollout-status.ts';
+import type { HistoryEntry } from '../../src/rollout/rollout-status.ts';
 import { call, startCp } from '../control/helpers.ts';
+import { T0, fakeStatus } from './rollout-fixtures.ts';
 import { launchChromium, shot, skipWithoutChromium, waitFor } from './browser-support.ts';
-
-const T0 = Date.UTC(2025, 0, 1, 12, 0, 0);
-
-export function fakeStatus(over: Partial<RolloutStatus> = {}): RolloutStatus {
-  return {
-    namespace: 'default',
-    name: 'reviews',
-    service: 'reviews',
-    strategy: 'canary',
-    phase: 'Progressing',
-    revision: 2,
-    stableRevision: 1,
-    step: 1,
-    steps: 5,
-    weight: 20,
-    failedChecks: 0,
-    threshold: 2,
-    analysis: [
-      {
-        at: T0,
-        requests: 40,
-        pass: true,
-        checks: [
-          { name: 'successRate', value: 99.5, threshold: 99, pass: true },
-          { name: 'p99', value: 120, threshold: 500, pass: true },
-          { name: 'requests', value: 40, threshold: 20, pass: true },
-        ],
-      },
-    ],
-    message: 'step 2/5: analysis',
-    instances: { stable: ['reviews-1'], canary: ['reviews-r2-0'] },
-    startedAt: T0,
-    updatedAt: T0 + 1000,
-    ...over,
-  };
-}
 
 const HISTORY: HistoryEntry[] = [
   {
