@@ -10,6 +10,8 @@ export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export class SlowStore implements Store {
   readonly kind = 'slow';
   revisionDelayMs = 0;
+  /** Run once after the next range() read, before its caller sees it. */
+  afterRange: (() => Promise<unknown>) | undefined;
   /** Delay before a watch without fromRevision registers (etcd's acknowledgement). */
   watchAckMs = 0;
   grantDelayMs = 0;
@@ -23,8 +25,13 @@ export class SlowStore implements Store {
   get(key: string) {
     return this.#s.get(key);
   }
-  range(prefix: string, opts?: { limit?: number }) {
-    return this.#s.range(prefix, opts);
+  async range(prefix: string, opts?: { limit?: number }) {
+    const r = await this.#s.range(prefix, opts);
+    // Another writer gets in between this read and whatever the caller does with it.
+    const hook = this.afterRange;
+    this.afterRange = undefined;
+    await hook?.();
+    return r;
   }
   put(key: string, value: string, opts?: PutOptions) {
     return this.#s.put(key, value, opts);

@@ -70,12 +70,23 @@ export class HealthReaper {
       const name = `${inst.namespace}/${inst.service}/${inst.id}`;
       const ttl = lapsedTtl(inst, now);
       if (ttl && inst.status !== 'critical') {
-        await this.#catalog
-          .setStatus(inst.namespace, inst.service, inst.id, 'critical', `TTL check "${ttl}" expired`)
-          .then(
-            () => out.markedCritical.push(name),
-            () => {},
-          );
+        // Compare-and-set on the revision the lapse was judged on: a TTL pass that lands
+        // after the list wins (re-reading the key, as setStatus does, would overwrite it).
+        const next: Instance = {
+          ...inst,
+          status: 'critical',
+          output: `TTL check "${ttl}" expired`,
+          statusChangedAt: new Date(now).toISOString(),
+        };
+        try {
+          await this.#store.put(kvs[i].key, JSON.stringify(next), {
+            lease: kvs[i].lease || undefined,
+            prevModRevision: kvs[i].modRevision,
+          });
+          out.markedCritical.push(name);
+        } catch {
+          // Changed since the list (or the store is away): the next sweep judges again.
+        }
         continue;
       }
       if (
