@@ -28,6 +28,12 @@ import { RolloutTraffic } from './traffic.ts';
 
 export interface RolloutControllerOptions {
   controlUrl: string;
+  /**
+   * API token for every call of the controller (rollouts, KV status and commands, routing
+   * resources, the owner lease): the host's own credential, e.g. `hexmesh up`'s bootstrap
+   * admin token. Needed when the control plane enforces auth.
+   */
+  token?: string;
   runtime: Runtime;
   /** Owner lease TTL (default 10 s). */
   leaseTtlMs?: number;
@@ -65,7 +71,7 @@ export class RolloutController {
   constructor(o: RolloutControllerOptions) {
     this.#o = o;
     this.#now = o.now ?? Date.now;
-    this.#client = new ControlClient(o.controlUrl);
+    this.#client = new ControlClient(o.controlUrl, o.token ? { token: o.token } : {});
     this.#lease = new OwnerLease(this.#client, {
       id: `rollout-controller:${process.pid}:${randomUUID().slice(0, 8)}`,
       ...(o.leaseTtlMs !== undefined ? { ttlMs: o.leaseTtlMs } : {}),

@@ -8,7 +8,10 @@
  */
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { join } from 'node:path';
+import type { ControlClient } from '../cli/client/control-client.ts';
+import { SERVICE_ACCOUNT_LABEL } from '../control/discovery/destination-views.ts';
 import { HexmeshError } from '../errors/hexmesh-error.ts';
+import type { JoinTokenSource } from './join-token-issuer.ts';
 import { HEXMESH_BIN } from './paths.ts';
 import { freePort } from './ports.ts';
 import { spawnLines, terminate, type Spawned } from './processes.ts';
@@ -24,6 +27,10 @@ import type {
 
 export interface LocalInstanceOptions {
   controlUrl: string;
+  /** The runtime's API client (with its credentials): deregistration. */
+  client: ControlClient;
+  /** The sidecar's join token (its identity only); none: the sidecar joins without one. */
+  joinToken?: JoinTokenSource;
   logDir: string;
   emit: (e: RuntimeEvent) => void;
   /** How long a sidecar may take to become ready (default 30 s). */
@@ -52,6 +59,23 @@ export function appEnvironment(
     no_proxy: 'localhost,127.0.0.1',
     PORT: String(ports.app),
   };
+}
+
+/**
+ * Credentials the runtime's own environment may hold (the user's API token, a join token):
+ * never inherited by apps and sidecars, which get only what is theirs.
+ */
+const PRIVATE_ENV = ['HEXMESH_TOKEN', 'HEXMESH_JOIN_TOKEN', 'HEXMESH_CREDENTIALS'];
+
+function inheritedEnv(): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  for (const k of PRIVATE_ENV) delete env[k];
+  return env;
+}
+
+/** The workload identity of an instance: its service account, by default its service's name. */
+export function serviceAccountOf(spec: InstanceSpec): string {
+  return spec.serviceAccount ?? spec.service;
 }
 
 export class LocalInstance {
@@ -149,11 +173,13 @@ export class LocalInstance {
 
   async #deregister(): Promise<void> {
     const s = this.spec;
-    const url = `${this.#o.controlUrl}/v1/catalog/deregister/${s.namespace}/${s.service}/${encodeURIComponent(s.id)}`;
+    const path = `/v1/catalog/deregister/${encodeURIComponent(s.namespace)}/${encodeURIComponent(s.service)}/${encodeURIComponent(s.id)}`;
     try {
-      await fetch(url, { method: 'PUT', signal: AbortSignal.timeout(3000) });
-    } catch {
-      // Control plane gone: the sidecar's SIGTERM revokes the lease anyway.
+      await this.#o.client.request('PUT', path, { signal: AbortSignal.timeout(3000), accept: [404] });
+    } catch (err) {
+      // Either way the sidecar's SIGTERM revokes the lease; a refusal is worth a line, an
+      // unreachable control plane (status 0, shutting down) is not.
+      if ((err as { status?: number }).status) this.#line(`deregistering: ${(err as Error).message}`);
     }
   }
 
@@ -171,7 +197,16 @@ export class LocalInstance {
 
   async #startBoth(): Promise<void> {
     this.#setState(this.#policy.crashLooping ? 'CrashLoop' : 'starting');
-    const sidecar = this.#spawnSidecar();
+    let joinToken: string | undefined;
+    try {
+      joinToken = await this.#o.joinToken?.(this.spec.namespace, serviceAccountOf(this.spec));
+    } catch (err) {
+      this.#line(`cannot get a join token for the sidecar: ${(err as Error).message}`);
+      this.#retryLater();
+      return;
+    }
+    if (this.#stopping) return;
+    const sidecar = this.#spawnSidecar(joinToken);
     this.#sidecar = sidecar;
     try {
       await this.#waitReady(sidecar);
@@ -185,7 +220,17 @@ export class LocalInstance {
     this.#spawnApp();
   }
 
-  #spawnSidecar(): Spawned {
+  /** Start both again after the restart policy's backoff (nothing is running). */
+  #retryLater(): void {
+    if (this.#stopping) return;
+    const d = this.#policy.exited();
+    this.#setState(d.crashLoop ? 'CrashLoop' : 'restarting');
+    this.#timer = setTimeout(() => {
+      if (!this.#stopping) void this.#startBoth();
+    }, d.delayMs);
+  }
+
+  #spawnSidecar(joinToken: string | undefined): Spawned {
     const s = this.spec;
     const p = this.#ports;
     const args = [
@@ -211,9 +256,15 @@ export class LocalInstance {
       '127.0.0.1',
     ];
     for (const [k, v] of Object.entries(s.labels)) args.push('--label', `${k}=${v}`);
+    // The endpoint identity clients expect (docs/mtls.md) is the service name unless this says otherwise.
+    if (s.serviceAccount && s.serviceAccount !== s.service && s.labels[SERVICE_ACCOUNT_LABEL] === undefined)
+      args.push('--label', `${SERVICE_ACCOUNT_LABEL}=${s.serviceAccount}`);
     const hc = s.healthCheck;
     if (hc) args.push('--check', hc.type === 'http' ? `http:${hc.path}` : hc.type);
-    const sc = spawnLines(process.execPath, args, { cwd: s.cwd, env: process.env }, (l) =>
+    // In the environment, not argv: argv is readable by every user of the machine (ps).
+    const env = inheritedEnv();
+    if (joinToken) env.HEXMESH_JOIN_TOKEN = joinToken;
+    const sc = spawnLines(process.execPath, args, { cwd: s.cwd, env }, (l) =>
       this.#sidecarLog.write(`${l}\n`),
     );
     void sc.exited.then((e) => this.#onSidecarExit(sc, e.code, e.signal));
@@ -243,7 +294,7 @@ export class LocalInstance {
 
   #spawnApp(): void {
     const s = this.spec;
-    const env = { ...process.env, ...s.env, ...appEnvironment(s, this.#ports, this.#o.controlUrl) };
+    const env = { ...inheritedEnv(), ...s.env, ...appEnvironment(s, this.#ports, this.#o.controlUrl) };
     // `node` is the Node.js running hexmesh: no PATH lookup, same version.
     const command = s.command === 'node' ? process.execPath : s.command;
     const app = spawnLines(command, s.args, { cwd: s.cwd, env }, (l) => this.#line(l));

@@ -5,7 +5,9 @@
  * second for the services it runs.
  */
 import { mkdirSync } from 'node:fs';
+import { ControlClient } from '../cli/client/control-client.ts';
 import { HexmeshError } from '../errors/hexmesh-error.ts';
+import type { JoinTokenSource } from './join-token-issuer.ts';
 import { LocalInstance } from './local-instance.ts';
 import type { Instance } from '../control/catalog/instance.ts';
 import type {
@@ -21,6 +23,18 @@ import type {
 export interface LocalProcessRuntimeOptions {
   /** The control plane the sidecars join (`http://127.0.0.1:7070`). */
   controlUrl: string;
+  /**
+   * API token for the runtime's own calls (catalog reads, deregistration): `catalog:read` and
+   * `catalog:write` (docs/api-security.md). Needed when the control plane enforces auth.
+   */
+  token?: string;
+  /**
+   * Each sidecar's join token for its workload identity (JoinTokenIssuer.get): it
+   * authenticates the sidecar's discovery stream and gets it a certificate (mTLS between
+   * sidecars). Without it sidecars join unauthenticated, which only a control plane with
+   * auth off accepts.
+   */
+  joinToken?: JoinTokenSource;
   /** Where `<instance>.log` and `<instance>.sidecar.log` go. */
   logDir: string;
   /** Catalog poll period (default 1 s). */
@@ -35,6 +49,7 @@ type CatalogInstance = Pick<Instance, 'id' | 'status' | 'output'>;
 
 export class LocalProcessRuntime implements Runtime {
   readonly #o: LocalProcessRuntimeOptions;
+  readonly #client: ControlClient;
   readonly #instances = new Map<string, LocalInstance>();
   readonly #listeners = new Set<(e: RuntimeEvent) => void>();
   readonly #poll: NodeJS.Timeout;
@@ -43,6 +58,7 @@ export class LocalProcessRuntime implements Runtime {
 
   constructor(o: LocalProcessRuntimeOptions) {
     this.#o = o;
+    this.#client = new ControlClient(o.controlUrl, o.token ? { token: o.token } : {});
     mkdirSync(o.logDir, { recursive: true });
     this.#poll = setInterval(() => void this.refreshHealth(), o.healthPollMs ?? 1000);
     this.#poll.unref();
@@ -57,6 +73,8 @@ export class LocalProcessRuntime implements Runtime {
       );
     const inst = new LocalInstance(spec, {
       controlUrl: this.#o.controlUrl,
+      client: this.#client,
+      ...(this.#o.joinToken ? { joinToken: this.#o.joinToken } : {}),
       logDir: this.#o.logDir,
       emit: (e) => this.#emit(e),
       ...(this.#o.deregisterSettleMs !== undefined ? { deregisterSettleMs: this.#o.deregisterSettleMs } : {}),
@@ -117,11 +135,9 @@ export class LocalProcessRuntime implements Runtime {
       await Promise.all(
         [...services].map(async (s) => {
           try {
-            const r = await fetch(`${this.#o.controlUrl}/v1/catalog/service/${s}`, {
-              signal: AbortSignal.timeout(2000),
-            });
-            if (!r.ok) return void (await r.body?.cancel());
-            for (const i of (await r.json()) as CatalogInstance[]) seen.set(i.id, i);
+            const [ns, name] = s.split('/');
+            const r = await this.#client.instances(ns, name, { signal: AbortSignal.timeout(2000) });
+            for (const i of r.body as CatalogInstance[]) seen.set(i.id, i);
           } catch {}
         }),
       );
@@ -141,6 +157,7 @@ export class LocalProcessRuntime implements Runtime {
     clearInterval(this.#poll);
     await Promise.all([...this.#instances.values()].map((i) => i.stop({ drain: true })));
     this.#instances.clear();
+    await this.#client.destroy();
   }
 
   #emit(e: RuntimeEvent): void {

@@ -70,6 +70,14 @@ const serviceSchema = z
       });
     if (s.labels.version !== undefined && s.version !== undefined && s.labels.version !== s.version)
       ctx.addIssue({ code: 'custom', path: ['version'], message: 'differs from labels.version' });
+    // The control plane scopes a workload to the service named like its service account
+    // (docs/api-security.md): a sidecar with another one would be refused on its discovery stream.
+    if (s.serviceAccount !== undefined && s.serviceAccount !== s.name)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['serviceAccount'],
+        message: `must be the service's name (${s.name}) for now: the control plane lets a workload act only for the service named like its service account`,
+      });
     if (s.restart.maxBackoff < s.restart.initialBackoff)
       ctx.addIssue({ code: 'custom', path: ['restart', 'maxBackoff'], message: 'is below initialBackoff' });
   });

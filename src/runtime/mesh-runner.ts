@@ -2,11 +2,19 @@
  * What `hexmesh up` does with a mesh file: start `hexmesh control` on its embedded store in
  * the mesh's data dir, apply the resources, start every instance on a Runtime, keep
  * `state.json` current (for `hexmesh ps` / `down`), and stop it all in order.
+ *
+ * Credentials (docs/runtime.md): the runner uses the bootstrap admin token the control plane
+ * writes to `<data-dir>/credentials.json` for its own calls (apply, catalog, rollouts); each
+ * sidecar gets only a join token for its own workload identity.
  */
 import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createWriteStream } from 'node:fs';
 import { join } from 'node:path';
+import { ControlApiError, ControlClient } from '../cli/client/control-client.ts';
+import { problemLine } from '../cli/client/command-support.ts';
 import { HexmeshError } from '../errors/hexmesh-error.ts';
+import { credentialsFile, waitForBootstrapToken } from './bootstrap-token.ts';
+import { JoinTokenIssuer } from './join-token-issuer.ts';
 import { LocalProcessRuntime } from './local-process-runtime.ts';
 import { RolloutController } from '../rollout/rollout-controller.ts';
 import type { MeshFile, MeshService } from './mesh-file.ts';
@@ -35,6 +43,8 @@ export interface MeshRunnerOptions {
   /** Every line of every app, prefixed `[instance]`. */
   onLog?: (line: string) => void;
   deregisterSettleMs?: number;
+  /** Lifetime of the sidecars' join tokens (default 7 days: DEFAULT_JOIN_TOKEN_TTL_MS). */
+  joinTokenTtlMs?: number;
 }
 
 /** Instance ids: `<service>-<n>`, or `<service>-<version>-<n>` when several entries share a name. */
@@ -71,6 +81,9 @@ export class MeshRunner {
   readonly paths: ReturnType<typeof meshPaths>;
   readonly #o: MeshRunnerOptions;
   #control: Spawned | undefined;
+  /** The API as the bootstrap admin. */
+  #client: ControlClient | undefined;
+  #joinTokens: JoinTokenIssuer | undefined;
   #runtime: LocalProcessRuntime | undefined;
   /** Rollouts need the runtime, so they are run here (docs/rollouts.md). */
   #rollouts: RolloutController | undefined;
@@ -104,6 +117,11 @@ export class MeshRunner {
     return this.#state.controlUrl;
   }
 
+  /** The credentials file of the control plane (`--credentials` for the CLI verbs). */
+  get credentialsFile(): string {
+    return credentialsFile(this.paths.dataDir);
+  }
+
   /** Start everything; resolves once every instance was started (not yet healthy: see waitHealthy). */
   async start(): Promise<void> {
     mkdirSync(this.paths.logDir, { recursive: true });
@@ -113,11 +131,22 @@ export class MeshRunner {
       this.#state.controlUrl = await this.#startControl();
       this.#state.controlPid = this.#control?.pid;
       this.#write();
-      await this.#apply();
+      const control = this.#control;
+      const token = await waitForBootstrapToken(this.credentialsFile, this.#state.controlUrl, {
+        isAlive: () => !control?.done(),
+      });
+      const client = new ControlClient(this.#state.controlUrl, { token });
+      this.#client = client;
+      this.#joinTokens = new JoinTokenIssuer(client, {
+        ...(this.#o.joinTokenTtlMs !== undefined ? { ttlMs: this.#o.joinTokenTtlMs } : {}),
+      });
+      await this.#apply(client);
       const specs = instanceSpecs(this.mesh);
-      await this.#forgetStale(specs);
+      await this.#forgetStale(client, specs);
       const runtime = new LocalProcessRuntime({
         controlUrl: this.#state.controlUrl,
+        token,
+        joinToken: this.#joinTokens.get,
         logDir: this.paths.logDir,
         ...(this.#o.deregisterSettleMs !== undefined
           ? { deregisterSettleMs: this.#o.deregisterSettleMs }
@@ -128,6 +157,7 @@ export class MeshRunner {
       await Promise.all(specs.map((s) => runtime.startInstance(s)));
       this.#rollouts = new RolloutController({
         controlUrl: this.#state.controlUrl,
+        token,
         runtime,
         ...(this.#o.onLog ? { log: this.#o.onLog } : {}),
       });
@@ -175,6 +205,9 @@ export class MeshRunner {
       this.#write();
       await this.#rollouts?.close();
       await this.#runtime?.close();
+      // No sidecar is left to use them.
+      await this.#joinTokens?.revokeAll();
+      await this.#client?.destroy();
       if (this.#control) await terminate(this.#control, 10_000);
       clearTimeout(this.#writeTimer);
       if (this.#state.phase === 'failed') this.#write();
@@ -237,32 +270,33 @@ export class MeshRunner {
     return url;
   }
 
-  async #apply(): Promise<void> {
+  async #apply(client: ControlClient): Promise<void> {
     if (this.mesh.resources.length === 0) return;
-    const r = await fetch(`${this.#state.controlUrl}/v1/apply`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify(this.mesh.resources),
-      signal: AbortSignal.timeout(15_000),
-    });
-    if (!r.ok)
+    try {
+      await client.request('POST', '/v1/apply', {
+        body: this.mesh.resources,
+        signal: AbortSignal.timeout(15_000),
+      });
+    } catch (err) {
+      if (!(err instanceof ControlApiError)) throw err;
       throw new HexmeshError(
-        'HEXMESH_ERR_CONFIG_INVALID',
-        `applying the mesh file's resources: ${r.status} ${await r.text()}`,
+        err.code === 'HEXMESH_ERR_CONFIG_INVALID' ? 'HEXMESH_ERR_CONFIG_INVALID' : 'HEXMESH_ERR_INTERNAL',
+        [`applying the mesh file's resources: ${err.message}`, ...err.problems.map(problemLine)].join('\n'),
+        { cause: err },
       );
-    await r.body?.cancel();
+    }
   }
 
   /** A previous run killed without `down` leaves its instances in the store until their leases lapse: drop them now. */
-  async #forgetStale(specs: readonly InstanceSpec[]): Promise<void> {
+  async #forgetStale(client: ControlClient, specs: readonly InstanceSpec[]): Promise<void> {
     await Promise.all(
       specs.map(async (s) => {
         try {
-          const r = await fetch(
-            `${this.#state.controlUrl}/v1/catalog/deregister/${s.namespace}/${s.service}/${encodeURIComponent(s.id)}`,
-            { method: 'PUT', signal: AbortSignal.timeout(3000) },
+          await client.request(
+            'PUT',
+            `/v1/catalog/deregister/${encodeURIComponent(s.namespace)}/${encodeURIComponent(s.service)}/${encodeURIComponent(s.id)}`,
+            { signal: AbortSignal.timeout(3000), accept: [404] },
           );
-          await r.body?.cancel();
         } catch {}
       }),
     );

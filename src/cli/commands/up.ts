@@ -117,7 +117,7 @@ async function runHere(
         );
         if (!smoke.ok) throw new HexmeshError('HEXMESH_ERR_INTERNAL', 'the smoke test failed');
       }
-      process.stdout.write(summary(runner.runtime.list(), mesh, runner.controlUrl));
+      process.stdout.write(summary(runner.runtime.list(), mesh, runner.controlUrl, runner.credentialsFile));
       await runner.stop();
     } catch (err) {
       await runner.stop();
@@ -130,7 +130,7 @@ async function runHere(
   } catch (err) {
     process.stdout.write(`hexmesh up: ${(err as Error).message} (still supervising; see hexmesh ps)\n`);
   }
-  process.stdout.write(summary(runner.runtime.list(), mesh, runner.controlUrl));
+  process.stdout.write(summary(runner.runtime.list(), mesh, runner.controlUrl, runner.credentialsFile));
   if (!process.env[DAEMON_ENV]) process.stdout.write('Ctrl-C stops everything.\n');
   await new Promise(() => {});
 }
@@ -139,6 +139,7 @@ function summary(
   list: import('../../runtime/runtime.ts').InstanceInfo[],
   mesh: import('../../runtime/mesh-file.ts').MeshFile,
   controlUrl: string,
+  credentials: string,
 ): string {
   const lines = ['', 'The mesh is up:'];
   for (const s of mesh.services.filter((x) => x.public)) {
@@ -146,13 +147,17 @@ function summary(
     if (i) lines.push(`  ${s.name}: http://127.0.0.1:${i.appPort}/`);
   }
   const f = mesh.file;
+  // The API needs the admin token `hexmesh control` wrote to the data dir (docs/api-security.md).
+  const api = `--control ${controlUrl} --credentials ${credentials}`;
   lines.push(
+    '',
+    `API credentials (admin): ${credentials}`,
     '',
     'Try:',
     `  hexmesh ps -f ${f}`,
     `  hexmesh logs --file ${f} reviews`,
-    `  hexmesh services --control ${controlUrl}`,
-    `  hexmesh stat --control ${controlUrl}`,
+    `  hexmesh services ${api}`,
+    `  hexmesh stat ${api}`,
     `  hexmesh down -f ${f}`,
     '',
   );
