@@ -31,9 +31,18 @@ function casParam(query: URLSearchParams): number | undefined {
   return n;
 }
 
-/** Viewers may list keys (`?keys`); values need kv:read. */
-const kvReadPermission = (req: { query: URLSearchParams }): Permission =>
-  flag(req.query, 'keys') ? 'kv:list' : 'kv:read';
+/** Where rollouts keep status and history (src/rollout/rollout-status.ts): readable with rollouts:read. */
+const ROLLOUTS_PREFIX = 'rollouts/';
+
+/** Viewers may list keys (`?keys`) and read rollout status; other values need kv:read. */
+const kvReadPermission = (req: {
+  query: URLSearchParams;
+  params: Readonly<Record<string, string>>;
+}): Permission => {
+  if (flag(req.query, 'keys')) return 'kv:list';
+  const key = req.params.key ?? '';
+  return key.startsWith(ROLLOUTS_PREFIX) ? 'rollouts:read' : 'kv:read';
+};
 
 export function kvRoutes(router: Router, ctx: ApiContext): void {
   router.add(

@@ -69,45 +69,50 @@ export function proxiesDiagnoseRoutes(
   opts: DiagnoseRouteOptions = {},
 ): void {
   const timeoutMs = opts.timeoutMs ?? 5000;
-  router.add('GET', '/v1/proxies/:target/diagnose', async (req) => {
-    const target = req.params.target;
-    const namespace = req.query.get('namespace') || undefined;
-    let targets = await findProxies(ctx, { instance: target, namespace });
-    if (targets.length === 0) targets = await findProxies(ctx, { service: target, namespace });
-    if (targets.length === 0)
-      throw new ApiError(
-        'HEXMESH_ERR_NOT_FOUND',
-        `no proxy with instance id or service ${JSON.stringify(target)}${namespace ? ` in namespace ${namespace}` : ''} (a sidecar must be registered with an admin address)`,
-      );
-    const statuses = opts.proxyStatuses?.() ?? [];
-    const proxies = await Promise.all(
-      targets.map(async (t): Promise<ProxyDiagnosis> => {
-        const errors: string[] = [];
-        const [config, endpoints] = await Promise.all(
-          ['/config', '/endpoints'].map((p) =>
-            adminJson(t.adminAddress, p, timeoutMs).catch((e: Error) => {
-              errors.push(`${t.adminAddress}${p}: ${e.message}`);
-              return null;
-            }),
-          ),
+  router.add(
+    'GET',
+    '/v1/proxies/:target/diagnose',
+    async (req) => {
+      const target = req.params.target;
+      const namespace = req.query.get('namespace') || undefined;
+      let targets = await findProxies(ctx, { instance: target, namespace });
+      if (targets.length === 0) targets = await findProxies(ctx, { service: target, namespace });
+      if (targets.length === 0)
+        throw new ApiError(
+          'HEXMESH_ERR_NOT_FOUND',
+          `no proxy with instance id or service ${JSON.stringify(target)}${namespace ? ` in namespace ${namespace}` : ''} (a sidecar must be registered with an admin address)`,
         );
-        const s = statuses.find((x) => x.id === t.id);
-        return {
-          ...t,
-          sync: s
-            ? {
-                version: s.version,
-                acked: s.acked,
-                inSync: s.acked === s.version,
-                ...(s.nack && { nack: s.nack }),
-              }
-            : null,
-          config: redact(config),
-          endpoints,
-          errors,
-        };
-      }),
-    );
-    return { json: { target, proxies } };
-  });
+      const statuses = opts.proxyStatuses?.() ?? [];
+      const proxies = await Promise.all(
+        targets.map(async (t): Promise<ProxyDiagnosis> => {
+          const errors: string[] = [];
+          const [config, endpoints] = await Promise.all(
+            ['/config', '/endpoints'].map((p) =>
+              adminJson(t.adminAddress, p, timeoutMs).catch((e: Error) => {
+                errors.push(`${t.adminAddress}${p}: ${e.message}`);
+                return null;
+              }),
+            ),
+          );
+          const s = statuses.find((x) => x.id === t.id);
+          return {
+            ...t,
+            sync: s
+              ? {
+                  version: s.version,
+                  acked: s.acked,
+                  inSync: s.acked === s.version,
+                  ...(s.nack && { nack: s.nack }),
+                }
+              : null,
+            config: redact(config),
+            endpoints,
+            errors,
+          };
+        }),
+      );
+      return { json: { target, proxies } };
+    },
+    'resources:read',
+  );
 }

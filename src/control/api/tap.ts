@@ -44,36 +44,41 @@ function intParam(req: ApiRequest, name: string, max: number): number | undefine
 
 export function tapRoutes(router: Router, ctx: ApiContext, opts: TapRouteOptions = {}): void {
   const authorize = opts.authorize ?? allowAllTap;
-  router.add('GET', '/v1/tap', async (req) => {
-    const service = req.query.get('service') || undefined;
-    const instance = req.query.get('instance') || undefined;
-    const namespace = req.query.get('namespace') || undefined;
-    if (!service && !instance) throw badRequest('query parameter service (or instance) is required');
-    let filter;
-    try {
-      filter = parseTapFilter(req.query);
-    } catch (err) {
-      throw badRequest((err as Error).message.replace(/^tap: /, ''));
-    }
-    // The service filter of the proxies' own stream is redundant with picking them; a
-    // caller may still filter by a peer service with `peer=`.
-    const peer = req.query.get('peer') || undefined;
-    const proxyFilter = { ...filter, service: peer };
-    const rate = intParam(req, 'rate', 10_000);
-    const limit = intParam(req, 'limit', 1_000_000);
-    const targets = await findProxies(ctx, { service, namespace, instance });
-    if (targets.length === 0)
-      throw new ApiError(
-        'HEXMESH_ERR_NOT_FOUND',
-        instance
-          ? `no proxy with instance id ${JSON.stringify(instance)} (it must run a sidecar with an admin address)`
-          : `no proxies for service ${JSON.stringify(service)}${namespace ? ` in namespace ${namespace}` : ''}`,
-      );
-    await authorize(req, targets);
-    const qs = new URLSearchParams(filterQuery(proxyFilter));
-    if (rate !== undefined) qs.set('rate', String(rate));
-    return { stream: (res: ServerResponse) => fanIn(res, req.signal, targets, qs, limit) };
-  });
+  router.add(
+    'GET',
+    '/v1/tap',
+    async (req) => {
+      const service = req.query.get('service') || undefined;
+      const instance = req.query.get('instance') || undefined;
+      const namespace = req.query.get('namespace') || undefined;
+      if (!service && !instance) throw badRequest('query parameter service (or instance) is required');
+      let filter;
+      try {
+        filter = parseTapFilter(req.query);
+      } catch (err) {
+        throw badRequest((err as Error).message.replace(/^tap: /, ''));
+      }
+      // The service filter of the proxies' own stream is redundant with picking them; a
+      // caller may still filter by a peer service with `peer=`.
+      const peer = req.query.get('peer') || undefined;
+      const proxyFilter = { ...filter, service: peer };
+      const rate = intParam(req, 'rate', 10_000);
+      const limit = intParam(req, 'limit', 1_000_000);
+      const targets = await findProxies(ctx, { service, namespace, instance });
+      if (targets.length === 0)
+        throw new ApiError(
+          'HEXMESH_ERR_NOT_FOUND',
+          instance
+            ? `no proxy with instance id ${JSON.stringify(instance)} (it must run a sidecar with an admin address)`
+            : `no proxies for service ${JSON.stringify(service)}${namespace ? ` in namespace ${namespace}` : ''}`,
+        );
+      await authorize(req, targets);
+      const qs = new URLSearchParams(filterQuery(proxyFilter));
+      if (rate !== undefined) qs.set('rate', String(rate));
+      return { stream: (res: ServerResponse) => fanIn(res, req.signal, targets, qs, limit) };
+    },
+    'tap',
+  );
 }
 
 function fanIn(

@@ -35,7 +35,10 @@ export type Principal =
     };
 
 /** What a route requires: a permission, one chosen per request (KV keys vs values), or nothing. */
-export type RoutePermission = Permission | 'public' | ((req: { query: URLSearchParams }) => Permission);
+export type RoutePermission =
+  | Permission
+  | 'public'
+  | ((req: { query: URLSearchParams; params: Readonly<Record<string, string>> }) => Permission);
 
 export type AuthMode = 'enforce' | 'off';
 
@@ -151,6 +154,7 @@ export class ApiAuth {
     permission: RoutePermission | undefined,
     what: string,
     query: URLSearchParams,
+    params: Readonly<Record<string, string>> = {},
   ): Promise<Principal | undefined> {
     if (!this.enforced) return undefined;
     // A public route still learns who is calling (the certificate endpoint scopes by it).
@@ -162,7 +166,7 @@ export class ApiAuth {
         'HEXMESH_ERR_DENIED',
         `${what} declares no permission: denied by default (docs/api-security.md)`,
       );
-    this.authorize(p, typeof permission === 'function' ? permission({ query }) : permission, what);
+    this.authorize(p, typeof permission === 'function' ? permission({ query, params }) : permission, what);
     return p;
   }
 }

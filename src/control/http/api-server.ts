@@ -64,7 +64,7 @@ async function handle(router: Router, opts: ApiServerOptions, req: IncomingMessa
       );
     }
     // Before the body is read: an unauthorised caller costs no more than its headers.
-    const principal = await opts.auth?.check(req, m.permission, `${method} ${path}`, query);
+    const principal = await opts.auth?.check(req, m.permission, `${method} ${path}`, query, m.params);
     let body: Promise<Buffer> | undefined;
     const apiReq: ApiRequest = {
       principal,

@@ -63,6 +63,16 @@ export class Router {
    * Mount `handler`. `permission` is what a caller needs (src/control/auth/roles.ts); a
    * route without one is denied when auth is enforced, so every route must say.
    */
+  /** `METHOD /pattern` of every route that declared no permission (a test keeps this empty). */
+  undeclared(): string[] {
+    return this.#routes
+      .filter((r) => r.permission === undefined)
+      .map(
+        (r) =>
+          `${r.method} /${r.segments.map((s) => s.literal ?? (s.rest ? `*${s.param}` : `:${s.param}`)).join('/')}`,
+      );
+  }
+
   add(method: string, pattern: string, handler: Handler, permission?: RoutePermission): this {
     const segments = pattern
       .split('/')
