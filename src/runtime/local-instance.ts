@@ -33,6 +33,8 @@ export interface LocalInstanceOptions {
   joinToken?: JoinTokenSource;
   logDir: string;
   emit: (e: RuntimeEvent) => void;
+  /** How long the app waits for its sidecar's workload certificate (default 15 s; with a join token only). */
+  certificateTimeoutMs?: number;
   /** How long a sidecar may take to become ready (default 30 s). */
   sidecarReadyTimeoutMs?: number;
   /** Wait after deregistering before stopping the app, so every sidecar has dropped the endpoint (default 1 s). */
@@ -216,8 +218,35 @@ export class LocalInstance {
       await terminate(sidecar, 2000);
       return;
     }
+    if (joinToken) await this.#waitCertificate(sidecar);
     if (this.#stopping) return;
     this.#spawnApp();
+  }
+
+  /**
+   * With a join token, the app (and so its health check, and so traffic) waits for the
+   * sidecar's workload certificate: a sidecar without one cannot terminate the mTLS its
+   * peers already speak. Bounded: past the wait the instance runs anyway (its hops stay
+   * plaintext until the certificate comes), with a line saying so.
+   */
+  async #waitCertificate(sc: Spawned): Promise<void> {
+    const timeout = this.#o.certificateTimeoutMs ?? 15_000;
+    const deadline = Date.now() + timeout;
+    const url = `http://127.0.0.1:${this.#ports.admin}/metrics`;
+    while (!this.#stopping && !sc.done()) {
+      try {
+        const r = await fetch(url, { signal: AbortSignal.timeout(1000) });
+        // Start-up only: the gauge is exported once the proxy holds a certificate.
+        if (r.ok && (await r.text()).includes('\nhexmesh_cert_expiry_seconds ')) return;
+      } catch {}
+      if (Date.now() > deadline) {
+        this.#line(
+          `the sidecar has no workload certificate after ${timeout} ms (see ${this.spec.id}.sidecar.log); starting the app anyway, its hops stay plaintext until it gets one`,
+        );
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
   }
 
   /** Start both again after the restart policy's backoff (nothing is running). */

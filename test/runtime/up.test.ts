@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -103,6 +103,40 @@ test('hexmesh up -d on the shop: healthy, web reaches every backend, ps lists it
   const web = st.instances.find((i) => i.service === 'web')!;
   const r = await fetch(`http://127.0.0.1:${web.appPort}/api/backends`);
   assert.deepEqual(await r.json(), { catalog: true, cart: true, reviews: 'v2', ratings: true });
+  // Each sidecar joined with a join token for its own identity and got a workload
+  // certificate: every hop between sidecars (HTTP and gRPC) is mutual TLS.
+  const scrape = async (id: string) => {
+    const i = st.instances.find((x) => x.id === id)!;
+    return (await fetch(`http://127.0.0.1:${i.adminPort}/metrics`)).text();
+  };
+  const webMetrics = await scrape('web-1');
+  for (const dst of ['catalog', 'cart', 'reviews'])
+    assert.match(
+      webMetrics,
+      new RegExp(
+        `hexmesh_requests_total\\{direction="outbound",src_service="web",dst_service="${dst}",[^}]*tls="true"\\} [1-9]`,
+      ),
+      `web → ${dst} not over mTLS`,
+    );
+  assert.match(
+    await scrape('reviews-v2-1'),
+    /hexmesh_requests_total\{direction="outbound",src_service="reviews",dst_service="ratings",[^}]*grpc_status="0",tls="true"\} [1-9]/,
+  );
+  const certs = await runCli([
+    'identity',
+    'certificates',
+    '--control',
+    st.controlUrl,
+    '--credentials',
+    join(dir, 'credentials.json'),
+  ]);
+  assert.equal(certs.code, 0, certs.stderr);
+  assert.match(certs.stdout, /reviews-v2-1\s+spiffe:\/\/hexmesh\.local\/ns\/default\/sa\/reviews\s/);
+  // Join tokens go through the environment, never argv (readable by every user via ps).
+  for (const i of st.instances) {
+    const cmdline = `/proc/${i.sidecarPid}/cmdline`;
+    if (existsSync(cmdline)) assert.doesNotMatch(readFileSync(cmdline, 'utf8'), /hx[aj]t\./, i.id);
+  }
   const page = await (await fetch(`http://127.0.0.1:${web.appPort}/`)).text();
   assert.match(page, /Hex key set/);
   assert.match(page, /reviews v1/);
@@ -245,10 +279,29 @@ test('hexmesh await waits for the sidecar, runs the job, exits with its code and
   const jobExit = new Promise<number | null>((r) => jobP.once('exit', (c) => r(c)));
   await new Promise((r) => setTimeout(r, 500));
   assert.equal(jobOut, '', 'the job ran before its sidecar was ready');
+  // Auth is enforced: the sidecar joins with a join token made with the bootstrap admin credentials.
+  const tok = await runCli([
+    'identity',
+    'token',
+    'create',
+    '--namespace',
+    'default',
+    '--service-account',
+    'job',
+    '--ttl',
+    '10m',
+    '--control',
+    url,
+    '--credentials',
+    join(dir, 'credentials.json'),
+  ]);
+  assert.equal(tok.code, 0, tok.stderr);
   const sidecar = start([
     'proxy',
     '--control',
     url,
+    '--join-token',
+    tok.stdout.trim(),
     '--service',
     'job',
     '--app-port',
