@@ -56,6 +56,10 @@ export function staticFallback(spec: StaticFallbackSpec): Fallback {
  */
 export function serviceFallback(service: Service): Fallback {
   return async (req, reason) => {
+    // The failed call's deadline and abort scope are spent (after a timeout both already
+    // fired): the fallback runs under its own timeouts, still cut short by the client going away.
+    req.ctx.deadline = Infinity;
+    req.ctx.trySignal = undefined;
     const body = req.body;
     const forward = body && (body.readableDidRead || body.destroyed) ? { ...req, body: null } : req;
     const res = await service(forward);

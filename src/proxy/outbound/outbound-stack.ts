@@ -31,7 +31,7 @@ import {
   type MatchedRule,
   type RouteTable,
 } from '../route/route-table.ts';
-import { timeoutLayer } from '../timeout/timeout-layer.ts';
+import { deadlineLayer, timeoutLayer } from '../timeout/timeout-layer.ts';
 import type { TransportSettings } from '../transport/transport-pool.ts';
 import { CLIENT_HEADER, Destination, serviceKey } from './destination.ts';
 
@@ -124,11 +124,15 @@ export function buildOutbound(
     policy: TrafficPolicySpec | undefined,
   ): Service => {
     const res = resolveResilience(rule ? { timeouts: rule.timeouts, retry: rule.retry } : undefined, policy);
+    // Looked up per call: the fallback's entry may not be built yet (entries fill in a loop below).
     const fallback = fallbackFromSpec(dst.policy?.fallback, (name) => {
-      const e = entries.get(serviceKey(name, dst.namespace));
-      return e ? e.entry : unknownService(name);
+      const key = serviceKey(name, dst.namespace);
+      const unknown = unknownService(name);
+      return (req) => (entries.get(key)?.entry ?? unknown)(req);
     });
     const layers: Layer[] = [
+      // The route timeout also bounds the wait for a bulkhead slot.
+      deadlineLayer({ request: res.timeouts.request }),
       breakerLayer({ breaker: dst.breaker, bulkhead: dst.bulkhead, fallback, service: dst.name }),
       timeoutLayer({ request: res.timeouts.request }),
       retryLayer({ retry: res.retry, timeouts: res.timeouts }, { budget: dst.budget }),

@@ -41,3 +41,20 @@ export function timeoutLayer(options: TimeoutLayerOptions, now: () => number = p
       return new TryScope(ctx.trySignal ?? ctx.signal).run(next, req, remaining, 'request');
     };
 }
+
+/**
+ * Start the request timeout's clock without enforcing it: lowers `ctx.deadline` to now +
+ * `request`. Placed outside the circuit breaker, so the time a request waits in the bulkhead
+ * queue counts against its route timeout (as Envoy: the route timeout runs from the request's
+ * arrival); the {@link timeoutLayer} further in then fails it at that same deadline.
+ */
+export function deadlineLayer(options: TimeoutLayerOptions, now: () => number = perfNow): Layer {
+  const ms = options.request;
+  if (!(ms > 0)) return passThrough;
+  return (next: Service): Service =>
+    function requestDeadline(req: MeshRequest): Promise<MeshResponse> {
+      const d = now() + ms;
+      if (d < req.ctx.deadline) req.ctx.deadline = d;
+      return next(req);
+    };
+}
