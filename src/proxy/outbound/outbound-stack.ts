@@ -135,7 +135,10 @@ export function buildOutbound(
       deadlineLayer({ request: res.timeouts.request }),
       breakerLayer({ breaker: dst.breaker, bulkhead: dst.bulkhead, fallback, service: dst.name }),
       timeoutLayer({ request: res.timeouts.request }),
-      retryLayer({ retry: res.retry, timeouts: res.timeouts }, { budget: dst.budget }),
+      retryLayer(
+        { retry: res.retry, timeouts: res.timeouts },
+        { budget: dst.budget, limiter: dst.retryLimiter },
+      ),
     ];
     return compose(layers, dst.send);
   };

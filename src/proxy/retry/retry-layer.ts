@@ -26,6 +26,11 @@ export interface RetryLayerDeps {
   readonly random?: () => number;
   /** Share a budget between layers (e.g. all rules of a route); one per layer otherwise. */
   readonly budget?: RetryBudget;
+  /**
+   * Concurrent-retry cap of the destination (Envoy's max_retries; `RetryLimiter` in
+   * breaker/bulkhead.ts): a slot is held from the decision to retry until that try ends.
+   */
+  readonly limiter?: { tryAcquire(): boolean; release(): void };
 }
 
 const perfNow = (): number => performance.now();
@@ -63,6 +68,7 @@ class Retrier {
   private readonly now: () => number;
   private readonly random: () => number;
   readonly budget: RetryBudget;
+  private readonly limiter: RetryLayerDeps['limiter'];
 
   constructor(
     private readonly next: Service,
@@ -82,6 +88,7 @@ class Retrier {
     this.now = deps.now ?? perfNow;
     this.random = deps.random ?? Math.random;
     this.budget = deps.budget ?? new RetryBudget(opts.budget, this.now);
+    this.limiter = deps.limiter;
   }
 
   async call(req: MeshRequest): Promise<MeshResponse> {
@@ -90,6 +97,7 @@ class Retrier {
     this.budget.deposit();
     const parent = ctx.trySignal ?? ctx.signal;
     const replay = req.body && opts.attempts > 0 ? new ReplayBody(req.body, opts.maxReplayBytes) : null;
+    let limited = false;
     for (let attempt = 0; ; attempt++) {
       ctx.attempt = attempt;
       ctx.trySignal = parent;
@@ -107,6 +115,10 @@ class Retrier {
       } catch (e) {
         err = e;
       }
+      if (limited) {
+        limited = false;
+        this.limiter!.release();
+      }
 
       const verdict =
         attempt >= opts.attempts || parent.aborted
@@ -123,8 +135,13 @@ class Retrier {
       const wait = backoffDelay(attempt + 1, opts.backoff.base, opts.backoff.max, this.random);
       // A retry that cannot start before the deadline would only turn this outcome into a timeout.
       if (this.now() + wait + MIN_TRY_MS > ctx.deadline) return finish(res, err);
+      if (this.limiter) {
+        if (!this.limiter.tryAcquire()) return finish(res, err);
+        limited = true;
+      }
       if (!this.budget.tryWithdraw()) {
         ctx.notes.budgetExhausted = true;
+        if (limited) this.limiter!.release();
         return finish(res, err);
       }
 
@@ -133,7 +150,10 @@ class Retrier {
       scope?.release();
       ctx.notes.retries = attempt + 1;
       if (wait > 0) await sleep(wait, parent);
-      if (parent.aborted) throw parent.reason;
+      if (parent.aborted) {
+        if (limited) this.limiter!.release();
+        throw parent.reason;
+      }
     }
   }
 
