@@ -1,7 +1,9 @@
 /**
- * Rollouts on a real local runtime: an in-process control plane, real sidecar + app
- * processes (test/rollout/fixtures/flaky-app.mjs, errors by env), a client sidecar the
- * bounded load generator sends through, and the RolloutController driving it all.
+ * Rollouts on a real local runtime: an in-process control plane with API auth enforced, real
+ * sidecar + app processes (test/rollout/fixtures/flaky-app.mjs, errors by env), a client
+ * sidecar the bounded load generator sends through, and the RolloutController driving it all
+ * — set up as `hexmesh up` does: the runtime and the controller use an admin token, every
+ * sidecar (the new revisions' too) a join token of its own identity, so traffic is mTLS.
  */
 import assert from 'node:assert/strict';
 import http from 'node:http';
@@ -10,6 +12,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { startCp } from '../control/helpers.ts';
+import { ControlClient } from '../../src/cli/client/control-client.ts';
+import { JoinTokenIssuer } from '../../src/runtime/join-token-issuer.ts';
 import { LocalProcessRuntime } from '../../src/runtime/local-process-runtime.ts';
 import type { InstanceSpec } from '../../src/runtime/runtime.ts';
 import { RolloutController } from '../../src/rollout/rollout-controller.ts';
@@ -114,16 +118,23 @@ async function until<T>(
 
 /** A control plane, `reviews` v1 (2 instances, ERROR_RATE 0), a client sidecar, a controller. */
 async function setup(t: import('node:test').TestContext) {
-  const cp = await startCp({ discovery: true });
+  const cp = await startCp({ discovery: true, auth: { mode: 'enforce' } });
+  const { token } = await cp.cp.tokens.create({ name: 'rollout-test', role: 'admin' });
+  const auth = { authorization: `Bearer ${token}` };
+  const api = new ControlClient(cp.url, { token });
+  const joinTokens = new JoinTokenIssuer(api, { ttlMs: 3_600_000 });
   const dir = mkdtempSync(join(tmpdir(), 'hexmesh-rollout-'));
   const runtime = new LocalProcessRuntime({
     controlUrl: cp.url,
+    token,
+    joinToken: joinTokens.get,
     logDir: dir,
     healthPollMs: 250,
     deregisterSettleMs: 1000,
   });
   const controller = new RolloutController({
     controlUrl: cp.url,
+    token,
     runtime,
     settleMs: 1000,
     graceMs: 5000,
@@ -132,6 +143,8 @@ async function setup(t: import('node:test').TestContext) {
   t.after(async () => {
     await controller.close();
     await runtime.close();
+    await joinTokens.revokeAll();
+    await api.destroy();
     await cp.close();
     rmSync(dir, { recursive: true, force: true });
   });
@@ -154,19 +167,20 @@ async function setup(t: import('node:test').TestContext) {
   const apply = async (doc: unknown) => {
     const r = await fetch(`${cp.url}/v1/apply`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
+      headers: { 'content-type': 'application/json', ...auth },
       body: JSON.stringify([doc]),
     });
     assert.equal(r.status, 200, await r.text());
   };
   const status = async (): Promise<RolloutStatus | undefined> => {
-    const r = await fetch(`${cp.url}/v1/kv/${rolloutKeys.status('default', 'reviews')}`);
+    const r = await fetch(`${cp.url}/v1/kv/${rolloutKeys.status('default', 'reviews')}`, { headers: auth });
     if (r.status !== 200) return undefined;
     return JSON.parse(((await r.json()) as { value: string }).value) as RolloutStatus;
   };
   const command = async (action: string) => {
     const r = await fetch(`${cp.url}/v1/kv/${rolloutKeys.command('default', 'reviews')}`, {
       method: 'PUT',
+      headers: auth,
       body: JSON.stringify({ action, id: `${action}-${Date.now()}`, at: Date.now() }),
     });
     assert.equal(r.status, 200);
@@ -176,7 +190,7 @@ async function setup(t: import('node:test').TestContext) {
       const s = await status();
       return s && phases.includes(s.phase) ? s : undefined;
     });
-  return { cp, runtime, controller, clientPort, apply, status, command, finalPhase, stable };
+  return { cp, auth, runtime, controller, clientPort, apply, status, command, finalPhase, stable };
 }
 
 function rollout(env: Record<string, string>, strategy: unknown, extra: Record<string, unknown> = {}) {
@@ -283,7 +297,22 @@ test(
     assert.equal(tally.failed, 0, tally.lost.join('\n'));
     assert.ok((tally.byBody.get('v2') ?? 0) > 0 && (tally.byBody.get('v1') ?? 0) > 0);
     assert.deepEqual([...tallyAfter.byBody.keys()], ['v2']);
-    const h = await fetch(`${m.cp.url}/v1/kv/${rolloutKeys.history('default', 'reviews')}`);
+    // The new revision's sidecar got its own join token and certificate before any traffic:
+    // every request of the load, to either revision, went over mutual TLS.
+    const client = m.runtime.list().find((i) => i.id === 'client-1')!;
+    const metrics = await (await fetch(`http://127.0.0.1:${client.adminPort}/metrics`)).text();
+    const toReviews = metrics
+      .split('\n')
+      .filter((l) =>
+        l.startsWith(
+          'hexmesh_requests_total{direction="outbound",src_service="client",dst_service="reviews"',
+        ),
+      );
+    assert.ok(toReviews.length > 0, 'no outbound series to reviews');
+    for (const l of toReviews) assert.match(l, /tls="true"/);
+    const h = await fetch(`${m.cp.url}/v1/kv/${rolloutKeys.history('default', 'reviews')}`, {
+      headers: m.auth,
+    });
     const history = JSON.parse(((await h.json()) as { value: string }).value) as {
       revision: number;
       outcome: string;
