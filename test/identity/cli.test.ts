@@ -43,7 +43,7 @@ test('hexmesh check: ok for a fresh CA; warns for an intermediate < 30 days and 
     // Unreachable control plane: the check itself fails.
     const down = await runCli(['check', '--control', 'http://127.0.0.1:1']);
     assert.equal(down.code, 1);
-    assert.match(down.stdout, /\[fail\] certificates: cannot reach/);
+    assert.match(down.stdout, /\[fail\] control-plane: cannot reach/);
   } finally {
     await fresh.close();
     await short.close();

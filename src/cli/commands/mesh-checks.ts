@@ -2,7 +2,8 @@
  * The mesh health checks of `hexmesh check` (docs/observability.md, "hexmesh check"):
  * control plane reachable, store healthy, proxies in sync, rejected configs, clock skew.
  */
-import type { Check, CheckResult } from './check.ts';
+import { ControlApiError } from '../client/control-client.ts';
+import type { Check, CheckContext, CheckResult } from './check.ts';
 
 /** Warn when the control plane's clock and ours differ by more than this (certificates, leases). */
 export const CLOCK_SKEW_WARN_MS = 5000;
@@ -56,6 +57,16 @@ export const storeCheck: Check = {
   },
 };
 
+/** Connected proxies, or undefined when this replica runs no discovery server (`/v1/proxies` is 404). */
+async function connectedProxies(client: CheckContext['client']): Promise<ProxyStatus[] | undefined> {
+  try {
+    return (await client.request<ProxyStatus[]>('GET', '/v1/proxies')).body;
+  } catch (err) {
+    if (err instanceof ControlApiError && err.status === 404) return undefined;
+    throw err;
+  }
+}
+
 /**
  * Each connected proxy acknowledged the latest version it was sent; one that has not
  * is named, with its rejection when it refused (a nack), else as still applying.
@@ -64,10 +75,16 @@ export const proxiesInSyncCheck: Check = {
   name: 'proxies-in-sync',
   description: 'every connected proxy acknowledged the config version it was sent',
   async run({ client }) {
-    const { body } = await client.request<ProxyStatus[]>('GET', '/v1/proxies');
-    if (body.length === 0)
+    const body = await connectedProxies(client);
+    if (!body || body.length === 0)
       return [
-        { name: 'proxies-in-sync', status: 'ok', message: 'no proxies connected to this control plane' },
+        {
+          name: 'proxies-in-sync',
+          status: 'ok',
+          message: body
+            ? 'no proxies connected to this control plane'
+            : 'this control plane serves no proxies (discovery off)',
+        },
       ];
     const behind = body.filter((p) => p.acked !== p.version);
     if (behind.length === 0)
@@ -89,8 +106,7 @@ export const rejectedConfigsCheck: Check = {
   name: 'rejected-configs',
   description: 'no proxy rejected (nacked) its config',
   async run({ client }) {
-    const { body } = await client.request<ProxyStatus[]>('GET', '/v1/proxies');
-    const nacked = body.filter((p) => p.nack);
+    const nacked = ((await connectedProxies(client)) ?? []).filter((p) => p.nack);
     if (nacked.length === 0)
       return [{ name: 'rejected-configs', status: 'ok', message: 'no rejected configs' }];
     return nacked.map((p) => ({
