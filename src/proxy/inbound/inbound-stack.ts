@@ -2,14 +2,16 @@
  * The inbound side: traffic from other sidecars to the local app.
  *
  *   [authn (JWT) · authz (path normalisation, AuthorizationPolicy)] →
- *   [rate limit · fault (policies targeting this service)] → local app connection
+ *   [rate limit (policies targeting this service)] → local app connection
+ *
+ * Faults are injected on the caller's side only (outbound), so a policy seen by both
+ * sidecars does not inject twice.
  *
  * Security runs first, so denied requests never spend rate-limit tokens.
  */
 import type { ProxyConfig } from '../../config/proxy-config.ts';
 import { HexmeshError } from '../../errors/hexmesh-error.ts';
 import { compose, header, type Layer, type Service } from '../core/dispatch.ts';
-import { faultLayer } from '../fault/fault-layer.ts';
 import { rateLimitLayer } from '../ratelimit/rate-limit-layer.ts';
 import { resolveResilience } from '../retry/resilience-options.ts';
 import { CLIENT_HEADER } from '../outbound/destination.ts';
@@ -53,9 +55,8 @@ export function buildInbound(
   const layers: Layer[] = [...(security.layers ?? buildSecurityLayers(config, security))];
   if (policy?.kind === 'TrafficPolicy') {
     // Local rate limits protect the app from all its callers together (Envoy's inbound local_ratelimit).
-    const res = resolveResilience(undefined, { rateLimit: policy.spec.rateLimit, faults: policy.spec.faults });
+    const res = resolveResilience(undefined, { rateLimit: policy.spec.rateLimit });
     if (res.rateLimit) layers.push(rateLimitLayer(res.rateLimit));
-    if (res.faults) layers.push(faultLayer(res.faults));
   }
   return compose(layers, terminal);
 }
