@@ -133,19 +133,41 @@ export class ChangeTracker {
         this.#coveredFrom = Number.MAX_SAFE_INTEGER;
         for (const w of this.#waiters) w.done();
         this.#waiters.clear();
-        if (!this.#closed)
-          this.#retry = setTimeout(() => {
-            this.#store.revision().then(
-              (rev) => {
-                this.#coveredFrom = rev;
-                this.#seen = Math.max(this.#seen, rev);
-                this.#watch(rev + 1);
-              },
-              () => this.#watch(this.#seen + 1),
-            );
-          }, 500);
+        this.#scheduleRetry();
       },
     });
+  }
+
+  /**
+   * Watch again after a pause. The store may still be down (or closed under us): a failed
+   * attempt schedules the next one instead of throwing from a promise handler, and the
+   * timer is unref'd so a tracker left behind never keeps the process alive.
+   */
+  #scheduleRetry(): void {
+    if (this.#closed) return;
+    clearTimeout(this.#retry);
+    this.#retry = setTimeout(() => {
+      this.#retry = undefined;
+      if (this.#closed) return;
+      this.#store.revision().then(
+        (rev) => {
+          if (this.#closed) return;
+          this.#coveredFrom = rev;
+          this.#seen = Math.max(this.#seen, rev);
+          this.#tryWatch(rev + 1);
+        },
+        () => this.#tryWatch(this.#seen + 1),
+      );
+    }, 500);
+    this.#retry.unref();
+  }
+
+  #tryWatch(from: number): void {
+    try {
+      this.#watch(from);
+    } catch {
+      this.#scheduleRetry();
+    }
   }
 
   #onEvents(events: readonly WatchEvent[]): void {
