@@ -44,7 +44,20 @@ export class Catalog {
   async register(input: RegisterInput, opts: { lease?: number } = {}): Promise<Instance> {
     const id = input.id ?? defaultInstanceId(input);
     const key = KEYS.instance(input.namespace, input.service, id);
-    const lease = opts.lease ?? (await this.#store.grantLease(input.ttl ?? DEFAULT_INSTANCE_TTL_MS));
+    if (opts.lease !== undefined) return this.#put(input, key, id, opts.lease);
+    const lease = await this.#store.grantLease(input.ttl ?? DEFAULT_INSTANCE_TTL_MS);
+    try {
+      return await this.#put(input, key, id, lease);
+    } catch (e) {
+      // Nothing holds the lease we granted: give it back now rather than leave it to its TTL
+      // (a caller retrying a failing register would otherwise pile up live leases).
+      await this.#store.revokeLease(lease).catch(() => {});
+      throw e;
+    }
+  }
+
+  /** Write the instance attached to `lease` by compare-and-set on the key's modRevision. */
+  async #put(input: RegisterInput, key: string, id: string, lease: number): Promise<Instance> {
     for (let attempt = 0; ; attempt++) {
       const kv = await this.#store.get(key);
       const prev = kv ? (JSON.parse(kv.value) as Instance) : undefined;
