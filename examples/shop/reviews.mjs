@@ -1,4 +1,4 @@
-// reviews: text reviews per product (HTTP JSON). v2 adds stars, asked from ratings over gRPC
+// reviews: text reviews per product (HTTP JSON). v2 (and later versions) add stars, asked from ratings over gRPC
 // through its sidecar (the channel targets HEXMESH_OUTBOUND with :authority "ratings").
 import { serve, VERSION } from './mesh-lib.mjs';
 
@@ -9,7 +9,7 @@ const REVIEWS = {
 };
 
 let ratings;
-if (VERSION === 'v2') {
+if (VERSION !== 'v1') {
   const { Ratings, grpc } = await import('./ratings-proto.mjs');
   ratings = new Ratings(process.env.HEXMESH_OUTBOUND ?? '127.0.0.1:4140', grpc.credentials.createInsecure(), {
     'grpc.default_authority': 'ratings',

@@ -26,9 +26,12 @@ async function page(headers) {
   <p>reviews ${esc(rv.version)}:</p><ul>${rv.reviews.map((t) => `<li>${esc(t)}</li>`).join('')}</ul>${stars}</li>`;
     })
     .join('\n');
-  const count = cart.status === 200 ? cart.body.items.length : '?';
+  const cartLine =
+    cart.status === 200
+      ? `Cart: ${cart.body.items.length} item(s)`
+      : `Cart unavailable: ${cart.status} ${typeof cart.body === 'string' ? cart.body.trim() : ''}`;
   return `<!doctype html><html><head><meta charset="utf-8"><title>hexmesh shop</title></head>
-<body><h1>hexmesh shop</h1><p>Cart: ${count} item(s)</p>
+<body><h1>hexmesh shop</h1><p>${esc(cartLine)}</p>
 ${products.status === 200 ? `<ul>${items}</ul>` : `<p>catalog unavailable (${products.status})</p>`}
 </body></html>\n`;
 }
