@@ -15,7 +15,19 @@ export interface TcpForwardOptions {
   tls?: tls.ConnectionOptions;
 }
 
-/** Forward `client` to host:port. Resolves when the upstream connection is established. */
+/** The client closed before the upstream connection was established (no fault of the upstream). */
+export class ClientClosedError extends Error {
+  readonly code = 'ECONNABORTED';
+  constructor() {
+    super('client closed before the upstream connected');
+  }
+}
+
+/**
+ * Forward `client` to host:port. Resolves when the upstream connection is established;
+ * rejects on an upstream error or connect timeout, or with ClientClosedError when the
+ * client closes first.
+ */
 export function forwardTcp(client: net.Socket, o: TcpForwardOptions): Promise<void> {
   return new Promise((resolve, reject) => {
     // Half-close passes through: each direction ends on its own (pipe forwards the FIN).
@@ -47,8 +59,12 @@ export function forwardTcp(client: net.Socket, o: TcpForwardOptions): Promise<vo
     });
     client.once('error', () => upstream.destroy());
     client.once('close', () => {
+      // Gone before the upstream connected: stop connecting and settle (the connect
+      // timer would otherwise run on, and nothing would ever resolve or reject).
+      clearTimeout(timer);
       upstream.destroy();
       o.onBytes?.(client.bytesRead, client.bytesWritten);
+      reject(new ClientClosedError());
     });
     upstream.once('close', () => client.end());
   });
