@@ -35,7 +35,7 @@ import {
 } from './outbound/outbound-stack.ts';
 import { PLAINTEXT, type HopSecurity, type PeerInfo } from './transport/hop-security.ts';
 import { ALPN_TUNNEL, inboundTlsMode, MeshTls } from './transport/mtls.ts';
-import { forwardTcp } from './transport/tcp-forward.ts';
+import { ClientClosedError, forwardTcp } from './transport/tcp-forward.ts';
 import { TransportPool, type TransportSettings } from './transport/transport-pool.ts';
 import { failUpgrade, proxyUpgrade } from './transport/upgrade.ts';
 
@@ -405,7 +405,7 @@ export class Proxy {
         port: ep.port,
         ...(sec ? { tls: { ...sec.connectOptions(ep.address), ALPNProtocols: [ALPN_TUNNEL] } } : {}),
         connectTimeout: TRANSPORT_DEFAULTS.connectTimeout,
-        idleTimeout: TCP_IDLE,
+        idleTimeout: dst.policy?.timeouts?.tcpIdle ?? TCP_IDLE,
         preamble: ep.meshed ? Buffer.concat([tunnelHeader(port), head]) : head,
         onBytes: (r, w) => {
           m.read(r);
@@ -415,8 +415,9 @@ export class Proxy {
         },
       });
       dst.outlier?.record(ep, 'success');
-    } catch {
-      dst.outlier?.record(ep, 'gateway-error');
+    } catch (err) {
+      // A client that left before the connect finished says nothing about the endpoint.
+      if (!(err instanceof ClientClosedError)) dst.outlier?.record(ep, 'gateway-error');
     }
   }
 
@@ -457,6 +458,7 @@ export class Proxy {
         host: ep.address,
         port: ep.port,
         connectTimeout: TRANSPORT_DEFAULTS.connectTimeout,
+        idleTimeout: dst.policy?.timeouts?.tcpIdle ?? TCP_IDLE,
         ...(sec ? { tls: sec.connectOptions(ep.address) } : {}),
       },
       upgradeOf(req),
@@ -493,7 +495,12 @@ export class Proxy {
           req,
           socket,
           head,
-          { host: app.host, port: app.port, connectTimeout: TRANSPORT_DEFAULTS.connectTimeout },
+          {
+            host: app.host,
+            port: app.port,
+            connectTimeout: TRANSPORT_DEFAULTS.connectTimeout,
+            idleTimeout: TCP_IDLE,
+          },
           upgradeOf(req),
         ),
       (err: unknown) => failUpgrade(socket, toHexmeshError(err, req)),
@@ -543,6 +550,8 @@ export class Proxy {
     this.tap.close();
     void this.tracing.close();
     void this.#admin?.close();
+    // Idempotent: shutdown() awaits the same close (flushing what was queued).
+    void this.#accessLog?.close();
   }
 }
 

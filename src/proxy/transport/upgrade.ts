@@ -14,6 +14,8 @@ export interface UpgradeTarget {
   host: string;
   port: number;
   connectTimeout: number;
+  /** Close the tunnel after this long without a byte either way (ms; semantics.md TCP idle, 1 h). */
+  idleTimeout: number;
   /** Upgrade over TLS (mTLS to a sidecar): options for the TLS connection. */
   tls?: ConnectionOptions;
 }
@@ -74,6 +76,11 @@ export function proxyUpgrade(
   );
   upReq.once('upgrade', (res, upSocket, upHead) => {
     upReq.setTimeout(0);
+    // Every byte of the tunnel passes through upSocket, both ways: its idle timer is the tunnel's.
+    upSocket.setTimeout(target.idleTimeout, () => {
+      upSocket.destroy();
+      client.destroy();
+    });
     client.write(rawHead(101, res.statusMessage ?? 'Switching Protocols', res.headers));
     if (upHead.length) client.write(upHead);
     if (head.length) upSocket.write(head);
