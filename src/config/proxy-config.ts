@@ -90,6 +90,12 @@ export const proxySettingsSchema = z
     /** Downstream keep-alive idle timeout. */
     idleTimeout: duration.default(300_000),
     drainTimeout: duration.default(30_000),
+    /**
+     * Longest wait for the local app's response headers on the inbound side (0 = no limit).
+     * Default 5 min, the stream idle timeout: callers' route timeouts (15 s by default) are
+     * shorter and fire first; this only bounds an app that never answers.
+     */
+    inboundTimeout: duration.default(300_000),
     /** JSON access log: off, stdout, or a file path. */
     accessLog: z.union([z.literal(false), z.literal('stdout'), z.string().min(1)]).default(false),
     /**

@@ -2,7 +2,8 @@
  * The inbound side: traffic from other sidecars to the local app.
  *
  *   [authn (JWT) · authz (path normalisation, AuthorizationPolicy)] →
- *   [rate limit (policies targeting this service)] → local app connection
+ *   [rate limit (policies targeting this service)] → [timeout (proxy.inboundTimeout)] →
+ *   local app connection
  *
  * Faults are injected on the caller's side only (outbound), so a policy seen by both
  * sidecars does not inject twice.
@@ -14,6 +15,7 @@ import { HexmeshError } from '../../errors/hexmesh-error.ts';
 import { compose, header, type Layer, type Service } from '../core/dispatch.ts';
 import { rateLimitLayer } from '../ratelimit/rate-limit-layer.ts';
 import { resolveResilience } from '../retry/resilience-options.ts';
+import { timeoutLayer } from '../timeout/timeout-layer.ts';
 import { CLIENT_HEADER } from '../outbound/destination.ts';
 import type { TransportPool } from '../transport/transport-pool.ts';
 import { buildSecurityLayers, type SecurityOptions } from '../authz/security-stack.ts';
@@ -58,5 +60,9 @@ export function buildInbound(
     const res = resolveResilience(undefined, { rateLimit: policy.spec.rateLimit });
     if (res.rateLimit) layers.push(rateLimitLayer(res.rateLimit));
   }
+  // Innermost, around the app alone: an app that never sends its headers is answered 504
+  // instead of holding the request (and its caller's connection) forever, even when the
+  // caller's route timeout is 0. Denied or rate-limited requests never start the clock.
+  layers.push(timeoutLayer({ request: config.proxy.inboundTimeout }));
   return compose(layers, terminal);
 }
