@@ -21,7 +21,6 @@ import { tapCommand } from './commands/tap.ts';
 import { topCommand } from './commands/top.ts';
 import { diagnoseCommand } from './commands/diagnose.ts';
 import { dashboardCommand } from './commands/dashboard.ts';
-import { dashboardCommand } from './commands/dashboard.ts';
 import { rolloutCommand } from './commands/rollout.ts';
 import { upCommand } from './commands/up.ts';
 import { downCommand } from './commands/down.ts';
@@ -60,7 +59,6 @@ export function buildCli(): Command {
   program.addCommand(tapCommand());
   program.addCommand(topCommand());
   program.addCommand(diagnoseCommand());
-  program.addCommand(dashboardCommand());
   program.addCommand(dashboardCommand());
   program.addCommand(upCommand());
   program.addCommand(rolloutCommand());
