@@ -33,12 +33,6 @@ export const CIRCUIT_BREAKER_DEFAULTS: Readonly<CircuitBreakerConfig> = Object.f
 
 export type CircuitState = 'closed' | 'open' | 'half-open';
 
-/** Gauge value of `hexmesh_circuit_state` for each state (as Hystrix dashboards: 0 closed, 1 open). */
-export const CIRCUIT_STATE_VALUE: Readonly<Record<CircuitState, number>> = Object.freeze({
-  closed: 0,
-  open: 1,
-  'half-open': 2,
-});
 
 /** How an admitted call ended. `rejected`: the bulkhead refused it after the circuit let it in. */
 export type CallOutcome = 'success' | 'failure' | 'timeout' | 'rejected';
