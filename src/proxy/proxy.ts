@@ -171,6 +171,8 @@ export class Proxy {
 
   async #bind(): Promise<ProxyAddresses> {
     const c = this.#config.proxy;
+    // proxy.tracing loads OpenTelemetry on demand: in force before the first request.
+    await this.tracing.ready;
     this.#outbound = buildOutbound(this.#config, undefined, this.metrics, this.#transport, this.#lazy);
     this.metrics.setConfigVersion(this.#config.version);
     this.#admin = new AdminServer({

@@ -13,7 +13,13 @@ import type { ControlClient } from '../cli/client/control-client.ts';
 import { writeFileAtomic } from './atomic-write.ts';
 import { DependencyWatcher, dependencyId, type Dependency } from './dependency.ts';
 import { QuietPeriod } from './quiet-period.ts';
-import { createEngine, parseTemplate, renderTemplate } from './template-engine.ts';
+import type * as EngineModule from './template-engine.ts';
+
+/**
+ * The Liquid engine module, loaded by the first create(): every CLI command shares one bundle,
+ * and liquidjs should not be in processes that never render (the sidecar's above all).
+ */
+let engineModule: typeof EngineModule | undefined;
 
 export interface TemplateSpec {
   source: string;
@@ -96,6 +102,8 @@ export class TemplateRunner {
 
   /** Read and parse every template (throws TemplateSyntaxError naming file and line). */
   static async create(opts: TemplateRunnerOptions): Promise<TemplateRunner> {
+    engineModule ??= await import('./template-engine.ts');
+    const { createEngine, parseTemplate } = engineModule;
     const entries: Entry[] = [];
     for (const spec of opts.templates) {
       const source = resolve(spec.source);
@@ -167,7 +175,8 @@ export class TemplateRunner {
     const source = { get: (d: Dependency) => this.#read(d, used) };
     let output: string;
     try {
-      output = await renderTemplate(e.engine, e.tpl, source, e.spec.source);
+      // engineModule is set: a runner exists only once create() loaded it.
+      output = await engineModule!.renderTemplate(e.engine, e.tpl, source, e.spec.source);
     } catch (err) {
       // Keep watching what the failed render read too, so the data that fixes it re-renders.
       for (const id of used) e.deps.add(id);

@@ -2,9 +2,9 @@
 import { Command } from 'commander';
 import { loadProxyConfig } from '../../config/load.ts';
 import type { ProxyConfig } from '../../config/proxy-config.ts';
-import { StaticIdentitySource } from '../../identity/static-identity-source.ts';
-import { Proxy } from '../../proxy/proxy.ts';
-import { runControlledProxy, type ControlFlags } from '../../proxy/control-client/flags.ts';
+import type { StaticIdentitySource } from '../../identity/static-identity-source.ts';
+import type { Proxy } from '../../proxy/proxy.ts';
+import type { ControlFlags } from '../../proxy/control-client/flags.ts';
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
@@ -54,20 +54,28 @@ Example:
   hexmesh proxy --config examples/quickstart/frontend-proxy.yaml`,
     )
     .action(async (flags: { config?: string } & Partial<ControlFlags>, cmd: Command) => {
-      if (flags.control) return runControlledProxy(flags as ControlFlags);
+      // Dynamic imports: every CLI command shares this bundle, and a sidecar should carry only
+      // what it runs (the control client's ws, the certificate parser only with proxy.tls).
+      if (flags.control) {
+        const { runControlledProxy } = await import('../../proxy/control-client/flags.ts');
+        return runControlledProxy(flags as ControlFlags);
+      }
       if (!flags.config)
         cmd.error("error: required option '-c, --config <file>' not specified (or use --control)");
       const opts = { config: flags.config! };
       const config = await loadProxyConfig(opts.config);
       // proxy.tls: mutual TLS with a certificate from files (docs/mtls.md); SIGHUP re-reads them.
       const tls = config.proxy.tls;
-      const identity = tls
-        ? await StaticIdentitySource.fromFiles({
-            cert: tls.certFile,
-            key: tls.keyFile,
-            bundle: tls.bundleFile,
-          })
-        : undefined;
+      let identity: StaticIdentitySource | undefined;
+      if (tls) {
+        const { StaticIdentitySource } = await import('../../identity/static-identity-source.ts');
+        identity = await StaticIdentitySource.fromFiles({
+          cert: tls.certFile,
+          key: tls.keyFile,
+          bundle: tls.bundleFile,
+        });
+      }
+      const { Proxy } = await import('../../proxy/proxy.ts');
       const proxy = new Proxy(config, { onExit: () => process.exit(0), identity });
       if (identity) proxy.metrics.setCertExpiry(identity.current().notAfter.getTime());
       const a = await proxy.start();
@@ -118,6 +126,7 @@ async function reload(
   if (identity && tls) {
     // Renewed certificate or rotated bundle on disk: new handshakes use it, open connections stay.
     try {
+      const { StaticIdentitySource } = await import('../../identity/static-identity-source.ts');
       const fresh = await StaticIdentitySource.fromFiles({
         cert: tls.certFile,
         key: tls.keyFile,

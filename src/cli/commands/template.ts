@@ -1,7 +1,6 @@
 /** `hexmesh template`: render files from the catalog and KV, re-render on change (docs/templates.md). */
 import { Command, InvalidArgumentError } from 'commander';
 import { parseDuration } from '../../config/duration.ts';
-import { TemplateSyntaxError } from '../../template/template-engine.ts';
 import { TemplateRunner, parseTemplateSpec, type TemplateSpec } from '../../template/template-runner.ts';
 import {
   CliFailure,
@@ -80,6 +79,8 @@ Example (haproxy.cfg.tmpl):
             warn: (l) => process.stderr.write(`hexmesh template: ${l}\n`),
           });
         } catch (err) {
+          // Loaded by create() already; imported here so liquidjs stays out of other commands.
+          const { TemplateSyntaxError } = await import('../../template/template-engine.ts');
           if (err instanceof TemplateSyntaxError) throw new CliFailure(err.message, EXIT.CONFIG);
           throw new CliFailure((err as Error).message, EXIT.USAGE);
         }

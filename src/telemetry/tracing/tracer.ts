@@ -9,31 +9,29 @@
  * tracing on in a busy mesh does not flood the collector.
  */
 import type { Tracer } from '@opentelemetry/api';
-import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
-import { resourceFromAttributes } from '@opentelemetry/resources';
-import {
-  BasicTracerProvider,
-  BatchSpanProcessor,
-  ParentBasedSampler,
-  TraceIdRatioBasedSampler,
-} from '@opentelemetry/sdk-trace-base';
-import { ATTR_SERVICE_NAME, ATTR_SERVICE_NAMESPACE } from '@opentelemetry/semantic-conventions';
+import type { BasicTracerProvider } from '@opentelemetry/sdk-trace-base';
 import type { ProxySettings } from '../../config/proxy-config.ts';
 
-export type TracingSettings = NonNullable<ProxySettings['tracing']>;
+/** The OpenTelemetry module, loaded the first time tracing is turned on. */
+export type Otel = typeof import('./otel.ts');
 
-/** Batch export period; spans reach the collector within about this long. */
-const EXPORT_DELAY_MS = 1000;
-/** Spans queued while the collector is slow or down; more are dropped (bounded memory). */
-const MAX_QUEUE = 2048;
+export type TracingSettings = NonNullable<ProxySettings['tracing']>;
 
 /**
  * Holds the tracer in force; `configure()` on every config snapshot swaps it when the
  * tracing settings changed. `tracer` is undefined while tracing is off, which is the one
  * check the tracing layer makes per request.
+ *
+ * OpenTelemetry is loaded (dynamic import) the first time tracing is turned on, so the
+ * tracer is in force once `ready` resolves (the proxy awaits it before it listens; a reload
+ * that turns tracing on takes effect a few milliseconds later).
  */
 export class Tracing {
   tracer: Tracer | undefined;
+  /** The OpenTelemetry API values; set before `tracer` is. */
+  otel: Otel | undefined;
+  /** Resolves when the last `configure()` is in force. */
+  ready: Promise<void> = Promise.resolve();
   #provider: BasicTracerProvider | undefined;
   #key = '';
   #closed = false;
@@ -55,22 +53,24 @@ export class Tracing {
     this.tracer = undefined;
     // Flush what the old provider still holds; its exporter keeps its own endpoint.
     if (old !== undefined) void old.shutdown().catch(() => {});
-    if (settings === undefined) return;
-    const exporter = new OTLPTraceExporter({ url: settings.endpoint });
-    this.#provider = new BasicTracerProvider({
-      resource: resourceFromAttributes({
-        [ATTR_SERVICE_NAME]: settings.serviceName ?? this.service,
-        [ATTR_SERVICE_NAMESPACE]: this.namespace,
-      }),
-      sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(settings.sampleRate) }),
-      spanProcessors: [
-        new BatchSpanProcessor(exporter, {
-          scheduledDelayMillis: EXPORT_DELAY_MS,
-          maxQueueSize: MAX_QUEUE,
-          maxExportBatchSize: 512,
-        }),
-      ],
+    if (settings === undefined) {
+      this.ready = Promise.resolve();
+      return;
+    }
+    if (this.otel !== undefined) {
+      this.#start(this.otel, settings);
+      this.ready = Promise.resolve();
+      return;
+    }
+    this.ready = import('./otel.ts').then((otel) => {
+      this.otel = otel;
+      // Still the settings in force (no later configure() or close() while loading)?
+      if (!this.#closed && this.#key === key) this.#start(otel, settings);
     });
+  }
+
+  #start(otel: Otel, settings: TracingSettings): void {
+    this.#provider = otel.createProvider(settings, this.service, this.namespace);
     this.tracer = this.#provider.getTracer('hexmesh-proxy');
   }
 

@@ -11,35 +11,29 @@
  * Off (no `proxy.tracing`), the layer is one property read per request: no span object,
  * no header parsing; trace headers pass through as any other header.
  */
-import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, TraceFlags, type Span } from '@opentelemetry/api';
+import type { Span } from '@opentelemetry/api';
 import type { Readable } from 'node:stream';
-import {
-  ATTR_HTTP_REQUEST_METHOD,
-  ATTR_HTTP_RESPONSE_STATUS_CODE,
-  ATTR_NETWORK_PEER_ADDRESS,
-  ATTR_SERVER_ADDRESS,
-  ATTR_URL_PATH,
-} from '@opentelemetry/semantic-conventions';
 import type { Layer, MeshRequest, MeshResponse, Service } from '../../proxy/core/dispatch.ts';
 import { errorResponse } from '../../proxy/core/error-response.ts';
 import { stripQuery } from '../telemetry-layer.ts';
 import { grpcStatusIndex } from '../request-series.ts';
 import { extract, inject } from './propagation.ts';
-import type { Tracing } from './tracer.ts';
+import type { Otel, Tracing } from './tracer.ts';
 
 const kSpan = Symbol('hexmesh.tracing.span');
 type TracedBody = Readable & { [kSpan]?: OpenSpan };
 
 interface OpenSpan {
+  otel: Otel;
   span: Span;
   req: MeshRequest;
   res: MeshResponse;
 }
 
 /** Attributes known only once the request went through the stack. */
-function finish(span: Span, req: MeshRequest, res: MeshResponse, failed: boolean): void {
+function finish(otel: Otel, span: Span, req: MeshRequest, res: MeshResponse, failed: boolean): void {
   const ctx = req.ctx;
-  span.setAttribute(ATTR_HTTP_RESPONSE_STATUS_CODE, res.status);
+  span.setAttribute(otel.ATTR_HTTP_RESPONSE_STATUS_CODE, res.status);
   span.setAttribute('hexmesh.src_service', ctx.srcService || 'unknown');
   span.setAttribute('hexmesh.dst_service', ctx.dstService || 'unknown');
   span.setAttribute('hexmesh.route', ctx.route);
@@ -56,7 +50,7 @@ function finish(span: Span, req: MeshRequest, res: MeshResponse, failed: boolean
   // OTel HTTP conventions: 5xx is an error on both sides (4xx only on the server, and the
   // mesh counts 4xx as the service answering).
   if (failed || res.status >= 500 || (grpc !== -1 && grpc !== 0))
-    span.setStatus({ code: SpanStatusCode.ERROR, ...(res.synthetic ? { message: res.synthetic } : {}) });
+    span.setStatus({ code: otel.SpanStatusCode.ERROR, ...(res.synthetic ? { message: res.synthetic } : {}) });
   span.end();
 }
 
@@ -67,7 +61,7 @@ function end(body: TracedBody, failed: boolean): void {
   body.removeListener('end', onBodyEnd);
   body.removeListener('error', onBodyError);
   body.removeListener('close', onBodyClose);
-  finish(open.span, open.req, open.res, failed);
+  finish(open.otel, open.span, open.req, open.res, failed);
 }
 // Module-level listeners: no closure per request.
 function onBodyEnd(this: TracedBody): void {
@@ -89,12 +83,14 @@ export function tracingLayer(tracing: Tracing): Layer {
     async function traced(req: MeshRequest): Promise<MeshResponse> {
       const tracer = tracing.tracer;
       if (tracer === undefined) return next(req);
+      const otel = tracing.otel!; // set before tracer
+      const { ROOT_CONTEXT, SpanKind, TraceFlags } = otel;
       const ctx = req.ctx;
       const incoming = extract(req.headers);
       const parent =
         incoming === undefined
           ? ROOT_CONTEXT
-          : trace.setSpanContext(ROOT_CONTEXT, {
+          : otel.trace.setSpanContext(ROOT_CONTEXT, {
               traceId: incoming.traceId,
               spanId: incoming.spanId,
               traceFlags: incoming.sampled ? TraceFlags.SAMPLED : TraceFlags.NONE,
@@ -107,10 +103,10 @@ export function tracingLayer(tracing: Tracing): Layer {
           kind: inbound ? SpanKind.SERVER : SpanKind.CLIENT,
           startTime: performance.timeOrigin + ctx.start,
           attributes: {
-            [ATTR_HTTP_REQUEST_METHOD]: req.method,
-            [ATTR_URL_PATH]: stripQuery(req.path),
-            [ATTR_SERVER_ADDRESS]: req.authority,
-            [ATTR_NETWORK_PEER_ADDRESS]: ctx.srcAddress,
+            [otel.ATTR_HTTP_REQUEST_METHOD]: req.method,
+            [otel.ATTR_URL_PATH]: stripQuery(req.path),
+            [otel.ATTR_SERVER_ADDRESS]: req.authority,
+            [otel.ATTR_NETWORK_PEER_ADDRESS]: ctx.srcAddress,
             'hexmesh.direction': ctx.direction,
           },
         },
@@ -125,14 +121,14 @@ export function tracingLayer(tracing: Tracing): Layer {
       } catch (err) {
         const synthetic = errorResponse(err, req);
         synthetic.body?.destroy();
-        finish(span, req, synthetic, true);
+        finish(otel, span, req, synthetic, true);
         throw err;
       }
       const body = res.body as TracedBody | null;
       if (body === null || body.readableEnded || body.destroyed) {
-        finish(span, req, res, body !== null && !body.readableEnded);
+        finish(otel, span, req, res, body !== null && !body.readableEnded);
       } else {
-        body[kSpan] = { span, req, res };
+        body[kSpan] = { otel, span, req, res };
         body.on('end', onBodyEnd);
         body.on('error', onBodyError);
         body.on('close', onBodyClose);
