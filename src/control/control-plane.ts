@@ -8,7 +8,7 @@ import http from 'node:http';
 import https from 'node:https';
 import type { Duplex } from 'node:stream';
 import type { AddressInfo } from 'node:net';
-import { hostname } from 'node:os';
+import { hostname, networkInterfaces } from 'node:os';
 import { randomUUID } from 'node:crypto';
 import { HexmeshError } from '../errors/hexmesh-error.ts';
 import type { Store } from '../store/store.ts';
@@ -29,7 +29,11 @@ import { statsRoutes } from './api/stats.ts';
 import { MetricsCollector, type CollectorOptions } from './metrics/collector.ts';
 import { identityRoutes } from './api/identity.ts';
 import { CertificateAuthority, type CaOptions } from '../identity/ca.ts';
-import { attachDiscovery, type DiscoveryOptions, type DiscoveryServer } from './discovery/discovery-server.ts';
+import {
+  attachDiscovery,
+  type DiscoveryOptions,
+  type DiscoveryServer,
+} from './discovery/discovery-server.ts';
 import { tapRoutes, type TapAuthorizer } from './api/tap.ts';
 import { proxiesDiagnoseRoutes } from './api/proxies-diagnose.ts';
 import { dashboardRoutes, type DashboardOptions } from './dashboard/dashboard-routes.ts';
@@ -38,6 +42,7 @@ import { ApiTokens } from './auth/api-tokens.ts';
 import type { Permission } from './auth/roles.ts';
 import { tokenRoutes } from './auth/token-routes.ts';
 import { errorResponse } from './http/error-response.ts';
+import { ServingTls } from './auth/serving-tls.ts';
 
 export interface ControlPlaneOptions {
   listen: { address: string; port: number };
@@ -74,17 +79,33 @@ export interface ControlPlaneOptions {
    */
   auth?: { mode: AuthMode };
   /**
-   * Serve HTTPS instead of HTTP: the server certificate and key (PEM). Client certificates
-   * are requested (not required) and verified against `clientCaPem` (default: the CA's trust
-   * bundle at start); a verified SPIFFE ID authenticates its workload.
+   * Serve HTTPS instead of HTTP (docs/api-security.md, "Transport"). Either an operator's
+   * certificate and key (PEM), or `fromCa`: a serving certificate issued by the control
+   * plane's own CA for `spiffe://<td>/ns/hexmesh-system/sa/control-plane` plus DNS/IP SANs for
+   * the listen address and `advertise` names, renewed before expiry. Client certificates are
+   * requested (not required: people and scripts use bearer tokens) and verified against
+   * `clientCaPem` (default: the CA's trust bundle, followed through rotations); a verified
+   * SPIFFE ID authenticates its workload.
    */
-  tls?: { certPem: string; keyPem: string; clientCaPem?: string };
+  tls?: ControlPlaneTls;
   now?: () => number;
   /** Who may tap live traffic (`GET /v1/tap`); default: everyone (roles come with the security issue). */
   authorizeTap?: TapAuthorizer;
   /** Unexpected errors (500s and background failures), for the operator's log. */
   onError?(err: unknown): void;
 }
+
+export type ControlPlaneTls =
+  | { certPem: string; keyPem: string; clientCaPem?: string }
+  | {
+      fromCa: true;
+      /** Extra DNS names / IP addresses people and proxies reach this replica by. */
+      advertise?: readonly string[];
+      /** Serving certificate lifetime (default: the CA's workload lifetime, 24 h). */
+      ttlMs?: number;
+      /** Renew after this fraction of the lifetime (default 0.5). */
+      renewFraction?: number;
+    };
 
 export type UpgradeHandler = (req: http.IncomingMessage, socket: Duplex, head: Buffer) => void;
 
@@ -109,6 +130,8 @@ export class ControlPlane {
   /** API tokens of people and scripts (hashed in the store). */
   readonly tokens: ApiTokens;
   readonly auth: ApiAuth;
+  /** The HTTPS serving certificate and client trust bundle (after start, with `tls`). */
+  servingTls: ServingTls | undefined;
   readonly #upgrades = new Map<string, { handler: UpgradeHandler; permission?: Permission }>();
   readonly #closers: (() => unknown)[] = [];
   readonly #shutdown = new AbortController();
@@ -193,12 +216,13 @@ export class ControlPlane {
       onInternalError: (err) => opts.onError?.(err),
       auth: this.auth,
     });
-    this.httpServer = opts.tls
+    const tls = opts.tls;
+    this.httpServer = tls
       ? https.createServer(
           {
             ...serverOpts,
-            cert: opts.tls.certPem,
-            key: opts.tls.keyPem,
+            // An issued certificate is set in start(), before the server listens.
+            ...('certPem' in tls ? { cert: tls.certPem, key: tls.keyPem } : {}),
             // Asked, not required: people and scripts come with bearer tokens instead.
             requestCert: true,
             rejectUnauthorized: false,
@@ -265,13 +289,25 @@ export class ControlPlane {
     this.#started = true;
     await this.tracker.start();
     if (this.#opts.identity || this.#opts.tls) await this.identity.start();
-    if (this.#opts.tls && this.httpServer instanceof https.Server) {
-      const tls = this.#opts.tls;
-      this.httpServer.setSecureContext({
-        cert: tls.certPem,
-        key: tls.keyPem,
-        ca: tls.clientCaPem ?? (await this.identity.bundle()).pem,
+    const tls = this.#opts.tls;
+    if (tls && this.httpServer instanceof https.Server) {
+      const serving = new ServingTls({
+        ca: this.identity,
+        tracker: this.tracker,
+        server: this.httpServer,
+        ...('certPem' in tls
+          ? { static: tls, names: [] }
+          : {
+              names: servingNames(this.#opts.listen.address, tls.advertise ?? []),
+              ...(tls.ttlMs !== undefined ? { ttlMs: tls.ttlMs } : {}),
+              ...(tls.renewFraction !== undefined ? { renewFraction: tls.renewFraction } : {}),
+            }),
+        now: this.#opts.now,
+        onError: this.#opts.onError,
       });
+      await serving.start();
+      this.servingTls = serving;
+      this.onClose(() => serving.close());
     }
     if (this.#opts.discovery !== false) this.#discovery = attachDiscovery(this, this.#opts.discoveryOptions);
     const { address, port } = this.#opts.listen;
@@ -330,4 +366,23 @@ export class ControlPlane {
     })();
     return this.#closing;
   }
+}
+
+/**
+ * SANs of an issued serving certificate: the listen address (every local address and the
+ * host name for a wildcard), loopback names for a loopback or wildcard listener, and the
+ * advertised names.
+ */
+export function servingNames(listen: string, advertise: readonly string[]): string[] {
+  const names = new Set<string>();
+  const wildcard = listen === '0.0.0.0' || listen === '::' || listen === '';
+  if (wildcard) {
+    names.add(hostname());
+    for (const list of Object.values(networkInterfaces()))
+      for (const i of list ?? []) names.add(i.address.replace(/%.*$/, ''));
+  } else names.add(listen);
+  if (wildcard || listen === 'localhost' || listen.startsWith('127.') || listen === '::1')
+    for (const n of ['localhost', '127.0.0.1', '::1']) names.add(n);
+  for (const a of advertise) names.add(a);
+  return [...names];
 }

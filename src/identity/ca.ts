@@ -20,6 +20,7 @@ import { StoreConflictError, type Store } from '../store/store.ts';
 import { spiffeId as makeSpiffeId, parseSpiffeId } from './identity-source.ts';
 import { checkCsr } from './csr-policy.ts';
 import { JoinTokens } from './join-tokens.ts';
+import { controlPlaneSpiffeId } from './control-tls.ts';
 import { sealKey, unsealKey, type SealedKey } from './key-sealing.ts';
 import {
   createIntermediateCert,
@@ -385,6 +386,53 @@ export class CertificateAuthority {
     };
     await this.#store.put(CA_KEYS.issued + encodeURIComponent(record.proxyId), JSON.stringify(record));
     return issued;
+  }
+
+  /**
+   * The control plane's own serving certificate (docs/api-security.md): a fresh key made
+   * here, the control plane's SPIFFE ID plus the DNS names and IP addresses people and
+   * proxies reach it by, from the active authority. Not recorded as an issued workload
+   * certificate: the control plane re-issues it itself when its authority is rotated out.
+   */
+  async issueServing(req: {
+    dnsNames?: readonly string[];
+    ipAddresses?: readonly string[];
+    ttlMs?: number;
+  }): Promise<Issued & { keyPem: string }> {
+    const { state, rev } = await this.#state();
+    const active = state.authorities[0];
+    const key = await this.#signingKey(active, rev);
+    const inter = new NodeCert(active.intermediateCertPem);
+    const now = this.#now();
+    const ttl = req.ttlMs ?? this.leafTtlMs;
+    const notAfter = Math.min(now + ttl, Date.parse(inter.validTo));
+    if (notAfter <= now)
+      throw new HexmeshError('HEXMESH_ERR_INTERNAL', `intermediate ${active.id} has expired`);
+    const keys = await generateKeyPair(true);
+    const serial = randomSerial();
+    const notBefore = new Date(Math.max(now - Math.min(60_000, ttl / 10), Date.parse(inter.validFrom)));
+    const id = controlPlaneSpiffeId(state.trustDomain);
+    const leaf = await createLeafCert(
+      {
+        spiffeId: id,
+        publicKey: await x509.PublicKey.create(keys.publicKey),
+        serial,
+        notBefore,
+        notAfter: new Date(notAfter),
+        dnsNames: req.dnsNames ?? [],
+        ipAddresses: req.ipAddresses ?? [],
+      },
+      { certPem: active.intermediateCertPem, key },
+    );
+    return {
+      certChainPem: leaf + active.intermediateCertPem,
+      keyPem: await exportKeyPem(keys.privateKey),
+      spiffeId: id,
+      serial,
+      notBefore: notBefore.toISOString(),
+      notAfter: new Date(notAfter).toISOString(),
+      authority: active.id,
+    };
   }
 
   async #grantedIdentity(req: SignRequest, state: CaState): Promise<string> {

@@ -12,10 +12,17 @@ import type { IdentitySource, WorkloadCertificate } from './identity-source.ts';
 import { createKeyAndCsr, renewalSignature } from './csr.ts';
 import { workloadCertificate } from './static-identity-source.ts';
 import { splitPemCerts } from './x509.ts';
+import { controlRequest, controlTlsOptions, type ControlTlsState } from './control-tls.ts';
+import type { ConnectionOptions } from 'node:tls';
 
 export interface ControlIdentitySourceOptions {
-  /** Control plane URLs (`http://host:7070`); the next is tried after a failure. */
+  /** Control plane URLs (`http://host:7070` or `https://...`); the next is tried after a failure. */
   urls: readonly string[];
+  /**
+   * The CA that vouches for an HTTPS control plane before the trust bundle is known
+   * (`--control-ca`, e.g. the control plane's `ca-bundle.pem`); default: the system roots.
+   */
+  controlCaPem?: string;
   /** Proof for the first certificate (and whenever a renewal proof is refused). */
   joinToken?: string;
   /** Tracked per proxy on the control plane (rotation status, `hexmesh check`). */
@@ -45,6 +52,7 @@ export class ControlIdentitySource implements IdentitySource {
   readonly #abort = new AbortController();
   #cert: WorkloadCertificate | undefined;
   #roots: string[] = [];
+  #trustDomain: string | undefined;
   #urlIndex = 0;
   #certTimer: NodeJS.Timeout | undefined;
   #issuing = false;
@@ -87,6 +95,23 @@ export class ControlIdentitySource implements IdentitySource {
 
   trustBundlePem(): string {
     return this.#roots.join('');
+  }
+
+  /**
+   * TLS options for a connection to the control plane at `url` (undefined for plain HTTP):
+   * the server is verified against the trust bundle (its SPIFFE ID stands for its name), and
+   * the current certificate, while valid, is presented as the client certificate, so the
+   * control plane authenticates this workload by mTLS and the join token is not needed.
+   */
+  controlTls(url: string): ConnectionOptions | undefined {
+    const cert = this.#cert && this.#cert.notAfter.getTime() > this.#now() ? this.#cert : undefined;
+    const state: ControlTlsState = {
+      ...(cert ? { cert } : {}),
+      ...(this.#roots.length ? { bundlePem: this.#roots.join('') } : {}),
+      ...(this.#trustDomain ? { trustDomain: this.#trustDomain } : {}),
+      ...(this.#o.controlCaPem ? { caPem: this.#o.controlCaPem } : {}),
+    };
+    return controlTlsOptions(url, state);
   }
 
   onChange(listener: () => void): () => void {
@@ -172,16 +197,23 @@ export class ControlIdentitySource implements IdentitySource {
   }
 
   async #request(body: object): Promise<{ status: number; message: string; certChainPem?: string }> {
-    const res = await fetch(this.#url('/v1/identity/certificate'), {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ ...body, ...(this.#o.proxyId ? { proxyId: this.#o.proxyId } : {}) }),
-      signal: AbortSignal.any([this.#abort.signal, AbortSignal.timeout(30_000)]),
-    });
-    const json = (await res.json().catch(() => ({}))) as {
-      certChainPem?: string;
-      error?: { message?: string };
-    };
+    const url = this.#url('/v1/identity/certificate');
+    const res = await controlRequest(
+      url,
+      {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ ...body, ...(this.#o.proxyId ? { proxyId: this.#o.proxyId } : {}) }),
+        signal: AbortSignal.any([this.#abort.signal, AbortSignal.timeout(30_000)]),
+      },
+      this.controlTls(url),
+    );
+    let json: { certChainPem?: string; error?: { message?: string } } = {};
+    try {
+      json = JSON.parse(res.body) as typeof json;
+    } catch {
+      // not JSON: the status says enough
+    }
     return {
       status: res.status,
       message: json.error?.message ?? `HTTP ${res.status}`,
@@ -196,12 +228,16 @@ export class ControlIdentitySource implements IdentitySource {
     while (!this.#closed) {
       try {
         const q = index === undefined ? '' : `&index=${index}&wait=${wait}ms`;
-        const res = await fetch(this.#url(`/v1/identity/bundle?format=json${q}`), {
-          signal: AbortSignal.any([this.#abort.signal, AbortSignal.timeout(wait * 1.2 + 30_000)]),
-        });
+        const url = this.#url(`/v1/identity/bundle?format=json${q}`);
+        const res = await controlRequest(
+          url,
+          { signal: AbortSignal.any([this.#abort.signal, AbortSignal.timeout(wait * 1.2 + 30_000)]) },
+          this.controlTls(url),
+        );
         if (res.status !== 200) throw new Error(`bundle: HTTP ${res.status}`);
-        const b = (await res.json()) as { roots: string[] };
-        const next = Number(res.headers.get('x-hexmesh-index'));
+        const b = JSON.parse(res.body) as { roots: string[]; trustDomain?: string };
+        if (b.trustDomain) this.#trustDomain = b.trustDomain;
+        const next = Number(res.headers['x-hexmesh-index']);
         // A backwards index (store restored) resets, as for every blocking query.
         index = Number.isFinite(next) && (index === undefined || next >= index) ? next : undefined;
         failures = 0;

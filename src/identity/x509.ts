@@ -133,6 +133,9 @@ export interface LeafParams {
   readonly serial: string;
   readonly notBefore: Date;
   readonly notAfter: Date;
+  /** Extra SANs beside the SPIFFE ID, for a server that people reach by name (the control plane's own). */
+  readonly dnsNames?: readonly string[];
+  readonly ipAddresses?: readonly string[];
 }
 
 /**
@@ -163,7 +166,14 @@ export async function createLeafCert(
         x509.ExtendedKeyUsage.serverAuth,
         x509.ExtendedKeyUsage.clientAuth,
       ]),
-      new x509.SubjectAlternativeNameExtension([{ type: 'url', value: p.spiffeId }], true),
+      new x509.SubjectAlternativeNameExtension(
+        [
+          { type: 'url', value: p.spiffeId },
+          ...(p.dnsNames ?? []).map((value) => ({ type: 'dns' as const, value })),
+          ...(p.ipAddresses ?? []).map((value) => ({ type: 'ip' as const, value })),
+        ],
+        true,
+      ),
       await x509.SubjectKeyIdentifierExtension.create(p.publicKey),
       await x509.AuthorityKeyIdentifierExtension.create(issuerCert),
     ],

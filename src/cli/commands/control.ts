@@ -1,5 +1,5 @@
 /** `hexmesh control`: run a control-plane replica (REST API + discovery) over the embedded store or etcd. */
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { parseDuration } from '../../config/duration.ts';
@@ -67,6 +67,21 @@ export function controlCommand(): Command {
       'serve HTTPS with this certificate (PEM); client certificates of workloads authenticate them',
     )
     .option('--tls-key <file>', 'its private key (PEM)')
+    .option(
+      '--tls',
+      "serve HTTPS with a certificate from the control plane's own CA (renewed automatically); proxies then authenticate with their workload certificates",
+    )
+    .option(
+      '--advertise <names>',
+      'with --tls: extra DNS names / IP addresses for the serving certificate, comma-separated',
+      (v: string, prev: string[] = []) => [
+        ...prev,
+        ...v
+          .split(',')
+          .map((s) => s.trim())
+          .filter(Boolean),
+      ],
+    )
     .addHelpText(
       'after',
       `
@@ -87,13 +102,22 @@ Example:
           auth: 'enforce' | 'off';
           tlsCert?: string;
           tlsKey?: string;
+          tls?: boolean;
+          advertise?: string[];
         } & CaFlags,
       ) => {
         if ((opts.tlsCert === undefined) !== (opts.tlsKey === undefined))
           throw new InvalidArgumentError('--tls-cert and --tls-key go together');
+        if (opts.tls && opts.tlsCert)
+          throw new InvalidArgumentError(
+            '--tls (a certificate from our CA) and --tls-cert exclude each other',
+          );
+        if (opts.advertise && !opts.tls) throw new InvalidArgumentError('--advertise goes with --tls');
         const tls = opts.tlsCert
           ? { certPem: await readFile(opts.tlsCert, 'utf8'), keyPem: await readFile(opts.tlsKey!, 'utf8') }
-          : undefined;
+          : opts.tls
+            ? { fromCa: true as const, advertise: opts.advertise ?? [] }
+            : undefined;
         const identity = await caOptionsFromFlags(opts, opts.dataDir);
         const [{ openStore }, { ControlPlane }] = await Promise.all([
           import('../../store/open-store.ts'),
@@ -120,6 +144,12 @@ Example:
           throw err;
         }
         const url = `${tls ? 'https' : 'http'}://${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}`;
+        if (tls) {
+          // What curl, the CLI and `hexmesh proxy --control-ca` trust the server with.
+          const bundleFile = join(opts.dataDir, 'ca-bundle.pem');
+          await writeFile(bundleFile, (await cp.identity.bundle()).pem, { mode: 0o644 });
+          process.stdout.write(`hexmesh control: trust bundle written to ${bundleFile}\n`);
+        }
         if (opts.auth === 'enforce') {
           const { ensureBootstrapCredentials } = await import('../../control/auth/bootstrap.ts');
           const file = join(opts.dataDir, 'credentials.json');

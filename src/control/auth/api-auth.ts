@@ -161,6 +161,16 @@ export class ApiAuth {
     const p = await this.authenticate(req);
     if (p) principals.set(req, p);
     if (permission === 'public') return p;
+    if (!p) {
+      // Name why a presented certificate did not count (another CA, expired), rather than
+      // answering as if nothing had been sent.
+      const refused = refusedClientCert(req);
+      if (refused !== undefined)
+        throw new HexmeshError(
+          'HEXMESH_ERR_UNAUTHENTICATED',
+          `${what}: client certificate refused (${refused}); send a workload certificate of this mesh or a bearer token`,
+        );
+    }
     if (permission === undefined)
       throw new HexmeshError(
         'HEXMESH_ERR_DENIED',
@@ -169,6 +179,15 @@ export class ApiAuth {
     this.authorize(p, typeof permission === 'function' ? permission({ query, params }) : permission, what);
     return p;
   }
+}
+
+/** The TLS verification error of a client certificate that was presented but not verified. */
+function refusedClientCert(req: IncomingMessage): string | undefined {
+  const sock = req.socket as Partial<TLSSocket>;
+  if (!sock.encrypted || sock.authorized) return undefined;
+  const cert = sock.getPeerCertificate?.();
+  if (!cert || Object.keys(cert).length === 0) return undefined;
+  return String(sock.authorizationError ?? 'not verified');
 }
 
 /**

@@ -5,6 +5,7 @@
  * the app's health, and, when the control plane goes away, keeps serving and reconnects
  * with jittered backoff to any of the configured control planes, resyncing in one snapshot.
  */
+import type { ConnectionOptions } from 'node:tls';
 import { WebSocket, type RawData } from 'ws';
 import type { ProxyConfig } from '../../config/proxy-config.ts';
 import {
@@ -23,6 +24,13 @@ export interface ControlClientOptions {
   urls: readonly string[];
   /** Credential for the discovery upgrade (docs/api-security.md): a join token or an API token. */
   token?: string;
+  /**
+   * TLS for an `https://` control plane, asked at every connection (the workload certificate
+   * renews): server verification and, once there is one, the client certificate. When a
+   * client certificate is presented the token is not sent: mTLS authenticates the stream,
+   * so a reconnect works after the join token expired.
+   */
+  tls?: (url: string) => ConnectionOptions | undefined;
   /** This proxy, as registered in the catalog. */
   node: NodeInfo;
   /** The `proxy:` settings every config is built with. */
@@ -91,10 +99,13 @@ export class ControlClient {
     if (this.#closed) return;
     const base = this.#opts.urls[this.#urlIndex % this.#opts.urls.length];
     const url = new URL(DISCOVERY_PATH, base.replace(/^http/, 'ws'));
+    const tls = url.protocol === 'wss:' ? this.#opts.tls?.(url.href) : undefined;
+    const token = tls?.cert ? undefined : this.#opts.token;
     const ws = new WebSocket(url, {
       maxPayload: LIMITS.maxServerMessageBytes,
       handshakeTimeout: 5000,
-      ...(this.#opts.token && { headers: { authorization: `Bearer ${this.#opts.token}` } }),
+      ...tls,
+      ...(token && { headers: { authorization: `Bearer ${token}` } }),
     });
     this.#ws = ws;
     ws.on('open', () => {

@@ -26,8 +26,13 @@ export interface ControlledProxyOptions {
   /** The app's health checks, run by this sidecar and reported to the catalog. */
   checks?: readonly NodeCheck[];
   onExit?: () => void;
-  /** Workload identity from the control plane's CA (docs/identity.md): the join token for the first certificate. */
-  identity?: { joinToken?: string; spiffeId?: string };
+  /**
+   * Workload identity from the control plane's CA (docs/identity.md): the join token for the
+   * first certificate. With an `https://` control plane, the certificate then authenticates
+   * the discovery stream and renewals (mTLS); `controlCaPem` vouches for the control plane's
+   * server certificate before the trust bundle is known (default: the system roots).
+   */
+  identity?: { joinToken?: string; spiffeId?: string; controlCaPem?: string };
   /** Client tuning (backoff, subscribe timeout, logging). */
   client?: Partial<Pick<ControlClientOptions, 'backoff' | 'subscribeTimeout' | 'silenceTimeout' | 'log'>>;
 }
@@ -59,6 +64,14 @@ export async function startControlledProxy(opts: ControlledProxyOptions): Promis
   });
   const addr = await proxy.start();
   const address = opts.advertise ?? advertiseAddress(p.inbound.address);
+  const identity = opts.identity
+    ? new ControlIdentitySource({
+        urls: opts.control,
+        proxyId: id,
+        ...opts.identity,
+        ...(opts.client?.log ? { log: opts.client.log } : {}),
+      })
+    : undefined;
   const client = new ControlClient({
     ...opts.client,
     urls: opts.control,
@@ -67,6 +80,8 @@ export async function startControlledProxy(opts: ControlledProxyOptions): Promis
     ...((opts.identity?.joinToken ?? process.env.HEXMESH_TOKEN) && {
       token: opts.identity?.joinToken ?? process.env.HEXMESH_TOKEN,
     }),
+    // Without an identity source an https control plane is verified by the system roots.
+    tls: (url) => identity?.controlTls(url) ?? { minVersion: 'TLSv1.2' },
     settings: opts.settings,
     apply: (config) => proxy.apply(config),
     node: {
@@ -82,14 +97,7 @@ export async function startControlledProxy(opts: ControlledProxyOptions): Promis
   });
   late.client = client;
   client.start();
-  let identity: ControlIdentitySource | undefined;
-  if (opts.identity) {
-    identity = new ControlIdentitySource({
-      urls: opts.control,
-      proxyId: id,
-      ...opts.identity,
-      ...(opts.client?.log ? { log: opts.client.log } : {}),
-    });
+  if (identity) {
     const src = identity;
     src.onChange(() => proxy.metrics.setCertExpiry(src.current()?.notAfter.getTime() ?? null));
     // mTLS: plaintext until the first certificate arrives, then TLS to meshed endpoints.

@@ -2,6 +2,7 @@
  * `hexmesh proxy --control ...`: turn command-line flags into the `proxy:` settings and run
  * a sidecar steered by the control plane (no config file).
  */
+import { readFile } from 'node:fs/promises';
 import { HexmeshError } from '../../errors/hexmesh-error.ts';
 import type { NodeCheck } from '../../control/discovery/protocol.ts';
 import { parseDuration } from '../../config/duration.ts';
@@ -21,6 +22,8 @@ export interface ControlFlags {
   advertise?: string;
   /** Join token for the workload certificate (or HEXMESH_JOIN_TOKEN). */
   joinToken?: string;
+  /** PEM file of the CA that vouches for an HTTPS control plane (or env HEXMESH_CONTROL_CA). */
+  controlCa?: string;
   /** `proxy.tracing` (docs/observability.md): endpoint turns it on. */
   tracingEndpoint?: string;
   tracingSampleRate?: string;
@@ -98,6 +101,8 @@ export async function runControlledProxy(f: ControlFlags): Promise<void> {
     ...tracingSettings(f),
   };
   const joinToken = f.joinToken ?? process.env.HEXMESH_JOIN_TOKEN;
+  const caFile = f.controlCa ?? process.env.HEXMESH_CONTROL_CA;
+  const controlCaPem = caFile ? await readFile(caFile, 'utf8') : undefined;
   const p = await startControlledProxy({
     control: urls,
     settings,
@@ -105,7 +110,7 @@ export async function runControlledProxy(f: ControlFlags): Promise<void> {
     checks: (f.check ?? []).map(parseCheck),
     ...(f.id ? { id: f.id } : {}),
     ...(f.advertise ? { advertise: f.advertise } : {}),
-    ...(joinToken ? { identity: { joinToken } } : {}),
+    ...(joinToken ? { identity: { joinToken, ...(controlCaPem ? { controlCaPem } : {}) } } : {}),
     onExit: () => process.exit(0),
     client: { log: (l) => process.stderr.write(`hexmesh proxy: ${l}\n`) },
   });
