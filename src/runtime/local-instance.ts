@@ -126,6 +126,10 @@ export class LocalInstance {
       adminPort: this.#ports.admin,
       appPid: this.#app && !this.#app.done() ? this.#app.pid : undefined,
       sidecarPid: this.#sidecar && !this.#sidecar.done() ? this.#sidecar.pid : undefined,
+      ...(this.#app && !this.#app.done() && this.#app.stamp ? { appStamp: this.#app.stamp } : {}),
+      ...(this.#sidecar && !this.#sidecar.done() && this.#sidecar.stamp
+        ? { sidecarStamp: this.#sidecar.stamp }
+        : {}),
       restarts: this.#policy.restarts,
       startedAt: this.#startedAt,
       logFile: join(this.#o.logDir, `${this.spec.id}.log`),

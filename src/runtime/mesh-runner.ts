@@ -19,7 +19,7 @@ import { LocalProcessRuntime } from './local-process-runtime.ts';
 import { RolloutController } from '../rollout/rollout-controller.ts';
 import type { MeshFile, MeshService } from './mesh-file.ts';
 import { HEXMESH_BIN, meshPaths } from './paths.ts';
-import { spawnLines, terminate, type Spawned } from './processes.ts';
+import { processStamp, spawnLines, terminate, type ProcessStamp, type Spawned } from './processes.ts';
 import type { InstanceInfo, InstanceSpec, RuntimeEvent } from './runtime.ts';
 
 /** The contents of `<dataDir>/state.json`. */
@@ -30,6 +30,9 @@ export interface MeshState {
   supervisorPid: number;
   controlUrl: string;
   controlPid: number | undefined;
+  /** Start time + boot id of supervisorPid / controlPid (see ProcessStamp). */
+  supervisorStamp?: ProcessStamp;
+  controlStamp?: ProcessStamp;
   startedAt: number;
   updatedAt: number;
   instances: InstanceInfo[];
@@ -100,6 +103,7 @@ export class MeshRunner {
       file: mesh.file,
       phase: 'starting',
       supervisorPid: process.pid,
+      supervisorStamp: processStamp(process.pid),
       controlUrl: '',
       controlPid: undefined,
       startedAt: Date.now(),
@@ -125,11 +129,14 @@ export class MeshRunner {
   /** Start everything; resolves once every instance was started (not yet healthy: see waitHealthy). */
   async start(): Promise<void> {
     mkdirSync(this.paths.logDir, { recursive: true });
-    writeFileSync(this.paths.pidFile, `${process.pid}\n`);
+    // The pid, then its stamp: `hexmesh down` signals the supervisor only while both match.
+    const own = processStamp(process.pid);
+    writeFileSync(this.paths.pidFile, `${process.pid}\n${own ? JSON.stringify(own) : ''}\n`);
     this.#write();
     try {
       this.#state.controlUrl = await this.#startControl();
       this.#state.controlPid = this.#control?.pid;
+      this.#state.controlStamp = this.#control?.stamp;
       this.#write();
       const control = this.#control;
       const token = await waitForBootstrapToken(this.credentialsFile, this.#state.controlUrl, {

@@ -4,6 +4,7 @@
  * stopped with SIGTERM then SIGKILL after a grace period.
  */
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 
 export interface Exit {
   code: number | null;
@@ -13,6 +14,8 @@ export interface Exit {
 export interface Spawned {
   readonly child: ChildProcess;
   readonly pid: number | undefined;
+  /** Who `pid` is, taken at spawn: `hexmesh down` signals the pid only while it still matches. */
+  readonly stamp: ProcessStamp | undefined;
   readonly exited: Promise<Exit>;
   /** True once the process has exited. */
   done(): boolean;
@@ -52,7 +55,9 @@ export function spawnLines(
       partial = '';
     });
   }
-  return { child, pid: child.pid, exited, done: () => finished };
+  // Read at once: the child exists from the fork on, and its pid cannot be reused before we reap it.
+  const stamp = child.pid ? processStamp(child.pid) : undefined;
+  return { child, pid: child.pid, stamp, exited, done: () => finished };
 }
 
 /** Signal a process group (falls back to the process itself). Ignores processes already gone. */
@@ -90,4 +95,50 @@ export function isAlive(pid: number): boolean {
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
+}
+
+/**
+ * What makes a pid one particular process: its start time (field 22 of /proc/<pid>/stat,
+ * clock ticks since boot) and the boot it started in. A pid is reused after the process
+ * exits or after a reboot; the pair is not.
+ */
+export interface ProcessStamp {
+  startTime: string;
+  bootId: string;
+}
+
+let bootIdCache: string | undefined;
+
+function bootId(): string | undefined {
+  try {
+    bootIdCache ??= readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+  } catch {}
+  return bootIdCache;
+}
+
+/** The stamp of a live process, or undefined (gone, or no /proc on this system). */
+export function processStamp(pid: number): ProcessStamp | undefined {
+  const boot = bootId();
+  if (!boot || !(pid > 0)) return undefined;
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  // `pid (comm) state ...`: comm may hold spaces and parentheses, so split after the last ')'.
+  // The rest starts at field 3 (state); field 22 (starttime) is the 20th of it.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const startTime = fields[19];
+  return startTime ? { startTime, bootId: boot } : undefined;
+}
+
+/**
+ * Is `pid` still the process `stamp` recorded? False when it exited, when the pid now
+ * belongs to another process (reused, or after a reboot), or when there is no stamp to check.
+ */
+export function isSameProcess(pid: number, stamp: ProcessStamp | undefined): boolean {
+  if (!stamp) return false;
+  const now = processStamp(pid);
+  return now !== undefined && now.startTime === stamp.startTime && now.bootId === stamp.bootId;
 }

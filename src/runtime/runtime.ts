@@ -10,6 +10,7 @@
  * for (const old of previous) await runtime.stopInstance(old.id, { drain: true });
  * ```
  */
+import type { ProcessStamp } from './processes.ts';
 
 /** What to run: one instance of one service. Instances are immutable: a new revision is new instances. */
 export interface InstanceSpec {
@@ -54,6 +55,9 @@ export interface InstanceInfo {
   adminPort: number;
   appPid: number | undefined;
   sidecarPid: number | undefined;
+  /** Start time + boot id of appPid / sidecarPid: `hexmesh down` kills a pid only while they match. */
+  appStamp?: ProcessStamp;
+  sidecarStamp?: ProcessStamp;
   restarts: number;
   /** When the app last started (epoch ms). */
   startedAt: number | undefined;

@@ -2,7 +2,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { MeshState } from './mesh-runner.ts';
-import { isAlive } from './processes.ts';
+import { isSameProcess, type ProcessStamp } from './processes.ts';
 import { meshPaths } from './paths.ts';
 
 /** The state file, or undefined when no mesh was started from this data dir (or it was stopped cleanly). */
@@ -14,14 +14,31 @@ export function readMeshState(dataDir: string): MeshState | undefined {
   }
 }
 
-/** The supervisor's pid when it is still alive. */
-export function liveSupervisor(dataDir: string): number | undefined {
+/** The pid file: the supervisor's pid and, from the line after it, its ProcessStamp. */
+export function readSupervisorPid(
+  dataDir: string,
+): { pid: number; stamp: ProcessStamp | undefined } | undefined {
   try {
-    const pid = Number(readFileSync(meshPaths(dataDir).pidFile, 'utf8').trim());
-    return Number.isInteger(pid) && pid > 0 && isAlive(pid) ? pid : undefined;
+    const [first, second] = readFileSync(meshPaths(dataDir).pidFile, 'utf8').split('\n');
+    const pid = Number(first.trim());
+    if (!Number.isInteger(pid) || pid <= 0) return undefined;
+    let stamp: ProcessStamp | undefined;
+    try {
+      stamp = second?.trim() ? (JSON.parse(second) as ProcessStamp) : undefined;
+    } catch {}
+    return { pid, stamp };
   } catch {
     return undefined;
   }
+}
+
+/**
+ * The supervisor's pid when it is still alive and still the process that wrote the pid
+ * file (same start time and boot): a stale pid file may name a pid reused by anything.
+ */
+export function liveSupervisor(dataDir: string): number | undefined {
+  const rec = readSupervisorPid(dataDir);
+  return rec && isSameProcess(rec.pid, rec.stamp) ? rec.pid : undefined;
 }
 
 /**

@@ -6,6 +6,7 @@
  */
 import { rmSync } from 'node:fs';
 import { Command } from 'commander';
+import type { ProcessStamp } from '../../runtime/processes.ts';
 
 export function downCommand(): Command {
   return new Command('down')
@@ -14,12 +15,15 @@ export function downCommand(): Command {
     .option('--data-dir <dir>', 'the data dir directly (default: .hexmesh beside the mesh file)')
     .option('--timeout <seconds>', 'how long the graceful stop may take before SIGKILL', '60')
     .action(async (opts: { file?: string; dataDir?: string; timeout: string }) => {
-      const [{ resolveDataDir, readMeshState, liveSupervisor }, { isAlive, signalGroup }, { meshPaths }] =
-        await Promise.all([
-          import('../../runtime/state-file.ts'),
-          import('../../runtime/processes.ts'),
-          import('../../runtime/paths.ts'),
-        ]);
+      const [
+        { resolveDataDir, readMeshState, liveSupervisor, readSupervisorPid },
+        { isAlive, isSameProcess, signalGroup },
+        { meshPaths },
+      ] = await Promise.all([
+        import('../../runtime/state-file.ts'),
+        import('../../runtime/processes.ts'),
+        import('../../runtime/paths.ts'),
+      ]);
       const dataDir = await resolveDataDir(opts);
       const before = readMeshState(dataDir);
       const sup = liveSupervisor(dataDir);
@@ -27,23 +31,40 @@ export function downCommand(): Command {
         process.stdout.write(`hexmesh down: no mesh running from ${dataDir}\n`);
         return;
       }
+      // A pid is signalled only while it is still the process the mesh started (same start
+      // time and boot): after a reboot or with a stale data dir, the pid may be anyone's.
+      const skipped: string[] = [];
+      const staleSup = readSupervisorPid(dataDir);
+      if (!sup && staleSup && isAlive(staleSup.pid)) skipped.push(`supervisor pid ${staleSup.pid}`);
       if (sup) {
         process.kill(sup, 'SIGTERM');
         const deadline = Date.now() + Number(opts.timeout) * 1000;
-        while (isAlive(sup) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-        if (isAlive(sup)) process.kill(sup, 'SIGKILL');
+        while (isSameProcess(sup, staleSup?.stamp) && Date.now() < deadline)
+          await new Promise((r) => setTimeout(r, 100));
+        if (isSameProcess(sup, staleSup?.stamp)) process.kill(sup, 'SIGKILL');
       }
       // Stragglers: what the last state file still names.
       const st = readMeshState(dataDir) ?? before;
-      const pids = new Set<number>();
-      for (const i of st?.instances ?? []) for (const p of [i.appPid, i.sidecarPid]) if (p) pids.add(p);
-      if (st?.controlPid) pids.add(st.controlPid);
+      const named: { what: string; pid: number | undefined; stamp: ProcessStamp | undefined }[] = [
+        { what: 'control plane', pid: st?.controlPid, stamp: st?.controlStamp },
+      ];
+      for (const i of st?.instances ?? [])
+        named.push(
+          { what: `app of ${i.id}`, pid: i.appPid, stamp: i.appStamp },
+          { what: `sidecar of ${i.id}`, pid: i.sidecarPid, stamp: i.sidecarStamp },
+        );
       let killed = 0;
-      for (const p of pids)
-        if (isAlive(p)) {
-          signalGroup(p, 'SIGKILL');
-          killed++;
+      const seen = new Set<number>();
+      for (const { what, pid, stamp } of named) {
+        if (!pid || seen.has(pid) || !isAlive(pid)) continue;
+        seen.add(pid);
+        if (!isSameProcess(pid, stamp)) {
+          skipped.push(`${what} pid ${pid}`);
+          continue;
         }
+        signalGroup(pid, 'SIGKILL');
+        killed++;
+      }
       const paths = meshPaths(dataDir);
       rmSync(paths.stateFile, { force: true });
       rmSync(paths.pidFile, { force: true });
@@ -52,5 +73,10 @@ export function downCommand(): Command {
           (killed ? ` (${killed} process${killed > 1 ? 'es' : ''} killed after the grace period)` : '') +
           '\n',
       );
+      if (skipped.length)
+        process.stdout.write(
+          `hexmesh down: left alone ${skipped.length} stale entr${skipped.length > 1 ? 'ies' : 'y'} ` +
+            `whose pid now belongs to another process (start time or boot differs): ${skipped.join(', ')}\n`,
+        );
     });
 }
