@@ -562,7 +562,7 @@ const ipBlock = z.string().refine(
   { message: 'must be an IP address or CIDR block (10.0.0.0/8, ::1/128)' },
 );
 const WHEN_KEY =
-  /^(request\.headers\[[A-Za-z0-9!#$%&'*+.^_`|~-]+\]|request\.auth\.claims(\[[^\[\]]+\])+|source\.ip|remote\.ip|source\.principal|source\.namespace|request\.auth\.principal|request\.auth\.audiences|request\.auth\.presenter|destination\.port)$/;
+  /^(request\.headers\[[A-Za-z0-9!#$%&'*+.^_`|~-]+\]|request\.auth\.claims(\[[^[\]]+\])+|source\.ip|remote\.ip|source\.principal|source\.namespace|request\.auth\.principal|request\.auth\.audiences|request\.auth\.presenter|destination\.port)$/;
 const securityTargetRef = z
   .object({ group: z.string().optional(), kind: z.literal('Service').default('Service'), name: dnsLabel })
   .strict();

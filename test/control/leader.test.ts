@@ -5,7 +5,6 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { DeleteOptions, PutOptions, Store, Watcher, WatchOptions } from '../../src/store/store.ts';
 import { KEYS } from '../../src/store/store.ts';
 import { LeaderElection } from '../../src/control/leader.ts';
 import { eventually, tempStore } from './helpers.ts';
