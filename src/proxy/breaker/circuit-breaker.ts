@@ -33,7 +33,6 @@ export const CIRCUIT_BREAKER_DEFAULTS: Readonly<CircuitBreakerConfig> = Object.f
 
 export type CircuitState = 'closed' | 'open' | 'half-open';
 
-
 /** How an admitted call ended. `rejected`: the bulkhead refused it after the circuit let it in. */
 export type CallOutcome = 'success' | 'failure' | 'timeout' | 'rejected';
 
