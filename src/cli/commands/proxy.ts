@@ -38,6 +38,10 @@ export function proxyCommand(): Command {
       '--join-token <token>',
       'with --control: join token for the workload certificate (or env HEXMESH_JOIN_TOKEN), see docs/identity.md',
     )
+    .option(
+      '--control-ca <file>',
+      'with an https:// --control: PEM of the CA that vouches for the control plane (or env HEXMESH_CONTROL_CA; `hexmesh control --tls` writes <data-dir>/ca-bundle.pem)',
+    )
     .addHelpText(
       'after',
       `
