@@ -83,8 +83,9 @@ export function isSafeToRetry(err: unknown): boolean {
 /** Wrap an unknown error from a socket or client into a HexmeshError with context. */
 export function fromSocketError(err: unknown, endpoint: string, service: string): HexmeshError {
   if (err instanceof HexmeshError) return err;
-  const e = err as NodeJS.ErrnoException & { code?: string };
-  const code = e?.code ?? '';
+  const e = err as NodeJS.ErrnoException & { code?: unknown };
+  // Only Node's string codes: an abort reason (DOMException) has a numeric `code`.
+  const code = typeof e?.code === 'string' ? e.code : '';
   if (
     code === 'ECONNREFUSED' ||
     code === 'EHOSTUNREACH' ||
