@@ -108,19 +108,27 @@ export function parseProxyConfig(doc: unknown, source = 'config'): ProxyConfig {
   return validate(proxyConfigSchema, doc, source);
 }
 
-export async function loadProxyConfig(file: string): Promise<ProxyConfig> {
+/**
+ * Read `path` and parse it as exactly one YAML document; throws ConfigError (named `source`)
+ * if the file cannot be read, does not parse, or holds other than one document.
+ */
+export async function readOneDocument(path: string, source: string = path): Promise<unknown> {
   let text: string;
   try {
-    text = await readFile(file, 'utf8');
+    text = await readFile(path, 'utf8');
   } catch (e) {
-    throw new ConfigError(file, [
+    throw new ConfigError(source, [
       { path: '', value: undefined, message: `cannot read file: ${(e as Error).message}` },
     ]);
   }
-  const docs = parseDocuments(text, file);
+  const docs = parseDocuments(text, source);
   if (docs.length !== 1)
-    throw new ConfigError(file, [
+    throw new ConfigError(source, [
       { path: '', value: undefined, message: `expected one YAML document, found ${docs.length}` },
     ]);
-  return parseProxyConfig(docs[0], file);
+  return docs[0];
+}
+
+export async function loadProxyConfig(file: string): Promise<ProxyConfig> {
+  return parseProxyConfig(await readOneDocument(file), file);
 }

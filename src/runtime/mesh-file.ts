@@ -7,7 +7,14 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
-import { ConfigError, deepFreeze, parseDocuments, validate, type ConfigProblem } from '../config/load.ts';
+import {
+  ConfigError,
+  deepFreeze,
+  parseDocuments,
+  readOneDocument,
+  validate,
+  type ConfigProblem,
+} from '../config/load.ts';
 import { parseDuration } from '../config/duration.ts';
 import { validateResources } from '../control/validate-resource.ts';
 
@@ -146,20 +153,7 @@ export interface MeshFile {
 /** Read and validate a mesh file; throws ConfigError listing every problem (including the included files'). */
 export async function loadMeshFile(file: string): Promise<MeshFile> {
   const abs = resolve(file);
-  let text: string;
-  try {
-    text = await readFile(abs, 'utf8');
-  } catch (e) {
-    throw new ConfigError(file, [
-      { path: '', value: undefined, message: `cannot read file: ${(e as Error).message}` },
-    ]);
-  }
-  const docs = parseDocuments(text, file);
-  if (docs.length !== 1)
-    throw new ConfigError(file, [
-      { path: '', value: undefined, message: `expected one YAML document, found ${docs.length}` },
-    ]);
-  return parseMeshFile(docs[0], abs);
+  return parseMeshFile(await readOneDocument(abs, file), abs);
 }
 
 /** Validate a parsed mesh document (`file` anchors relative paths); reads the `include`d files. */
