@@ -6,41 +6,9 @@
  */
 import { auth } from './auth.ts';
 
-export interface LatencyMs {
-  p50: number | null;
-  p95: number | null;
-  p99: number | null;
-}
-export interface ServiceStat {
-  namespace: string;
-  service: string;
-  requests: number;
-  rps: number;
-  successRate: number | null;
-  latencyMs: LatencyMs;
-  tlsPercent: number | null;
-  instances: number;
-  stale: number;
-}
-export interface EdgeStat {
-  namespace: string;
-  src: string;
-  dst: string;
-  requests: number;
-  rps: number;
-  successRate: number | null;
-  p99Ms: number | null;
-  tlsPercent: number | null;
-}
-export interface RouteStat {
-  namespace: string;
-  service: string;
-  route: string;
-  requests: number;
-  rps: number;
-  successRate: number | null;
-  latencyMs: LatencyMs;
-}
+// The stats shapes are the server's own (type-only: erased from the bundle).
+export type { LatencyMs, ServiceStat, EdgeStat, RouteStat } from '../../src/control/metrics/views.ts';
+import type { ServiceStat, EdgeStat, RouteStat } from '../../src/control/metrics/views.ts';
 export interface ServicesView {
   windowMs: number;
   services: ServiceStat[];
@@ -71,20 +39,7 @@ export interface TargetsView {
   intervalMs: number;
   targets: Target[];
 }
-export interface Instance {
-  id: string;
-  service: string;
-  namespace: string;
-  address: string;
-  port: number;
-  meshPort?: number;
-  adminAddress?: string;
-  labels: Record<string, string>;
-  status: 'passing' | 'warning' | 'critical';
-  output?: string;
-  registeredAt?: string;
-  statusChangedAt?: string;
-}
+export type { Instance } from '../../src/control/catalog/instance.ts';
 export interface StoredResource {
   kind: string;
   metadata: { name: string; namespace: string; resourceVersion?: string };

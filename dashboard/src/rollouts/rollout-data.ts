@@ -1,66 +1,19 @@
 /**
  * Rollouts as the dashboard reads them: the controller's status and history from the KV
  * store (`rollouts/<ns>/<name>/status|history`, shapes of src/rollout/rollout-status.ts,
- * repeated here because the dashboard bundle does not import server code), joined with the
+ * imported as types only, so no server code enters the bundle), joined with the
  * `Rollout` resources so a rollout the controller has not picked up yet is listed too.
  */
 import type { StoredResource } from '../api.ts';
 
-export type RolloutPhase =
-  | 'Initializing'
-  | 'Progressing'
-  | 'Paused'
-  | 'Promoting'
-  | 'Finalising'
-  | 'Succeeded'
-  | 'Failed'
-  | 'RolledBack';
-
-export interface CheckResult {
-  /** `successRate` (percent), `p99` (ms), `requests`, or `webhook:<name>`. */
-  name: string;
-  value: number | null;
-  threshold: number;
-  pass: boolean;
-  message?: string;
-}
-
-export interface AnalysisRun {
-  at: number;
-  requests: number;
-  checks: CheckResult[];
-  pass: boolean;
-}
-
-export interface RolloutStatus {
-  namespace: string;
-  name: string;
-  service: string;
-  strategy: 'canary' | 'blueGreen';
-  phase: RolloutPhase;
-  revision: number;
-  stableRevision: number;
-  step: number;
-  steps: number;
-  weight: number;
-  failedChecks: number;
-  threshold: number;
-  analysis: AnalysisRun[];
-  message: string;
-  reason?: string;
-  instances: { stable: string[]; canary: string[] };
-  startedAt: number;
-  updatedAt: number;
-}
-
-export interface HistoryEntry {
-  revision: number;
-  changes: string[];
-  startedAt: number;
-  finishedAt?: number;
-  outcome: 'Progressing' | 'Succeeded' | 'Failed' | 'RolledBack' | 'Superseded';
-  reason?: string;
-}
+export type {
+  RolloutPhase,
+  CheckResult,
+  AnalysisRun,
+  RolloutStatus,
+  HistoryEntry,
+} from '../../../src/rollout/rollout-status.ts';
+import type { CheckResult, RolloutStatus, HistoryEntry } from '../../../src/rollout/rollout-status.ts';
 
 export interface KvEntry {
   key: string;
