@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
+import { exitOnHelp, numberFlag } from './lib/cli-flags.ts';
 import { machineInfo } from './lib/machine.ts';
 import { ProcessGroup } from './lib/process-group.ts';
 import { formatSummary, summarize, type Summary } from './lib/report.ts';
@@ -71,18 +72,8 @@ function options(): {
       help: { type: 'boolean', default: false },
     },
   });
-  if (values.help) {
-    console.log(USAGE);
-    process.exit(0);
-  }
+  exitOnHelp(values.help, USAGE);
   const smoke = values.smoke;
-  const num = (name: string, v: string | undefined, dflt: number, min: number): number => {
-    if (v === undefined) return dflt;
-    const n = Number(v);
-    if (!Number.isFinite(n) || n < min)
-      throw new Error(`--${name} must be a number ≥ ${min}, got ${JSON.stringify(v)}`);
-    return n;
-  };
   const paths = (values.paths?.split(',').map((s) => s.trim()) ?? [...PATH_NAMES]) as PathName[];
   for (const p of paths)
     if (!PATH_NAMES.includes(p))
@@ -96,7 +87,7 @@ function options(): {
     throw new Error(`--hop must be http1 or http2, got ${JSON.stringify(values.hop)}`);
   const stamp = new Date().toISOString().replace(/:/g, '-').replace(/\..*/, 'Z');
   return {
-    rounds: Math.floor(num('rounds', values.rounds, smoke ? 1 : 5, 1)),
+    rounds: Math.floor(numberFlag('rounds', values.rounds, smoke ? 1 : 5, 1)),
     paths,
     protocols,
     tls: values.tls,
@@ -104,12 +95,12 @@ function options(): {
     smoke,
     out: values.out ? resolve(values.out) : join(HERE, 'results', `${stamp}${smoke ? '-smoke' : ''}.json`),
     round: {
-      durationS: num('duration', values.duration, smoke ? 2 : 10, 1),
-      warmupS: num('warmup', values.warmup, smoke ? 1 : 2, 0),
-      rate: num('rate', values.rate, 1000, 1),
+      durationS: numberFlag('duration', values.duration, smoke ? 2 : 10, 1),
+      warmupS: numberFlag('warmup', values.warmup, smoke ? 1 : 2, 0),
+      rate: numberFlag('rate', values.rate, 1000, 1),
       fixedConnections: 16,
       maxConnections: 32,
-      streamMiB: Math.floor(num('stream-mib', values['stream-mib'], smoke ? 10 : 100, 0)),
+      streamMiB: Math.floor(numberFlag('stream-mib', values['stream-mib'], smoke ? 10 : 100, 0)),
       maxErrorRatio: 0.001,
     },
   };

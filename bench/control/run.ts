@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
+import { exitOnHelp, intFlag } from '../lib/cli-flags.ts';
 import { machineInfo, type MachineInfo } from '../lib/machine.ts';
 import { ProcessGroup } from '../lib/process-group.ts';
 import { cpuSeconds, machineTicks, rssKiB } from '../lib/proc-stats.ts';
@@ -86,36 +87,26 @@ function options(): Options {
       help: { type: 'boolean', default: false },
     },
   });
-  if (values.help) {
-    console.log(USAGE);
-    process.exit(0);
-  }
+  exitOnHelp(values.help, USAGE);
   const smoke = values.smoke;
-  const int = (name: string, v: string | undefined, dflt: number, min: number): number => {
-    if (v === undefined) return dflt;
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min)
-      throw new Error(`--${name} must be an integer ≥ ${min}, got ${JSON.stringify(v)}`);
-    return n;
-  };
   const sizes = (values.sizes ?? (smoke ? '20' : '100,1000,5000'))
     .split(',')
-    .map((s) => int('sizes', s.trim(), 0, 1));
+    .map((s) => intFlag('sizes', s.trim(), 0, 1));
   const stamp = new Date()
     .toISOString()
     .replace(/\.\d+Z$/, 'Z')
     .replaceAll(':', '-');
   const o: Options = {
     sizes,
-    services: int('services', values.services, smoke ? 20 : 1000, 1),
-    instances: int('instances', values.instances, smoke ? 5 : 10, 1),
-    perProxy: int('per-proxy', values['per-proxy'], 3, 0),
-    changes: int('changes', values.changes, smoke ? 3 : 20, 1),
-    warmupChanges: int('warmup-changes', values['warmup-changes'], smoke ? 1 : 5, 0),
-    spacing: int('spacing', values.spacing, 200, 0),
-    idleSeconds: int('idle', values.idle, smoke ? 1 : 10, 1),
-    workers: int('workers', values.workers, 2, 1),
-    concurrency: int('concurrency', values.concurrency, 50, 1),
+    services: intFlag('services', values.services, smoke ? 20 : 1000, 1),
+    instances: intFlag('instances', values.instances, smoke ? 5 : 10, 1),
+    perProxy: intFlag('per-proxy', values['per-proxy'], 3, 0),
+    changes: intFlag('changes', values.changes, smoke ? 3 : 20, 1),
+    warmupChanges: intFlag('warmup-changes', values['warmup-changes'], smoke ? 1 : 5, 0),
+    spacing: intFlag('spacing', values.spacing, 200, 0),
+    idleSeconds: intFlag('idle', values.idle, smoke ? 1 : 10, 1),
+    workers: intFlag('workers', values.workers, 2, 1),
+    concurrency: intFlag('concurrency', values.concurrency, 50, 1),
     etcd: values.etcd,
     tsx: values.tsx,
     cpuProf: values['cpu-prof'] ? resolve(values['cpu-prof']) : undefined,
