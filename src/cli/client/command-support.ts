@@ -97,6 +97,30 @@ export async function runWithClient(
   }
 }
 
+/** What a list verb shows: the GET it makes, and its table (header, and the rows of the list). */
+export interface ListVerb<T> {
+  name: string;
+  description: string;
+  /** The verb in failure messages, e.g. `auth token list`. */
+  verb: string;
+  path: string;
+  header: readonly string[];
+  rows: (list: T[]) => (readonly string[])[];
+}
+
+/** A control-plane verb that GETs a list and prints it as a table, or as JSON with `-o json`. */
+export function listCommand<T>(spec: ListVerb<T>): Command {
+  return withControl(
+    new Command(spec.name).description(spec.description).addOption(outputOption(['table', 'json'], 'table')),
+  ).action(async (opts: ControlOpts & { output: OutputFormat }) => {
+    await runWithClient(spec.verb, opts, async (client) => {
+      const list = (await client.request<T[]>('GET', spec.path)).body;
+      if (opts.output === 'json') return void process.stdout.write(formatData(list, 'json'));
+      process.stdout.write(formatTable(spec.header, spec.rows(list)));
+    });
+  });
+}
+
 /** Print rows as an aligned table (no borders, two spaces between columns, as kubectl). */
 export function formatTable(header: readonly string[], rows: readonly (readonly string[])[]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));

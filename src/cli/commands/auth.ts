@@ -4,7 +4,7 @@ import { parseDuration } from '../../config/duration.ts';
 import {
   age,
   formatData,
-  formatTable,
+  listCommand,
   outputOption,
   runWithClient,
   withControl,
@@ -61,21 +61,13 @@ function tokenCreate(): Command {
 }
 
 function tokenList(): Command {
-  return withControl(
-    new Command('list')
-      .description('list API tokens (never their secrets)')
-      .addOption(outputOption(['table', 'json'], 'table')),
-  ).action(async (opts: ControlOpts & { output: OutputFormat }) => {
-    await runWithClient('auth token list', opts, async (client) => {
-      const list = (await client.request<TokenInfo[]>('GET', '/v1/auth/tokens')).body;
-      if (opts.output === 'json') return void process.stdout.write(formatData(list, 'json'));
-      process.stdout.write(
-        formatTable(
-          ['ID', 'NAME', 'ROLE', 'AGE', 'EXPIRES'],
-          list.map((t) => [t.id, t.name, t.role, age(t.createdAt), t.expiresAt ?? 'never']),
-        ),
-      );
-    });
+  return listCommand<TokenInfo>({
+    name: 'list',
+    description: 'list API tokens (never their secrets)',
+    verb: 'auth token list',
+    path: '/v1/auth/tokens',
+    header: ['ID', 'NAME', 'ROLE', 'AGE', 'EXPIRES'],
+    rows: (list) => list.map((t) => [t.id, t.name, t.role, age(t.createdAt), t.expiresAt ?? 'never']),
   });
 }
 

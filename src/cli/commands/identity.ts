@@ -13,6 +13,7 @@ import {
   age,
   formatData,
   formatTable,
+  listCommand,
   outputOption,
   runWithClient,
   withControl,
@@ -117,28 +118,22 @@ function tokenCreate(): Command {
 }
 
 function tokenList(): Command {
-  return withControl(
-    new Command('list')
-      .description('list join tokens (never their secrets)')
-      .addOption(outputOption(['table', 'json'], 'table')),
-  ).action(async (opts: ControlOpts & { output: OutputFormat }) => {
-    await runWithClient('identity token list', opts, async (client) => {
-      const list = (await client.request<JoinTokenInfo[]>('GET', '/v1/identity/tokens')).body;
-      if (opts.output === 'json') return void process.stdout.write(formatData(list, 'json'));
+  return listCommand<JoinTokenInfo>({
+    name: 'list',
+    description: 'list join tokens (never their secrets)',
+    verb: 'identity token list',
+    path: '/v1/identity/tokens',
+    header: ['ID', 'NAMESPACE', 'SERVICE ACCOUNT', 'AGE', 'EXPIRES'],
+    rows: (list) => {
       const now = Date.now();
-      process.stdout.write(
-        formatTable(
-          ['ID', 'NAMESPACE', 'SERVICE ACCOUNT', 'AGE', 'EXPIRES'],
-          list.map((t) => [
-            t.id,
-            t.namespace,
-            t.serviceAccount,
-            age(t.createdAt),
-            Date.parse(t.expiresAt) <= now ? 'expired' : t.expiresAt,
-          ]),
-        ),
-      );
-    });
+      return list.map((t) => [
+        t.id,
+        t.namespace,
+        t.serviceAccount,
+        age(t.createdAt),
+        Date.parse(t.expiresAt) <= now ? 'expired' : t.expiresAt,
+      ]);
+    },
   });
 }
 
@@ -238,21 +233,13 @@ export function identityCommand(): Command {
       process.stdout.write(b.roots.join(''));
     });
   });
-  const certificates = withControl(
-    new Command('certificates')
-      .description('live workload certificates, per proxy')
-      .addOption(outputOption(['table', 'json'], 'table')),
-  ).action(async (opts: ControlOpts & { output: OutputFormat }) => {
-    await runWithClient('identity certificates', opts, async (client) => {
-      const list = (await client.request<IssuedRecord[]>('GET', '/v1/identity/certificates')).body;
-      if (opts.output === 'json') return void process.stdout.write(formatData(list, 'json'));
-      process.stdout.write(
-        formatTable(
-          ['PROXY', 'IDENTITY', 'SERIAL', 'AUTHORITY', 'EXPIRES'],
-          list.map((r) => [r.proxyId, r.spiffeId, r.serial, r.authority, r.notAfter]),
-        ),
-      );
-    });
+  const certificates = listCommand<IssuedRecord>({
+    name: 'certificates',
+    description: 'live workload certificates, per proxy',
+    verb: 'identity certificates',
+    path: '/v1/identity/certificates',
+    header: ['PROXY', 'IDENTITY', 'SERIAL', 'AUTHORITY', 'EXPIRES'],
+    rows: (list) => list.map((r) => [r.proxyId, r.spiffeId, r.serial, r.authority, r.notAfter]),
   });
   return new Command('identity')
     .description('workload identity: join tokens, trust bundle, certificates, root rotation')
