@@ -3,6 +3,7 @@
  * errors turned into one clear message and an exit code (src/cli/exit-codes.ts), and the
  * output formats (`-o table|json|yaml`).
  */
+import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { stringify } from 'yaml';
 import { EXIT } from '../exit-codes.ts';
@@ -27,6 +28,7 @@ export type OutputFormat = 'table' | 'json' | 'yaml';
 export interface ControlOpts {
   control?: string;
   credentials?: string;
+  controlCa?: string;
 }
 
 /**
@@ -39,6 +41,10 @@ export function withControl(cmd: Command): Command {
     .option(
       '--credentials <file>',
       'credentials file (env HEXMESH_CREDENTIALS, default ~/.hexmesh/credentials, then ./.hexmesh/credentials.json); env HEXMESH_TOKEN overrides its token',
+    )
+    .option(
+      '--control-ca <file>',
+      'with an https:// control URL: PEM of the CA to trust (env HEXMESH_CONTROL_CA; `hexmesh control --tls` writes <data-dir>/ca-bundle.pem)',
     );
 }
 
@@ -86,7 +92,8 @@ export async function runWithClient(
   let client: ControlClient | undefined;
   try {
     const creds = resolveCredentials(opts);
-    client = new ControlClient(controlUrl(creds.control), { token: creds.token });
+    const ca = controlCa(opts);
+    client = new ControlClient(controlUrl(creds.control), { token: creds.token, ...(ca ? { ca } : {}) });
     await fn(client);
   } catch (err) {
     const { code, message } = describeFailure(err);
@@ -94,6 +101,20 @@ export async function runWithClient(
     process.exitCode = code;
   } finally {
     await client?.destroy();
+  }
+}
+
+/** The PEM of `--control-ca` (else env HEXMESH_CONTROL_CA), or undefined when neither is set. */
+export function controlCa(opts: ControlOpts, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const file = opts.controlCa || env.HEXMESH_CONTROL_CA;
+  if (!file) return undefined;
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new CliFailure(
+      `cannot read --control-ca ${file}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`,
+      EXIT.USAGE,
+    );
   }
 }
 

@@ -109,8 +109,12 @@ export class ControlClient {
   readonly #pathPrefix: string;
   readonly #authorization: string | undefined;
 
-  /** `opts.token`: an API token sent as `Authorization: Bearer` (docs/api-security.md). */
-  constructor(baseUrl: string, opts: { token?: string } = {}) {
+  /**
+   * `opts.token`: an API token sent as `Authorization: Bearer` (docs/api-security.md).
+   * `opts.ca`: PEM trusted for an https:// URL instead of the system roots (the bundle
+   * `hexmesh control --tls` writes), so no NODE_EXTRA_CA_CERTS is needed.
+   */
+  constructor(baseUrl: string, opts: { token?: string; ca?: string } = {}) {
     let url: URL;
     try {
       url = new URL(baseUrl);
@@ -136,6 +140,7 @@ export class ControlClient {
       bodyTimeout: 0,
       headersTimeout: 0,
       connectTimeout: 5_000,
+      ...(opts.ca && url.protocol === 'https:' ? { connect: { ca: opts.ca } } : {}),
     });
   }
 
