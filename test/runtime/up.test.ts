@@ -101,6 +101,9 @@ test('hexmesh up -d on the shop: healthy, web reaches every backend, ps lists it
   assert.match(table.stdout, /reviews\s+reviews-v2-1\s+v2\s+running\s+passing/);
 
   const web = st.instances.find((i) => i.service === 'web')!;
+  // -d prints what a foreground run prints: the public URLs and where the admin token is.
+  assert.ok(up.stdout.includes(`web: http://127.0.0.1:${web.appPort}/`), up.stdout);
+  assert.ok(up.stdout.includes(`API credentials (admin): ${join(dir, 'credentials.json')}`), up.stdout);
   const r = await fetch(`http://127.0.0.1:${web.appPort}/api/backends`);
   assert.deepEqual(await r.json(), { catalog: true, cart: true, reviews: 'v2', ratings: true });
   // Each sidecar joined with a join token for its own identity and got a workload

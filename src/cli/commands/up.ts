@@ -64,7 +64,7 @@ Example:
           `--timeout: expected a duration, got ${opts.timeout}`,
         );
       const mesh = await loadMeshFile(opts.file);
-      if (opts.detach && !process.env[DAEMON_ENV]) return detach(opts, mesh.controlPlane.dataDir, timeoutMs);
+      if (opts.detach && !process.env[DAEMON_ENV]) return detach(opts, mesh, timeoutMs);
       await runHere(opts, mesh, timeoutMs);
     });
 }
@@ -165,13 +165,19 @@ function summary(
 }
 
 /** Start the supervisor in the background, wait until the mesh is healthy (or failed), print, return. */
-async function detach(opts: UpOpts, fileDataDir: string, timeoutMs: number): Promise<void> {
-  const [{ readMeshState, liveSupervisor }, { HEXMESH_BIN }, { isAlive }] = await Promise.all([
-    import('../../runtime/state-file.ts'),
-    import('../../runtime/paths.ts'),
-    import('../../runtime/processes.ts'),
-  ]);
-  const dataDir = opts.dataDir ?? fileDataDir;
+async function detach(
+  opts: UpOpts,
+  mesh: import('../../runtime/mesh-file.ts').MeshFile,
+  timeoutMs: number,
+): Promise<void> {
+  const [{ readMeshState, liveSupervisor }, { HEXMESH_BIN }, { isAlive }, { credentialsFile }] =
+    await Promise.all([
+      import('../../runtime/state-file.ts'),
+      import('../../runtime/paths.ts'),
+      import('../../runtime/processes.ts'),
+      import('../../runtime/bootstrap-token.ts'),
+    ]);
+  const dataDir = opts.dataDir ?? mesh.controlPlane.dataDir;
   const running = liveSupervisor(dataDir);
   if (running)
     throw new HexmeshError(
@@ -210,6 +216,9 @@ async function detach(opts: UpOpts, fileDataDir: string, timeoutMs: number): Pro
             `${st.instances.filter((i) => i.health === 'passing').length}/${st.instances.length} instances passing\n` +
             `logs: ${join(dataDir, 'logs')}; stop with: hexmesh down -f ${opts.file}\n`,
         );
+        // The same URLs and credentials hint as a foreground run (the supervisor's own copy
+        // goes to its log, which nobody reads at this point).
+        process.stdout.write(summary(st.instances, mesh, st.controlUrl, credentialsFile(dataDir)));
         return;
       }
     }
