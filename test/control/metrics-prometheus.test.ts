@@ -226,12 +226,22 @@ test(
       assert.ok(close(ea.requests, eb.requests, 0.2), `edge requests: ${ea.requests} vs ${eb.requests}`);
       assert.ok(Math.abs(ea.successRate! - eb.successRate!) < 0.04);
 
-      // The recording rules evaluate to the same figures.
-      const rec = await eventually('recording rule', async () => {
-        const r = await views.query('hexmesh:service_success:ratio_rate1m{dst_service="ratings"}');
-        return r[0];
+      // The recording rules evaluate to the same figures. Prometheus evaluates rules on its own
+      // schedule, so an evaluation from before the failing requests were scraped can still read
+      // 1: wait (bounded) for one that has seen them.
+      let last = 'no sample';
+      await eventually(
+        `recording rule close to ${a.successRate} (last: ${last})`,
+        async () => {
+          const r = await views.query('hexmesh:service_success:ratio_rate1m{dst_service="ratings"}');
+          if (!r[0]) return false;
+          last = String(r[0].value[1]);
+          return Math.abs(Number(r[0].value[1]) - a.successRate!) < 0.05;
+        },
+        20_000,
+      ).catch((err: Error) => {
+        throw new Error(`${err.message}; recorded ${last}`);
       });
-      assert.ok(Math.abs(Number(rec.value[1]) - a.successRate!) < 0.05, `recorded ${rec.value[1]}`);
     } finally {
       prom.kill('SIGTERM');
       const killer = setTimeout(() => prom.kill('SIGKILL'), 5000);
