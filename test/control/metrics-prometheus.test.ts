@@ -5,9 +5,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
@@ -20,8 +19,8 @@ import { ControlClient } from '../../src/cli/client/control-client.ts';
 import { eventually } from './helpers.ts';
 import { startStatsMesh } from './metrics-support.ts';
 import { ROOT } from '../support/cli.ts';
+import { hasPrometheus, startPrometheus } from '../support/prometheus.ts';
 
-const hasPrometheus = spawnSync('prometheus', ['--version']).status === 0;
 const hasPromtool = spawnSync('promtool', ['--version']).status === 0;
 const RULES = join(ROOT, 'deploy', 'prometheus', 'rules.yml');
 const DASHBOARD = join(ROOT, 'deploy', 'grafana', 'hexmesh-dashboard.json');
@@ -135,14 +134,6 @@ test(
   },
 );
 
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
-
 const close = (a: number, b: number, rel: number) => Math.abs(a - b) <= rel * Math.max(a, b);
 
 test(
@@ -150,9 +141,6 @@ test(
   { skip: hasPrometheus ? false : 'prometheus is not installed', timeout: 60_000 },
   async () => {
     const m = await startStatsMesh();
-    const dir = await mkdtemp(join(tmpdir(), 'hexmesh-prom-'));
-    const promPort = await freePort();
-    const promUrl = `http://127.0.0.1:${promPort}`;
     // The shipped scrape config, pointed at this control plane and scraping every second.
     const cfg = parseYaml(await readFile(join(ROOT, 'deploy', 'prometheus', 'prometheus.yml'), 'utf8'));
     cfg.global = { scrape_interval: '1s', evaluation_interval: '1s' };
@@ -161,26 +149,15 @@ test(
       url: `${m.cp.url}/v1/sd/prometheus`,
       refresh_interval: '1s',
     };
-    await writeFile(join(dir, 'prometheus.yml'), JSON.stringify(cfg));
-    const prom = spawn(
-      'prometheus',
-      [
-        `--config.file=${join(dir, 'prometheus.yml')}`,
-        `--storage.tsdb.path=${join(dir, 'data')}`,
-        `--web.listen-address=127.0.0.1:${promPort}`,
-      ],
-      { stdio: ['ignore', 'ignore', 'pipe'] },
-    );
-    let log = '';
-    prom.stderr.on('data', (d) => (log = (log + d).slice(-4000)));
-    const exited = new Promise((r) => prom.once('exit', r));
+    const prom = await startPrometheus(cfg);
+    const promUrl = prom.url;
     const views = new PrometheusViews(promUrl);
     const client = new ControlClient(m.cp.url);
     try {
       await eventually(
         'Prometheus to scrape both sidecars',
         async () => {
-          if (prom.exitCode !== null) throw new Error(`prometheus exited: ${log}`);
+          prom.assertRunning();
           const up = await views.query('up{job="hexmesh-sidecars"} == 1').catch(() => []);
           return up.length === 2;
         },
@@ -243,13 +220,9 @@ test(
         throw new Error(`${err.message}; recorded ${last}`);
       });
     } finally {
-      prom.kill('SIGTERM');
-      const killer = setTimeout(() => prom.kill('SIGKILL'), 5000);
-      await exited;
-      clearTimeout(killer);
+      await prom.close();
       await client.close();
       await m.close();
-      await rm(dir, { recursive: true, force: true });
     }
   },
 );

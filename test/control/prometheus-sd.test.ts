@@ -1,12 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { startCp, call, eventually } from './helpers.ts';
 import { startProxy } from '../support/mesh.ts';
+import { hasPrometheus, startPrometheus } from '../support/prometheus.ts';
 
 const reg = (id: string, extra: Record<string, unknown>) => ({
   id,
@@ -44,28 +40,15 @@ test('Prometheus SD lists every instance with an adminAddress', async () => {
   }
 });
 
-const hasPrometheus = spawnSync('prometheus', ['--version']).status === 0;
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
-
 test(
   'a real Prometheus discovers a real sidecar through the control plane and scrapes it (up == 1)',
   { skip: hasPrometheus ? false : 'prometheus is not installed', timeout: 60_000 },
   async () => {
     const t = await startCp();
     const proxy = await startProxy({ proxy: { service: 'ratings', app: { host: '127.0.0.1', port: 1 } } });
-    const dir = await mkdtemp(join(tmpdir(), 'hexmesh-prom-'));
-    const promPort = await freePort();
     const adminAddress = proxy.adminUrl.replace('http://', '');
     await call(t.url, 'PUT', '/v1/catalog/register', reg('sidecar-1', { adminAddress }));
-    await writeFile(
-      join(dir, 'prometheus.yml'),
+    const prom = await startPrometheus(
       [
         'global: {scrape_interval: 1s, evaluation_interval: 1s}',
         'scrape_configs:',
@@ -78,26 +61,14 @@ test(
         '      - {source_labels: [__meta_hexmesh_instance], target_label: hexmesh_instance}',
       ].join('\n'),
     );
-    const prom = spawn(
-      'prometheus',
-      [
-        `--config.file=${join(dir, 'prometheus.yml')}`,
-        `--storage.tsdb.path=${join(dir, 'data')}`,
-        `--web.listen-address=127.0.0.1:${promPort}`,
-      ],
-      { stdio: ['ignore', 'ignore', 'pipe'] },
-    );
-    let log = '';
-    prom.stderr.on('data', (d) => (log = (log + d).slice(-4000)));
-    const exited = new Promise((r) => prom.once('exit', r));
     try {
       const up = await eventually(
         'Prometheus to scrape the discovered sidecar',
         async () => {
-          if (prom.exitCode !== null) throw new Error(`prometheus exited: ${log}`);
-          const res = await fetch(
-            `http://127.0.0.1:${promPort}/api/v1/query?query=up{job="hexmesh-sidecars"}`,
-          ).catch(() => undefined);
+          prom.assertRunning();
+          const res = await fetch(`${prom.url}/api/v1/query?query=up{job="hexmesh-sidecars"}`).catch(
+            () => undefined,
+          );
           if (!res?.ok) return undefined;
           const body = (await res.json()) as {
             data: { result: { metric: Record<string, string>; value: [number, string] }[] };
@@ -110,13 +81,9 @@ test(
       assert.equal(up.metric.service, 'ratings');
       assert.equal(up.metric.hexmesh_instance, 'sidecar-1');
     } finally {
-      prom.kill('SIGTERM');
-      const killer = setTimeout(() => prom.kill('SIGKILL'), 5000);
-      await exited;
-      clearTimeout(killer);
+      await prom.close();
       await proxy.close();
       await t.close();
-      await rm(dir, { recursive: true, force: true });
     }
   },
 );
