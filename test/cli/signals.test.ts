@@ -65,7 +65,10 @@ async function get(p: CliProxy, host: string, path = '/'): Promise<{ status: num
 }
 
 async function admin(p: CliProxy, path: string, method: 'GET' | 'POST' = 'GET') {
-  const r = await request(`${p.adminUrl}${path}`, { method });
+  const r = await request(`${p.adminUrl}${path}`, {
+    method,
+    headers: method === 'POST' ? { 'x-hexmesh-admin': '1' } : {},
+  });
   return { status: r.statusCode, body: await r.body.text() };
 }
 

@@ -5,6 +5,7 @@
 import { spawn } from 'node:child_process';
 import { Command } from 'commander';
 import { parseDuration } from '../../config/duration.ts';
+import { ADMIN_HEADER } from '../../proxy/admin/admin-guard.ts';
 import { EXIT } from '../exit-codes.ts';
 
 const SIGNALS: Partial<Record<NodeJS.Signals, number>> = { SIGHUP: 1, SIGINT: 2, SIGKILL: 9, SIGTERM: 15 };
@@ -58,6 +59,8 @@ Example (the app of a job, started by hexmesh up, which sets HEXMESH_ADMIN):
         try {
           const r = await fetch(`http://${admin}/shutdown`, {
             method: 'POST',
+            // State-changing admin requests carry this header (docs/admin.md).
+            headers: { [ADMIN_HEADER]: '1' },
             signal: AbortSignal.timeout(3000),
           });
           await r.body?.cancel();

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import { test } from 'node:test';
 import { HexmeshError } from '../../errors/hexmesh-error.ts';
 import { ProxyMetrics } from '../../telemetry/metrics.ts';
@@ -87,11 +88,11 @@ test('POST /shutdown answers 202 and then calls back once; GET on it is 405', as
   await wrong.text();
   assert.equal(calls, 0);
 
-  const res = await fetch(`${base}/shutdown`, { method: 'POST' });
+  const res = await fetch(`${base}/shutdown`, { method: 'POST', headers: { 'x-hexmesh-admin': '1' } });
   assert.equal(res.status, 202);
   assert.equal(await res.text(), 'shutting down\n');
   await calledOnce;
-  const again = await fetch(`${base}/shutdown`, { method: 'POST' });
+  const again = await fetch(`${base}/shutdown`, { method: 'POST', headers: { 'x-hexmesh-admin': '1' } });
   assert.equal(again.status, 202);
   assert.equal(await again.text(), 'already shutting down\n');
   assert.equal(calls, 1);
@@ -144,4 +145,84 @@ test('listen on a taken port fails with HEXMESH_ERR_LISTEN; close() is idempoten
   await Promise.all([admin.close(), admin.close()]);
   await admin.close();
   await assert.rejects(fetch(`${base}/live`));
+});
+
+/** A GET/POST with a chosen Host header (fetch cannot set Host). */
+function withHost(
+  base: string,
+  path: string,
+  host: string | undefined,
+  init: { method?: string; headers?: Record<string, string>; body?: string } = {},
+): Promise<{ status: number; body: string }> {
+  const u = new URL(base);
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      {
+        host: u.hostname,
+        port: u.port,
+        path,
+        method: init.method ?? 'GET',
+        setHost: false,
+        headers: { ...(host === undefined ? {} : { host }), ...init.headers },
+      },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => (body += d));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      },
+    );
+    req.on('error', reject);
+    req.end(init.body);
+  });
+}
+
+test('issue 9: a Host other than a loopback name of this listener is refused with 421 (DNS rebinding)', async (t) => {
+  const { admin, base } = await start({ configDump: () => ({ secret: 'config' }) });
+  t.after(() => admin.close());
+  const port = new URL(base).port;
+  for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, `LOCALHOST:${port}`, `[::1]:${port}`]) {
+    const r = await withHost(base, '/config', host);
+    assert.equal(r.status, 200, `${host}: ${r.body}`);
+  }
+  for (const host of [
+    `attacker.example:${port}`,
+    'attacker.example',
+    `127.0.0.1:${Number(port) + 1}`,
+    `localhost.attacker.example:${port}`,
+    '127.0.0.1',
+    '',
+  ]) {
+    const r = await withHost(base, '/config', host);
+    assert.equal(r.status, 421, `${String(host)}: ${r.status} ${r.body}`);
+    assert.doesNotMatch(r.body, /secret/);
+    assert.match(r.body, /DNS-rebinding/);
+  }
+  // No Host at all (HTTP/1.1): Node's parser already answers 400.
+  assert.equal((await withHost(base, '/config', undefined)).status, 400);
+  // Every endpoint, not only /config.
+  assert.equal((await withHost(base, '/metrics', `attacker.example:${port}`)).status, 421);
+});
+
+test('issue 9: a state-changing request without x-hexmesh-admin is refused with 403 (cross-site POST)', async (t) => {
+  let calls = 0;
+  const { admin, base } = await start({ onShutdown: () => calls++ });
+  t.after(() => admin.close());
+  const host = `127.0.0.1:${new URL(base).port}`;
+  // What a page's <form> or fetch(..., {mode: 'no-cors'}) can send without a preflight.
+  const simple = await withHost(base, '/shutdown', host, {
+    method: 'POST',
+    headers: { 'content-type': 'text/plain', origin: 'http://attacker.example' },
+    body: 'x',
+  });
+  assert.equal(simple.status, 403);
+  assert.match(simple.body, /x-hexmesh-admin: 1/);
+  const empty = await withHost(base, '/shutdown', host, {
+    method: 'POST',
+    headers: { 'x-hexmesh-admin': '' },
+  });
+  assert.equal(empty.status, 403);
+  assert.equal(calls, 0);
+  const ok = await withHost(base, '/shutdown', host, { method: 'POST', headers: { 'x-hexmesh-admin': '1' } });
+  assert.equal(ok.status, 202);
 });

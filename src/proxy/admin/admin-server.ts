@@ -10,6 +10,7 @@ import { HexmeshError } from '../../errors/hexmesh-error.ts';
 import type { ProxyMetrics } from '../../telemetry/metrics.ts';
 import { serveTap } from '../../telemetry/tap/tap-endpoint.ts';
 import type { TapHub } from '../../telemetry/tap/tap-hub.ts';
+import { ADMIN_HEADER, changesState, hasAdminHeader, hostChecker } from './admin-guard.ts';
 
 export interface AdminServerOptions {
   /** Address to bind, e.g. `127.0.0.1` (the admin port is not for the network at large). */
@@ -45,6 +46,8 @@ export class AdminServer {
   private readonly endpoints: Map<string, Endpoint>;
   private shutdownCalled = false;
   private closing: Promise<void> | undefined;
+  /** Accepts the Host values that name this listener (set once bound: the port may be 0 before). */
+  private hostOk: (host: string | undefined) => boolean = () => false;
 
   constructor(private readonly opts: AdminServerOptions) {
     this.endpoints = new Map<string, Endpoint>([
@@ -84,7 +87,9 @@ export class AdminServer {
       this.server.once('error', onError);
       this.server.listen(this.opts.port, this.opts.address, () => {
         this.server.off('error', onError);
-        resolve({ port: (this.server.address() as AddressInfo).port });
+        const port = (this.server.address() as AddressInfo).port;
+        this.hostOk = hostChecker(this.opts.address, port);
+        resolve({ port });
       });
     });
   }
@@ -100,6 +105,14 @@ export class AdminServer {
   }
 
   private route(req: IncomingMessage, res: ServerResponse): void {
+    // DNS rebinding: a page whose own name now points at 127.0.0.1 sends its name as Host.
+    if (!this.hostOk(req.headers.host))
+      return send(
+        res,
+        421,
+        TEXT,
+        `admin listener: Host ${JSON.stringify(req.headers.host ?? '')} is not this listener; use 127.0.0.1, localhost or [::1] with its port (DNS-rebinding protection, docs/admin.md)\n`,
+      );
     const url = req.url ?? '/';
     const q = url.indexOf('?');
     const path = q === -1 ? url : url.slice(0, q);
@@ -110,6 +123,14 @@ export class AdminServer {
       res.setHeader('allow', endpoint.methods.join(', '));
       return send(res, 405, TEXT, `${method} not allowed on ${path}; use ${endpoint.methods.join(' or ')}\n`);
     }
+    // A page may send a simple cross-origin POST without a preflight, never a custom header.
+    if (changesState(method) && !hasAdminHeader(req.headers[ADMIN_HEADER]))
+      return send(
+        res,
+        403,
+        TEXT,
+        `${method} ${path} changes state: send the header ${ADMIN_HEADER}: 1 (cross-site protection, docs/admin.md)\n`,
+      );
     // Admin requests carry no body we need; drain whatever was sent so the socket can be reused.
     req.resume();
     Promise.resolve()
