@@ -13,6 +13,8 @@ import { startHttpServer } from '../support/mesh.ts';
 
 export interface ViewsMesh {
   cp: TestCp;
+  /** With `{ auth: true }`: an operator API token (tap needs the `tap` permission). */
+  operatorToken?: string;
   client: ControlledProxy;
   ratings: ControlledProxy[];
   /** One request through the client's sidecar to ratings. */
@@ -26,13 +28,23 @@ export interface ViewsMesh {
 
 const any = { address: '127.0.0.1', port: 0 };
 
-export async function startViewsMesh(): Promise<ViewsMesh> {
+/**
+ * `auth: true` enforces API auth as `hexmesh control` does by default: each sidecar joins with
+ * a join token for its own service, and the CLI needs a token.
+ */
+export async function startViewsMesh(opts: { auth?: boolean } = {}): Promise<ViewsMesh> {
   const closers: (() => Promise<unknown>)[] = [];
-  const cp = await startCp({ discovery: true });
+  const cp = await startCp(
+    opts.auth ? { discovery: true, auth: { mode: 'enforce' }, identity: {} } : { discovery: true },
+  );
   closers.push(() => cp.close());
   const url = cp.url;
   const sidecar = async (service: string, id: string, appPort?: number) => {
+    const identity = opts.auth
+      ? { joinToken: (await cp.cp.identity.tokens.create('default', service, 60_000)).token }
+      : undefined;
     const p = await startControlledProxy({
+      ...(identity ? { identity } : {}),
       control: [url],
       id,
       settings: {
@@ -90,8 +102,12 @@ export async function startViewsMesh(): Promise<ViewsMesh> {
     if (Date.now() > deadline) throw new Error(`client sees ${eps} ratings endpoints`);
     await new Promise((r) => setTimeout(r, 50));
   }
+  const operatorToken = opts.auth
+    ? (await cp.cp.tokens.create({ name: 'ops', role: 'operator' })).token
+    : undefined;
   return {
     cp,
+    ...(operatorToken ? { operatorToken } : {}),
     client,
     ratings,
     call,

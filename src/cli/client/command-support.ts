@@ -91,9 +91,7 @@ export async function runWithClient(
 ): Promise<void> {
   let client: ControlClient | undefined;
   try {
-    const creds = resolveCredentials(opts);
-    const ca = controlCa(opts);
-    client = new ControlClient(controlUrl(creds.control), { token: creds.token, ...(ca ? { ca } : {}) });
+    client = openControlClient(opts);
     await fn(client);
   } catch (err) {
     const { code, message } = describeFailure(err);
@@ -102,6 +100,13 @@ export async function runWithClient(
   } finally {
     await client?.destroy();
   }
+}
+
+/** The CLI's one client: URL, token and trust anchor from the flags, env and credentials file. */
+export function openControlClient(opts: ControlOpts): ControlClient {
+  const creds = resolveCredentials(opts);
+  const ca = controlCa(opts);
+  return new ControlClient(controlUrl(creds.control), { token: creds.token, ...(ca ? { ca } : {}) });
 }
 
 /** The PEM of `--control-ca` (else env HEXMESH_CONTROL_CA), or undefined when neither is set. */

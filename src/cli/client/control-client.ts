@@ -202,6 +202,40 @@ export class ControlClient {
     throw toApiError(res.statusCode, parsed, subject, this.baseUrl);
   }
 
+  /**
+   * A streaming GET (tap's NDJSON): the open body once the status is 2xx, with the same
+   * credentials and trust anchor as every other call; a non-2xx answer becomes the API's
+   * ControlApiError. The body ends when `signal` aborts.
+   */
+  async stream(path: string, query: URLSearchParams, signal: AbortSignal): Promise<AsyncIterable<Buffer>> {
+    const headers: Record<string, string> = { accept: 'application/x-ndjson' };
+    if (this.#authorization) headers.authorization = this.#authorization;
+    let res;
+    try {
+      res = await this.#pool.request({
+        method: 'GET',
+        path: `${this.#pathPrefix}${path}${query.size ? `?${query}` : ''}`,
+        headers,
+        signal,
+      });
+    } catch (err) {
+      if (signal.aborted) throw err;
+      throw new ControlApiError(
+        0,
+        'HEXMESH_ERR_CONNECT_FAILED',
+        `cannot reach control plane at ${this.baseUrl}: ${describeNetError(err)}`,
+        { cause: err },
+      );
+    }
+    if (res.statusCode >= 200 && res.statusCode < 300) return res.body;
+    const text = await res.body.text();
+    let parsed: unknown = text;
+    try {
+      parsed = JSON.parse(text);
+    } catch {}
+    throw toApiError(res.statusCode, parsed, undefined, this.baseUrl);
+  }
+
   // ---- resources ----
 
   listResources(kind?: string, namespace?: string, block?: BlockOptions): Promise<Answer<StoredResource[]>> {

@@ -4,9 +4,8 @@
  * as received (requests, drops, proxies going away).
  */
 import { Command, Option } from 'commander';
-import { request } from 'undici';
-import { ControlApiError, controlUrl } from '../client/control-client.ts';
-import { describeFailure, withControl, type ControlOpts } from '../client/command-support.ts';
+import type { ControlClient } from '../client/control-client.ts';
+import { runWithClient, withControl, type ControlOpts } from '../client/command-support.ts';
 import { EXIT } from '../exit-codes.ts';
 
 export interface TapFlags extends ControlOpts {
@@ -45,44 +44,25 @@ export function tapQuery(service: string, f: TapFlags): URLSearchParams {
 
 /**
  * Open the control plane's tap stream and call `onLine` per NDJSON line until it ends, the
- * signal aborts, or it fails (ControlApiError with the API's message).
+ * signal aborts, or it fails (ControlApiError with the API's message). The stream goes
+ * through the CLI's one authenticated client: tap needs the `tap` permission.
  */
 export async function streamTap(
-  base: string,
+  client: ControlClient,
   query: URLSearchParams,
   onLine: (line: TapLine) => void,
   signal: AbortSignal,
 ): Promise<void> {
-  const url = new URL(base);
-  let res;
+  let body: AsyncIterable<Buffer>;
   try {
-    res = await request(`${url.origin}${url.pathname.replace(/\/+$/, '')}/v1/tap?${query}`, {
-      signal,
-      bodyTimeout: 0,
-      headersTimeout: 30_000,
-    });
+    body = await client.stream('/v1/tap', query, signal);
   } catch (err) {
     if (signal.aborted) return;
-    throw new ControlApiError(
-      0,
-      'HEXMESH_ERR_CONNECT_FAILED',
-      `cannot reach control plane at ${base}: ${(err as Error).message}`,
-    );
-  }
-  if (res.statusCode !== 200) {
-    const text = await res.body.text();
-    let code = 'HEXMESH_ERR_INTERNAL';
-    let message = text;
-    try {
-      const e = JSON.parse(text).error;
-      code = e.code;
-      message = e.message;
-    } catch {}
-    throw new ControlApiError(res.statusCode, code, message);
+    throw err;
   }
   let buf = '';
   try {
-    for await (const chunk of res.body) {
+    for await (const chunk of body) {
       buf += (chunk as Buffer).toString('utf8');
       let nl;
       while ((nl = buf.indexOf('\n')) !== -1) {
@@ -147,22 +127,20 @@ export function tapCommand(): Command {
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);
       try {
-        await streamTap(
-          controlUrl(f.control),
-          tapQuery(service, f),
-          (l) => {
-            if (f.output === 'json') return void process.stdout.write(`${JSON.stringify(l)}\n`);
-            const s = formatTapLine(l);
-            if (s === undefined) return;
-            (l.type === 'request' ? process.stdout : process.stderr).write(`${s}\n`);
-          },
-          ac.signal,
-        );
-        process.exitCode = EXIT.OK;
-      } catch (err) {
-        const { code, message } = describeFailure(err);
-        process.stderr.write(`hexmesh tap: ${message}\n`);
-        process.exitCode = code;
+        await runWithClient('tap', f, async (client) => {
+          await streamTap(
+            client,
+            tapQuery(service, f),
+            (l) => {
+              if (f.output === 'json') return void process.stdout.write(`${JSON.stringify(l)}\n`);
+              const s = formatTapLine(l);
+              if (s === undefined) return;
+              (l.type === 'request' ? process.stdout : process.stderr).write(`${s}\n`);
+            },
+            ac.signal,
+          );
+          process.exitCode = EXIT.OK;
+        });
       } finally {
         process.off('SIGINT', stop);
         process.off('SIGTERM', stop);

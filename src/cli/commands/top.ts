@@ -9,8 +9,7 @@
  */
 import { Command, Option } from 'commander';
 import { parseDuration } from '../../config/duration.ts';
-import { controlUrl } from '../client/control-client.ts';
-import { describeFailure, formatTable, UsageError } from '../client/command-support.ts';
+import { describeFailure, formatTable, openControlClient, UsageError } from '../client/command-support.ts';
 import { EXIT } from '../exit-codes.ts';
 import { streamTap, tapOptions, tapQuery, type TapFlags, type TapLine } from './tap.ts';
 
@@ -168,7 +167,12 @@ export function topCommand(): Command {
               () => process.stdout.write(`${JSON.stringify({ service, rows: win.rows() })}\n`),
               1000,
             );
-          await streamTap(controlUrl(f.control), tapQuery(service, f), (l) => win.add(l), ac.signal);
+          const client = openControlClient(f);
+          try {
+            await streamTap(client, tapQuery(service, f), (l) => win.add(l), ac.signal);
+          } finally {
+            await client.destroy();
+          }
           if (f.once) {
             const rows = win.rows();
             process.stdout.write(
