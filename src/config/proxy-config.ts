@@ -9,6 +9,17 @@ import { duration, resourceSchema } from './resources.ts';
 const port = z.number().int().min(0).max(65535);
 const host = z.string().min(1);
 const address = z.object({ address: host, port }).strict();
+/**
+ * Service and namespace names are DNS-1123 labels, as Kubernetes': a Host header names a
+ * service as `<name>.<namespace>...`, lower-cased, so an upper-case or dotted name could
+ * never be reached.
+ */
+const dnsLabel = z
+  .string()
+  .regex(
+    /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/,
+    'must be a DNS-1123 label (1-63 lower-case letters, digits or -, starting and ending with a letter or digit)',
+  );
 
 export const endpointSchema = z
   .object({
@@ -34,8 +45,8 @@ export const endpointSchema = z
 
 export const meshServiceSchema = z
   .object({
-    name: z.string().min(1),
-    namespace: z.string().default('default'),
+    name: dnsLabel,
+    namespace: dnsLabel.default('default'),
     ports: z
       .array(
         z
@@ -48,14 +59,20 @@ export const meshServiceSchema = z
       )
       .default([{ port: 80, protocol: 'http' }]),
     endpoints: z.array(endpointSchema).default([]),
+    /**
+     * The inbound mTLS mode the destination's own sidecars enforce (from discovery). Under
+     * STRICT, an endpoint without a sidecar (`meshed: false`) is never chosen: it would be
+     * sent plaintext, to whoever registered it.
+     */
+    mtls: z.enum(['STRICT', 'PERMISSIVE']).optional(),
   })
   .strict();
 
 export const proxySettingsSchema = z
   .object({
     /** The service this proxy's workload belongs to. */
-    service: z.string().min(1),
-    namespace: z.string().default('default'),
+    service: dnsLabel,
+    namespace: dnsLabel.default('default'),
     outbound: address.default({ address: '127.0.0.1', port: 4140 }),
     inbound: address.default({ address: '0.0.0.0', port: 4143 }),
     admin: address.default({ address: '127.0.0.1', port: 4191 }),
@@ -70,11 +87,7 @@ export const proxySettingsSchema = z
       .optional(),
     /** Per-upstream local ports on the outbound side: any protocol, opaque TCP included. */
     upstreams: z
-      .array(
-        z
-          .object({ service: z.string().min(1), localPort: port, address: host.default('127.0.0.1') })
-          .strict(),
-      )
+      .array(z.object({ service: dnsLabel, localPort: port, address: host.default('127.0.0.1') }).strict())
       .default([]),
     /** Inbound ports that skip protocol detection (server-first protocols such as MySQL). */
     opaquePorts: z.array(port).default([]),
@@ -142,7 +155,44 @@ export const proxyConfigSchema = z
     services: z.array(meshServiceSchema).default([]),
     resources: z.array(resourceSchema).default([]),
   })
-  .strict();
+  .strict()
+  .superRefine((c, ctx) => {
+    // Each of these would otherwise be silently "last wins" or fail after the ready line.
+    const services = new Map<string, number>();
+    c.services.forEach((s, i) => {
+      const key = `${s.namespace}/${s.name}`;
+      const prev = services.get(key);
+      if (prev !== undefined)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['services', i, 'name'],
+          message: `service ${key} is also services[${prev}]; list each service once, with all its endpoints`,
+        });
+      else services.set(key, i);
+    });
+    const upstreams = new Map<string, number>();
+    const localPorts = new Map<string, number>();
+    c.proxy.upstreams.forEach((u, i) => {
+      const prev = upstreams.get(u.service);
+      if (prev !== undefined)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['proxy', 'upstreams', i, 'service'],
+          message: `${u.service} already has a local port (proxy.upstreams[${prev}]); one upstream per service`,
+        });
+      else upstreams.set(u.service, i);
+      if (u.localPort === 0) return;
+      const at = `${u.address}:${u.localPort}`;
+      const clash = localPorts.get(at);
+      if (clash !== undefined)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['proxy', 'upstreams', i, 'localPort'],
+          message: `${at} is also proxy.upstreams[${clash}]'s local port`,
+        });
+      else localPorts.set(at, i);
+    });
+  });
 
 export type ProxyConfig = z.infer<typeof proxyConfigSchema>;
 export type ProxySettings = ProxyConfig['proxy'];

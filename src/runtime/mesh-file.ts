@@ -125,6 +125,19 @@ const meshFileSchema = z
         });
       seen.set(key, i);
     });
+    // Two services on one fixed port: the second app (or its sidecar) could never bind it.
+    const ports = new Map<number, number>();
+    m.services.forEach((s, i) => {
+      if (s.port === 'auto') return;
+      const prev = ports.get(s.port);
+      if (prev !== undefined)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['services', i, 'port'],
+          message: `port ${s.port} is also services[${prev}].port; use another port or port: auto`,
+        });
+      else ports.set(s.port, i);
+    });
     if (m.smokeTest && !m.services.some((s) => s.name === m.smokeTest!.service))
       ctx.addIssue({
         code: 'custom',
@@ -173,7 +186,8 @@ export async function parseMeshFile(doc: unknown, file: string): Promise<MeshFil
   const raw = (doc ?? {}) as { resources?: unknown; include?: unknown };
   const inline = Array.isArray(raw.resources) ? raw.resources : [];
   const resources: unknown[] = [];
-  inline.forEach((d, i) => checkResource(d, `resources[${i}]`, problems, resources));
+  const seen = new Map<string, string>();
+  inline.forEach((d, i) => checkResource(d, `resources[${i}]`, problems, resources, seen));
   const include = Array.isArray(raw.include) ? raw.include : [];
   for (const [i, p] of include.entries()) {
     if (typeof p !== 'string') continue;
@@ -187,7 +201,7 @@ export async function parseMeshFile(doc: unknown, file: string): Promise<MeshFil
     }
     try {
       parseDocuments(text, p).forEach((d, j) =>
-        checkResource(d, `include[${i}] (${p}) [${j}]`, problems, resources),
+        checkResource(d, `include[${i}] (${p}) [${j}]`, problems, resources, seen),
       );
     } catch (e) {
       if (!(e instanceof ConfigError)) throw e;
@@ -214,9 +228,31 @@ export async function parseMeshFile(doc: unknown, file: string): Promise<MeshFil
   });
 }
 
-function checkResource(doc: unknown, at: string, problems: ConfigProblem[], out: unknown[]): void {
+/**
+ * Validate one resource document into `out`; `seen` (kind/namespace/name → where) refuses a
+ * second resource of the same name, which would otherwise silently replace the first on apply.
+ */
+function checkResource(
+  doc: unknown,
+  at: string,
+  problems: ConfigProblem[],
+  out: unknown[],
+  seen: Map<string, string>,
+): void {
   try {
     validateResources([doc], at);
+    const r = doc as { kind: string; metadata: { name: string; namespace?: string } };
+    const key = `${r.kind} ${r.metadata.namespace ?? 'default'}/${r.metadata.name}`;
+    const prev = seen.get(key);
+    if (prev !== undefined) {
+      problems.push({
+        path: `${at}.metadata.name`,
+        value: r.metadata.name,
+        message: `${key} is also ${prev}; one resource per kind and name`,
+      });
+      return;
+    }
+    seen.set(key, at);
     out.push(doc);
   } catch (e) {
     if (!(e instanceof ConfigError)) throw e;
