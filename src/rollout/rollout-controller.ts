@@ -8,16 +8,27 @@
  * A revision is a change of `spec.template`: the controller numbers them 1, 2, …; the
  * instances found running when a service is first rolled out are revision 0, selected by
  * their `version` label (the new template must carry another version).
+ *
+ * Crash safety (docs/rollouts.md): the persisted status and history are the controller's
+ * intent. A controller that starts (or takes the lease over) resumes from them before it
+ * acts on a Rollout (#resume): a template whose revision already ended is not run again, a
+ * revision left half done by a controller that died is marked Failed and its route put back
+ * to the stable instances that exist. Every routing write is retried until the control
+ * plane takes it (#write), so an unreachable control plane delays a step, and a rollback
+ * removes the new instances only once the route no longer sends them traffic.
  */
 import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { blockingQuery } from '../cli/client/blocking-query.ts';
 import { ControlClient, type StoredResource } from '../cli/client/control-client.ts';
 import { rolloutSchema, type Rollout } from '../config/resources.ts';
+import { HexmeshError } from '../errors/hexmesh-error.ts';
 import type { Runtime } from '../runtime/runtime.ts';
 import { OwnerLease } from './owner-lease.ts';
 import { Inbox, runRevision, type RevisionSet } from './rollout-run.ts';
 import {
   REVISION_LABEL,
+  TERMINAL_PHASES,
   rolloutKeys,
   templateChanges,
   type HistoryEntry,
@@ -51,6 +62,8 @@ interface Tracked {
   history: HistoryEntry[];
   /** JSON of the template last acted on. */
   handled: string | undefined;
+  /** The persisted status and history were read (#resume) since this controller started. */
+  resumed: boolean;
   run: { inbox: Inbox; done: Promise<void> } | undefined;
   status: RolloutStatus | undefined;
   /** Serialises the work of one rollout (spec changes and commands). */
@@ -75,7 +88,10 @@ export class RolloutController {
     this.#lease = new OwnerLease(this.#client, {
       id: `rollout-controller:${process.pid}:${randomUUID().slice(0, 8)}`,
       ...(o.leaseTtlMs !== undefined ? { ttlMs: o.leaseTtlMs } : {}),
-      onChange: (held) => this.#log(held ? 'holding the owner lease' : 'lost the owner lease'),
+      onChange: (held) => {
+        this.#log(held ? 'holding the owner lease' : 'lost the owner lease');
+        if (held) void this.#resync();
+      },
     });
   }
 
@@ -124,6 +140,7 @@ export class RolloutController {
         retired: undefined,
         history: [],
         handled: undefined,
+        resumed: false,
         run: undefined,
         status: undefined,
         queue: Promise.resolve(),
@@ -146,9 +163,121 @@ export class RolloutController {
     const json = JSON.stringify(r.spec.template);
     if (json === t.handled) return;
     t.handled = json;
+    if (!t.resumed) {
+      t.resumed = true;
+      this.#enqueue(t, () => this.#resume(t, r, json));
+      return;
+    }
     // A newer template supersedes a rollout in progress: roll that one back first.
     t.run?.inbox.push({ action: 'abort', id: 'superseded', at: this.#now() });
     this.#enqueue(t, () => this.#rollout(t, r));
+  }
+
+  /** The lease was (re)gained: read every Rollout now (the blocking query may wait), publish every status. */
+  async #resync(): Promise<void> {
+    for (const t of this.#tracked.values()) void this.#publish(t);
+    try {
+      for (const r of (await this.#client.listResources('Rollout')).body) this.#onResource(r);
+    } catch {}
+  }
+
+  /**
+   * First sight of a Rollout in this controller's life: pick up what the persisted status
+   * and history say. The stable set is the status' stable revision if its instances run
+   * here (`hexmesh up` starts a promoted revision's instances, mesh-runner.ts), else what
+   * runs now; a revision that never ended (its controller died) is marked Failed and the
+   * route goes back to stable; the template is run only if no revision ran it to the end.
+   */
+  async #resume(t: Tracked, r: Rollout, json: string): Promise<void> {
+    const ns = r.metadata.namespace;
+    await this.#loadHistory(t, ns, r.metadata.name);
+    let status: RolloutStatus | undefined;
+    try {
+      const e = (await this.#client.kvGet(rolloutKeys.status(ns, r.metadata.name))).body;
+      if (e) status = JSON.parse(e.value) as RolloutStatus;
+    } catch {}
+    const last = t.history.at(-1);
+    if (!status || !last) return this.#rollout(t, r);
+    t.status = status;
+    t.stable = this.#stableSet(r, status.stableRevision, t.history);
+    const traffic = new RolloutTraffic(this.#client, ns, r.spec.service);
+    const stable = t.stable;
+    // Whatever the route said before, it now sends everything to instances that run.
+    await this.#write(t, `route all traffic to revision ${stable.revision}`, () =>
+      traffic.apply({ stable: stable.selector, canary: stable.selector, weight: 0 }),
+    );
+    if (last.outcome === 'Progressing') {
+      const reason = `interrupted: the rollout controller stopped during revision ${last.revision}`;
+      Object.assign(last, { outcome: 'Failed', reason, finishedAt: this.#now() });
+      this.#log(`${t.key}: ${reason}; traffic back on revision ${stable.revision}`);
+    }
+    if (!TERMINAL_PHASES.has(status.phase))
+      Object.assign(status, {
+        phase: 'Failed',
+        reason: last.reason ?? status.reason,
+        message: `revision ${last.revision} failed; stable is revision ${stable.revision}`,
+        weight: 0,
+      });
+    Object.assign(status, {
+      stableRevision: stable.revision,
+      instances: { stable: stable.ids, canary: [] },
+      updatedAt: this.#now(),
+    });
+    await this.#publish(t);
+    // A template some revision already ran to its end is not run again (after a restart
+    // as within one run); one that was interrupted is.
+    const ran = lastOf(t.history, (h) => JSON.stringify(h.template) === json);
+    if (ran && !(ran.outcome === 'Failed' && ran.reason?.startsWith('interrupted'))) return;
+    await this.#rollout(t, r);
+  }
+
+  /** The set of `revision` running in the runtime, or (none runs) what runs now as revision 0. */
+  #stableSet(r: Rollout, revision: number, history: readonly HistoryEntry[]): RevisionSet {
+    if (revision > 0) {
+      const selector = { [REVISION_LABEL]: String(revision) };
+      const ids = this.#running(r)
+        .filter((i) => i.labels?.[REVISION_LABEL] === String(revision))
+        .map((i) => i.id);
+      const template = lastOf(history, (h) => h.revision === revision)?.template;
+      if (ids.length) return { revision, selector, ids, ...(template ? { template } : {}) };
+      this.#log(
+        `${r.metadata.namespace}/${r.metadata.name}: no instance of the stable revision ${revision} runs; taking the running ones as revision 0`,
+      );
+    }
+    return this.#adopt(r);
+  }
+
+  #running(r: Rollout) {
+    return this.#o.runtime
+      .list()
+      .filter(
+        (i) => i.service === r.spec.service && i.namespace === r.metadata.namespace && i.state !== 'stopped',
+      );
+  }
+
+  /**
+   * See RunContext.write: retry with backoff (250 ms doubling to 5 s) while the control
+   * plane is unreachable or the lease is not held; give up only once the controller closes.
+   */
+  async #write(t: Tracked, what: string, fn: () => Promise<void>): Promise<void> {
+    let failing: string | undefined;
+    for (let delay = 250; ; delay = Math.min(delay * 2, 5000)) {
+      if (this.#closed && failing !== undefined)
+        throw new HexmeshError('HEXMESH_ERR_DRAINING', `${t.key}: ${what}: not done (${failing}); closing`);
+      if (this.#lease.held) {
+        try {
+          await fn();
+          if (failing !== undefined) this.#log(`${t.key}: ${what}: done`);
+          return;
+        } catch (err) {
+          failing = (err as Error).message;
+        }
+      } else failing = 'the owner lease is not held';
+      if (delay === 250) this.#log(`${t.key}: ${what}: ${failing}; retrying`);
+      try {
+        await sleep(delay, undefined, { signal: this.#abort.signal });
+      } catch {}
+    }
   }
 
   #onCommand(key: string, value: string, modRevision: number): void {
@@ -236,13 +365,15 @@ export class RolloutController {
         status,
         inbox,
         publish: () => this.#publish(t),
+        write: (what, fn) => this.#write(t, what, fn),
         settleMs: this.#o.settleMs ?? 1000,
         ...(this.#o.graceMs !== undefined ? { graceMs: this.#o.graceMs } : {}),
         retire: (old, delayMs) => this.#retire(t, old, delayMs),
         now: this.#now,
       });
       t.stable = res.stable;
-      entry.outcome = res.outcome;
+      // Not routed back: the entry stays Progressing, for the next controller to resume.
+      if (res.routed !== false) entry.outcome = res.outcome;
       if (res.reason) entry.reason = res.reason;
     } finally {
       entry.finishedAt = this.#now();
@@ -254,11 +385,7 @@ export class RolloutController {
 
   /** Revision 0: the service's instances running now, selected by their version. */
   #adopt(r: Rollout): RevisionSet {
-    const running = this.#o.runtime
-      .list()
-      .filter(
-        (i) => i.service === r.spec.service && i.namespace === r.metadata.namespace && i.state !== 'stopped',
-      );
+    const running = this.#running(r).filter((i) => i.labels?.[REVISION_LABEL] === undefined);
     const version = running.find((i) => i.version !== undefined)?.version;
     return { revision: 0, selector: version !== undefined ? { version } : {}, ids: running.map((i) => i.id) };
   }
@@ -301,12 +428,19 @@ export class RolloutController {
       t.history.filter((h) => h.outcome === 'Succeeded' && h.revision < cur.revision).at(-1)?.revision ??
       0;
     const current = lastOf(t.history, (h) => h.revision === cur.revision);
+    if (target === cur.revision) {
+      Object.assign(st, { message: `undo: revision ${target} is already stable`, updatedAt: this.#now() });
+      await this.#publish(t);
+      return;
+    }
     if (t.retired && t.retired.revision === target) {
       const back = t.retired;
       clearTimeout(back.timer);
       t.retired = undefined;
       const traffic = new RolloutTraffic(this.#client, st.namespace, st.service);
-      await traffic.apply({ stable: back.selector, canary: cur.selector, weight: 0 });
+      await this.#write(t, `route all traffic back to revision ${target}`, () =>
+        traffic.apply({ stable: back.selector, canary: cur.selector, weight: 0 }),
+      );
       this.#retire(t, cur, back.delayMs);
       t.stable = {
         revision: back.revision,

@@ -64,6 +64,12 @@ export interface RunContext {
   inbox: Inbox;
   /** Write `status` (the controller serialises and publishes it). */
   publish(): Promise<void>;
+  /**
+   * Run a write to the control plane (a routing change) until it succeeds while the
+   * controller owns the lease: an unreachable control plane delays the step instead of
+   * failing the rollout. Rejects only when the controller closes.
+   */
+  write(what: string, fn: () => Promise<void>): Promise<void>;
   /** How long proxies need to see a routing change before instances may go (default 1 s). */
   settleMs: number;
   /** Grace per process when draining instances. */
@@ -78,6 +84,8 @@ export interface RunResult {
   reason?: string;
   /** The stable set afterwards. */
   stable: RevisionSet;
+  /** False when the controller closed before the route went back to stable (left for its successor). */
+  routed?: boolean;
 }
 
 class Stop extends Error {
@@ -123,12 +131,14 @@ export async function runRevision(ctx: RunContext): Promise<RunResult> {
     weight: status.weight,
   });
   const routing = (weight: number, stable: Selector = ctx.stable.selector) =>
-    traffic.apply({
-      stable,
-      canary: canarySel,
-      weight,
-      ...(previewName ? { preview: { name: previewName, selector: canarySel } } : {}),
-    });
+    ctx.write(`route ${weight}% to revision ${revision}`, () =>
+      traffic.apply({
+        stable,
+        canary: canarySel,
+        weight,
+        ...(previewName ? { preview: { name: previewName, selector: canarySel } } : {}),
+      }),
+    );
   const admins = () =>
     runtime
       .list()
@@ -268,10 +278,17 @@ export async function runRevision(ctx: RunContext): Promise<RunResult> {
     return { outcome: 'Succeeded', stable: fresh };
   } catch (err) {
     const stop = err instanceof Stop ? err : new Stop('Failed', `internal error: ${(err as Error).message}`);
-    // Rollback: all traffic to stable first, then the new instances go.
+    // Rollback: all traffic to stable first, then the new instances go. The new instances
+    // stay until the route is written: the route never points at instances that are gone
+    // (with the control plane down, proxies keep their last routes and still send the
+    // canary its share). Only a controller that closes gives up; its successor finds a
+    // non-terminal status and puts the route back to stable (RolloutController#resume).
+    await set({ message: 'rolling back: all traffic to stable' });
     try {
       await routing(0);
-    } catch {}
+    } catch {
+      return { outcome: stop.outcome, reason: stop.message, stable: ctx.stable, routed: false };
+    }
     await set({ weight: 0, message: 'rolling back' });
     if (started) {
       await sleep(ctx.settleMs);

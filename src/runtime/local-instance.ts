@@ -117,6 +117,7 @@ export class LocalInstance {
       service: this.spec.service,
       namespace: this.spec.namespace,
       version: this.spec.labels.version,
+      labels: this.spec.labels,
       state: this.#state,
       health: this.#health,
       ...(this.#healthOutput !== undefined ? { healthOutput: this.#healthOutput } : {}),

@@ -45,6 +45,8 @@ export interface InstanceInfo {
   service: string;
   namespace: string;
   version: string | undefined;
+  /** The spec's labels (a rollout finds a revision's instances by its label). */
+  labels?: Readonly<Record<string, string>>;
   state: InstanceState;
   health: InstanceHealth;
   /** Last check output from the catalog. */
