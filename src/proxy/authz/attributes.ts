@@ -5,6 +5,7 @@
  */
 import type { RequestAuth } from '../authn/request-auth.ts';
 import type { HeaderMap } from '../core/dispatch.ts';
+import type { NormalizedHost } from '../route/authority.ts';
 
 export type { RequestAuth };
 
@@ -13,8 +14,13 @@ export interface AuthzAttributes {
   method: string;
   /** Normalised path, no query. */
   path: string;
-  /** Authority, lower-case (`host[:port]`). */
+  /** Authority, lower-case (`host[:port]`), as the request has it. */
   host: string;
+  /**
+   * `host` normalised as routing reads it (route/authority.ts), filled in on first use by
+   * a policy with `hosts` (once per request, and only when some policy asks).
+   */
+  hostName?: NormalizedHost;
   /** Port of the workload (the app port), Istio's destination port. */
   port: number;
   headers: HeaderMap;

@@ -40,7 +40,12 @@ export class Authorizer {
   readonly #noAllowMatched: Verdict;
   readonly #noPolicy: Verdict;
 
-  constructor(policies: readonly AuthorizationPolicy[], counters: DecisionCounters = NO_COUNTERS) {
+  /** `namespace`: the workload's, for bare service names in `hosts` (default: each policy's). */
+  constructor(
+    policies: readonly AuthorizationPolicy[],
+    counters: DecisionCounters = NO_COUNTERS,
+    namespace?: string,
+  ) {
     // Sorted by name so the deciding policy does not depend on resource order.
     const sorted = [...policies].sort((a, b) =>
       `${a.metadata.namespace}/${a.metadata.name}`.localeCompare(
@@ -48,7 +53,7 @@ export class Authorizer {
       ),
     );
     for (const p of sorted) {
-      const policy = compilePolicy(p);
+      const policy = compilePolicy(p, namespace);
       const decision =
         policy.action === 'DENY' ? 'denied' : policy.action === 'ALLOW' ? 'allowed' : 'audited';
       const verdict: Verdict = {

@@ -6,9 +6,10 @@
  */
 import type { AuthorizationPolicy, AuthorizationRule } from '../../config/resources.ts';
 import type { AuthzAttributes } from './attributes.ts';
+import { normalizeHost, type NormalizedHost } from '../route/authority.ts';
 import { compileIpBlocks } from './ip-match.ts';
 import { principalPattern, UNAUTHENTICATED } from './peer.ts';
-import { compileAny, type StringMatcher } from './string-match.ts';
+import { compileAny, compilePattern, type StringMatcher } from './string-match.ts';
 
 type Pred = (a: AuthzAttributes) => boolean;
 
@@ -23,8 +24,12 @@ export interface CompiledPolicy {
   readonly matches: Pred;
 }
 
-export function compilePolicy(p: AuthorizationPolicy): CompiledPolicy {
-  const rules = p.spec.rules.map(compileRule);
+/**
+ * `namespace`: the workload's, in which a bare service name in `hosts` is read (default:
+ * the policy's own; they differ only for a mesh-wide policy of the root namespace).
+ */
+export function compilePolicy(p: AuthorizationPolicy, namespace = p.metadata.namespace): CompiledPolicy {
+  const rules = p.spec.rules.map((r) => compileRule(r, namespace));
   const matches: Pred =
     rules.length === 0
       ? () => false
@@ -35,10 +40,10 @@ export function compilePolicy(p: AuthorizationPolicy): CompiledPolicy {
   return { name: `${p.metadata.namespace}/${p.metadata.name}`, action: p.spec.action, matches };
 }
 
-function compileRule(rule: AuthorizationRule): Pred {
+function compileRule(rule: AuthorizationRule, namespace: string): Pred {
   const preds: Pred[] = [];
   if (rule.from !== undefined) preds.push(anyOf(rule.from.map((f) => compileSource(f.source))));
-  if (rule.to !== undefined) preds.push(anyOf(rule.to.map((t) => compileOperation(t.operation))));
+  if (rule.to !== undefined) preds.push(anyOf(rule.to.map((t) => compileOperation(t.operation, namespace))));
   for (const c of rule.when ?? []) preds.push(compileCondition(c.key, c.values, c.notValues));
   return allOf(preds);
 }
@@ -103,7 +108,10 @@ function nonEmpty(m: StringMatcher | undefined): StringMatcher | undefined {
   return m && ((v) => v !== '' && m(v));
 }
 
-function compileOperation(o: NonNullable<AuthorizationRule['to']>[number]['operation']): Pred {
+function compileOperation(
+  o: NonNullable<AuthorizationRule['to']>[number]['operation'],
+  namespace: string,
+): Pred {
   const preds: Pred[] = [];
   const methods = (l: string[] | undefined) => l && new Set(l);
   const m = methods(o.methods);
@@ -114,19 +122,36 @@ function compileOperation(o: NonNullable<AuthorizationRule['to']>[number]['opera
   const ports = o.ports && new Set(o.ports);
   const notPorts = o.notPorts && new Set(o.notPorts);
   field(preds, (a) => a.port, ports && ((p) => ports.has(p)), notPorts && ((p) => notPorts.has(p)));
-  field(preds, (a) => a.host, hostMatcher(o.hosts), hostMatcher(o.notHosts));
+  const hostOf = (a: AuthzAttributes) => (a.hostName ??= normalizeHost(a.host, namespace));
+  field(preds, hostOf, hostMatcher(o.hosts, namespace), hostMatcher(o.notHosts, namespace));
   return allOf(preds);
 }
 
-/** Hosts match case-insensitively, with or without the port of the authority. */
-function hostMatcher(list: string[] | undefined): StringMatcher | undefined {
-  const m = compileAny(list, true);
-  if (!m) return undefined;
-  return (host) => {
-    if (m(host)) return true;
-    const colon = host.lastIndexOf(':');
-    return colon > 0 && host.indexOf(']') < colon && m(host.slice(0, colon));
+type HostMatcher = (h: NormalizedHost) => boolean;
+
+/**
+ * `hosts` entries read as routing reads a Host (route/authority.ts normalizeHost): `svc`,
+ * `svc.`, `Svc.NS`, `svc:80` and `svc.ns.svc.cluster.local.` name one service, so an entry
+ * matches every spelling of it. A port in the entry must be the request's; without one,
+ * any port. Wildcards (`*.example.com`, `api*`) match the host or the service's full name.
+ */
+function hostMatcher(list: string[] | undefined, namespace: string): HostMatcher | undefined {
+  if (list === undefined) return undefined;
+  const ms = list.map((p) => compileHostPattern(p, namespace));
+  if (ms.length === 1) return ms[0];
+  return (h) => {
+    for (const m of ms) if (m(h)) return true;
+    return false;
   };
+}
+
+function compileHostPattern(pattern: string, namespace: string): HostMatcher {
+  if (pattern.includes('*')) {
+    const m = compilePattern(pattern.toLowerCase(), true);
+    return (h) => m(h.host) || m(h.fqdn) || (h.port !== undefined && m(`${h.host}:${h.port}`));
+  }
+  const want = normalizeHost(pattern, namespace);
+  return (h) => h.fqdn === want.fqdn && (want.port === undefined || want.port === h.port);
 }
 
 const HEADER_KEY = /^request\.headers\[(.+)\]$/;

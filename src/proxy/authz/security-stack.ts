@@ -37,7 +37,7 @@ export function buildSecurityLayers(config: ProxyConfig, opts: SecurityOptions =
     const counters: DecisionCounters = m ? (p, a, d) => m.authzDecision(p, a, d) : NO_COUNTERS;
     layers.push(
       authzLayer({
-        authorizer: new Authorizer(authz, counters),
+        authorizer: new Authorizer(authz, counters, namespace),
         port: app?.port ?? 0,
         service,
         normalize: opts.normalize,

@@ -1,7 +1,12 @@
 /**
  * Map a Host / :authority to the destination service, the way Kubernetes DNS names a Service:
  * `reviews`, `reviews.<ns>`, `reviews.<ns>.svc`, `reviews.<ns>.svc.cluster.local`, each with
- * an optional `:port` and an optional trailing dot.
+ * an optional `:port` and an optional trailing dot, in any case.
+ *
+ * The one normalisation of hosts: routing (`parseAuthority`) and authorization's `hosts`
+ * (`normalizeHost`) both read an authority here, so a spelling that reaches a service
+ * (`Reviews.PROD.`, `reviews:80`) is the same service to a policy (a DENY on `reviews`
+ * cannot be stepped around by writing the host another way).
  */
 
 /** The service an authority names. */
@@ -70,4 +75,53 @@ export function parseAuthority(authority: string, namespace: string): AuthorityT
   }
   if (target && port !== undefined) target.port = port;
   return target;
+}
+
+/** An authority as authorization compares it (see normalizeHost). */
+export interface NormalizedHost {
+  /** Lower-case host without port and trailing dot; an IPv6 literal keeps its brackets. */
+  readonly host: string;
+  /** The explicit port, if the authority has one. */
+  readonly port: number | undefined;
+  /**
+   * The service's full name, `<name>.<namespace>.svc.cluster.local`, when the host names a
+   * service the way routing reads it (a bare name in `namespace`); otherwise `host`.
+   */
+  readonly fqdn: string;
+}
+
+/** `<name>.<namespace>.svc.cluster.local`. */
+export function serviceFqdn(t: AuthorityTarget): string {
+  return `${t.name}.${t.namespace}.svc.cluster.local`;
+}
+
+/**
+ * Normalise an authority (a Host header or an authorization `hosts` entry) with the same
+ * reading as `parseAuthority`: `svc.`, `Svc.NS.`, `svc:80` and `svc.ns.svc.cluster.local.`
+ * all have the fqdn `svc.ns.svc.cluster.local` (`ns` = `namespace` for a bare name).
+ * Never fails: what is not a service name is compared as a lower-case host.
+ */
+export function normalizeHost(authority: string, namespace: string): NormalizedHost {
+  const a = authority.trim().toLowerCase();
+  let host = a;
+  let portText: string | undefined;
+  if (a.startsWith('[')) {
+    const close = a.indexOf(']');
+    if (close > 0) {
+      host = a.slice(0, close + 1);
+      if (a.charCodeAt(close + 1) === 58 /* : */) portText = a.slice(close + 2);
+    }
+  } else {
+    const colon = a.indexOf(':');
+    // One colon: host:port. More (a bare IPv6 literal, garbage): all of it is the host.
+    if (colon >= 0 && a.indexOf(':', colon + 1) < 0) {
+      host = a.slice(0, colon);
+      portText = a.slice(colon + 1);
+    }
+  }
+  while (host.endsWith('.')) host = host.slice(0, -1);
+  const n = portText !== undefined && isDigits(portText) && portText.length <= 5 ? Number(portText) : NaN;
+  const port = n >= 1 && n <= 65535 ? n : undefined;
+  const target = parseAuthority(host, namespace);
+  return { host, port, fqdn: target ? serviceFqdn(target) : host };
 }
