@@ -159,11 +159,11 @@ test(
       leaseTtlMs: 3000,
       log: (l) => log.push(l),
     });
-    let load: Load | undefined;
+    const loads: Load[] = [];
     t.after(async () => {
       // The controller and runtime deregister through it on the way out.
       if (!cp.running) await cp.start().catch(() => {});
-      await load?.stop();
+      await Promise.all(loads.map((l) => l.stop()));
       await controller.close();
       await runtime.close();
       await api.destroy();
@@ -228,7 +228,8 @@ test(
         },
       },
     ]);
-    load = new Load(clientPort, 120_000);
+    const load = new Load(clientPort, 120_000);
+    loads.push(load);
     await until('the canary analysed at 30%', 60_000, async () => {
       const s = await status();
       return s?.weight === 30 && s.message === 'analysing' ? s : undefined;
