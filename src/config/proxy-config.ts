@@ -100,6 +100,11 @@ export const proxySettingsSchema = z
       .min(1024)
       .max(1 << 20)
       .default(16 * 1024),
+    /**
+     * HTTP/2 from clients: SETTINGS_MAX_CONCURRENT_STREAMS advertised on each connection, and
+     * the streams of one connection the proxy works on at once (docs/security.md).
+     */
+    maxConcurrentStreams: z.number().int().min(1).max(10_000).default(100),
     /** Downstream keep-alive idle timeout. */
     idleTimeout: duration.default(300_000),
     drainTimeout: duration.default(30_000),

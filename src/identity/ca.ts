@@ -17,7 +17,7 @@ import { randomBytes, verify as verifySignature, webcrypto, X509Certificate as N
 import * as x509 from './x509-lib.ts';
 import { HexmeshError } from '../errors/hexmesh-error.ts';
 import { StoreConflictError, type Store } from '../store/store.ts';
-import { spiffeId as makeSpiffeId, parseSpiffeId } from './identity-source.ts';
+import { spiffeId as makeSpiffeId, parseSpiffeId, uriSans } from './identity-source.ts';
 import { checkCsr } from './csr-policy.ts';
 import { JoinTokens } from './join-tokens.ts';
 import { controlPlaneSpiffeId } from './control-tls.ts';
@@ -384,7 +384,9 @@ export class CertificateAuthority {
       issuedAt: new Date(now).toISOString(),
       notAfter: issued.notAfter,
     };
-    await this.#store.put(CA_KEYS.issued + encodeURIComponent(record.proxyId), JSON.stringify(record));
+    // Keyed under the identity issued: a proxy id names a proxy within its identity only, so
+    // one workload cannot overwrite another's record (rotation would think it renewed).
+    await this.#store.put(issuedKey(granted, record.proxyId), JSON.stringify(record));
     return issued;
   }
 
@@ -478,8 +480,15 @@ export class CertificateAuthority {
         'HEXMESH_ERR_UNAUTHENTICATED',
         "renewal refused: the signature over the CSR does not verify with the certificate's key",
       );
-    const uri = (leaf.subjectAltName ?? '').split(', ').find((p) => p.startsWith('URI:'));
-    const id = uri?.slice(4);
+    const uris = uriSans(leaf.subjectAltName);
+    // A certificate naming two identities proves neither: the first one used to be taken
+    // (a renewal with [admin, web] was issued for admin).
+    if (uris.length > 1)
+      throw new HexmeshError(
+        'HEXMESH_ERR_BAD_REQUEST',
+        `renewal refused: the current certificate carries ${uris.length} URI SANs; a workload certificate has exactly one`,
+      );
+    const id = uris[0];
     const parsed = id ? parseSpiffeId(id) : undefined;
     if (!id || !parsed || parsed.trustDomain !== state.trustDomain)
       throw new HexmeshError(
@@ -565,6 +574,11 @@ export class CertificateAuthority {
     await this.#store.put(CA_KEYS.state, JSON.stringify(next), { prevModRevision: rev });
     return this.rotationStatus();
   }
+}
+
+/** Where an issued record lives: under its SPIFFE ID, then the proxy id. */
+function issuedKey(spiffeId: string, proxyId: string): string {
+  return `${CA_KEYS.issued}${encodeURIComponent(spiffeId)}/${encodeURIComponent(proxyId)}`;
 }
 
 function describe(a: Authority, i: number): AuthorityInfo {

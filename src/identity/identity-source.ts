@@ -36,3 +36,16 @@ export function parseSpiffeId(
   const m = /^spiffe:\/\/([^/]+)\/ns\/([^/]+)\/sa\/([^/]+)$/.exec(id);
   return m ? { trustDomain: m[1], namespace: m[2], serviceAccount: m[3] } : undefined;
 }
+
+/**
+ * Every URI SAN in a certificate's `subjectAltName` text (node's X509Certificate and
+ * getPeerCertificate). A value holding a comma or a quote is JSON-quoted there, so the text
+ * is not simply split on ", ". A workload certificate has exactly one.
+ */
+export function uriSans(subjectAltName: string | undefined): string[] {
+  const out: string[] = [];
+  const re = /(?:^|, )URI:("(?:[^"\\]|\\.)*"|[^,]*)/g;
+  for (let m = re.exec(subjectAltName ?? ''); m; m = re.exec(subjectAltName ?? ''))
+    out.push(m[1].startsWith('"') ? (JSON.parse(m[1]) as string) : m[1]);
+  return out;
+}

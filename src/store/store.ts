@@ -159,7 +159,7 @@ export class StoreUnavailableError extends StoreError {
  *   /hexmesh/resources/<Kind>/<namespace>/<name>     resource JSON
  *   /hexmesh/instances/<namespace>/<service>/<id>     catalog instance JSON (leased by its sidecar)
  *   /hexmesh/kv/<user key>                            KV entries, raw value
- *   /hexmesh/proxies/<id>                             connected proxies (leased; admin address for Prometheus SD)
+ *   /hexmesh/proxies/<ns>/<service>/<id>              connected proxies (leased; admin address for Prometheus SD)
  *   /hexmesh/leader/<role>                            leader election (leased)
  */
 export const KEYS = Object.freeze({

@@ -147,7 +147,14 @@ async function enforcing(): Promise<TestCp & { token: Record<Role, string>; secr
   const t = await startCp({ auth: { mode: 'enforce' }, identity: {}, discovery: true });
   const token = {} as Record<Role, string>;
   for (const role of ['admin', 'operator', 'viewer', 'workload'] as const)
-    token[role] = (await t.cp.tokens.create({ name: `t-${role}`, role })).token;
+    token[role] = (
+      await t.cp.tokens.create({
+        name: `t-${role}`,
+        role,
+        // A workload token is bound to one service (docs/api-security.md).
+        ...(role === 'workload' && { subject: { namespace: 'shop', service: 'web' } }),
+      })
+    ).token;
   return { ...t, token, secrets: Object.values(token) };
 }
 
@@ -178,7 +185,7 @@ test(
             assert.equal(r.body.error.code, 'HEXMESH_ERR_DENIED');
             assert.equal(
               r.body.error.message,
-              `role ${role} lacks permission ${row.permission} (needed for ${row.method} ${row.path.split('?')[0]})`,
+              `${role === 'workload' ? 'workload spiffe://hexmesh.local/ns/shop/sa/web' : `role ${role}`} lacks permission ${row.permission} (needed for ${row.method} ${row.path.split('?')[0]})`,
             );
           }
           const text = JSON.stringify(r.body);

@@ -91,7 +91,7 @@ describe('discovery server', () => {
     assert.deepEqual(snap.subscriptions, ['web.default']);
     assert.ok((snap.version ?? 0) > 0);
     const inst = await h.store.get(KEYS.instance('default', 'web', 'web-1'));
-    const proxy = await h.store.get(`${KEYS.proxies}web-1`);
+    const proxy = await h.store.get(`${KEYS.proxies}default/web/web-1`);
     assert.ok(inst && proxy);
     assert.equal(inst.lease, proxy.lease);
     assert.ok(inst.lease > 0);

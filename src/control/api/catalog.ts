@@ -7,15 +7,22 @@ import type { Router } from '../http/router.ts';
 import { Catalog } from '../catalog/catalog.ts';
 import { registerSchema, statusSchema } from '../catalog/instance.ts';
 import { blockIfAsked, flag, type ApiContext } from './context.ts';
-import { requireSelf } from '../auth/api-auth.ts';
+import { requireSelf, type Principal } from '../auth/api-auth.ts';
+import { callerAdminAddress, portOf } from '../auth/caller-address.ts';
+import { HexmeshError } from '../../errors/hexmesh-error.ts';
 
 export function catalogRoutes(router: Router, ctx: ApiContext): void {
   router.add(
     'PUT',
     '/v1/catalog/register',
     async (req) => {
-      const input = validate(registerSchema, parseJson(await req.body()), 'register body');
-      requireSelf(req.principal, input.namespace, input.service);
+      const body = validate(registerSchema, parseJson(await req.body()), 'register body');
+      requireSelf(req.principal, body.namespace, body.service);
+      // A workload names only its admin port: the host is where its connection comes from.
+      const input =
+        req.principal?.kind === 'workload' && body.adminAddress !== undefined
+          ? { ...body, adminAddress: callerAdminAddress(req.raw.socket, portOf(body.adminAddress)) }
+          : body;
       const inst = await ctx.catalog.register(input);
       return { json: { id: inst.id, lease: inst.lease, status: inst.status } };
     },
@@ -29,6 +36,7 @@ export function catalogRoutes(router: Router, ctx: ApiContext): void {
       const lease = Number(req.params.lease);
       if (!Number.isSafeInteger(lease) || lease <= 0)
         throw badRequest(`lease must be a positive integer (got ${JSON.stringify(req.params.lease)})`);
+      await requireOwnLease(ctx, req.principal, lease);
       await ctx.catalog.heartbeat(lease);
       return { json: { ok: true, lease } };
     },
@@ -83,5 +91,27 @@ export function catalogRoutes(router: Router, ctx: ApiContext): void {
       return { json: list, index: revision };
     },
     'catalog:read',
+  );
+}
+
+/**
+ * A workload keeps alive only the lease of one of its own instances: a lease id alone does
+ * not say whose it is, and keeping another service's dead instance (or any other lease)
+ * alive is not a workload's business. 404 when no instance holds the lease (it expired:
+ * register again), 403 naming the owner when it is another service's.
+ */
+async function requireOwnLease(ctx: ApiContext, p: Principal | undefined, lease: number): Promise<void> {
+  if (p?.kind !== 'workload') return;
+  const own = await ctx.catalog.list(p.namespace, p.serviceAccount);
+  if (own.instances.some((i) => i.lease === lease)) return;
+  const other = (await ctx.catalog.list()).instances.find((i) => i.lease === lease);
+  if (!other)
+    throw new HexmeshError(
+      'HEXMESH_ERR_NOT_FOUND',
+      `lease ${lease} holds no instance of service ${p.serviceAccount} in namespace ${p.namespace} (register again)`,
+    );
+  throw new HexmeshError(
+    'HEXMESH_ERR_DENIED',
+    `workload ${p.spiffeId} may keep alive only its own instances; lease ${lease} is instance ${other.id} of service ${other.service} in namespace ${other.namespace}`,
   );
 }

@@ -19,7 +19,13 @@ const signBody = z.strictObject({
   renewal: z
     .strictObject({ certificate: z.string().max(65_536), signature: z.string().max(1024) })
     .optional(),
-  proxyId: z.string().min(1).max(253).optional(),
+  /** As a discovery node id; recorded under the identity issued, never across identities. */
+  proxyId: z
+    .string()
+    .min(1)
+    .max(253)
+    .regex(/^[A-Za-z0-9][-A-Za-z0-9_.]*$/, 'must be letters, digits, - _ .')
+    .optional(),
 });
 
 const tokenBody = z.strictObject({

@@ -94,7 +94,9 @@ export function proxiesDiagnoseRoutes(
               }),
             ),
           );
-          const s = statuses.find((x) => x.id === t.id);
+          const s = statuses.find(
+            (x) => x.id === t.id && x.service === t.service && x.namespace === t.namespace,
+          );
           return {
             ...t,
             sync: s

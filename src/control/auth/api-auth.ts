@@ -4,7 +4,8 @@
  * Who is calling, in order:
  * 1. a client certificate verified by the TLS server (HTTPS only) whose URI SAN is a SPIFFE
  *    ID of our trust domain: the workload of that identity;
- * 2. `Authorization: Bearer hxat.…`: an API token with its role;
+ * 2. `Authorization: Bearer hxat.…`: an API token with its role; a token of role workload
+ *    stands for the one service it was created for (unbound ones are refused);
  * 3. `Authorization: Bearer hxjt.…`: a join token, standing for its workload on the
  *    discovery stream only (before the proxy has a certificate).
  *
@@ -16,7 +17,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import { HexmeshError } from '../../errors/hexmesh-error.ts';
-import { parseSpiffeId } from '../../identity/identity-source.ts';
+import { parseSpiffeId, uriSans } from '../../identity/identity-source.ts';
 import type { JoinTokens } from '../../identity/join-tokens.ts';
 import type { ApiTokens } from './api-tokens.ts';
 import { JOIN_TOKEN_PERMISSIONS, ROLE_PERMISSIONS, type Permission, type Role } from './roles.ts';
@@ -27,8 +28,13 @@ export type Principal =
   | {
       readonly kind: 'workload';
       readonly role: 'workload';
-      /** `mtls`: a client certificate; `join-token`: a join token before the first certificate. */
-      readonly via: 'mtls' | 'join-token';
+      /**
+       * `mtls`: a client certificate; `join-token`: a join token before the first certificate;
+       * `api-token`: an API token of role workload, bound to this identity at creation.
+       */
+      readonly via: 'mtls' | 'join-token' | 'api-token';
+      /** With `api-token`: the token's id (never its secret). */
+      readonly tokenId?: string;
       readonly spiffeId: string;
       readonly namespace: string;
       readonly serviceAccount: string;
@@ -83,10 +89,14 @@ export class ApiAuth {
     const sock = req.socket as Partial<TLSSocket>;
     if (sock.encrypted && sock.authorized) {
       const cert = sock.getPeerCertificate?.();
-      const uri = (cert?.subjectaltname ?? '')
-        .split(', ')
-        .find((s) => s.startsWith('URI:spiffe://'))
-        ?.slice(4);
+      const uris = uriSans(cert?.subjectaltname);
+      // Two identities in one certificate prove neither (the CA never issues one).
+      if (uris.length > 1)
+        throw new HexmeshError(
+          'HEXMESH_ERR_UNAUTHENTICATED',
+          `client certificate carries ${uris.length} URI SANs; a workload certificate has exactly one`,
+        );
+      const uri = uris[0]?.startsWith('spiffe://') ? uris[0] : undefined;
       const id = uri ? parseSpiffeId(uri) : undefined;
       if (id && id.trustDomain === (await this.#opts.trustDomain()))
         return {
@@ -125,6 +135,18 @@ export class ApiAuth {
       };
     }
     const t = await this.#opts.tokens.verify(token);
+    if (t.role === 'workload' && t.subject) {
+      const td = await this.#opts.trustDomain();
+      return {
+        kind: 'workload',
+        role: 'workload',
+        via: 'api-token',
+        tokenId: t.id,
+        spiffeId: `spiffe://${td}/ns/${t.subject.namespace}/sa/${t.subject.service}`,
+        namespace: t.subject.namespace,
+        serviceAccount: t.subject.service,
+      };
+    }
     return { kind: 'token', role: t.role, id: t.id, name: t.name };
   }
 
@@ -135,6 +157,13 @@ export class ApiAuth {
         'HEXMESH_ERR_UNAUTHENTICATED',
         `${what} requires authentication (permission ${permission}): send "Authorization: Bearer <token>" ` +
           '(hexmesh auth token create) or a workload certificate',
+      );
+    // A workload token made before tokens were bound to a service could act for any service.
+    if (p.kind === 'token' && p.role === 'workload')
+      throw new HexmeshError(
+        'HEXMESH_ERR_DENIED',
+        `API token ${p.id} of role workload is bound to no service and may not be used (needed for ${what}): ` +
+          'create one with hexmesh auth token create <name> --role workload --service <service>',
       );
     const granted =
       p.kind === 'workload' && p.via === 'join-token' ? JOIN_TOKEN_PERMISSIONS : ROLE_PERMISSIONS[p.role];

@@ -21,18 +21,58 @@ export interface ApiTokenRecord {
   readonly createdAt: string;
   /** Absent: never expires. */
   readonly expiresAt?: string;
+  /**
+   * Role workload: the one identity the token stands for (its service = service account, in
+   * its namespace). A workload token without one is refused for every workload action.
+   */
+  readonly subject?: TokenSubject;
+}
+
+/** The workload identity a workload API token is bound to. */
+export interface TokenSubject {
+  readonly namespace: string;
+  readonly service: string;
 }
 
 /** What the API shows about a token (never the hash, never the secret). */
 export type ApiTokenInfo = Omit<ApiTokenRecord, 'hash'>;
 
 const NAME = /^[A-Za-z0-9][-A-Za-z0-9_.@]{0,62}$/;
+/** A service or namespace: a DNS-1123 name, as join tokens and the catalog take them. */
+const DNS_NAME = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
 
 const refused = (why: string) => new HexmeshError('HEXMESH_ERR_UNAUTHENTICATED', `API token refused: ${why}`);
 
 function info(rec: ApiTokenRecord): ApiTokenInfo {
   const { hash: _, ...rest } = rec;
   return rest;
+}
+
+/** A workload token must name its service; other roles must not (they are not one workload). */
+function checkSubject(role: Role, subject: TokenSubject | undefined): TokenSubject | undefined {
+  if (role !== 'workload') {
+    if (subject)
+      throw new HexmeshError(
+        'HEXMESH_ERR_BAD_REQUEST',
+        `service binds only a token of role workload (got role ${role})`,
+      );
+    return undefined;
+  }
+  if (!subject)
+    throw new HexmeshError(
+      'HEXMESH_ERR_BAD_REQUEST',
+      'a token of role workload must be bound to one service (service, and namespace unless default)',
+    );
+  for (const [field, v] of [
+    ['service', subject.service],
+    ['namespace', subject.namespace],
+  ] as const)
+    if (!DNS_NAME.test(v))
+      throw new HexmeshError(
+        'HEXMESH_ERR_BAD_REQUEST',
+        `${field} must be a DNS-1123 name (lower-case letters, digits, '-', '.'), got ${JSON.stringify(v)}`,
+      );
+  return { namespace: subject.namespace, service: subject.service };
 }
 
 export class ApiTokens {
@@ -49,6 +89,8 @@ export class ApiTokens {
     name: string;
     role: Role;
     ttlMs?: number;
+    /** Required for role workload (and only for it): the identity the token acts as. */
+    subject?: TokenSubject;
   }): Promise<{ token: string; info: ApiTokenInfo }> {
     if (!NAME.test(opts.name))
       throw new HexmeshError(
@@ -62,6 +104,7 @@ export class ApiTokens {
       );
     if (opts.ttlMs !== undefined && !(opts.ttlMs > 0))
       throw new HexmeshError('HEXMESH_ERR_BAD_REQUEST', 'ttl must be positive');
+    const subject = checkSubject(opts.role, opts.subject);
     const { token, id, hash } = mintSecret(API_TOKEN_PREFIX);
     const now = this.#now();
     const record: ApiTokenRecord = {
@@ -71,6 +114,7 @@ export class ApiTokens {
       hash,
       createdAt: new Date(now).toISOString(),
       ...(opts.ttlMs !== undefined && { expiresAt: new Date(now + opts.ttlMs).toISOString() }),
+      ...(subject && { subject }),
     };
     await this.#store.put(API_TOKENS_PREFIX + id, JSON.stringify(record), { prevModRevision: 0 });
     return { token, info: info(record) };

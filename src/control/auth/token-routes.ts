@@ -17,6 +17,10 @@ const createBody = z.strictObject({
   role: z.enum(ROLES),
   /** A duration (`30d`, `12h`) or ms; absent: no expiry. */
   ttl: z.union([z.string(), z.number()]).optional(),
+  /** Role workload only, and required there: the service the token acts as. */
+  service: z.string().min(1).max(253).optional(),
+  /** With `service`; default `default`. */
+  namespace: z.string().min(1).max(253).optional(),
 });
 
 export function tokenRoutes(router: Router, tokens: ApiTokens, auth: ApiAuth): void {
@@ -35,7 +39,16 @@ export function tokenRoutes(router: Router, tokens: ApiTokens, auth: ApiAuth): v
         if (ttlMs === undefined || ttlMs <= 0)
           throw badRequest(`ttl must be a positive duration like 30d (got ${JSON.stringify(r.data.ttl)})`);
       }
-      const { token, info } = await tokens.create({ name: r.data.name, role: r.data.role, ttlMs });
+      if (r.data.namespace !== undefined && r.data.service === undefined)
+        throw badRequest('namespace goes with service (a workload token is bound to one service)');
+      const { token, info } = await tokens.create({
+        name: r.data.name,
+        role: r.data.role,
+        ttlMs,
+        ...(r.data.service !== undefined && {
+          subject: { service: r.data.service, namespace: r.data.namespace ?? 'default' },
+        }),
+      });
       return { status: 201, json: { token, ...info } };
     },
     'tokens:admin',
@@ -67,7 +80,14 @@ export function tokenRoutes(router: Router, tokens: ApiTokens, auth: ApiAuth): v
         json:
           p.kind === 'token'
             ? { auth: 'enforce', kind: p.kind, role: p.role, id: p.id, name: p.name }
-            : { auth: 'enforce', kind: p.kind, role: p.role, via: p.via, spiffeId: p.spiffeId },
+            : {
+                auth: 'enforce',
+                kind: p.kind,
+                role: p.role,
+                via: p.via,
+                spiffeId: p.spiffeId,
+                ...(p.tokenId !== undefined && { id: p.tokenId }),
+              },
       };
     },
     'public',

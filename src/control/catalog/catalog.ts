@@ -5,6 +5,9 @@
  */
 import { KEYS, StoreConflictError, type KeyValue, type Store } from '../../store/store.ts';
 import { notFound } from '../http/error-response.ts';
+import { HexmeshError } from '../../errors/hexmesh-error.ts';
+import type { Resource } from '../../config/resources.ts';
+import { inboundTlsMode } from '../../proxy/transport/mtls.ts';
 import {
   DEFAULT_INSTANCE_TTL_MS,
   defaultInstanceId,
@@ -42,6 +45,7 @@ export class Catalog {
    * to that lease (the discovery stream's); otherwise a lease of `input.ttl` is granted.
    */
   async register(input: RegisterInput, opts: { lease?: number } = {}): Promise<Instance> {
+    await this.#requireMeshPortIfStrict(input);
     const id = input.id ?? defaultInstanceId(input);
     const key = KEYS.instance(input.namespace, input.service, id);
     if (opts.lease !== undefined) return this.#put(input, key, id, opts.lease);
@@ -54,6 +58,30 @@ export class Catalog {
       await this.#store.revokeLease(lease).catch(() => {});
       throw e;
     }
+  }
+
+  /**
+   * Under a STRICT PeerAuthentication the service's sidecars accept only mutual TLS, so an
+   * instance without a mesh port (no sidecar: clients would send it plaintext, to whoever
+   * registered it) is refused. The same rule the service's own sidecars enforce
+   * (`inboundTlsMode`); destination views and client sidecars drop such endpoints too.
+   */
+  async #requireMeshPortIfStrict(input: RegisterInput): Promise<void> {
+    if (input.meshPort !== undefined) return;
+    const r = await this.#store.range(`${KEYS.resources}PeerAuthentication/${input.namespace}/`);
+    const docs = r.kvs.flatMap((kv) => {
+      try {
+        return [JSON.parse(kv.value) as Resource];
+      } catch {
+        return [];
+      }
+    });
+    if (inboundTlsMode(docs, input.service, input.namespace) === 'STRICT')
+      throw new HexmeshError(
+        'HEXMESH_ERR_DENIED',
+        `service ${input.service} in namespace ${input.namespace} requires mutual TLS (PeerAuthentication STRICT): ` +
+          'an instance without a meshPort (no sidecar) cannot be registered',
+      );
   }
 
   /** Write the instance attached to `lease` by compare-and-set on the key's modRevision. */

@@ -7,6 +7,8 @@
  */
 import type { MeshState, ResourceEntry } from './mesh-state.ts';
 import { appliesTo } from '../../proxy/authz/workload-selector.ts';
+import { inboundTlsMode } from '../../proxy/transport/mtls.ts';
+import type { Resource } from '../../config/resources.ts';
 
 export interface DestinationView {
   /** `name.namespace` */
@@ -100,6 +102,13 @@ export function buildView(state: MeshState, key: string, trustDomain?: string): 
   const instanceSet = `${ns}/${typeof spec.instancesOf === 'string' ? spec.instancesOf : name}`;
   const selector = spec.selector && typeof spec.selector === 'object' ? Object.entries(spec.selector) : [];
   const instances = state.instances.get(instanceSet);
+  // The mode the instances' own sidecars enforce: under STRICT an endpoint without a sidecar
+  // (registered before the policy, or by hand) is never handed to a client, and the client
+  // is told, so that it drops such an endpoint itself (defence in depth).
+  const peerAuth: Resource[] = [];
+  for (const r of state.resources.values())
+    if (r.kind === 'PeerAuthentication' && r.namespace === ns) peerAuth.push(r.doc as unknown as Resource);
+  const strict = inboundTlsMode(peerAuth, instanceSet.slice(ns.length + 1), ns) === 'STRICT';
 
   let serviceJson: string | undefined;
   if (svcRes || instances) {
@@ -110,6 +119,7 @@ export function buildView(state: MeshState, key: string, trustDomain?: string): 
       if (i.status !== 'passing' && i.status !== 'warning') continue;
       if (selector.some(([k, v]) => i.labels[k] !== v)) continue;
       const meshed = Number.isInteger(i.meshPort);
+      if (strict && !meshed) continue;
       const sa =
         (i as { serviceAccount?: unknown }).serviceAccount ?? i.labels[SERVICE_ACCOUNT_LABEL] ?? i.service;
       endpoints.push({
@@ -130,7 +140,13 @@ export function buildView(state: MeshState, key: string, trustDomain?: string): 
           protocol: p.protocol ?? 'http',
         }))
       : [{ port: 80, protocol: 'http' }];
-    serviceJson = JSON.stringify({ name, namespace: ns, ports, endpoints });
+    serviceJson = JSON.stringify({
+      name,
+      namespace: ns,
+      ports,
+      endpoints,
+      ...(strict && { mtls: 'STRICT' }),
+    });
   }
 
   // Routes attached to this service, then policies targeting it or one of those routes.

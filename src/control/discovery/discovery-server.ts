@@ -27,6 +27,7 @@ import {
 } from './protocol.ts';
 import { ProxySession, type ProxyStatus } from './proxy-session.ts';
 import { principalOf, requireSelf } from '../auth/api-auth.ts';
+import { hostPort, peerHost, portOf } from '../auth/caller-address.ts';
 
 export type { ProxyStatus } from './proxy-session.ts';
 
@@ -83,6 +84,7 @@ export class DiscoveryServer {
   readonly #views: DestinationViews;
   readonly #wss: WebSocketServer;
   readonly #sessions = new Set<ProxySession>();
+  /** Live streams by `namespace/service/id` (ProxySession.key). */
   readonly #byId = new Map<string, ProxySession>();
   /** destination key → sessions whose effective set holds it. */
   readonly #subscribers = new Map<string, Set<ProxySession>>();
@@ -173,6 +175,7 @@ export class DiscoveryServer {
     const s = new ProxySession(ws, this.#opts.messagesPerSecond * 2);
     // Who the control plane authenticated at the upgrade (undefined with auth off).
     s.principal = principalOf(req);
+    s.peer = peerHost(req.socket);
     this.#sessions.add(s);
     const helloTimer = setTimeout(() => {
       if (!s.node) this.#close(s, CLOSE.policy, `no hello within ${this.#opts.helloTimeout} ms`);
@@ -216,6 +219,11 @@ export class DiscoveryServer {
         return this.#close(s, CLOSE.policy, (err as Error).message);
       }
       s.node = msg.node;
+      const adminPort =
+        msg.node.adminPort ??
+        (msg.node.adminAddress === undefined ? undefined : portOf(msg.node.adminAddress));
+      s.adminAddress =
+        s.peer === undefined || adminPort === undefined ? undefined : hostPort(s.peer, adminPort);
       void this.#hello(s, msg).catch((err: Error) =>
         this.#close(s, CLOSE.storeUnavailable, `registration failed: ${err.message}`),
       );
@@ -249,10 +257,9 @@ export class DiscoveryServer {
 
   async #hello(s: ProxySession, msg: Extract<ClientMessage, { type: 'hello' }>): Promise<void> {
     await this.#state.ready;
-    const n = s.node!;
-    const old = this.#byId.get(n.id);
+    const old = this.#byId.get(s.key);
     if (old && old !== s) this.#close(old, CLOSE.replaced, 'replaced by a newer stream with the same id');
-    this.#byId.set(n.id, s);
+    this.#byId.set(s.key, s);
     const rev = await this.#register(s);
     // Snapshot what the proxy just wrote (its own instance): wait for the watch, flush now.
     await this.#state.caughtUp(rev);
@@ -284,7 +291,7 @@ export class DiscoveryServer {
           address: n.address,
           port: n.appPort,
           ...(n.meshPort !== undefined && { meshPort: n.meshPort }),
-          ...(n.adminAddress !== undefined && { adminAddress: n.adminAddress }),
+          ...(s.adminAddress !== undefined && { adminAddress: s.adminAddress }),
           labels: n.labels,
           checks: n.checks,
         },
@@ -295,13 +302,13 @@ export class DiscoveryServer {
         await this.#catalog.setStatus(n.namespace, n.service, n.id, 'passing', 'sidecar connected');
     }
     const w = await this.#host.store.put(
-      `${KEYS.proxies}${n.id}`,
+      `${KEYS.proxies}${s.key}`,
       JSON.stringify({
         id: n.id,
         service: n.service,
         namespace: n.namespace,
         address: n.address,
-        ...(n.adminAddress !== undefined && { adminAddress: n.adminAddress }),
+        ...(s.adminAddress !== undefined && { adminAddress: s.adminAddress }),
         connectedAt: s.connectedAt,
       }),
       { lease },
@@ -471,9 +478,8 @@ export class DiscoveryServer {
     this.#sessions.delete(s);
     this.#renewQueue.delete(s);
     for (const k of s.effective) this.#unindex(s, k);
-    const id = s.node?.id;
-    if (id === undefined || this.#byId.get(id) !== s) return;
-    this.#byId.delete(id);
+    if (s.node === undefined || this.#byId.get(s.key) !== s) return;
+    this.#byId.delete(s.key);
     if (deregister && s.lease && !this.#closed) void this.#host.store.revokeLease(s.lease).catch(() => {});
   }
 

@@ -67,6 +67,12 @@ export const nodeSchema = z
     /** The app's port; without one the proxy is a client only and no catalog instance is registered. */
     appPort: z.number().int().min(1).max(65535).optional(),
     meshPort: z.number().int().min(1).max(65535).optional(),
+    /**
+     * The port of the proxy's admin listener. The control plane records it at the address the
+     * stream comes from: a proxy never names the host the control plane will call.
+     */
+    adminPort: z.number().int().min(1).max(65535).optional(),
+    /** Older proxies: `host:port`; only the port is used (as `adminPort`). */
     adminAddress: z.string().max(300).optional(),
     labels: z.record(z.string().max(63), z.string().max(253)).default({}),
     checks: z.array(checkSchema).max(16).default([]),

@@ -30,6 +30,10 @@ export class ProxySession {
   /** The authenticated caller (src/control/auth); undefined with auth off. */
   principal: Principal | undefined;
   lease = 0;
+  /** The address the stream comes from. */
+  peer: string | undefined;
+  /** Where its admin listener is: `peer` with the port the hello names. */
+  adminAddress: string | undefined;
   /** Destinations the proxy asked for (plus its own service). */
   readonly explicit = new Set<string>();
   /** explicit + what their routes and policies pull in; what the proxy is sent. */
@@ -50,6 +54,14 @@ export class ProxySession {
   constructor(ws: WebSocket, burst: number) {
     this.ws = ws;
     this.tokens = burst;
+  }
+
+  /**
+   * The session's key among live streams: the id within the proxy's identity (namespace and
+   * service), so one service's proxy can never replace another's stream by naming its id.
+   */
+  get key(): string {
+    return `${this.node!.namespace}/${this.node!.service}/${this.node!.id}`;
   }
 
   /** The key of the proxy's own service (its inbound policies). */

@@ -90,7 +90,8 @@ export async function startControlledProxy(opts: ControlledProxyOptions): Promis
       namespace: p.namespace,
       address,
       ...(p.app ? { appPort: p.app.port, meshPort: addr.inbound.port } : {}),
-      adminAddress: `${p.admin.address === '0.0.0.0' ? address : p.admin.address}:${addr.admin.port}`,
+      // The control plane calls it at the address this stream comes from (docs/api-security.md).
+      adminPort: addr.admin.port,
       labels: opts.labels ?? {},
       checks: [...(opts.checks ?? [])],
     },
