@@ -18,6 +18,7 @@ interface TokenInfo {
   role: string;
   createdAt: string;
   expiresAt?: string;
+  subject?: { namespace: string; service: string };
 }
 
 function durationMs(v: string): number {
@@ -37,23 +38,51 @@ function tokenCreate(): Command {
           .default('viewer'),
       )
       .option('--ttl <duration>', 'expiry (default: none)', durationMs)
+      .option('--service <name>', 'role workload (required there): the one service the token acts for')
+      .option('--namespace <ns>', 'with --service: its namespace (default: default)')
       .addOption(outputOption(['table', 'json'], 'table')),
   )
     .addHelpText(
       'after',
-      '\nExample:\n  HEXMESH_TOKEN=$(hexmesh auth token create ci --role operator --ttl 30d)',
+      '\nA workload token acts for one service only (register, status, heartbeat of its own instances,\n' +
+        'the discovery stream of its own proxies).\n\nExamples:\n' +
+        '  HEXMESH_TOKEN=$(hexmesh auth token create ci --role operator --ttl 30d)\n' +
+        '  hexmesh auth token create web-register --role workload --service web --namespace shop',
     )
     .action(
-      async (name: string, opts: ControlOpts & { role: string; ttl?: number; output: OutputFormat }) => {
+      async (
+        name: string,
+        opts: ControlOpts & {
+          role: string;
+          ttl?: number;
+          service?: string;
+          namespace?: string;
+          output: OutputFormat;
+        },
+      ) => {
+        if (opts.role === 'workload' && opts.service === undefined)
+          throw new InvalidArgumentError(
+            '--role workload needs --service: a workload token acts for one service',
+          );
+        if (opts.service !== undefined && opts.role !== 'workload')
+          throw new InvalidArgumentError('--service goes with --role workload');
+        if (opts.namespace !== undefined && opts.service === undefined)
+          throw new InvalidArgumentError('--namespace goes with --service');
         await runWithClient('auth token create', opts, async (client) => {
           const r = await client.request<{ token: string } & TokenInfo>('POST', '/v1/auth/tokens', {
-            body: { name, role: opts.role, ...(opts.ttl !== undefined && { ttl: opts.ttl }) },
+            body: {
+              name,
+              role: opts.role,
+              ...(opts.ttl !== undefined && { ttl: opts.ttl }),
+              ...(opts.service !== undefined && { service: opts.service }),
+              ...(opts.namespace !== undefined && { namespace: opts.namespace }),
+            },
           });
           if (opts.output === 'json') return void process.stdout.write(formatData(r.body, 'json'));
           // The token alone on stdout, so `$(...)` captures it; the rest on stderr.
           process.stdout.write(`${r.body.token}\n`);
           process.stderr.write(
-            `API token ${r.body.id} "${r.body.name}" role ${r.body.role}${r.body.expiresAt ? `, expires ${r.body.expiresAt}` : ''}\n`,
+            `API token ${r.body.id} "${r.body.name}" role ${r.body.role}${r.body.subject ? ` for service ${r.body.subject.service} in namespace ${r.body.subject.namespace}` : ''}${r.body.expiresAt ? `, expires ${r.body.expiresAt}` : ''}\n`,
           );
         });
       },
@@ -66,8 +95,16 @@ function tokenList(): Command {
     description: 'list API tokens (never their secrets)',
     verb: 'auth token list',
     path: '/v1/auth/tokens',
-    header: ['ID', 'NAME', 'ROLE', 'AGE', 'EXPIRES'],
-    rows: (list) => list.map((t) => [t.id, t.name, t.role, age(t.createdAt), t.expiresAt ?? 'never']),
+    header: ['ID', 'NAME', 'ROLE', 'SERVICE', 'AGE', 'EXPIRES'],
+    rows: (list) =>
+      list.map((t) => [
+        t.id,
+        t.name,
+        t.role,
+        t.subject ? `${t.subject.namespace}/${t.subject.service}` : t.role === 'workload' ? '(unbound)' : '-',
+        age(t.createdAt),
+        t.expiresAt ?? 'never',
+      ]),
   });
 }
 
