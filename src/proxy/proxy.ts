@@ -251,7 +251,9 @@ export class Proxy {
     };
     // mTLS: the decrypted stream is detected again and handled like plaintext; plaintext
     // itself passes only in PERMISSIVE mode (STRICT closes it, counted).
-    this.mtls.onSecureConnection((s) => void this.#acceptDecrypted(s, inboundHandlers));
+    this.mtls.onSecureConnection((s) => {
+      this.#acceptDecrypted(s, inboundHandlers).catch(() => s.destroy());
+    });
     const admit =
       (h: (s: net.Socket, head: Buffer) => void) =>
       (s: net.Socket, head: Buffer): void => {
@@ -334,7 +336,11 @@ export class Proxy {
         { maxHeaderSize: c.maxHeaderSize, headerTimeout: c.headerTimeout, idleTimeout: c.idleTimeout },
         onUpgrade,
       ),
-      h2: new H2Server(id, service, { maxHeaderSize: c.maxHeaderSize, idleTimeout: c.idleTimeout }),
+      h2: new H2Server(id, service, {
+        maxHeaderSize: c.maxHeaderSize,
+        idleTimeout: c.idleTimeout,
+        maxConcurrentStreams: c.maxConcurrentStreams,
+      }),
     };
     this.#http.push(pair);
     return pair;
@@ -378,7 +384,9 @@ export class Proxy {
       this.#upgradeTo(name, req, s, h);
     });
     this.#upstreamHttp.set(name, pair);
-    const tunnel = (s: net.Socket, head: Buffer) => void this.#tunnel(name, s, head);
+    const tunnel = (s: net.Socket, head: Buffer) => {
+      this.#tunnel(name, s, head).catch(() => s.destroy());
+    };
     return this.#listen(`upstream ${name}`, address, port, opaque, {
       http1: (s, h) => pair.h1.accept(s, h),
       http2: (s, h) => pair.h2.accept(s, h),

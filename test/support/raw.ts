@@ -4,6 +4,7 @@
  * library would.
  */
 import net from 'node:net';
+import tls from 'node:tls';
 
 export interface RawResult {
   /** Everything the server sent before closing (or before the timeout). */
@@ -28,12 +29,16 @@ export function rawExchange(
     endAfterWrite?: boolean;
     /** Stop early (the client closes) once what arrived satisfies this. */
     until?: (data: Buffer) => boolean;
+    /** Connect over TLS with these options (an mTLS inbound listener). */
+    tls?: tls.ConnectionOptions;
   } = {},
 ): Promise<RawResult> {
   const list = Array.isArray(chunks) ? chunks : [chunks];
   const t0 = Date.now();
   return new Promise((resolve) => {
-    const s = net.connect(port, '127.0.0.1');
+    const s = opts.tls
+      ? tls.connect({ ...opts.tls, host: '127.0.0.1', port })
+      : net.connect(port, '127.0.0.1');
     const parts: Buffer[] = [];
     let closed = false;
     s.on('data', (d: Buffer) => {
@@ -57,7 +62,7 @@ export function rawExchange(
       timedOut = true;
       s.destroy();
     }, opts.timeoutMs ?? 3000);
-    s.once('connect', () => {
+    s.once(opts.tls ? 'secureConnect' : 'connect', () => {
       for (const c of list) s.write(typeof c === 'string' ? Buffer.from(c, 'latin1') : c);
       if (opts.endAfterWrite) s.end();
     });

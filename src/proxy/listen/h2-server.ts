@@ -1,47 +1,87 @@
 /**
  * HTTP/2 cleartext (prior knowledge) downstream adapter, gRPC included: streams become
  * MeshRequests; responses keep their trailers, and trailers-only responses stay so.
+ *
+ * Nothing a client sends may take the process down: every emitter made here has its 'error'
+ * listener from creation (a body can fail before any layer consumes it), writing a response
+ * that Node refuses resets that stream only, and each session is bounded by a SessionGuard
+ * (concurrent streams, rapid reset, liveness after GOAWAY).
  */
 import http2 from 'node:http2';
 import type { Socket } from 'node:net';
 import { PassThrough, type Readable } from 'node:stream';
+import { HexmeshError } from '../../errors/hexmesh-error.ts';
 import type { HeaderMap, MeshRequest, MeshResponse, Service } from '../core/dispatch.ts';
 import { reclaimWhileStreaming } from '../core/buffer-reclaim.ts';
 import { errorResponse } from '../core/error-response.ts';
 import { h2SafeHeaders } from '../core/headers.ts';
+import { discardBody } from '../timeout/discard-body.ts';
+import { SessionGuard, SWEEP_MS, type SessionLimits } from './h2-session-guard.ts';
 import { isGrpc, newContext, type ListenerIdentity } from './request-context.ts';
 
 export interface H2Options {
   maxHeaderSize: number;
   idleTimeout: number;
+  /** SETTINGS_MAX_CONCURRENT_STREAMS, and the streams of one session worked on at once. */
+  maxConcurrentStreams: number;
 }
+
+const { NGHTTP2_NO_ERROR, NGHTTP2_REFUSED_STREAM, NGHTTP2_INTERNAL_ERROR } = http2.constants;
+
+/** Client resets tolerated per session per window before GOAWAY(ENHANCE_YOUR_CALM). */
+const RESET_WINDOW_MS = 10_000;
+const MIN_RESET_BUDGET = 200;
+
+const kGuard = Symbol('hexmesh.h2.guard');
+const kOwnReset = Symbol('hexmesh.h2.ownReset');
+type GuardedSession = http2.ServerHttp2Session & { [kGuard]?: SessionGuard };
+type Stream = http2.ServerHttp2Stream & { [kOwnReset]?: boolean };
+
+function ignore(): void {}
 
 export class H2Server {
   readonly #server: http2.Http2Server;
   readonly #id: ListenerIdentity;
-  readonly #sessions = new Set<http2.ServerHttp2Session>();
+  readonly #sessions = new Set<GuardedSession>();
+  readonly #limits: SessionLimits;
+  #sweeper: NodeJS.Timeout | undefined;
   #service: Service;
   inflight = 0;
 
   constructor(id: ListenerIdentity, service: Service, opts: H2Options) {
     this.#id = id;
     this.#service = service;
+    this.#limits = {
+      maxStreams: opts.maxConcurrentStreams,
+      resetBudget: Math.max(MIN_RESET_BUDGET, 2 * opts.maxConcurrentStreams),
+      resetWindowMs: RESET_WINDOW_MS,
+      idleTimeout: opts.idleTimeout,
+    };
     this.#server = http2.createServer({
       maxHeaderListPairs: 256,
       maxSessionMemory: 64,
-      settings: { maxHeaderListSize: opts.maxHeaderSize, enableConnectProtocol: false },
+      settings: {
+        maxHeaderListSize: opts.maxHeaderSize,
+        maxConcurrentStreams: opts.maxConcurrentStreams,
+        enableConnectProtocol: false,
+      },
     });
-    this.#server.on('session', (s: http2.ServerHttp2Session) => {
+    this.#server.on('error', ignore);
+    this.#server.on('session', (s: GuardedSession) => {
+      s.on('error', ignore);
+      s[kGuard] = new SessionGuard(s, this.#limits);
       this.#sessions.add(s);
-      s.setTimeout(opts.idleTimeout, () => s.close());
       s.once('close', () => this.#sessions.delete(s));
-      s.on('error', () => {});
+      this.#sweeper ??= setInterval(() => this.#sweep(), SWEEP_MS).unref();
     });
-    this.#server.on(
-      'stream',
-      (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) =>
-        void this.#handle(stream, headers),
+    this.#server.on('stream', (stream: Stream, headers: http2.IncomingHttpHeaders) =>
+      this.#onStream(stream, headers),
     );
+  }
+
+  #sweep(): void {
+    const now = Date.now();
+    for (const s of this.#sessions) s[kGuard]?.sweep(now);
   }
 
   setService(service: Service): void {
@@ -54,12 +94,47 @@ export class H2Server {
     this.#server.emit('connection', socket);
   }
 
-  async #handle(stream: http2.ServerHttp2Stream, h: http2.IncomingHttpHeaders): Promise<void> {
-    const ac = new AbortController();
+  #onStream(stream: Stream, h: http2.IncomingHttpHeaders): void {
+    stream.on('error', ignore);
+    const guard = (stream.session as GuardedSession | undefined)?.[kGuard];
+    if (!guard) return void stream.destroy();
+    guard.streamOpened();
     stream.once('close', () => {
-      if (stream.rstCode !== http2.constants.NGHTTP2_NO_ERROR || !stream.writableFinished) ac.abort();
+      guard.streamClosed();
+      if (stream.rstCode !== NGHTTP2_NO_ERROR && !stream[kOwnReset]) guard.clientReset();
     });
-    stream.on('error', () => {});
+    if (!guard.admit()) {
+      // The session already has maxConcurrentStreams streams in the works (reset ones whose
+      // upstream call is still winding down): refuse before any layer sees it.
+      resetStream(stream, NGHTTP2_REFUSED_STREAM);
+      return;
+    }
+    this.inflight++;
+    void this.#handle(stream, h).then(
+      () => this.#done(stream, guard),
+      () => {
+        resetStream(stream, NGHTTP2_INTERNAL_ERROR);
+        this.#done(stream, guard);
+      },
+    );
+  }
+
+  /** The stream's exchange is over once the response is written (or abandoned) and it closed. */
+  #done(stream: Stream, guard: SessionGuard): void {
+    const finish = () => {
+      this.inflight--;
+      guard.busy--;
+    };
+    if (stream.closed || stream.destroyed) finish();
+    else stream.once('close', finish);
+  }
+
+  async #handle(stream: Stream, h: http2.IncomingHttpHeaders): Promise<void> {
+    const ac = new AbortController();
+    if (stream.closed || stream.destroyed) return;
+    stream.once('close', () => {
+      if (stream.rstCode !== NGHTTP2_NO_ERROR || !stream.writableFinished) ac.abort();
+    });
     const headers = h2SafeHeaders(h as HeaderMap);
     if (h.te) headers.te = 'trailers';
     const req: MeshRequest = {
@@ -77,15 +152,26 @@ export class H2Server {
         stream.session?.socket,
       ),
     };
-    this.inflight++;
     let res: MeshResponse;
-    try {
-      res = await this.#service(req);
-    } catch (err) {
-      res = errorResponse(err, req);
+    const bad = malformed(req.method, h);
+    if (bad) {
+      discardBody(req.body);
+      res = errorResponse(bad, req);
+    } else {
+      try {
+        res = await this.#service(req);
+      } catch (err) {
+        res = errorResponse(err, req);
+      }
     }
-    writeResponse(stream, res);
-    stream.once('close', () => this.inflight--);
+    try {
+      writeResponse(stream, res);
+    } catch {
+      // Node refused the response head (a header value no HTTP/2 peer may get): this stream
+      // fails, not the process.
+      discardBody(res.body);
+      resetStream(stream, NGHTTP2_INTERNAL_ERROR);
+    }
   }
 
   /** Send GOAWAY on every session: clients open new streams elsewhere; open streams finish. */
@@ -94,9 +180,41 @@ export class H2Server {
   }
 
   close(): void {
+    clearInterval(this.#sweeper);
     for (const s of this.#sessions) s.destroy();
     this.#server.close();
   }
+}
+
+/** Reset a stream ourselves (not counted as a client reset). */
+function resetStream(stream: Stream, code: number): void {
+  stream[kOwnReset] = true;
+  if (!stream.destroyed) stream.close(code);
+}
+
+/**
+ * What nghttp2 passes but a proxy must refuse (RFC 9113 §8.3.1, §8.5): a `host` that names
+ * another authority than `:authority` (routing and authorization would see one, the app the
+ * other), several `host` fields, and CONNECT (no tunnels over HTTP/2; 405 as on HTTP/1).
+ */
+function malformed(method: string, h: http2.IncomingHttpHeaders): HexmeshError | undefined {
+  if (method === 'CONNECT')
+    return new HexmeshError(
+      'HEXMESH_ERR_BAD_REQUEST',
+      'bad request: CONNECT is not supported (use a per-upstream local port for TCP)',
+      { context: { status: 405 } },
+    );
+  const host = h.host;
+  if (host === undefined) return undefined;
+  if (Array.isArray(host))
+    return new HexmeshError('HEXMESH_ERR_BAD_REQUEST', 'bad request: more than one host');
+  const authority = h[':authority'];
+  if (typeof authority === 'string' && authority.toLowerCase() !== host.toLowerCase())
+    return new HexmeshError(
+      'HEXMESH_ERR_BAD_REQUEST',
+      `bad request: host (${host.slice(0, 100)}) differs from :authority (${authority.slice(0, 100)})`,
+    );
+  return undefined;
 }
 
 /**
@@ -106,6 +224,9 @@ export class H2Server {
  */
 function requestBody(stream: http2.ServerHttp2Stream): Readable {
   const body = new PassThrough();
+  // The body may fail (client reset, content-length mismatch) before any layer listens, e.g.
+  // while a cold upstream connection is being made. Consumers see it as `destroyed`/`errored`.
+  body.on('error', ignore);
   stream.pipe(body);
   // The client reset the stream mid-request: the consumer must see the body fail, not stall.
   stream.once('close', () => {
@@ -119,9 +240,9 @@ function requestBody(stream: http2.ServerHttp2Stream): Readable {
   return body;
 }
 
-function writeResponse(stream: http2.ServerHttp2Stream, m: MeshResponse): void {
+function writeResponse(stream: Stream, m: MeshResponse): void {
   if (stream.destroyed || stream.closed) {
-    m.body?.destroy();
+    discardBody(m.body);
     return;
   }
   const headers = h2SafeHeaders(m.headers) as http2.OutgoingHttpHeaders;
@@ -137,9 +258,13 @@ function writeResponse(stream: http2.ServerHttp2Stream, m: MeshResponse): void {
     const t = m.trailers;
     // Empty trailers make Node end the stream with an empty DATA frame (END_STREAM); close()
     // would reset the stream instead, and clients see a truncated response.
-    stream.sendTrailers(t ? (h2SafeHeaders(t) as http2.OutgoingHttpHeaders) : {});
+    try {
+      stream.sendTrailers(t ? (h2SafeHeaders(t) as http2.OutgoingHttpHeaders) : {});
+    } catch {
+      resetStream(stream, NGHTTP2_INTERNAL_ERROR);
+    }
   });
-  body.on('error', () => stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR));
+  body.on('error', () => resetStream(stream, NGHTTP2_INTERNAL_ERROR));
   stream.once('close', () => {
     if (!body.readableEnded) body.destroy();
   });

@@ -43,7 +43,10 @@ export class Http1Server {
     });
     this.#server.on(
       'request',
-      (req: http.IncomingMessage, res: http.ServerResponse) => void this.#handle(req, res),
+      // Whatever fails while answering fails this request's connection, never the process.
+      (req: http.IncomingMessage, res: http.ServerResponse) => {
+        this.#handle(req, res).catch(() => res.destroy());
+      },
     );
     const headerTimeout = opts.headerTimeout;
     this.#server.on('clientError', (err: ParserError, socket: Duplex) =>

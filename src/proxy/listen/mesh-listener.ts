@@ -40,7 +40,8 @@ export class MeshListener {
     // still get the answer; Node would otherwise end our side as soon as the FIN arrives.
     this.#server = net.createServer(
       { noDelay: true, pauseOnConnect: false, allowHalfOpen: true },
-      (s) => void this.#accept(s),
+      // A handler that throws fails its connection, never the process.
+      (s) => this.#accept(s).catch(() => s.destroy()),
     );
     this.#server.on('error', () => {});
   }

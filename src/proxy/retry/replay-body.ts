@@ -25,12 +25,17 @@ function onSourceError(this: OwnedSource, err: Error): void {
   this[kOwner]?.onError(err);
 }
 
+function ignoreError(): void {}
+
 /** The stream one try reads; it pulls from its ReplayBody while it is the current one. */
 class TryBody extends Readable {
   owner: ReplayBody | null;
   constructor(owner: ReplayBody) {
     super();
     this.owner = owner;
+    // The source may fail (client reset) before the try's transport listens, e.g. while it
+    // connects: no listener would crash the process. The transport sees `destroyed`/`errored`.
+    this.on('error', ignoreError);
   }
   override _read(): void {
     this.owner?.pull(this);

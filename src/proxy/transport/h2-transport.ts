@@ -87,6 +87,13 @@ export class H2Transport {
 
   async request(req: MeshRequest, signal: AbortSignal | undefined): Promise<MeshResponse> {
     const session = await this.#connect(req.ctx.dstService);
+    // The body failed while we connected (the client reset its stream): nothing to send.
+    if (req.body?.destroyed && !req.body.readableEnded)
+      throw fromSocketError(
+        req.body.errored ?? new Error('request body closed before it was sent'),
+        this.#target,
+        req.ctx.dstService,
+      );
     const h: Record<string, string | string[]> = h2SafeHeaders(req.headers) as Record<
       string,
       string | string[]
