@@ -1,0 +1,181 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { z } from 'zod';
+import { hexmeshCrds, structural } from './crds.ts';
+import {
+  mirroredResource,
+  portProtocol,
+  serviceResource,
+  sliceInstances,
+  type KubeEndpointSlice,
+  type KubeObject,
+} from './translate.ts';
+
+const svc = (ports: Record<string, unknown>[], extra: Record<string, unknown> = {}): KubeObject => ({
+  metadata: { name: 'web', namespace: 'shop', creationTimestamp: '2026-01-01T00:00:00Z' },
+  spec: { ports, ...extra },
+});
+
+const slice = (
+  ports: KubeEndpointSlice['ports'],
+  endpoints: KubeEndpointSlice['endpoints'],
+  addressType = 'IPv4',
+): KubeEndpointSlice => ({ addressType, ports, endpoints });
+
+describe('kubernetes translate', () => {
+  it('portProtocol: appProtocol first, then the Istio-style name prefix, else http', () => {
+    assert.equal(portProtocol({ appProtocol: 'kubernetes.io/h2c' }), 'http2');
+    assert.equal(portProtocol({ appProtocol: 'grpc', name: 'http' }), 'grpc');
+    assert.equal(portProtocol({ appProtocol: 'TCP' }), 'tcp');
+    assert.equal(portProtocol({ appProtocol: 'https' }), 'tcp');
+    assert.equal(portProtocol({ name: 'grpc-admin' }), 'grpc');
+    assert.equal(portProtocol({ name: 'tcp' }), 'tcp');
+    assert.equal(portProtocol({ name: 'web' }), 'http');
+    assert.equal(portProtocol({}), 'http');
+  });
+
+  it('serviceResource: TCP ports only; ExternalName and UDP-only services are not routed', () => {
+    const doc = serviceResource(
+      svc([
+        { name: 'http', port: 80, targetPort: 8080 },
+        { name: 'dns', port: 53, protocol: 'UDP' },
+        { name: 'grpc', port: 9000, targetPort: 'grpc-port' },
+      ]),
+    )!;
+    assert.deepEqual(doc.spec, {
+      ports: [
+        { name: 'http', port: 80, targetPort: 8080, protocol: 'http' },
+        { name: 'grpc', port: 9000, protocol: 'grpc' },
+      ],
+    });
+    assert.equal(doc.metadata.labels?.['hexmesh.io/source'], 'kubernetes');
+    assert.equal(serviceResource(svc([{ port: 53, protocol: 'UDP' }])), undefined);
+    assert.equal(serviceResource(svc([{ port: 80 }], { type: 'ExternalName' })), undefined);
+  });
+
+  it('sliceInstances: one per address on the first port; readiness, zone, node and pod', () => {
+    const s = svc([
+      { name: 'http', port: 80 },
+      { name: 'admin', port: 9000 },
+    ]);
+    const got = sliceInstances(
+      s,
+      [
+        slice(
+          [
+            { name: 'admin', port: 19000 },
+            { name: 'http', port: 8080 },
+          ],
+          [
+            {
+              addresses: ['10.0.0.1'],
+              conditions: { ready: true },
+              zone: 'a',
+              nodeName: 'n1',
+              targetRef: { kind: 'Pod', name: 'web-1' },
+            },
+            { addresses: ['10.0.0.2'], conditions: { ready: false } },
+            { addresses: ['10.0.0.3'] },
+          ],
+        ),
+        // An FQDN slice is not an address hexmesh can dial.
+        slice([{ name: 'http', port: 8080 }], [{ addresses: ['db.example'] }], 'FQDN'),
+        // The same address in a second slice, ready there: ready wins.
+        slice([{ name: 'http', port: 8080 }], [{ addresses: ['10.0.0.2'], conditions: { ready: true } }]),
+      ],
+      '2026-01-01T00:00:00.000Z',
+    );
+    assert.deepEqual(
+      got.map((i) => [i.id, i.address, i.port, i.status]),
+      [
+        ['10.0.0.1-8080', '10.0.0.1', 8080, 'passing'],
+        ['10.0.0.2-8080', '10.0.0.2', 8080, 'passing'],
+        ['10.0.0.3-8080', '10.0.0.3', 8080, 'passing'],
+      ],
+    );
+    assert.deepEqual(got[0].labels, {
+      'hexmesh.io/source': 'kubernetes',
+      'topology.kubernetes.io/zone': 'a',
+      'kubernetes.io/hostname': 'n1',
+      'hexmesh.io/pod': 'web-1',
+    });
+    assert.equal(got[0].namespace, 'shop');
+    assert.equal(got[0].service, 'web');
+    const notReady = sliceInstances(
+      s,
+      [slice([{ name: 'http', port: 8080 }], [{ addresses: ['10.0.0.9'], conditions: { ready: false } }])],
+      'now',
+    );
+    assert.equal(notReady[0].status, 'critical');
+  });
+
+  it('mirroredResource: a valid object becomes the resource; an invalid one says which field', () => {
+    const ok = mirroredResource(
+      {
+        metadata: { name: 'tp', namespace: 'shop', generation: 2 },
+        spec: { targetRef: { name: 'web' }, timeouts: { request: '2s' } },
+      },
+      'TrafficPolicy',
+      'hexmesh.io/v1alpha1',
+    );
+    assert.ok('doc' in ok);
+    assert.deepEqual(ok.doc.spec, { targetRef: { name: 'web' }, timeouts: { request: '2s' } });
+    const bad = mirroredResource(
+      {
+        metadata: { name: 'tp', namespace: 'shop' },
+        spec: { targetRef: { name: 'web' }, loadBalancer: { type: 'maglev' } },
+      },
+      'TrafficPolicy',
+      'hexmesh.io/v1alpha1',
+    );
+    assert.ok('error' in bad);
+    assert.match(bad.error, /spec\.loadBalancer\.hashOn: maglev needs hashOn/);
+  });
+
+  it('structural: durations are int-or-string, unions merge, nothing untyped is left', () => {
+    assert.deepEqual(
+      structural(z.toJSONSchema(z.union([z.string(), z.number()]), { io: 'input' }) as never),
+      {
+        'x-kubernetes-int-or-string': true,
+      },
+    );
+    const u = structural(
+      z.toJSONSchema(
+        z.discriminatedUnion('type', [
+          z.object({ type: z.literal('a'), a: z.string() }),
+          z.object({ type: z.literal('b'), b: z.number() }),
+        ]),
+        { io: 'input', target: 'openapi-3.0' },
+      ) as never,
+    );
+    assert.deepEqual(u, {
+      type: 'object',
+      properties: {
+        type: { type: 'string', enum: ['a', 'b'] },
+        a: { type: 'string' },
+        b: { type: 'number' },
+      },
+    });
+    // Every node of every generated schema has a type or an explicit escape.
+    const walk = (s: Record<string, unknown>, path: string): void => {
+      assert.ok(
+        s.type !== undefined || s['x-kubernetes-int-or-string'] || s['x-kubernetes-preserve-unknown-fields'],
+        `untyped node at ${path}`,
+      );
+      assert.ok(
+        !('additionalProperties' in s && s.additionalProperties === false),
+        `additionalProperties: false at ${path}`,
+      );
+      for (const [k, v] of Object.entries((s.properties ?? {}) as Record<string, Record<string, unknown>>))
+        walk(v, `${path}.${k}`);
+      if (s.items) walk(s.items as Record<string, unknown>, `${path}[]`);
+      if (s.additionalProperties && typeof s.additionalProperties === 'object')
+        walk(s.additionalProperties as Record<string, unknown>, `${path}{}`);
+    };
+    for (const crd of hexmeshCrds()) {
+      const v = (crd.spec as { versions: { schema: { openAPIV3Schema: Record<string, unknown> } }[] })
+        .versions[0];
+      walk(v.schema.openAPIV3Schema, (crd.metadata as { name: string }).name);
+    }
+  });
+});

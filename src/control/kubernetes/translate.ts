@@ -1,0 +1,207 @@
+/**
+ * Kubernetes objects → what the control plane stores: a Service and its EndpointSlices
+ * become a hexmesh Service resource and catalog instances; an HTTPRoute, GRPCRoute or a
+ * hexmesh CRD object becomes the resource of the same kind, validated by the same schema as
+ * the REST API. Pure functions over the objects' JSON, so each rule is testable alone.
+ */
+import type { Instance } from '../catalog/instance.ts';
+import { ConfigError } from '../../config/load.ts';
+import { validateResources, type StoredDoc } from '../validate-resource.ts';
+
+/** Label on everything this source wrote: a resync deletes only what carries it. */
+export const SOURCE_LABEL = 'hexmesh.io/source';
+export const SOURCE_VALUE = 'kubernetes';
+/** The endpoint's zone (EndpointSlice `endpoints[].zone`), as Kubernetes labels nodes. */
+export const ZONE_LABEL = 'topology.kubernetes.io/zone';
+export const NODE_LABEL = 'kubernetes.io/hostname';
+export const POD_LABEL = 'hexmesh.io/pod';
+
+/** The JSON of an object as the API server sends it (only what is read here). */
+export interface KubeObject {
+  apiVersion?: string;
+  kind?: string;
+  metadata?: {
+    name?: string;
+    namespace?: string;
+    uid?: string;
+    generation?: number;
+    resourceVersion?: string;
+    creationTimestamp?: string | Date;
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+  };
+  spec?: Record<string, unknown>;
+  status?: Record<string, unknown>;
+}
+
+export interface KubeServicePort {
+  name?: string;
+  port: number;
+  targetPort?: number | string;
+  protocol?: string;
+  appProtocol?: string;
+}
+
+export interface KubeEndpointSlice extends KubeObject {
+  addressType?: string;
+  ports?: { name?: string; port?: number; protocol?: string; appProtocol?: string }[];
+  endpoints?: {
+    addresses?: string[];
+    conditions?: { ready?: boolean; serving?: boolean; terminating?: boolean };
+    zone?: string;
+    nodeName?: string;
+    targetRef?: { kind?: string; name?: string };
+  }[];
+}
+
+const HEXMESH_PROTOCOLS = new Set(['http', 'http2', 'grpc', 'tcp', 'opaque']);
+
+/**
+ * A port's protocol: its `appProtocol` (`http`, `kubernetes.io/h2c` → http2, `grpc`, `tcp`,
+ * or any hexmesh protocol name), else the Istio-style name prefix (`grpc-web`, `http2-x`),
+ * else `http`, hexmesh's default.
+ */
+export function portProtocol(p: { name?: string; appProtocol?: string }): string {
+  const ap = p.appProtocol?.toLowerCase();
+  if (ap) {
+    if (ap === 'kubernetes.io/h2c' || ap === 'h2c') return 'http2';
+    if (ap === 'https' || ap === 'kubernetes.io/wss') return 'tcp';
+    if (ap === 'kubernetes.io/ws') return 'http';
+    if (HEXMESH_PROTOCOLS.has(ap)) return ap;
+  }
+  const prefix = p.name?.toLowerCase().split('-')[0];
+  if (prefix && HEXMESH_PROTOCOLS.has(prefix)) return prefix;
+  return 'http';
+}
+
+function iso(t: string | Date | undefined): string | undefined {
+  if (t === undefined) return undefined;
+  const d = t instanceof Date ? t : new Date(t);
+  return Number.isNaN(d.getTime()) ? undefined : d.toISOString();
+}
+
+/** The TCP ports of a Service that hexmesh routes (UDP/SCTP are not proxied). */
+function tcpPorts(svc: KubeObject): KubeServicePort[] {
+  const ports = (svc.spec?.ports ?? []) as KubeServicePort[];
+  return ports.filter((p) => (p.protocol ?? 'TCP') === 'TCP' && Number.isInteger(p.port));
+}
+
+/**
+ * The hexmesh Service for a Kubernetes Service, or undefined for one hexmesh does not
+ * route (ExternalName, no TCP port).
+ */
+export function serviceResource(svc: KubeObject): StoredDoc | undefined {
+  if (svc.spec?.type === 'ExternalName') return undefined;
+  const ports = tcpPorts(svc);
+  if (!ports.length) return undefined;
+  const doc = {
+    apiVersion: 'hexmesh.io/v1alpha1',
+    kind: 'Service',
+    metadata: meta(svc),
+    spec: {
+      ports: ports.map((p) => ({
+        ...(p.name ? { name: p.name } : {}),
+        port: p.port,
+        ...(typeof p.targetPort === 'number' ? { targetPort: p.targetPort } : {}),
+        protocol: portProtocol(p),
+      })),
+    },
+  };
+  return validateResources([doc], `Service ${svc.metadata?.namespace}/${svc.metadata?.name}`)[0].doc;
+}
+
+/**
+ * Catalog instances of a Service from its EndpointSlices: one per endpoint address, on the
+ * slice port named like the Service's first TCP port (hexmesh routes one port per service:
+ * docs/kubernetes.md). Ready endpoints are `passing`, the rest `critical` (not routed to);
+ * the zone, node and pod go into labels.
+ */
+export function sliceInstances(
+  svc: KubeObject,
+  slices: readonly KubeEndpointSlice[],
+  now: string,
+): Instance[] {
+  const ns = svc.metadata?.namespace ?? 'default';
+  const name = svc.metadata?.name ?? '';
+  const first = tcpPorts(svc)[0];
+  if (!first) return [];
+  const out = new Map<string, Instance>();
+  for (const slice of slices) {
+    if (slice.addressType !== 'IPv4' && slice.addressType !== 'IPv6') continue;
+    const port = (slice.ports ?? []).find((p) => (p.name ?? '') === (first.name ?? ''))?.port;
+    if (!Number.isInteger(port)) continue;
+    for (const ep of slice.endpoints ?? []) {
+      const ready = ep.conditions?.ready !== false;
+      for (const address of ep.addresses ?? []) {
+        const id = `${address.replace(/[^A-Za-z0-9._-]/g, '_')}-${port}`;
+        const labels: Record<string, string> = { [SOURCE_LABEL]: SOURCE_VALUE };
+        if (ep.zone) labels[ZONE_LABEL] = ep.zone;
+        if (ep.nodeName) labels[NODE_LABEL] = ep.nodeName;
+        if (ep.targetRef?.kind === 'Pod' && ep.targetRef.name) labels[POD_LABEL] = ep.targetRef.name;
+        const prev = out.get(id);
+        // The same address in two slices (a slice being replaced): ready wins.
+        if (prev && prev.status === 'passing') continue;
+        out.set(id, {
+          id,
+          service: name,
+          namespace: ns,
+          address,
+          port: port!,
+          labels,
+          checks: [],
+          status: ready ? 'passing' : 'critical',
+          registeredAt: now,
+          statusChangedAt: now,
+          lease: 0,
+        });
+      }
+    }
+  }
+  return [...out.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+}
+
+/** What an instance is compared by: everything but times. */
+export function instanceEssence(i: Instance): string {
+  return JSON.stringify([i.address, i.port, i.status, i.labels, i.meshPort ?? null]);
+}
+
+/** A route or policy object (Gateway API, hexmesh CRD) → the stored resource, or why not. */
+export function mirroredResource(
+  obj: KubeObject,
+  kind: string,
+  apiVersion: string,
+): { doc: StoredDoc } | { error: string } {
+  const spec = stripNulls(obj.spec ?? {});
+  const doc = { apiVersion, kind, metadata: meta(obj), spec };
+  try {
+    return {
+      doc: validateResources([doc], `${kind} ${obj.metadata?.namespace}/${obj.metadata?.name}`)[0].doc,
+    };
+  } catch (e) {
+    if (e instanceof ConfigError)
+      return { error: e.problems.map((p) => `spec${p.path.replace(/^spec/, '')}: ${p.message}`).join('; ') };
+    throw e;
+  }
+}
+
+function meta(obj: KubeObject): StoredDoc['metadata'] {
+  const m = obj.metadata ?? {};
+  const created = iso(m.creationTimestamp);
+  return {
+    name: m.name ?? '',
+    namespace: m.namespace ?? 'default',
+    labels: { ...m.labels, [SOURCE_LABEL]: SOURCE_VALUE },
+    ...(created ? { creationTimestamp: created } : {}),
+  };
+}
+
+/** The API server's JSON never has `null` where hexmesh's schemas expect a value or nothing. */
+function stripNulls<T>(v: T): T {
+  if (Array.isArray(v)) return v.map(stripNulls) as T;
+  if (v && typeof v === 'object' && !(v instanceof Date)) {
+    const out: Record<string, unknown> = {};
+    for (const [k, x] of Object.entries(v)) if (x !== null && x !== undefined) out[k] = stripNulls(x);
+    return out as T;
+  }
+  return v;
+}

@@ -1,0 +1,217 @@
+/**
+ * `hexmesh control --kubernetes` against a real kube-apiserver (test/support/kube-apiserver.ts):
+ * Services and EndpointSlices written through the API reach a real sidecar's discovery —
+ * endpoints, readiness, zones, app protocols — and leave it again when deleted.
+ */
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { ControlPlane } from '../../src/control/control-plane.ts';
+import { KubernetesSource } from '../../src/control/kubernetes/kubernetes-source.ts';
+import {
+  startControlledProxy,
+  type ControlledProxy,
+} from '../../src/proxy/control-client/controlled-proxy.ts';
+import { SqliteStore } from '../../src/store/sqlite-store.ts';
+import { KEYS } from '../../src/store/store.ts';
+import { KubeApiServer, kubeApiserverMissingReason } from '../support/kube-apiserver.ts';
+import { startHttpServer } from '../support/mesh.ts';
+import { until } from '../control/discovery-support.ts';
+
+const skip = kubeApiserverMissingReason();
+const any = { address: '127.0.0.1', port: 0 };
+
+function get(port: number, host: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, path: '/', headers: { host } }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode!, body }));
+    });
+    req.setTimeout(10_000, () => req.destroy(new Error('request timeout')));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+const service = (name: string, ports: Record<string, unknown>[]) => ({
+  apiVersion: 'v1',
+  kind: 'Service',
+  metadata: { name, namespace: 'default' },
+  spec: { ports },
+});
+
+const slice = (
+  name: string,
+  svc: string,
+  port: number,
+  endpoints: { address: string; ready?: boolean; zone?: string }[],
+  portName = 'http',
+) => ({
+  apiVersion: 'discovery.k8s.io/v1',
+  kind: 'EndpointSlice',
+  metadata: { name, namespace: 'default', labels: { 'kubernetes.io/service-name': svc } },
+  addressType: 'IPv4',
+  ports: [{ name: portName, port, protocol: 'TCP' }],
+  endpoints: endpoints.map((e) => ({
+    addresses: [e.address],
+    conditions: { ready: e.ready ?? true },
+    ...(e.zone ? { zone: e.zone } : {}),
+  })),
+});
+
+describe('kubernetes: Services and EndpointSlices → the catalog → a sidecar', { skip }, () => {
+  let kube: KubeApiServer;
+  let dir: string;
+  let store: SqliteStore;
+  let cp: ControlPlane;
+  let source: KubernetesSource;
+  let sidecar: ControlledProxy;
+  let app: Awaited<ReturnType<typeof startHttpServer>>;
+  const logs: string[] = [];
+
+  before(async () => {
+    kube = await KubeApiServer.start();
+    dir = mkdtempSync(join(tmpdir(), 'hexmesh-k8s-cat-'));
+    store = await SqliteStore.open(join(dir, 'hexmesh.db'), { synchronous: 'normal' });
+    cp = new ControlPlane({ listen: any, store, leaderTtlMs: 2000, dashboard: false });
+    const a = await cp.start();
+    source = new KubernetesSource({
+      store,
+      kubeconfig: kube.kubeconfig,
+      id: 'test',
+      leaderTtlMs: 2000,
+      log: (m) => logs.push(m),
+    });
+    await source.start();
+    app = await startHttpServer((_q, r) => r.end('web app'));
+    sidecar = await startControlledProxy({
+      control: [`http://127.0.0.1:${a.port}`],
+      settings: { service: 'client', inbound: any, outbound: any, admin: any, drainTimeout: '1s' },
+      client: { backoff: { initial: 50, max: 500 }, log: () => {} },
+    });
+    await sidecar.client.firstConfig;
+  });
+
+  after(async () => {
+    await sidecar?.close();
+    await source?.close();
+    await cp?.destroy();
+    await store?.close();
+    await app?.close();
+    await kube?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('a Service and its EndpointSlice reach the sidecar within a second, and it routes to them', async () => {
+    await kube.must(
+      'POST',
+      '/api/v1/namespaces/default/services',
+      service('web', [{ name: 'http', port: 80, targetPort: app.port }]),
+    );
+    await until(
+      async () => (await store.get(KEYS.resource('Service', 'default', 'web'))) ?? undefined,
+      10_000,
+      'Service mirrored',
+    );
+    assert.equal(await sidecar.client.ensure('web.default'), true);
+    const t0 = Date.now();
+    await kube.must(
+      'POST',
+      '/apis/discovery.k8s.io/v1/namespaces/default/endpointslices',
+      slice('web-1', 'web', app.port, [{ address: '127.0.0.1', zone: 'zone-a' }]),
+    );
+    const endpoints = await until(
+      () => {
+        const svc = sidecar.proxy.config.services.find((s) => s.name === 'web');
+        return svc?.endpoints.length ? svc.endpoints : undefined;
+      },
+      5000,
+      'endpoint in the sidecar',
+    );
+    const ms = Date.now() - t0;
+    assert.ok(ms < 1000, `EndpointSlice → sidecar took ${ms} ms`);
+    assert.equal(endpoints[0].address, '127.0.0.1');
+    assert.equal(endpoints[0].port, app.port);
+    assert.equal(endpoints[0].labels?.['topology.kubernetes.io/zone'], 'zone-a');
+    const res = await get(sidecar.addr.outbound.port, 'web');
+    assert.equal(res.status, 200);
+    assert.equal(res.body, 'web app');
+  });
+
+  it('an endpoint that is not ready leaves the sidecar; a ready one comes back', async () => {
+    const cur = await kube.must<{ metadata: { resourceVersion: string } }>(
+      'GET',
+      '/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/web-1',
+    );
+    await kube.must('PUT', '/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/web-1', {
+      ...slice('web-1', 'web', app.port, [{ address: '127.0.0.1', ready: false, zone: 'zone-a' }]),
+      metadata: {
+        ...slice('web-1', 'web', app.port, []).metadata,
+        resourceVersion: cur.metadata.resourceVersion,
+      },
+    });
+    await until(
+      () =>
+        sidecar.proxy.config.services.find((s) => s.name === 'web')?.endpoints.length === 0
+          ? true
+          : undefined,
+      5000,
+      'endpoint gone from the sidecar',
+    );
+    const stored = await store.range(`${KEYS.instances}default/web/`);
+    assert.equal(stored.kvs.length, 1, 'kept in the catalog, as critical');
+    assert.equal((JSON.parse(stored.kvs[0].value) as { status: string }).status, 'critical');
+  });
+
+  it('app protocols come from appProtocol or the port name', async () => {
+    await kube.must(
+      'POST',
+      '/api/v1/namespaces/default/services',
+      service('rpc', [
+        { name: 'api', port: 9000, appProtocol: 'kubernetes.io/h2c' },
+        { name: 'grpc-admin', port: 9001 },
+        { name: 'metrics', port: 9090, appProtocol: 'tcp' },
+      ]),
+    );
+    const kv = await until(
+      async () => (await store.get(KEYS.resource('Service', 'default', 'rpc'))) ?? undefined,
+      10_000,
+      'rpc mirrored',
+    );
+    const doc = JSON.parse(kv.value) as {
+      spec: { ports: { name: string; port: number; protocol: string }[] };
+    };
+    assert.deepEqual(
+      doc.spec.ports.map((p) => [p.name, p.port, p.protocol]),
+      [
+        ['api', 9000, 'http2'],
+        ['grpc-admin', 9001, 'grpc'],
+        ['metrics', 9090, 'tcp'],
+      ],
+    );
+  });
+
+  it('deleting the Service removes its resource and instances', async () => {
+    await kube.must('DELETE', '/api/v1/namespaces/default/services/web');
+    await until(
+      async () => ((await store.get(KEYS.resource('Service', 'default', 'web'))) ? undefined : true),
+      10_000,
+      'Service gone',
+    );
+    await until(
+      async () => ((await store.range(`${KEYS.instances}default/web/`)).kvs.length === 0 ? true : undefined),
+      10_000,
+      'instances gone',
+    );
+    assert.deepEqual(
+      logs.filter((l) => !/retrying|watching again/.test(l)),
+      [],
+      'nothing unexpected logged',
+    );
+  });
+});
