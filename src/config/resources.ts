@@ -6,6 +6,7 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import { parseDuration } from './duration.ts';
+import { policySectionProblem, type PolicySection } from '../proxy/outbound/policy-parts.ts';
 
 /** A duration string or number, parsed to milliseconds. */
 export const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
@@ -345,6 +346,18 @@ export const grpcRouteSchema = z
 // ---------- TrafficPolicy (ours) ----------
 const percent = z.number().min(0).max(100);
 
+/**
+ * The proxy's own build-time checks on a policy section (src/proxy/outbound/policy-parts.ts):
+ * what a proxy would refuse (e.g. `circuitBreaker.window: 0s`), the schema refuses, so the API
+ * never stores a policy every sidecar then rejects.
+ */
+const buildable =
+  (section: PolicySection) =>
+  (value: unknown, ctx: z.RefinementCtx): void => {
+    const problem = policySectionProblem(section, value);
+    if (problem) ctx.addIssue({ code: 'custom', message: `refused by the proxy: ${problem}` });
+  };
+
 export const trafficPolicySpecSchema = z
   .object({
     /** Policy attachment: a Service (all its traffic) or one HTTPRoute/GRPCRoute (optionally one rule by name). */
@@ -389,6 +402,7 @@ export const trafficPolicySpecSchema = z
             message: `${lb.type} needs hashOn (header, cookie or sourceIp)`,
           });
       })
+      .superRefine(buildable('loadBalancer'))
       .optional(),
     timeouts: z
       .object({
@@ -430,6 +444,7 @@ export const trafficPolicySpecSchema = z
             window: duration.default(10_000),
           })
           .strict()
+          .superRefine(buildable('retries.budget'))
           .optional(),
         retryNonIdempotent: z.boolean().optional(),
       })
@@ -443,6 +458,7 @@ export const trafficPolicySpecSchema = z
         maxRetries: z.number().int().min(0).optional(),
       })
       .strict()
+      .superRefine(buildable('connectionPool'))
       .optional(),
     circuitBreaker: z
       .object({
@@ -456,6 +472,7 @@ export const trafficPolicySpecSchema = z
         slowCallThresholdPercent: percent.default(100),
       })
       .strict()
+      .superRefine(buildable('circuitBreaker'))
       .optional(),
     fallback: z
       .union([
@@ -491,6 +508,7 @@ export const trafficPolicySpecSchema = z
           .optional(),
       })
       .strict()
+      .superRefine(buildable('outlierDetection'))
       .optional(),
     healthCheck: z
       .object({
@@ -503,6 +521,7 @@ export const trafficPolicySpecSchema = z
         unhealthyThreshold: z.number().int().min(1).default(3),
       })
       .strict()
+      .superRefine(buildable('healthCheck'))
       .optional(),
     rateLimit: z
       .object({

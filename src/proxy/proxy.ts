@@ -89,6 +89,8 @@ export class Proxy {
   #onExit: (() => void) | undefined;
   /** Control-plane mode: not ready until the first snapshot was applied. */
   #awaitingConfig: boolean;
+  /** The last snapshot refused since the last one applied: shown by the admin `/config`. */
+  #rejected: { version: number; error: string } | undefined;
   #lazy: UnknownAuthorityHandler | undefined;
 
   /**
@@ -174,6 +176,7 @@ export class Proxy {
     // proxy.tracing loads OpenTelemetry on demand: in force before the first request.
     await this.tracing.ready;
     this.#outbound = buildOutbound(this.#config, undefined, this.metrics, this.#transport, this.#lazy);
+    this.#outbound.commit();
     this.metrics.setConfigVersion(this.#config.version);
     this.#admin = new AdminServer({
       address: c.admin.address,
@@ -186,7 +189,8 @@ export class Proxy {
           : this.#awaitingConfig && this.#ready
             ? 'waiting for the first config from the control plane'
             : 'starting: listeners not bound yet',
-      configDump: () => this.#config,
+      // A refusal stays visible here until a good version replaces it (issue 10).
+      configDump: () => (this.#rejected ? { ...this.#config, rejected: this.#rejected } : this.#config),
       tap: this.tap,
       endpointsDump: () => ({
         version: this.#config.version,
@@ -289,12 +293,27 @@ export class Proxy {
     return { outbound: ob, inbound: ib, admin, upstreams: ups };
   }
 
+  /** The last snapshot refused since one was applied (undefined once a good version is in force). */
+  get rejected(): { version: number; error: string } | undefined {
+    return this.#rejected;
+  }
+
   /**
-   * Apply a new snapshot. Builds every chain first; if anything fails the error is thrown and
-   * the running config is untouched. Listener addresses are fixed at start.
+   * Record a snapshot refused before it reached `apply` (the control client found it invalid):
+   * shown like `apply`'s own refusals until a good version is in force.
+   */
+  noteRejected(version: number, error: string): void {
+    this.#rejected = { version, error };
+  }
+
+  /**
+   * Apply a new snapshot, all or nothing. Builds every chain first (destinations prepare their
+   * updates without changing); if anything fails the error is thrown, what was prepared is
+   * dropped and the running config is untouched, so the same snapshot is refused again next
+   * time. Listener addresses are fixed at start.
    */
   apply(next: ProxyConfig): void {
-    let outbound: OutboundStack;
+    let outbound: OutboundStack | undefined;
     let inbound: Service;
     let gate: (req: MeshRequest) => Promise<void>;
     try {
@@ -303,9 +322,13 @@ export class Proxy {
       gate = securityGate(security);
       inbound = this.#telemetry(buildInbound(next, this.#appTransports, { layers: security }));
     } catch (err) {
+      outbound?.abort();
       this.metrics.recordConfigRejection();
+      this.#rejected = { version: next.version, error: (err as Error).message ?? String(err) };
       throw err;
     }
+    outbound.commit();
+    this.#rejected = undefined;
     this.#config = next;
     this.#applyTlsMode(next);
     this.#outbound = outbound;

@@ -24,7 +24,7 @@ export function validateCommand(): Command {
           security: PLAINTEXT,
         },
       );
-      for (const d of stack.destinations.values()) d.destroy();
+      stack.abort();
       process.stdout.write(
         `${file}: valid (${config.services.length} services, ${config.resources.length} resources)\n`,
       );

@@ -37,6 +37,11 @@ export interface ControlClientOptions {
   settings: Record<string, unknown>;
   /** Put a config in force; throw to refuse it (the proxy's `apply`). */
   apply(config: ProxyConfig): void;
+  /**
+   * Told of each refused version (an invalid snapshot, or `apply` threw), so the proxy can show
+   * the refusal until a good version is in force.
+   */
+  onRefused?(version: number, error: string): void;
   /** How long a request for an unknown destination waits for its snapshot. Default 3 s. */
   subscribeTimeout?: number;
   backoff?: BackoffOptions;
@@ -187,6 +192,7 @@ export class ControlClient {
     } catch (err) {
       const error = (err as Error).message ?? String(err);
       this.lastError = error;
+      this.#opts.onRefused?.(version, error);
       this.#opts.log?.(`refused update ${version}, keeping version ${this.applied}: ${error}`);
       this.#send({
         type: 'nack',

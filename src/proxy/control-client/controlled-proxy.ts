@@ -84,6 +84,7 @@ export async function startControlledProxy(opts: ControlledProxyOptions): Promis
     tls: (url) => identity?.controlTls(url) ?? { minVersion: 'TLSv1.2' },
     settings: opts.settings,
     apply: (config) => proxy.apply(config),
+    onRefused: (version, error) => proxy.noteRejected(version, error),
     node: {
       id,
       service: p.service,

@@ -91,3 +91,39 @@ test('an unrelated policy change keeps ejections and an open circuit', (t) => {
   dst.update(service, policy({ ...base, outlierDetection: { ...base.outlierDetection, consecutive5xx: 3 } }));
   assert.equal(dst.balancer.endpoints[0].ejected, false, 'a new outlier config starts over');
 });
+
+/** A policy the schema now refuses, built by hand as an old store or config file could hold it. */
+function refusedPolicy(base: Record<string, unknown> = {}) {
+  const p = policy(base);
+  return { ...p, circuitBreaker: { ...policy({ circuitBreaker: {} }).circuitBreaker!, window: 0 } };
+}
+
+test('issue 10: a refused update changes nothing, and the same update is refused again', (t) => {
+  const dst = newDestination(policy({ loadBalancer: { type: 'roundRobin' }, healthCheck: { type: 'tcp' } }));
+  t.after(() => dst.destroy());
+  const before = { balancer: dst.balancer, health: dst.health, breaker: dst.breaker, policy: dst.policy };
+  const next = refusedPolicy({ loadBalancer: { type: 'leastRequest' }, healthCheck: { type: 'http' } });
+  assert.throws(() => dst.update(service, next), /window must be > 0/);
+  assert.equal(dst.balancer, before.balancer, 'balancer not swapped');
+  assert.equal(dst.health, before.health, 'health checker not swapped');
+  assert.equal(dst.breaker, undefined);
+  assert.equal(dst.policy, before.policy, 'policy not recorded');
+  // Old code recorded the sections as applied before throwing: the retry was accepted.
+  assert.throws(() => dst.update(service, next), /window must be > 0/);
+  assert.throws(() => dst.update({ ...service, endpoints: service.endpoints.slice(1) }, next));
+  assert.equal(dst.balancer.endpoints.length, 3, 'the endpoint change of a refused update is not applied');
+});
+
+test('a prepared update is not in force until committed; abort drops it', (t) => {
+  const dst = newDestination(policy({}));
+  t.after(() => dst.destroy());
+  const u = dst.prepare(service, policy({ circuitBreaker: { requestVolumeThreshold: 1 } }));
+  assert.ok(u.parts.breaker, 'the new breaker is built');
+  assert.equal(dst.breaker, undefined, 'but not in force');
+  u.abort();
+  u.commit();
+  assert.equal(dst.breaker, undefined, 'commit after abort is a no-op');
+  const v = dst.prepare(service, policy({ circuitBreaker: { requestVolumeThreshold: 1 } }));
+  v.commit();
+  assert.equal(dst.breaker, v.parts.breaker);
+});

@@ -12,13 +12,13 @@ import type { ProxyMetrics } from '../../telemetry/metrics.ts';
 import { createBalancer, type Balancer } from '../balance/balancer.ts';
 import { end, endpointKey, EndpointState, start } from '../balance/endpoint-state.ts';
 import { hashKeyExtractor, type HashKeyExtractor } from '../balance/hash-key.ts';
-import { bulkheadFromSpec, type Bulkhead, type RetryLimiter } from '../breaker/bulkhead.ts';
-import { circuitBreakerFromSpec, type CircuitBreaker } from '../breaker/circuit-breaker.ts';
+import type { Bulkhead, RetryLimiter } from '../breaker/bulkhead.ts';
+import type { CircuitBreaker } from '../breaker/circuit-breaker.ts';
 import type { MeshRequest, MeshResponse, Service } from '../core/dispatch.ts';
-import { HealthChecker } from '../health/health-checker.ts';
-import { OutlierDetector, OUTLIER_DEFAULTS, type Outcome } from '../outlier/outlier-detector.ts';
-import { RetryBudget } from '../retry/retry-budget.ts';
-import { resolveResilience } from '../retry/resilience-options.ts';
+import type { HealthChecker } from '../health/health-checker.ts';
+import type { OutlierDetector, Outcome } from '../outlier/outlier-detector.ts';
+import type { RetryBudget } from '../retry/retry-budget.ts';
+import { closeParts, POLICY_SECTIONS, type DestinationParts, type PartsContext } from './policy-parts.ts';
 import type { PeerInfo } from '../transport/hop-security.ts';
 import { TransportPool, type TransportSettings } from '../transport/transport-pool.ts';
 
@@ -29,7 +29,17 @@ export function serviceKey(name: string, namespace: string): string {
   return `${name}.${namespace}`;
 }
 
-export class Destination {
+/** A prepared update of one destination: built, not yet in force. */
+export interface DestinationUpdate {
+  /** The parts the new chains are built from (new ones, or the running ones kept). */
+  readonly parts: DestinationParts;
+  /** Put the update in force. Idempotent; a no-op after `abort()`. */
+  commit(): void;
+  /** Drop what was built; the running state stays as it was. Idempotent. */
+  abort(): void;
+}
+
+export class Destination implements DestinationParts {
   readonly name: string;
   readonly namespace: string;
   readonly key: string;
@@ -69,7 +79,7 @@ export class Destination {
     this.#transports = new TransportPool(transport);
     this.#metrics = metrics;
     this.#h2Hop = h2Hop;
-    this.balancer = createBalancer(policy?.loadBalancer, []);
+    this.balancer = createBalancer(undefined, []);
     this.hashKey = hashKeyExtractor(undefined);
     this.bulkhead = undefined as unknown as Bulkhead;
     this.retryLimiter = undefined as unknown as RetryLimiter;
@@ -79,29 +89,108 @@ export class Destination {
   }
 
   /**
-   * Apply a new snapshot of this service and its policy. Each stateful part is rebuilt only
-   * when its own policy section changed, so an unrelated edit (a retry code, a timeout) keeps
-   * ejections, open circuits, health results and in-flight counts.
+   * Apply a new snapshot of this service and its policy, all or nothing (see `prepare`).
    */
   update(service: MeshService, policy: TrafficPolicySpec | undefined): void {
+    this.prepare(service, policy).commit();
+  }
+
+  /**
+   * Build what a new snapshot of this service and its policy needs, without touching the
+   * running state: a policy the proxy refuses throws here and leaves nothing half-applied
+   * (issue 10: a refused update used to record its sections as applied, so the next
+   * unrelated update was accepted with the bad policy). `commit()` swaps it all in.
+   *
+   * Each stateful part is rebuilt only when its own policy section changed, so an unrelated
+   * edit (a retry code, a timeout) keeps ejections, open circuits, health results and
+   * in-flight counts.
+   */
+  prepare(service: MeshService, policy: TrafficPolicySpec | undefined): DestinationUpdate {
+    const first = this.#sections.size === 0;
+    const sections = new Map(this.#sections);
+    const current: DestinationParts = {
+      balancer: this.balancer,
+      hashKey: this.hashKey,
+      outlier: this.outlier,
+      health: this.health,
+      breaker: this.breaker,
+      bulkhead: this.bulkhead,
+      retryLimiter: this.retryLimiter,
+      budget: this.budget,
+    };
+    const next: DestinationParts = { ...current };
+    const built: Partial<DestinationParts>[] = [];
+    const ctx: PartsContext = {
+      service: this.name,
+      outlier: {
+        onEject: (_key, reason) => {
+          this.#metrics.recordOutlierEjection(this.name, reason);
+          this.#metrics.setEjectedEndpoints(this.name, this.#ejectedCount());
+        },
+        onReturn: () => this.#metrics.setEjectedEndpoints(this.name, this.#ejectedCount()),
+      },
+    };
+    try {
+      for (const [name, section] of POLICY_SECTIONS) {
+        const json = JSON.stringify(section.of(policy) ?? null);
+        if (!first && sections.get(name) === json) continue;
+        const parts = section.build(policy, ctx);
+        built.push(parts);
+        Object.assign(next, parts);
+        sections.set(name, json);
+      }
+    } catch (err) {
+      for (const parts of built) closeParts(parts);
+      throw err;
+    }
+    let done = false;
+    return {
+      parts: next,
+      commit: () => {
+        if (done) return;
+        done = true;
+        this.#commit(service, policy, current, next, sections);
+      },
+      abort: () => {
+        if (done) return;
+        done = true;
+        for (const parts of built) closeParts(parts);
+      },
+    };
+  }
+
+  #commit(
+    service: MeshService,
+    policy: TrafficPolicySpec | undefined,
+    old: DestinationParts,
+    next: DestinationParts,
+    sections: Map<string, string>,
+  ): void {
     this.service = service;
     this.policy = policy;
-    const first = this.#sections.size === 0;
-    const changed = (name: string, section: unknown): boolean => {
-      const json = JSON.stringify(section ?? null);
-      if (!first && this.#sections.get(name) === json) return false;
-      this.#sections.set(name, json);
-      return true;
-    };
-    if (changed('loadBalancer', policy?.loadBalancer)) {
-      // A new algorithm (or panic threshold, EWMA decay) takes over the same endpoint objects,
-      // so their in-flight counts, health and ejections carry over.
-      this.balancer = createBalancer(policy?.loadBalancer, this.balancer.endpoints);
-      this.hashKey = hashKeyExtractor(policy?.loadBalancer?.hashOn);
+    this.#sections.clear();
+    for (const [k, v] of sections) this.#sections.set(k, v);
+    // A new algorithm (or panic threshold, EWMA decay) takes over the same endpoint objects,
+    // so their in-flight counts, health and ejections carry over.
+    if (next.balancer !== old.balancer) next.balancer.update(old.balancer.endpoints);
+    if (next.outlier !== old.outlier) old.outlier?.close();
+    if (next.health !== old.health) old.health?.close();
+    if (next.breaker !== old.breaker) {
+      next.breaker?.onStateChange((state) => this.#metrics.setCircuitState(this.name, state));
+      this.#metrics.setCircuitState(this.name, 'closed');
     }
-    this.balancer.update(service.endpoints.map((e) => new EndpointState({ ...e, meshed: e.meshed })));
+    this.balancer = next.balancer;
+    this.hashKey = next.hashKey;
+    this.outlier = next.outlier;
+    this.health = next.health;
+    this.breaker = next.breaker;
+    this.bulkhead = next.bulkhead;
+    this.retryLimiter = next.retryLimiter;
+    this.budget = next.budget;
+    const endpoints = choosableEndpoints(service);
+    this.balancer.update(endpoints.map((e) => new EndpointState({ ...e, meshed: e.meshed })));
     this.#peers.clear();
-    for (const e of service.endpoints)
+    for (const e of endpoints)
       this.#peers.set(endpointKey(e.address, e.port), {
         meshed: e.meshed,
         identity: e.identity,
@@ -109,32 +198,6 @@ export class Destination {
         namespace: service.namespace,
       });
     const eps = this.balancer.endpoints;
-    if (changed('outlierDetection', policy?.outlierDetection)) {
-      this.outlier?.close();
-      this.outlier = new OutlierDetector(policy?.outlierDetection ?? OUTLIER_DEFAULTS, {
-        onEject: (_key, reason) => {
-          this.#metrics.recordOutlierEjection(this.name, reason);
-          this.#metrics.setEjectedEndpoints(this.name, this.#ejectedCount());
-        },
-        onReturn: () => this.#metrics.setEjectedEndpoints(this.name, this.#ejectedCount()),
-      });
-    }
-    if (changed('healthCheck', policy?.healthCheck)) {
-      this.health?.close();
-      this.health = policy?.healthCheck ? new HealthChecker(policy.healthCheck, eps, {}) : undefined;
-    }
-    if (changed('circuitBreaker', policy?.circuitBreaker)) {
-      this.breaker = circuitBreakerFromSpec(policy?.circuitBreaker);
-      this.breaker?.onStateChange((state) => this.#metrics.setCircuitState(this.name, state));
-      this.#metrics.setCircuitState(this.name, 'closed');
-    }
-    if (changed('connectionPool', policy?.connectionPool)) {
-      const bh = bulkheadFromSpec(policy?.connectionPool, this.name);
-      this.bulkhead = bh.bulkhead;
-      this.retryLimiter = bh.retries;
-    }
-    if (changed('retryBudget', policy?.retries?.budget))
-      this.budget = new RetryBudget(resolveResilience(undefined, policy).retry.budget);
     this.#transports.configure(transportSettingsFor(policy, this.#defaults));
     this.outlier?.setEndpoints(eps);
     this.health?.setTargets(eps);
@@ -203,6 +266,15 @@ export class Destination {
     this.health?.close();
     this.#transports.destroy();
   }
+}
+
+/**
+ * The endpoints a request may go to. A STRICT destination accepts only mutual TLS, so an
+ * endpoint without a sidecar is dropped here even if the control plane sent it (a rogue or
+ * stale registration): traffic to that service never leaves in plaintext.
+ */
+export function choosableEndpoints(service: MeshService): MeshService['endpoints'] {
+  return service.mtls === 'STRICT' ? service.endpoints.filter((e) => e.meshed) : service.endpoints;
 }
 
 function outcomeOf(res: MeshResponse): Outcome {

@@ -33,7 +33,8 @@ import {
 } from '../route/route-table.ts';
 import { deadlineLayer, timeoutLayer } from '../timeout/timeout-layer.ts';
 import type { TransportSettings } from '../transport/transport-pool.ts';
-import { CLIENT_HEADER, Destination, serviceKey } from './destination.ts';
+import { CLIENT_HEADER, Destination, serviceKey, type DestinationUpdate } from './destination.ts';
+import type { DestinationParts } from './policy-parts.ts';
 
 /** Most distinct authorities remembered per config (a bound against Host-header floods). */
 const AUTHORITY_CACHE_LIMIT = 4096;
@@ -45,10 +46,25 @@ export interface OutboundStack {
   serviceFor(name: string): Service | undefined;
   readonly destinations: ReadonlyMap<string, Destination>;
   destination(name: string): Destination | undefined;
+  /**
+   * Put the destinations' prepared updates in force. Until then the stack is built but the
+   * running destinations are untouched, so the proxy can still refuse the whole config
+   * (a later build step failing) without leaving part of it applied. Idempotent.
+   */
+  commit(): void;
+  /** Drop the prepared updates and the destinations this stack created. Idempotent. */
+  abort(): void;
 }
 
+/**
+ * A destination as this stack's chains see it: the parts its prepared update built (in force
+ * once the stack commits) and the policy they came from.
+ */
+type Target = DestinationParts &
+  Pick<Destination, 'name' | 'namespace' | 'key' | 'send'> & { policy: TrafficPolicySpec | undefined };
+
 interface Entry {
-  dst: Destination;
+  dst: Target;
   table: RouteTable | undefined;
   /** The chain for requests with no route attached (passthrough to the service). */
   direct: Service;
@@ -102,24 +118,52 @@ export function buildOutbound(
     return p ? ({ ...base, ...p.spec } as TrafficPolicySpec) : base;
   };
 
-  // Destinations: reuse by key, create new ones, close the ones that left.
+  // Destinations: reuse by key (prepared, not yet updated), create new ones. All or nothing:
+  // the first one that refuses its policy drops what the others prepared.
   const destinations = new Map<string, Destination>();
-  for (const svc of config.services) {
-    const key = serviceKey(svc.name, svc.namespace);
-    const policy = servicePolicy(svc.name, svc.namespace);
-    const old = previous?.get(key);
-    if (old) {
-      old.update(svc, policy);
-      destinations.set(key, old);
-    } else destinations.set(key, new Destination(svc, policy, transport, metrics, h2Hop));
+  const targets = new Map<string, Target>();
+  const updates: DestinationUpdate[] = [];
+  const created: Destination[] = [];
+  const abort = (): void => {
+    for (const u of updates) u.abort();
+    for (const d of created) d.destroy();
+  };
+  try {
+    for (const svc of config.services) {
+      const key = serviceKey(svc.name, svc.namespace);
+      const policy = servicePolicy(svc.name, svc.namespace);
+      let dst = previous?.get(key);
+      let parts: DestinationParts;
+      if (dst) {
+        const u = dst.prepare(svc, policy);
+        updates.push(u);
+        parts = u.parts;
+      } else {
+        // A new destination serves nobody until this stack is in force: built in place.
+        dst = new Destination(svc, policy, transport, metrics, h2Hop);
+        created.push(dst);
+        parts = dst;
+      }
+      destinations.set(key, dst);
+      targets.set(key, {
+        ...pickParts(parts),
+        name: dst.name,
+        namespace: dst.namespace,
+        key,
+        send: dst.send,
+        policy,
+      });
+    }
+  } catch (err) {
+    abort();
+    throw err;
   }
-  if (previous) for (const [key, d] of previous) if (!destinations.has(key)) void d.close();
 
   const entries = new Map<string, Entry>();
 
   /** [breaker → timeout → retry] → balancer, for one destination under one rule's settings. */
   const backendChain = (
-    dst: Destination,
+    dst: Target,
     rule: MatchedRule | undefined,
     policy: TrafficPolicySpec | undefined,
   ): Service => {
@@ -148,7 +192,7 @@ export function buildOutbound(
     rule: MatchedRule,
     policy: TrafficPolicySpec | undefined,
   ): Service => {
-    const dst = destinations.get(serviceKey(b.name, b.namespace));
+    const dst = targets.get(serviceKey(b.name, b.namespace));
     if (!dst)
       return () =>
         Promise.reject(
@@ -214,7 +258,7 @@ export function buildOutbound(
     }
   };
 
-  for (const dst of destinations.values()) {
+  for (const dst of targets.values()) {
     const table = compileRoutes({ name: dst.name, namespace: dst.namespace }, routes, ns);
     const e: Entry = {
       dst,
@@ -263,9 +307,21 @@ export function buildOutbound(
     return e.entry(req);
   };
 
+  let settled = false;
   return {
     service,
     destinations,
+    commit() {
+      if (settled) return;
+      settled = true;
+      for (const u of updates) u.commit();
+      if (previous) for (const [key, d] of previous) if (!destinations.has(key)) void d.close();
+    },
+    abort() {
+      if (settled) return;
+      settled = true;
+      abort();
+    },
     destination: (name) => destinations.get(name.includes('.') ? name : serviceKey(name, ns)),
     serviceFor(name) {
       const e = entries.get(name.includes('.') ? name : serviceKey(name, ns));
@@ -292,4 +348,17 @@ function unknownAuthority(authority: string, self: string): HexmeshError {
 function unknownService(name: string): Service {
   return () =>
     Promise.reject(new HexmeshError('HEXMESH_ERR_UNKNOWN_SERVICE', `fallback service ${name} is not known`));
+}
+
+function pickParts(p: DestinationParts): DestinationParts {
+  return {
+    balancer: p.balancer,
+    hashKey: p.hashKey,
+    outlier: p.outlier,
+    health: p.health,
+    breaker: p.breaker,
+    bulkhead: p.bulkhead,
+    retryLimiter: p.retryLimiter,
+    budget: p.budget,
+  };
 }
