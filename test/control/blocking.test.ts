@@ -88,3 +88,24 @@ test('a flood of blocking queries beyond the limit gets 503 with a clear message
   const again = await call(t.url, 'GET', `/v1/catalog/services?index=${idx}&wait=100ms`);
   assert.equal(again.status, 200);
 });
+
+test('issue 10: an index ahead of the store (a restore from backup) returns at once with the current index', async () => {
+  const now = (await call(t.url, 'GET', '/v1/kv/ahead/x')).index!;
+  const ahead = now + 500; // the index a client kept from before the store was restored
+  for (const path of [
+    `/v1/resources?kind=Service&index=${ahead}&wait=20s`,
+    `/v1/kv/ahead/x?index=${ahead}&wait=20s`,
+    `/v1/catalog/services?index=${ahead}&wait=20s`,
+  ]) {
+    const started = Date.now();
+    const r = await call(t.url, 'GET', path);
+    assert.ok(Date.now() - started < 5000, `${path}: returned at once, not after the 20 s wait`);
+    assert.ok(r.index! < ahead && r.index! >= now, `${path}: the current index ${r.index} to reset to`);
+  }
+  // With the index it got back, the client blocks again as usual (and wakes on a change).
+  const r = await call(t.url, 'GET', '/v1/kv/ahead/x');
+  const pending = call(t.url, 'GET', `/v1/kv/ahead/x?index=${r.index}&wait=20s`);
+  await new Promise((res) => setTimeout(res, 200));
+  await call(t.url, 'PUT', '/v1/kv/ahead/x', 'v');
+  assert.equal((await pending).body.value, 'v');
+});

@@ -1,6 +1,10 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { SqliteStore } from '../../src/store/sqlite-store.ts';
 import { startCp, call, service, type TestCp } from './helpers.ts';
 
 let t: TestCp;
@@ -159,4 +163,56 @@ test('closing a watch frees its slot', async () => {
   await readWatch('/v1/watch?prefix=kv', 0, 300);
   for (let i = 0; i < 100 && t.cp.slots.used > 0; i++) await new Promise((r) => setTimeout(r, 20));
   assert.equal(t.cp.slots.used, 0);
+});
+
+test('issue 10: a watch from an index ahead of the store answers at once with the current index', async () => {
+  const now = (await call(t.url, 'GET', '/v1/health')).index!;
+  const started = Date.now();
+  const { status, headers, lines } = await readWatch(`/v1/watch?prefix=kv&fromIndex=${now + 500}`, 1, 20_000);
+  assert.ok(Date.now() - started < 5000, 'not held open waiting for revisions that do not exist');
+  assert.equal(status, 200);
+  assert.equal(lines[0].type, 'error');
+  const current = Number(headers.get('x-hexmesh-index'));
+  assert.ok(current >= now && current < now + 500);
+  assert.equal(lines[0].index, current);
+  assert.match(lines[0].message, new RegExp(`ahead of the store.*fromIndex=${current}`));
+});
+
+test('issue 10: the compaction hint says to re-read, never to resume from the compacted index (a loop)', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'hexmesh-compact-'));
+  const store = await SqliteStore.open(join(dir, 'hexmesh.db'), {
+    retainRevisions: 10,
+    synchronous: 'normal',
+  });
+  const cp = await startCp({ store, watchHeartbeatMs: 200 });
+  try {
+    for (let i = 0; i < 40; i++) await call(cp.url, 'PUT', `/v1/kv/c/${i % 4}`, String(i));
+    const read = async (path: string, count: number) => {
+      const res = await fetch(cp.url + path, { signal: AbortSignal.timeout(10_000) });
+      const lines: any[] = [];
+      let buf = '';
+      for await (const chunk of res.body as AsyncIterable<Uint8Array>) {
+        buf += Buffer.from(chunk).toString('utf8');
+        for (let nl; (nl = buf.indexOf('\n')) >= 0; buf = buf.slice(nl + 1))
+          lines.push(JSON.parse(buf.slice(0, nl)));
+        if (lines.length >= count) break;
+      }
+      return lines;
+    };
+    const [broke] = await read('/v1/watch?prefix=kv&fromIndex=1', 1);
+    assert.equal(broke.type, 'error');
+    assert.match(broke.message, /compacted/);
+    assert.doesNotMatch(broke.message, /resume with fromIndex=1\b/);
+    assert.match(broke.message, /re-read/);
+    // Following the hint: re-read, then watch from the read's index — the watch stays up.
+    const state = await call(cp.url, 'GET', '/v1/kv/c/?recurse=1');
+    assert.equal(state.body.length, 4);
+    assert.ok(broke.index >= state.index! - 1);
+    const [next] = await read(`/v1/watch?prefix=kv&fromIndex=${state.index}`, 1);
+    assert.equal(next.type, 'heartbeat', JSON.stringify(next));
+  } finally {
+    await cp.close();
+    await store.close();
+    await rm(dir, { recursive: true, force: true });
+  }
 });

@@ -26,6 +26,10 @@ export async function blockIfAsked(
 ): Promise<void> {
   const { index, waitMs } = parseBlocking(req.query);
   if (index === undefined) return;
+  // An index ahead of the store (one read before a restore from backup) would never be passed:
+  // answer at once with the current, lower index, which the client adopts (Consul: reset the
+  // index when it goes backwards) instead of holding it for the full wait.
+  if (index > ctx.tracker.revision && index > (await ctx.store.revision())) return;
   const release = ctx.slots.acquire(`blocking query on ${req.path}`);
   try {
     await ctx.tracker.wait(prefix, index, waitMs, req.signal, exact);

@@ -6,7 +6,7 @@
  * reading is cut off rather than buffered without bound.
  */
 import type { ServerResponse } from 'node:http';
-import type { WatchEvent } from '../../store/store.ts';
+import { StoreCompactedError, type WatchEvent } from '../../store/store.ts';
 import { badRequest } from '../http/error-response.ts';
 import type { Router } from '../http/router.ts';
 import { showResource } from './resources.ts';
@@ -52,7 +52,27 @@ export function watchRoutes(router: Router, ctx: ApiContext, opts: { heartbeatMs
       }
       // Without fromIndex: from the store's revision now, never a watch without a start
       // revision (etcd would start it only when acknowledged, missing writes in between).
-      let index = fromIndex ?? (await ctx.store.revision());
+      const current = await ctx.store.revision();
+      let index = fromIndex ?? current;
+      // Ahead of the store (the client's index predates a restore from backup): a watch from
+      // there would wait for revisions that will mean something else. Answer at once with the
+      // current index to re-read from, rather than hang.
+      if (index > current)
+        return {
+          stream(res: ServerResponse) {
+            const line: WatchLine = {
+              type: 'error',
+              index: current,
+              message: `fromIndex ${index} is ahead of the store (index ${current}; restored from a backup?): re-read the current state, then watch with fromIndex=${current}`,
+            };
+            res.writeHead(200, {
+              'content-type': 'application/x-ndjson',
+              'cache-control': 'no-store',
+              'x-hexmesh-index': String(current),
+            });
+            res.end(`${JSON.stringify(line)}\n`);
+          },
+        };
       const release = ctx.slots.acquire('watch');
       return {
         stream(res: ServerResponse) {
@@ -86,13 +106,31 @@ export function watchRoutes(router: Router, ctx: ApiContext, opts: { heartbeatMs
               }
             },
             onError: (err) => {
-              write({
-                type: 'error',
-                index,
-                message: `watch broke: ${err.message}; resume with fromIndex=${index}`,
-              });
               stop();
-              res.end();
+              if (!(err instanceof StoreCompactedError)) {
+                write({
+                  type: 'error',
+                  index,
+                  message: `watch broke: ${err.message}; resume with fromIndex=${index}`,
+                });
+                res.end();
+                return;
+              }
+              // The changes after `index` are gone: resuming from it would break the same way
+              // again (a loop). The client must re-read, then watch from what it read.
+              void ctx.store
+                .revision()
+                .catch(() => ctx.tracker.revision)
+                .then((rev) => {
+                  write({
+                    type: 'error',
+                    index: rev,
+                    message: `watch broke: the changes after index ${index} were compacted${
+                      err.compactRevision === undefined ? '' : ` (kept from index ${err.compactRevision + 1})`
+                    }; re-read the current state (a GET without index), then watch with fromIndex=<its index> (now ${rev})`,
+                  });
+                  res.end();
+                });
             },
           });
           const timer = setInterval(
