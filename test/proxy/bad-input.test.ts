@@ -150,6 +150,27 @@ const MALFORMED: { name: string; send: string; status: number; cause: RegExp }[]
     status: 431,
     cause: /headers too large/,
   },
+  // Issue 9: Node dropped headers past its count silently and forwarded the rest.
+  {
+    name: 'more than 100 header fields',
+    send: `GET / HTTP/1.1\r\n${H}${Array.from({ length: 100 }, (_, i) => `x-h${i}: ${i}\r\n`).join('')}\r\n`,
+    status: 431,
+    cause: /more than 100 request headers \(101\)/,
+  },
+  // Issue 9: Node's own bare 417 carried no x-hexmesh-error.
+  {
+    name: 'an Expect other than 100-continue',
+    send: `GET / HTTP/1.1\r\n${H}Expect: something-else\r\n\r\n`,
+    status: 417,
+    cause: /unsupported expectation "something-else"/,
+  },
+  // Issue 9: was forwarded as plain HTTP.
+  {
+    name: 'absolute-form https:// target on a plaintext connection',
+    send: `GET https://greeter/x HTTP/1.1\r\n${H}\r\n`,
+    status: 400,
+    cause: /absolute-form https:\/\/ target on a plaintext connection/,
+  },
   // What Node's parser accepts but the proxy refuses (RFC 9112 §3.2).
   { name: 'HTTP/0.9 request', send: 'GET /\r\n\r\n', status: 400, cause: /HTTP\/0\.9 is not supported/ },
   {

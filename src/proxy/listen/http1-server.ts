@@ -5,6 +5,7 @@
  */
 import http from 'node:http';
 import type { Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import type { Duplex, Readable } from 'node:stream';
 import type { HeaderMap, MeshRequest, MeshResponse, Service } from '../core/dispatch.ts';
 import { HexmeshError } from '../../errors/hexmesh-error.ts';
@@ -19,7 +20,10 @@ export interface Http1Options {
   idleTimeout: number;
 }
 
-/** Handles `Upgrade` requests (WebSocket); the socket is raw after the 101. */
+/**
+ * Handles `Upgrade` requests (WebSocket and any other protocol); the socket is raw after the
+ * 101. Unlike other requests, `req.headers.upgrade` is kept: the client's token, unchanged.
+ */
 export type UpgradeHandler = (req: MeshRequest, socket: Duplex, head: Buffer) => void;
 
 export class Http1Server {
@@ -48,6 +52,12 @@ export class Http1Server {
         this.#handle(req, res).catch(() => res.destroy());
       },
     );
+    // Node would drop headers past its own count silently: count them all, refuse in malformed().
+    this.#server.maxHeadersCount = 0;
+    // An `Expect` other than 100-continue: answered 417 by malformed(), not by Node's bare 417.
+    this.#server.on('checkExpectation', (req: http.IncomingMessage, res: http.ServerResponse) =>
+      this.#server.emit('request', req, res),
+    );
     const headerTimeout = opts.headerTimeout;
     this.#server.on('clientError', (err: ParserError, socket: Duplex) =>
       onClientError(err, socket, headerTimeout),
@@ -59,7 +69,9 @@ export class Http1Server {
     );
     if (onUpgrade)
       this.#server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
-        onUpgrade(this.#toMesh(req, new AbortController().signal, null), socket, head);
+        const mreq = this.#toMesh(req, new AbortController().signal, null);
+        mreq.headers.upgrade = req.headers.upgrade;
+        onUpgrade(mreq, socket, head);
       });
     // The server never listens itself (the mesh listener hands it detected sockets), but its
     // header-timeout sweeper only starts on 'listening'.
@@ -115,7 +127,11 @@ export class Http1Server {
     const bad = malformed(req, mreq.path);
     if (bad) {
       // The parser accepted it, but it must not reach a layer (RFC 9112 §3.2, §3.2.4).
-      mres = errorResponse(new HexmeshError('HEXMESH_ERR_BAD_REQUEST', `bad request: ${bad}`), mreq);
+      const [status, reason] = typeof bad === 'string' ? [400, bad] : bad;
+      const err = new HexmeshError('HEXMESH_ERR_BAD_REQUEST', `bad request: ${reason}`, {
+        context: { status },
+      });
+      mres = errorResponse(err, mreq);
       res.shouldKeepAlive = false;
     } else {
       try {
@@ -243,13 +259,31 @@ function mayChunk(
 }
 
 /**
- * What Node's parser accepts but a proxy must not forward: HTTP/0.9, an HTTP/1.1 request
- * without Host or with several (RFC 9112 §3.2: 400), and a target that is neither
- * origin-form nor absolute-form (`OPTIONS *`: no upstream request can carry it).
- * Returns the reason, or undefined for a well-formed request.
+ * Most request header fields (Envoy's `max_headers_count` default). Node would silently drop
+ * those past its own count (2000 lines) and forward the rest; here the request is refused 431.
  */
-function malformed(req: http.IncomingMessage, path: string): string | undefined {
+export const MAX_REQUEST_HEADERS = 100;
+
+/**
+ * What Node's parser accepts but a proxy must not forward: HTTP/0.9, an HTTP/1.1 request
+ * without Host or with several (RFC 9112 §3.2: 400), more than {@link MAX_REQUEST_HEADERS}
+ * header fields (431, RFC 6585), an `Expect` other than 100-continue (417, RFC 9110 §10.1.1),
+ * an `https://` absolute-form target on a plaintext connection (400: forwarding it would
+ * silently downgrade the scheme the client asked for; as Envoy, which rejects an https
+ * scheme on a plaintext listener), and a target that is neither origin-form nor absolute-form
+ * (`OPTIONS *`: no upstream request can carry it).
+ * Returns the reason (400) or [status, reason], or undefined for a well-formed request.
+ */
+function malformed(req: http.IncomingMessage, path: string): string | [number, string] | undefined {
   if (req.httpVersionMajor !== 1) return `HTTP/${req.httpVersion} is not supported`;
+  if (req.rawHeaders.length > 2 * MAX_REQUEST_HEADERS)
+    return [431, `more than ${MAX_REQUEST_HEADERS} request headers (${req.rawHeaders.length / 2})`];
+  const expect = req.headers.expect;
+  if (expect !== undefined && expect.toLowerCase() !== '100-continue')
+    return [417, `unsupported expectation "${expect.slice(0, 40)}" (only 100-continue is supported)`];
+  const url = req.url ?? '';
+  if (url.charCodeAt(0) !== 47 /* '/' */ && /^https:/i.test(url) && !(req.socket as TLSSocket).encrypted)
+    return 'absolute-form https:// target on a plaintext connection (the proxy would forward it as plain http)';
   let hosts = 0;
   const raw = req.rawHeaders;
   for (let i = 0; i < raw.length; i += 2) if (raw[i].length === 4 && raw[i].toLowerCase() === 'host') hosts++;

@@ -2,14 +2,16 @@
  * The retry loop. A request is tried again only when that is safe (Linkerd/Envoy semantics):
  * - connect failures and refused streams (nothing was sent): always;
  * - a retryable HTTP status, an upstream reset or a per-try timeout: idempotent methods only,
- *   unless the route sets `retryNonIdempotent` (the request may have had effects);
+ *   unless the route sets `retryNonIdempotent` (the request may have had effects); a peer
+ *   sidecar's 502 `x-hexmesh-error: upstream-reset` counts as an upstream reset;
  * - a configured gRPC status in the response headers (trailers-only response): any gRPC call,
  *   since every gRPC call is a POST and listing statuses is the explicit opt-in;
  * and only while the request body can be replayed, the retry budget allows it, and the backoff
  * ends before the deadline. Each try calls `next` again, so the balancer below picks anew.
  */
-import { isSafeToRetry, HexmeshError } from '../../errors/hexmesh-error.ts';
+import { ERROR_CODES, isSafeToRetry, HexmeshError } from '../../errors/hexmesh-error.ts';
 import { header, type Layer, type MeshRequest, type MeshResponse, type Service } from '../core/dispatch.ts';
+import { ERROR_HEADER } from '../core/error-response.ts';
 import { discardBody } from '../timeout/discard-body.ts';
 import { TryScope } from '../timeout/try-scope.ts';
 import { ReplayBody } from './replay-body.ts';
@@ -18,6 +20,7 @@ import { RetryBudget } from './retry-budget.ts';
 
 /** Methods that may be repeated without changing the result (RFC 9110 §9.2.2). */
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
+const UPSTREAM_RESET = ERROR_CODES.HEXMESH_ERR_UPSTREAM_RESET.header;
 
 export interface RetryLayerDeps {
   /** Clock in performance.now() ms (ctx.deadline's clock). */
@@ -159,6 +162,15 @@ class Retrier {
 
   private judgeResponse(req: MeshRequest, res: MeshResponse): Verdict {
     if (this.statusTable[res.status] === 1) return Verdict.Idempotent;
+    // The peer sidecar's own upstream reset before any response byte (its synthetic 502) is a
+    // reset of this request too: retried as one, idempotent methods only.
+    if (
+      this.onReset &&
+      res.status === 502 &&
+      res.synthetic === undefined &&
+      header(res.headers, ERROR_HEADER) === UPSTREAM_RESET
+    )
+      return Verdict.Idempotent;
     if (req.grpc && this.hasGrpc) {
       const gs = header(res.headers, 'grpc-status');
       if (gs !== undefined && this.grpcTable[Number(gs)] === 1) return Verdict.Any;

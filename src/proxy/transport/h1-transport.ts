@@ -5,8 +5,16 @@
  * Requests go through `pool.dispatch` with one {@link H1Exchange} per request rather than
  * `pool.request` (whose handler, body stream, async resource and abort-listener disposable
  * cost ~10% of a proxy's CPU per request): no closure per request besides the promise's.
+ *
+ * The keep-alive race: an origin may close an idle keep-alive connection just as the next
+ * request is written on it. A bodiless idempotent request that then fails on a reused
+ * connection before any response arrived is sent again at once on another connection, as Go's
+ * net/http Transport does (`shouldRetryRequest`: reused connection, nothing read, replayable
+ * request) — the origin saw no complete exchange, and an idempotent method may be repeated
+ * anyway (RFC 9110 §9.2.2).
  */
 import { IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { buildConnector, errors as undiciErrors, Pool, util as undiciUtil, type Dispatcher } from 'undici';
 import { fromSocketError } from '../../errors/hexmesh-error.ts';
@@ -37,10 +45,14 @@ export class H1Transport {
       keepAliveMaxTimeout: opts.idleTimeout,
       headersTimeout: 0,
       bodyTimeout: opts.bodyTimeout,
-      connect:
+      connect: markingConnector(
         opts.security.scheme === 'https'
           ? tlsConnector(host, opts.connectTimeout, opts.security)
-          : { timeout: opts.connectTimeout, ...opts.security.connectOptions(host) },
+          : buildConnector({
+              timeout: opts.connectTimeout,
+              ...opts.security.connectOptions(host),
+            } as buildConnector.BuildOptions),
+      ),
     });
   }
 
@@ -59,18 +71,23 @@ export class H1Transport {
         ),
       );
     return new Promise<MeshResponse>((resolve, reject) => {
-      const ex = new H1Exchange(req, signal, this.#target, resolve, reject);
-      if (ex.settled) return; // the signal had already aborted
-      this.#pool.dispatch(
-        {
-          method: req.method as Dispatcher.HttpMethod,
-          path: req.path,
-          headers: ex.headers,
-          body: req.body ?? undefined,
-        },
-        ex,
-      );
+      this.dispatch(new H1Exchange(this, req, signal, this.#target, resolve, reject));
     });
+  }
+
+  /** @internal Send (or send again, after a stale connection) one exchange. */
+  dispatch(ex: H1Exchange): void {
+    if (ex.settled) return; // the signal had already aborted
+    const req = ex.req;
+    this.#pool.dispatch(
+      {
+        method: req.method as Dispatcher.HttpMethod,
+        path: req.path,
+        headers: ex.headers,
+        body: req.body ?? undefined,
+      },
+      ex,
+    );
   }
 
   close(): Promise<void> {
@@ -98,6 +115,58 @@ function tlsConnector(host: string, timeout: number, security: HopSecurity): bui
     );
 }
 
+/**
+ * Most times one request is sent again after stale keep-alive connections. Each retry takes
+ * another pooled (or a new) connection, so this bounds the work when many went stale at once.
+ */
+const MAX_STALE_RETRIES = 3;
+
+/** Methods that may be repeated (RFC 9110 §9.2.2). */
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
+
+/**
+ * Response bytes the connection had read when it failed (bytes read since the connection was
+ * ready, so a TLS handshake does not count), set on every error its socket emits.
+ */
+const kReadSinceConnect = Symbol('hexmesh.readSinceConnect');
+/** `socket.bytesRead` when the connector handed the socket over. */
+const kReadAtConnect = Symbol('hexmesh.readAtConnect');
+type MarkedSocket = Socket & { [kReadAtConnect]?: number };
+type MarkedError = Error & { code?: unknown; socket?: { bytesRead?: number }; [kReadSinceConnect]?: number };
+
+function markError(this: MarkedSocket, err: MarkedError): void {
+  if (err !== null && typeof err === 'object')
+    err[kReadSinceConnect] = this.bytesRead - (this[kReadAtConnect] ?? 0);
+}
+
+/** Wrap a connector so that errors of its sockets say how much the connection had read. */
+function markingConnector(connect: buildConnector.connector): buildConnector.connector {
+  return (options, callback) =>
+    connect(options, (err, socket) => {
+      if (socket) {
+        const s = socket as MarkedSocket;
+        s[kReadAtConnect] = s.bytesRead;
+        s.on('error', markError);
+      }
+      (callback as (e: Error | null, s: Socket | null) => void)(err, socket as Socket | null);
+    });
+}
+
+/**
+ * True if `err` is the origin closing or resetting a connection that had already carried a
+ * response (it read bytes) — the signature of a keep-alive connection closed under a request.
+ * Parse errors ("bad response"), timeouts and aborts are not stale connections.
+ */
+function failedOnReusedConnection(err: MarkedError): boolean {
+  const code = err.code;
+  if (code === 'UND_ERR_SOCKET') {
+    if (err.message !== 'other side closed' && err.message !== 'closed') return false;
+  } else if (code !== 'ECONNRESET' && code !== 'EPIPE') return false;
+  // undici's 'closed' error (a close without a socket error) only carries its own snapshot.
+  const read = err[kReadSinceConnect] ?? err.socket?.bytesRead;
+  return read !== undefined && read > 0;
+}
+
 function noop(): void {}
 
 /** What the abort listener is registered with (one shared options object). */
@@ -118,8 +187,11 @@ class H1Exchange implements Dispatcher.DispatchHandler {
   #abort: ((err?: Error) => void) | null = null;
   #reason: Error | null = null;
   #listening = false;
+  /** Times this request was sent again after a stale connection. */
+  #staleRetries = 0;
 
   constructor(
+    readonly transport: H1Transport,
     readonly req: MeshRequest,
     readonly signal: AbortSignal | undefined,
     readonly target: string,
@@ -174,6 +246,13 @@ class H1Exchange implements Dispatcher.DispatchHandler {
   }
 
   onError(err: Error): void {
+    if (!this.settled && this.#mayResend(err)) {
+      this.#staleRetries++;
+      this.#abort = null;
+      // Out of undici's error path: the failed connection finishes closing first.
+      queueMicrotask(() => this.transport.dispatch(this));
+      return;
+    }
     if (!this.settled) {
       this.#settle();
       this.reject(fromSocketError(err, this.target, this.req.ctx.dstService));
@@ -196,6 +275,18 @@ class H1Exchange implements Dispatcher.DispatchHandler {
       reqBody.destroy(err);
     }
     this.release();
+  }
+
+  /** Send again after a stale keep-alive connection? (See the module comment.) */
+  #mayResend(err: Error): boolean {
+    return (
+      this.#staleRetries < MAX_STALE_RETRIES &&
+      this.#body === null &&
+      this.req.body === null &&
+      this.#reason === null &&
+      IDEMPOTENT.has(this.req.method) &&
+      failedOnReusedConnection(err as MarkedError)
+    );
   }
 
   /** The response is known (headers or error): the request headers are no longer needed. */

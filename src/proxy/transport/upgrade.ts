@@ -5,7 +5,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import type { ConnectionOptions } from 'node:tls';
-import type { Duplex } from 'node:stream';
+import { Transform, type Duplex, type TransformCallback } from 'node:stream';
 import type { MeshRequest } from '../core/dispatch.ts';
 import { ERROR_HEADER } from '../core/error-response.ts';
 import { fromSocketError, type HexmeshError } from '../../errors/hexmesh-error.ts';
@@ -32,6 +32,58 @@ function rawHead(
     for (const one of Array.isArray(v) ? v : [v]) s += `${k}: ${one}\r\n`;
   }
   return `${s}\r\n`;
+}
+
+/**
+ * The target refused the upgrade with an ordinary response: relay it, then close (the client's
+ * connection left the HTTP server with its upgrade request). Node's parser has de-chunked the
+ * body, so a chunked body is chunked again here, trailers included; a body of known length or
+ * none is relayed as is.
+ */
+function relayRefusal(method: string, res: http.IncomingMessage, client: Duplex): void {
+  const status = res.statusCode ?? 502;
+  const headers: NodeJS.Dict<string | string[]> = { ...res.headers, connection: 'close' };
+  delete headers['keep-alive'];
+  const chunked = headers['transfer-encoding'] !== undefined;
+  delete headers['transfer-encoding'];
+  const bodiless = method === 'HEAD' || status === 204 || status === 304;
+  if (chunked && !bodiless) headers['transfer-encoding'] = 'chunked';
+  client.write(rawHead(status, res.statusMessage ?? '', headers));
+  if (bodiless) {
+    res.resume();
+    client.end();
+    return;
+  }
+  client.on('error', () => res.destroy());
+  res.on('error', () => client.destroy());
+  if (!chunked) {
+    res.pipe(client);
+    return;
+  }
+  res.pipe(new ChunkedEncoder(res)).pipe(client);
+}
+
+/** HTTP/1.1 chunked framing of a de-chunked body, with the source's trailers at the end. */
+class ChunkedEncoder extends Transform {
+  constructor(private readonly source: http.IncomingMessage) {
+    super();
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
+    if (chunk.length > 0) {
+      this.push(`${chunk.length.toString(16)}\r\n`);
+      this.push(chunk);
+      this.push('\r\n');
+    }
+    done();
+  }
+
+  override _flush(done: TransformCallback): void {
+    let tail = '0\r\n';
+    const raw = this.source.rawTrailers;
+    for (let i = 0; i + 1 < raw.length; i += 2) tail += `${raw[i]}: ${raw[i + 1]}\r\n`;
+    done(null, `${tail}\r\n`);
+  }
 }
 
 /** Write a synthetic error on a raw socket that asked to upgrade. */
@@ -89,11 +141,7 @@ export function proxyUpgrade(
     upSocket.pipe(client);
     client.pipe(upSocket);
   });
-  upReq.once('response', (res) => {
-    // The target refused the upgrade: relay its answer as is.
-    client.write(rawHead(res.statusCode ?? 502, res.statusMessage ?? '', res.headers));
-    res.pipe(client);
-  });
+  upReq.once('response', (res) => relayRefusal(req.method, res, client));
   upReq.once('error', (err) => {
     if (client.writable)
       failUpgrade(client, fromSocketError(err, `${target.host}:${target.port}`, req.ctx.dstService));
