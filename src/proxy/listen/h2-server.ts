@@ -32,9 +32,7 @@ const { NGHTTP2_NO_ERROR, NGHTTP2_REFUSED_STREAM, NGHTTP2_INTERNAL_ERROR } = htt
 const RESET_WINDOW_MS = 10_000;
 const MIN_RESET_BUDGET = 200;
 
-const kGuard = Symbol('hexmesh.h2.guard');
 const kOwnReset = Symbol('hexmesh.h2.ownReset');
-type GuardedSession = http2.ServerHttp2Session & { [kGuard]?: SessionGuard };
 type Stream = http2.ServerHttp2Stream & { [kOwnReset]?: boolean };
 
 function ignore(): void {}
@@ -42,7 +40,7 @@ function ignore(): void {}
 export class H2Server {
   readonly #server: http2.Http2Server;
   readonly #id: ListenerIdentity;
-  readonly #sessions = new Set<GuardedSession>();
+  readonly #sessions = new Map<http2.ServerHttp2Session, SessionGuard>();
   readonly #limits: SessionLimits;
   #sweeper: NodeJS.Timeout | undefined;
   #service: Service;
@@ -67,21 +65,23 @@ export class H2Server {
       },
     });
     this.#server.on('error', ignore);
-    this.#server.on('session', (s: GuardedSession) => {
+    this.#server.on('session', (s: http2.ServerHttp2Session) => {
       s.on('error', ignore);
-      s[kGuard] = new SessionGuard(s, this.#limits);
-      this.#sessions.add(s);
+      const guard = new SessionGuard(s, this.#limits);
+      this.#sessions.set(s, guard);
       s.once('close', () => this.#sessions.delete(s));
+      // The session's own 'stream' event, not the server's: a stream reset in the same read as
+      // its HEADERS arrives already destroyed and detached from its session.
+      s.on('stream', (stream: Stream, headers: http2.IncomingHttpHeaders) =>
+        this.#onStream(guard, stream, headers),
+      );
       this.#sweeper ??= setInterval(() => this.#sweep(), SWEEP_MS).unref();
     });
-    this.#server.on('stream', (stream: Stream, headers: http2.IncomingHttpHeaders) =>
-      this.#onStream(stream, headers),
-    );
   }
 
   #sweep(): void {
     const now = Date.now();
-    for (const s of this.#sessions) s[kGuard]?.sweep(now);
+    for (const guard of this.#sessions.values()) guard.sweep(now);
   }
 
   setService(service: Service): void {
@@ -94,10 +94,13 @@ export class H2Server {
     this.#server.emit('connection', socket);
   }
 
-  #onStream(stream: Stream, h: http2.IncomingHttpHeaders): void {
+  #onStream(guard: SessionGuard, stream: Stream, h: http2.IncomingHttpHeaders): void {
     stream.on('error', ignore);
-    const guard = (stream.session as GuardedSession | undefined)?.[kGuard];
-    if (!guard) return void stream.destroy();
+    if (stream.destroyed) {
+      // HEADERS and RST_STREAM in one read (rapid reset): gone before we saw it.
+      if (stream.rstCode !== NGHTTP2_NO_ERROR) guard.clientReset();
+      return;
+    }
     guard.streamOpened();
     stream.once('close', () => {
       guard.streamClosed();
@@ -176,12 +179,12 @@ export class H2Server {
 
   /** Send GOAWAY on every session: clients open new streams elsewhere; open streams finish. */
   drain(): void {
-    for (const s of this.#sessions) s.close();
+    for (const s of this.#sessions.keys()) s.close();
   }
 
   close(): void {
     clearInterval(this.#sweeper);
-    for (const s of this.#sessions) s.destroy();
+    for (const s of this.#sessions.keys()) s.destroy();
     this.#server.close();
   }
 }

@@ -104,8 +104,9 @@ export class SessionGuard {
   calm(): void {
     if (this.#closing || this.session.destroyed) return;
     this.#closing = true;
-    // destroy(…, code) sends the final GOAWAY with this code before closing the socket.
-    this.session.destroy(undefined, NGHTTP2_ENHANCE_YOUR_CALM);
+    // destroy(code) sends the final GOAWAY with this code, then closes the socket (a session
+    // 'error' follows, which the listener ignores).
+    this.session.destroy(NGHTTP2_ENHANCE_YOUR_CALM);
   }
 
   /** Periodic check (every {@link SWEEP_MS}): idle close, ping probe. */
