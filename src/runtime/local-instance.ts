@@ -16,6 +16,7 @@ import { HEXMESH_BIN } from './paths.ts';
 import { freePort } from './ports.ts';
 import { spawnLines, terminate, type Spawned } from './processes.ts';
 import { RestartPolicy } from './restart-policy.ts';
+import type { Watchdog } from './watchdog.ts';
 import type {
   InstanceHealth,
   InstanceInfo,
@@ -32,6 +33,8 @@ export interface LocalInstanceOptions {
   /** The sidecar's join token (its identity only); none: the sidecar joins without one. */
   joinToken?: JoinTokenSource;
   logDir: string;
+  /** Kills the sidecar and app if the supervisor dies (watchdog.ts). */
+  watchdog?: Watchdog;
   emit: (e: RuntimeEvent) => void;
   /** How long the app waits for its sidecar's workload certificate (default 15 s; with a join token only). */
   certificateTimeoutMs?: number;
@@ -298,7 +301,7 @@ export class LocalInstance {
     // In the environment, not argv: argv is readable by every user of the machine (ps).
     const env = inheritedEnv();
     if (joinToken) env.HEXMESH_JOIN_TOKEN = joinToken;
-    const sc = spawnLines(process.execPath, args, { cwd: s.cwd, env }, (l) =>
+    const sc = spawnLines(process.execPath, args, { cwd: s.cwd, env, watchdog: this.#o.watchdog }, (l) =>
       this.#sidecarLog.write(`${l}\n`),
     );
     void sc.exited.then((e) => this.#onSidecarExit(sc, e.code, e.signal));
@@ -331,7 +334,9 @@ export class LocalInstance {
     const env = { ...inheritedEnv(), ...s.env, ...appEnvironment(s, this.#ports, this.#o.controlUrl) };
     // `node` is the Node.js running hexmesh: no PATH lookup, same version.
     const command = s.command === 'node' ? process.execPath : s.command;
-    const app = spawnLines(command, s.args, { cwd: s.cwd, env }, (l) => this.#line(l));
+    const app = spawnLines(command, s.args, { cwd: s.cwd, env, watchdog: this.#o.watchdog }, (l) =>
+      this.#line(l),
+    );
     this.#app = app;
     this.#policy.started();
     this.#startedAt = Date.now();

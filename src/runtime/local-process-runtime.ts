@@ -9,6 +9,7 @@ import { ControlClient } from '../cli/client/control-client.ts';
 import { HexmeshError } from '../errors/hexmesh-error.ts';
 import type { JoinTokenSource } from './join-token-issuer.ts';
 import { LocalInstance } from './local-instance.ts';
+import type { Watchdog } from './watchdog.ts';
 import type { Instance } from '../control/catalog/instance.ts';
 import type {
   InstanceHandle,
@@ -37,6 +38,8 @@ export interface LocalProcessRuntimeOptions {
   joinToken?: JoinTokenSource;
   /** Where `<instance>.log` and `<instance>.sidecar.log` go. */
   logDir: string;
+  /** Kills every instance's processes if this process dies (watchdog.ts; `hexmesh up`). */
+  watchdog?: Watchdog;
   /** Catalog poll period (default 1 s). */
   healthPollMs?: number;
   /** See LocalInstanceOptions. */
@@ -76,6 +79,7 @@ export class LocalProcessRuntime implements Runtime {
       client: this.#client,
       ...(this.#o.joinToken ? { joinToken: this.#o.joinToken } : {}),
       logDir: this.#o.logDir,
+      ...(this.#o.watchdog ? { watchdog: this.#o.watchdog } : {}),
       emit: (e) => this.#emit(e),
       ...(this.#o.deregisterSettleMs !== undefined ? { deregisterSettleMs: this.#o.deregisterSettleMs } : {}),
       ...(this.#o.sidecarReadyTimeoutMs !== undefined

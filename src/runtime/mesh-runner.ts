@@ -3,6 +3,11 @@
  * the mesh's data dir, apply the resources, start every instance on a Runtime, keep
  * `state.json` current (for `hexmesh ps` / `down`), and stop it all in order.
  *
+ * Crash safety (docs/runtime.md): every child is named to a watchdog (watchdog.ts) that
+ * kills it if the supervisor dies; a start after a supervisor that died first kills what the
+ * previous state file still names (pid + start time) and drops its catalog entries; a
+ * service a rollout already promoted starts its stable revision (rollout/stable-revision.ts).
+ *
  * Credentials (docs/runtime.md): the runner uses the bootstrap admin token the control plane
  * writes to `<data-dir>/credentials.json` for its own calls (apply, catalog, rollouts); each
  * sidecar gets only a join token for its own workload identity.
@@ -17,9 +22,20 @@ import { credentialsFile, waitForBootstrapToken } from './bootstrap-token.ts';
 import { JoinTokenIssuer } from './join-token-issuer.ts';
 import { LocalProcessRuntime } from './local-process-runtime.ts';
 import { RolloutController } from '../rollout/rollout-controller.ts';
+import { rolloutKeys } from '../rollout/rollout-status.ts';
+import { withStableRevisions } from '../rollout/stable-revision.ts';
 import type { MeshFile, MeshService } from './mesh-file.ts';
 import { HEXMESH_BIN, meshPaths } from './paths.ts';
-import { processStamp, spawnLines, terminate, type ProcessStamp, type Spawned } from './processes.ts';
+import {
+  isAlive,
+  processStamp,
+  spawnLines,
+  terminate,
+  type ProcessStamp,
+  type Spawned,
+} from './processes.ts';
+import { killRecorded, liveSupervisor, readMeshState } from './state-file.ts';
+import { Watchdog } from './watchdog.ts';
 import type { InstanceInfo, InstanceSpec, RuntimeEvent } from './runtime.ts';
 
 /** The contents of `<dataDir>/state.json`. */
@@ -33,6 +49,9 @@ export interface MeshState {
   /** Start time + boot id of supervisorPid / controlPid (see ProcessStamp). */
   supervisorStamp?: ProcessStamp;
   controlStamp?: ProcessStamp;
+  /** The watchdog that kills every child if the supervisor dies (watchdog.ts). */
+  watchdogPid?: number;
+  watchdogStamp?: ProcessStamp;
   startedAt: number;
   updatedAt: number;
   instances: InstanceInfo[];
@@ -84,6 +103,7 @@ export class MeshRunner {
   readonly paths: ReturnType<typeof meshPaths>;
   readonly #o: MeshRunnerOptions;
   #control: Spawned | undefined;
+  #watchdog: Watchdog | undefined;
   /** The API as the bootstrap admin. */
   #client: ControlClient | undefined;
   #joinTokens: JoinTokenIssuer | undefined;
@@ -129,9 +149,13 @@ export class MeshRunner {
   /** Start everything; resolves once every instance was started (not yet healthy: see waitHealthy). */
   async start(): Promise<void> {
     mkdirSync(this.paths.logDir, { recursive: true });
+    const previous = await this.#reapPrevious();
     // The pid, then its stamp: `hexmesh down` signals the supervisor only while both match.
     const own = processStamp(process.pid);
     writeFileSync(this.paths.pidFile, `${process.pid}\n${own ? JSON.stringify(own) : ''}\n`);
+    this.#watchdog = new Watchdog();
+    this.#state.watchdogPid = this.#watchdog.pid;
+    if (this.#watchdog.pid) this.#state.watchdogStamp = processStamp(this.#watchdog.pid);
     this.#write();
     try {
       this.#state.controlUrl = await this.#startControl();
@@ -148,11 +172,15 @@ export class MeshRunner {
         ...(this.#o.joinTokenTtlMs !== undefined ? { ttlMs: this.#o.joinTokenTtlMs } : {}),
       });
       await this.#apply(client);
-      const specs = instanceSpecs(this.mesh);
-      await this.#forgetStale(client, specs);
+      const specs = await withStableRevisions(client, instanceSpecs(this.mesh), (l) => this.#o.onLog?.(l));
+      await this.#forgetStale(client, [...specs, ...(previous?.instances ?? [])]);
+      // No other supervisor runs from this data dir (up refuses to start beside a live one):
+      // a lease left by one that died need not be waited out.
+      await client.kvDelete(rolloutKeys.owner).catch(() => {});
       const runtime = new LocalProcessRuntime({
         controlUrl: this.#state.controlUrl,
         token,
+        watchdog: this.#watchdog,
         joinToken: this.#joinTokens.get,
         logDir: this.paths.logDir,
         ...(this.#o.deregisterSettleMs !== undefined
@@ -216,6 +244,7 @@ export class MeshRunner {
       await this.#joinTokens?.revokeAll();
       await this.#client?.destroy();
       if (this.#control) await terminate(this.#control, 10_000);
+      this.#watchdog?.close();
       clearTimeout(this.#writeTimer);
       if (this.#state.phase === 'failed') this.#write();
       else rmSync(this.paths.stateFile, { force: true });
@@ -255,7 +284,7 @@ export class MeshRunner {
     const cp = spawnLines(
       process.execPath,
       [HEXMESH_BIN, 'control', '--listen', listen, '--data-dir', this.paths.dataDir],
-      { env: process.env },
+      { env: process.env, watchdog: this.#watchdog },
       (line) => {
         log.write(`${line}\n`);
         url ??= /listening on (http:\/\/\S+)/.exec(line)?.[1];
@@ -294,8 +323,33 @@ export class MeshRunner {
     }
   }
 
+  /**
+   * What a supervisor that died left: its watchdog normally killed every child already;
+   * whatever the previous state file still names and is still the process it started
+   * (a watchdog killed too, a child spawned in the instant before the crash) is killed now,
+   * so no app keeps running unseen by `ps` and `down`. Nothing is adopted: a new supervisor
+   * cannot take over another process's pipes (logs) or exit status. Returns that state.
+   */
+  async #reapPrevious(): Promise<MeshState | undefined> {
+    const previous = readMeshState(this.paths.dataDir);
+    if (!previous || liveSupervisor(this.paths.dataDir) !== undefined) return previous;
+    const { killed, skipped } = killRecorded(previous);
+    if (killed.length)
+      this.#o.onLog?.(
+        `[up] killed ${killed.length} process(es) a previous supervisor (pid ${previous.supervisorPid}) left running`,
+      );
+    if (skipped.length) this.#o.onLog?.(`[up] left alone (pid reused): ${skipped.join(', ')}`);
+    // Their ports and the store are free once they are gone.
+    const deadline = Date.now() + 5000;
+    while (killed.some(isAlive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    return previous;
+  }
+
   /** A previous run killed without `down` leaves its instances in the store until their leases lapse: drop them now. */
-  async #forgetStale(client: ControlClient, specs: readonly InstanceSpec[]): Promise<void> {
+  async #forgetStale(
+    client: ControlClient,
+    specs: readonly Pick<InstanceSpec, 'id' | 'namespace' | 'service'>[],
+  ): Promise<void> {
     await Promise.all(
       specs.map(async (s) => {
         try {

@@ -5,6 +5,7 @@
  */
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import type { Watchdog } from './watchdog.ts';
 
 export interface Exit {
   code: number | null;
@@ -21,14 +22,22 @@ export interface Spawned {
   done(): boolean;
 }
 
-/** Spawn `command args` in its own process group; every complete output line goes to `onLine`. */
+/**
+ * Spawn `command args` in its own process group; every complete output line goes to
+ * `onLine`. With a watchdog, the group is killed when this process dies (watchdog.ts).
+ */
 export function spawnLines(
   command: string,
   args: readonly string[],
-  opts: Pick<SpawnOptions, 'cwd' | 'env'>,
+  opts: Pick<SpawnOptions, 'cwd' | 'env'> & { watchdog?: Watchdog | undefined },
   onLine: (line: string, stream: 'stdout' | 'stderr') => void,
 ): Spawned {
-  const child = spawn(command, [...args], { ...opts, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  const { watchdog, ...spawnOpts } = opts;
+  const child = spawn(command, [...args], {
+    ...spawnOpts,
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let finished = false;
   const exited = new Promise<Exit>((resolve) => {
     // 'error' (ENOENT, EACCES) comes instead of 'exit' when the program cannot start.
@@ -57,6 +66,11 @@ export function spawnLines(
   }
   // Read at once: the child exists from the fork on, and its pid cannot be reused before we reap it.
   const stamp = child.pid ? processStamp(child.pid) : undefined;
+  const pid = child.pid;
+  if (watchdog && pid) {
+    watchdog.watch(pid, stamp);
+    void exited.then(() => watchdog.unwatch(pid));
+  }
   return { child, pid: child.pid, stamp, exited, done: () => finished };
 }
 

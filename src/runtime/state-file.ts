@@ -2,7 +2,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { MeshState } from './mesh-runner.ts';
-import { isSameProcess, type ProcessStamp } from './processes.ts';
+import { isAlive, isSameProcess, signalGroup, type ProcessStamp } from './processes.ts';
 import { meshPaths } from './paths.ts';
 
 /** The state file, or undefined when no mesh was started from this data dir (or it was stopped cleanly). */
@@ -51,4 +51,36 @@ export async function resolveDataDir(opts: { file?: string; dataDir?: string }):
   if (!file) return resolve('.hexmesh');
   const { loadMeshFile } = await import('./mesh-file.ts');
   return (await loadMeshFile(file)).controlPlane.dataDir;
+}
+
+/**
+ * SIGKILL (the whole process group) every process `st` names that is still the process the
+ * mesh started (same start time and boot): the control plane, each app and sidecar, and the
+ * watchdog. A pid that now belongs to another process is left alone and reported in
+ * `skipped`. `down` uses it for stragglers, `up` for what a killed supervisor left behind.
+ */
+export function killRecorded(st: MeshState): { killed: number[]; skipped: string[] } {
+  const named: { what: string; pid: number | undefined; stamp: ProcessStamp | undefined }[] = [
+    { what: 'control plane', pid: st.controlPid, stamp: st.controlStamp },
+  ];
+  for (const i of st.instances ?? [])
+    named.push(
+      { what: `app of ${i.id}`, pid: i.appPid, stamp: i.appStamp },
+      { what: `sidecar of ${i.id}`, pid: i.sidecarPid, stamp: i.sidecarStamp },
+    );
+  if (st.watchdogPid) named.push({ what: 'watchdog', pid: st.watchdogPid, stamp: st.watchdogStamp });
+  const killed: number[] = [];
+  const skipped: string[] = [];
+  const seen = new Set<number>();
+  for (const { what, pid, stamp } of named) {
+    if (!pid || seen.has(pid) || !isAlive(pid)) continue;
+    seen.add(pid);
+    if (!isSameProcess(pid, stamp)) {
+      skipped.push(`${what} pid ${pid}`);
+      continue;
+    }
+    signalGroup(pid, 'SIGKILL');
+    killed.push(pid);
+  }
+  return { killed, skipped };
 }

@@ -6,7 +6,6 @@
  */
 import { rmSync } from 'node:fs';
 import { Command } from 'commander';
-import type { ProcessStamp } from '../../runtime/processes.ts';
 
 export function downCommand(): Command {
   return new Command('down')
@@ -16,8 +15,8 @@ export function downCommand(): Command {
     .option('--timeout <seconds>', 'how long the graceful stop may take before SIGKILL', '60')
     .action(async (opts: { file?: string; dataDir?: string; timeout: string }) => {
       const [
-        { resolveDataDir, readMeshState, liveSupervisor, readSupervisorPid },
-        { isAlive, isSameProcess, signalGroup },
+        { resolveDataDir, readMeshState, liveSupervisor, readSupervisorPid, killRecorded },
+        { isAlive, isSameProcess },
         { meshPaths },
       ] = await Promise.all([
         import('../../runtime/state-file.ts'),
@@ -45,26 +44,9 @@ export function downCommand(): Command {
       }
       // Stragglers: what the last state file still names.
       const st = readMeshState(dataDir) ?? before;
-      const named: { what: string; pid: number | undefined; stamp: ProcessStamp | undefined }[] = [
-        { what: 'control plane', pid: st?.controlPid, stamp: st?.controlStamp },
-      ];
-      for (const i of st?.instances ?? [])
-        named.push(
-          { what: `app of ${i.id}`, pid: i.appPid, stamp: i.appStamp },
-          { what: `sidecar of ${i.id}`, pid: i.sidecarPid, stamp: i.sidecarStamp },
-        );
-      let killed = 0;
-      const seen = new Set<number>();
-      for (const { what, pid, stamp } of named) {
-        if (!pid || seen.has(pid) || !isAlive(pid)) continue;
-        seen.add(pid);
-        if (!isSameProcess(pid, stamp)) {
-          skipped.push(`${what} pid ${pid}`);
-          continue;
-        }
-        signalGroup(pid, 'SIGKILL');
-        killed++;
-      }
+      const left = st ? killRecorded(st) : { killed: [], skipped: [] };
+      skipped.push(...left.skipped);
+      const killed = left.killed.length;
       const paths = meshPaths(dataDir);
       rmSync(paths.stateFile, { force: true });
       rmSync(paths.pidFile, { force: true });
