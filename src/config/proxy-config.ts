@@ -130,6 +130,21 @@ export const proxySettingsSchema = z
       })
       .strict()
       .optional(),
+    /**
+     * SPIFFE trust domains besides the mesh's own (the one in this proxy's certificate) whose
+     * workloads may connect to the inbound listener over mTLS; their roots must be in the
+     * trust bundle. Empty: only the mesh's own trust domain (docs/mtls.md, "Peer identity").
+     */
+    federatedTrustDomains: z
+      .array(
+        z
+          .string()
+          .regex(
+            /^[a-z0-9._-]{1,255}$/,
+            'must be a SPIFFE trust domain (lower-case letters, digits, ., -, _)',
+          ),
+      )
+      .default([]),
     /** Transport between sidecars for HTTP/1 traffic (see docs/proxy.md, "Transport between sidecars"). */
     hopTransport: z.enum(['http1', 'http2']).default('http1'),
     /**

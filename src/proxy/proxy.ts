@@ -21,6 +21,7 @@ import { AdminServer } from './admin/admin-server.ts';
 import { end, start } from './balance/endpoint-state.ts';
 import type { MeshRequest, Service } from './core/dispatch.ts';
 import { buildSecurityLayers, securityGate } from './authz/security-stack.ts';
+import { buildConnectionGate, type ConnectionGate } from './authz/connection-gate.ts';
 import { toHexmeshError } from './core/error-response.ts';
 import { buildInbound } from './inbound/inbound-stack.ts';
 import { detect, TUNNEL_HEADER_LENGTH, tunnelHeader } from './listen/detect.ts';
@@ -78,6 +79,8 @@ export class Proxy {
   readonly #telemetry: ReturnType<typeof telemetryLayer>;
   /** Authn/authz for inbound WebSocket upgrades, which bypass the inbound service. */
   #inboundGate: (req: MeshRequest) => Promise<void> = () => Promise.resolve();
+  /** L4 authorization for connections forwarded to the app as opaque bytes. */
+  #connectionGate: ConnectionGate = () => true;
   readonly #listeners: MeshListener[] = [];
   readonly #http: HttpPair[] = [];
   #outboundHttp: HttpPair | undefined;
@@ -149,6 +152,7 @@ export class Proxy {
   #applyTlsMode(config: ProxyConfig): void {
     const p = config.proxy;
     this.mtls.mode = inboundTlsMode(config.resources, p.service, p.namespace, p.tls?.mode);
+    this.mtls.federatedTrustDomains = new Set(p.federatedTrustDomains);
   }
 
   get config(): ProxyConfig {
@@ -216,6 +220,7 @@ export class Proxy {
 
     const security = buildSecurityLayers(this.#config, { metrics: this.metrics });
     this.#inboundGate = securityGate(security);
+    this.#connectionGate = buildConnectionGate(this.#config, this.metrics);
     const inboundService = this.#telemetry(
       buildInbound(this.#config, this.#appTransports, { layers: security }),
     );
@@ -225,7 +230,8 @@ export class Proxy {
     const app = c.app;
     const appOpaque = app?.protocol === 'tcp' || app?.protocol === 'opaque';
     const toApp = (s: net.Socket, preamble: Buffer) => {
-      if (!app) return s.destroy();
+      // Raw bytes pass no HTTP layer: L4 authorization decides the whole connection.
+      if (!app || !this.#connectionGate(s)) return s.destroy();
       const m = this.metrics.tcpConnection('inbound', c.service);
       forwardTcp(s, {
         host: app.host,
@@ -247,7 +253,9 @@ export class Proxy {
     const inboundHandlers: ConnectionHandlers = {
       http1: inboundH1,
       http2: appOpaque ? (s, h) => toApp(s, h) : (s, h) => this.#inboundHttp!.h2.accept(s, h),
-      tunnel: (s, h) => toApp(s, h.subarray(TUNNEL_HEADER_LENGTH)),
+      // A tunnel carries opaque bytes, so it may reach only an app declared tcp/opaque: to an
+      // HTTP app it would carry requests past every HTTP layer (authorization included).
+      tunnel: appOpaque ? (s, h) => toApp(s, h.subarray(TUNNEL_HEADER_LENGTH)) : (s) => s.destroy(),
       // An HTTP app gets only parsed HTTP: undetected bytes (garbage, a request after a
       // leading CRLF, a silent client) go to the HTTP/1 parser rather than raw to the app,
       // where they would bypass every inbound layer. A declared opaque port skips all that.
@@ -316,10 +324,12 @@ export class Proxy {
     let outbound: OutboundStack | undefined;
     let inbound: Service;
     let gate: (req: MeshRequest) => Promise<void>;
+    let connectionGate: ConnectionGate;
     try {
       outbound = buildOutbound(next, this.#outbound?.destinations, this.metrics, this.#transport, this.#lazy);
       const security = buildSecurityLayers(next, { metrics: this.metrics });
       gate = securityGate(security);
+      connectionGate = buildConnectionGate(next, this.metrics);
       inbound = this.#telemetry(buildInbound(next, this.#appTransports, { layers: security }));
     } catch (err) {
       outbound?.abort();
@@ -333,6 +343,7 @@ export class Proxy {
     this.#applyTlsMode(next);
     this.#outbound = outbound;
     this.#inboundGate = gate;
+    this.#connectionGate = connectionGate;
     this.#inboundHttp?.h1.setService(inbound);
     this.#inboundHttp?.h2.setService(inbound);
     for (const [name, pair] of this.#upstreamHttp) {

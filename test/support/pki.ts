@@ -14,6 +14,7 @@ import {
   exportKeyPem,
   generateKeyPair,
   randomSerial,
+  signingAlgorithm,
   type KeyPair,
 } from '../../src/identity/x509.ts';
 
@@ -66,6 +67,44 @@ export class TestCa {
   /** `spiffe://<td>/ns/<ns>/sa/<sa>` of this CA's trust domain. */
   id(namespace: string, serviceAccount: string): string {
     return `spiffe://${this.trustDomain}/ns/${namespace}/sa/${serviceAccount}`;
+  }
+
+  /**
+   * A certificate with these URI SANs (no other SAN), as a sloppy or hostile issuer might
+   * sign: several SPIFFE IDs, or none. Leaf then intermediate, like `issue`.
+   */
+  async issueWithUris(uris: string[]): Promise<IssuedCert> {
+    const keys = await generateKeyPair(true);
+    const now = Date.now();
+    const issuer = new x509.X509Certificate(this.#intermediatePem);
+    const leaf = await x509.X509CertificateGenerator.create({
+      serialNumber: randomSerial(),
+      subject: 'O=hexmesh',
+      issuer: issuer.subject,
+      notBefore: new Date(now - HOUR),
+      notAfter: new Date(now + 24 * HOUR),
+      publicKey: keys.publicKey,
+      signingKey: this.#intermediateKeys.privateKey,
+      signingAlgorithm: signingAlgorithm(this.#intermediateKeys.privateKey),
+      extensions: [
+        new x509.BasicConstraintsExtension(false, undefined, true),
+        new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+        new x509.ExtendedKeyUsageExtension([
+          x509.ExtendedKeyUsage.serverAuth,
+          x509.ExtendedKeyUsage.clientAuth,
+        ]),
+        new x509.SubjectAlternativeNameExtension(
+          uris.map((value) => ({ type: 'url' as const, value })),
+          true,
+        ),
+        await x509.AuthorityKeyIdentifierExtension.create(issuer),
+      ],
+    });
+    return {
+      certChainPem: `${leaf.toString('pem')}\n${this.#intermediatePem}`,
+      keyPem: await exportKeyPem(keys.privateKey),
+      spiffeId: uris[0] ?? '',
+    };
   }
 
   /** A workload certificate for `spiffeId` (default: valid from an hour ago for a day). */

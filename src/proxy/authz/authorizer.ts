@@ -91,4 +91,16 @@ export class Authorizer {
     for (const e of this.#allow) if (e.policy.matches(a)) return e.verdict;
     return this.#noAllowMatched;
   }
+
+  /**
+   * Decide for an opaque TCP connection (a tunnel, a declared opaque port, an opaque app):
+   * the same order, each policy read for TCP (CompiledPolicy.matchesConnection).
+   */
+  decideConnection(a: AuthzAttributes): Verdict {
+    for (const e of this.#deny) if (e.policy.matchesConnection(a)) return e.verdict;
+    for (const e of this.#audit) if (e.policy.matchesConnection(a)) e.verdict.counter.inc();
+    if (this.#allow.length === 0) return this.#noPolicy;
+    for (const e of this.#allow) if (e.policy.matchesConnection(a)) return e.verdict;
+    return this.#noAllowMatched;
+  }
 }

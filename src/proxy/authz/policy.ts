@@ -22,6 +22,53 @@ export interface CompiledPolicy {
   readonly action: PolicyAction;
   /** True if any rule matches the request. */
   readonly matches: Pred;
+  /**
+   * True if any rule matches an opaque TCP connection, read as Istio reads a rule for TCP:
+   * only principals, namespaces, ipBlocks, ports and the `source.*` / `destination.port`
+   * conditions can be known. A rule with HTTP-only fields (methods, paths, hosts, request
+   * principals, header or claim conditions) never matches in an ALLOW policy, and matches
+   * on its other fields in DENY and AUDIT ones: either way the policy is stricter, never
+   * looser, than for HTTP.
+   */
+  readonly matchesConnection: Pred;
+}
+
+/** `when` keys a connection has (the rest are HTTP-only). */
+const L4_KEYS = new Set([
+  'source.ip',
+  'remote.ip',
+  'source.principal',
+  'source.namespace',
+  'destination.port',
+]);
+const L7_SOURCE = ['requestPrincipals', 'notRequestPrincipals'] as const;
+const L7_OPERATION = ['methods', 'notMethods', 'paths', 'notPaths', 'hosts', 'notHosts'] as const;
+
+function hasHttpOnlyFields(rule: AuthorizationRule): boolean {
+  return (
+    (rule.from ?? []).some((f) => L7_SOURCE.some((k) => f.source[k] !== undefined)) ||
+    (rule.to ?? []).some((t) => L7_OPERATION.some((k) => t.operation[k] !== undefined)) ||
+    (rule.when ?? []).some((c) => !L4_KEYS.has(c.key))
+  );
+}
+
+/** The rule with its HTTP-only fields removed. */
+function connectionRule(rule: AuthorizationRule): AuthorizationRule {
+  const out: AuthorizationRule = {};
+  if (rule.from)
+    out.from = rule.from.map((f) => {
+      const source = { ...f.source };
+      for (const k of L7_SOURCE) delete source[k];
+      return { source };
+    });
+  if (rule.to)
+    out.to = rule.to.map((t) => {
+      const operation = { ...t.operation };
+      for (const k of L7_OPERATION) delete operation[k];
+      return { operation };
+    });
+  if (rule.when) out.when = rule.when.filter((c) => L4_KEYS.has(c.key));
+  return out;
 }
 
 /**
@@ -29,15 +76,26 @@ export interface CompiledPolicy {
  * the policy's own; they differ only for a mesh-wide policy of the root namespace).
  */
 export function compilePolicy(p: AuthorizationPolicy, namespace = p.metadata.namespace): CompiledPolicy {
-  const rules = p.spec.rules.map((r) => compileRule(r, namespace));
-  const matches: Pred =
-    rules.length === 0
-      ? () => false
-      : (a) => {
-          for (const r of rules) if (r(a)) return true;
-          return false;
-        };
-  return { name: `${p.metadata.namespace}/${p.metadata.name}`, action: p.spec.action, matches };
+  const action = p.spec.action;
+  const matches = anyRule(p.spec.rules.map((r) => compileRule(r, namespace)));
+  const matchesConnection = anyRule(
+    p.spec.rules.map((r) =>
+      !hasHttpOnlyFields(r)
+        ? compileRule(r, namespace)
+        : action === 'ALLOW'
+          ? () => false
+          : compileRule(connectionRule(r), namespace),
+    ),
+  );
+  return { name: `${p.metadata.namespace}/${p.metadata.name}`, action, matches, matchesConnection };
+}
+
+function anyRule(rules: Pred[]): Pred {
+  if (rules.length === 0) return () => false;
+  return (a) => {
+    for (const r of rules) if (r(a)) return true;
+    return false;
+  };
 }
 
 function compileRule(rule: AuthorizationRule, namespace: string): Pred {

@@ -59,12 +59,36 @@ test('garbage and other protocols are tcp', () => {
   assert.equal(classify(b('HELO\r\n')), 'tcp'); // ...until the line ends without a space
 });
 
+test('issue 9: a request line after leading empty lines (RFC 9112 §2.2) is http1, not opaque tcp', () => {
+  for (const lead of ['\r\n', '\n', '\r\n\r\n', '\r\n'.repeat(16)])
+    assert.equal(classify(b(`${lead}GET /admin HTTP/1.1\r\n`)), 'http1', JSON.stringify(lead));
+  // Still waiting while only empty lines (or part of a method) arrived.
+  assert.equal(classify(b('\r\n')), undefined);
+  assert.equal(classify(b('\r\nGE')), undefined);
+  // Beyond 32 empty lines, or an empty line then garbage, it is not HTTP.
+  assert.equal(classify(b(`${'\r\n'.repeat(17)}GET / HTTP/1.1\r\n`)), 'tcp');
+  assert.equal(classify(b('\r\n GET /')), 'tcp');
+  assert.equal(classify(b('\r\n\x00\x01')), 'tcp');
+  // The HTTP/2 preface and the tunnel header only count at the very start.
+  assert.equal(classify(b(`\r\n${PREFACE}`)), 'http1');
+  assert.equal(classify(Buffer.concat([b('\r\n'), tunnelHeader(80)])), 'tcp');
+});
+
 /** Byte strings biased towards the interesting prefixes, so the property explores the branches. */
 const interesting = fc.oneof(
   fc.uint8Array({ maxLength: 40 }).map((u) => Buffer.from(u)),
   fc
     .tuple(
-      fc.constantFrom(PREFACE, 'GET / HTTP/1.1\r\n', 'OPTIONS ', 'HXMT\x15\x38', 'PRI ', 'HEAD', 'xyz'),
+      fc.constantFrom(
+        PREFACE,
+        'GET / HTTP/1.1\r\n',
+        '\r\n\r\nGET / HTTP/1.1\r\n',
+        'OPTIONS ',
+        'HXMT\x15\x38',
+        'PRI ',
+        'HEAD',
+        'xyz',
+      ),
       fc.nat({ max: 40 }),
       fc.uint8Array({ maxLength: 20 }),
     )

@@ -14,6 +14,11 @@ export const TUNNEL_MAGIC = Buffer.from('HXMT');
 export const TUNNEL_HEADER_LENGTH = TUNNEL_MAGIC.length + 2;
 /** Longest method token we accept as HTTP/1 (`OPTIONS`, `CONNECT`, extension methods). */
 const MAX_METHOD = 24;
+/**
+ * Empty lines skipped before an HTTP/1 request line (RFC 9112 §2.2: a server SHOULD ignore
+ * at least one; Node's parser ignores any number). More than this is not HTTP to us.
+ */
+const MAX_LEADING_EMPTY = 32;
 
 function isTokenChar(c: number): boolean {
   // RFC 9110 tchar, restricted to what methods use in practice: A-Z, a-z, 0-9, '-', '_'.
@@ -32,13 +37,18 @@ export function classify(buf: Buffer): Detected | undefined {
   if (buf.subarray(0, Math.min(tn, 4)).equals(TUNNEL_MAGIC.subarray(0, Math.min(tn, 4)))) {
     return buf.length >= TUNNEL_HEADER_LENGTH ? 'tunnel' : undefined;
   }
-  // HTTP/1: METHOD SP ...
-  for (let i = 0; i < buf.length && i <= MAX_METHOD; i++) {
+  // HTTP/1: [CRLF...] METHOD SP ... A request after empty lines is still HTTP and must take
+  // the HTTP path (taken for opaque bytes, it would skip every HTTP layer).
+  let start = 0;
+  while (start < buf.length && (buf[start] === 13 || buf[start] === 10)) {
+    if (++start > MAX_LEADING_EMPTY) return 'tcp';
+  }
+  for (let i = start; i < buf.length && i - start <= MAX_METHOD; i++) {
     const c = buf[i];
-    if (c === 32) return i > 0 ? 'http1' : 'tcp';
+    if (c === 32) return i > start ? 'http1' : 'tcp';
     if (!isTokenChar(c)) return 'tcp';
   }
-  return buf.length > MAX_METHOD ? 'tcp' : undefined;
+  return buf.length - start > MAX_METHOD ? 'tcp' : undefined;
 }
 
 export interface Detection {

@@ -40,6 +40,40 @@ export function spiffeIdOf(cert: { subjectaltname?: string } | undefined): strin
   return '';
 }
 
+/** How many URI SANs a certificate has (an X.509-SVID has exactly one). */
+export function uriSanCount(cert: { subjectaltname?: string } | undefined): number {
+  const san = cert?.subjectaltname;
+  if (!san) return 0;
+  let n = 0;
+  for (const part of san.split(', ')) if (part.startsWith('URI:')) n++;
+  return n;
+}
+
+/** SPIFFE trust domain syntax: lower-case letters, digits, `.`, `-`, `_`. */
+const SPIFFE_ID = /^spiffe:\/\/([a-z0-9._-]+)\/[^?#]+$/;
+
+/**
+ * Why a peer certificate cannot name a workload of this mesh, or undefined if it can: an
+ * X.509-SVID has exactly one URI SAN (SPIFFE X.509-SVID §2; two would let authorization and
+ * logs disagree on who called), and its trust domain is ours or one explicitly federated
+ * (the bundle may hold other roots; a root's signature alone does not put a workload in our
+ * mesh, so `spiffe://evil.example/ns/sec/...` is not namespace `sec`).
+ */
+export function peerIdentityProblem(
+  cert: { subjectaltname?: string } | undefined,
+  trustDomain: string,
+  federated: ReadonlySet<string>,
+): string | undefined {
+  const uris = uriSanCount(cert);
+  if (uris !== 1) return uris === 0 ? 'no URI SAN (not a workload certificate)' : `${uris} URI SANs`;
+  const id = spiffeIdOf(cert);
+  const td = SPIFFE_ID.exec(id)?.[1];
+  if (td === undefined) return `not a SPIFFE ID: ${JSON.stringify(id)}`;
+  if (td !== trustDomain && !federated.has(td))
+    return `trust domain ${td} is neither ${trustDomain} nor federated (proxy.federatedTrustDomains)`;
+  return undefined;
+}
+
 /** One verified peer identity: the HopSecurity used for every endpoint expected to have it. */
 class PeerTls implements HopSecurity {
   readonly scheme = 'https' as const;
@@ -52,7 +86,8 @@ class PeerTls implements HopSecurity {
     this.peerIdentity = identity;
     this.#check = (host, cert) => {
       const got = spiffeIdOf(cert);
-      if (got === identity) return undefined;
+      // A second URI SAN could name someone else to a reader that takes another one.
+      if (got === identity && uriSanCount(cert) === 1) return undefined;
       owner.countHandshakeFailure('outbound');
       return new HexmeshError(
         'HEXMESH_ERR_TLS_IDENTITY_MISMATCH',
@@ -95,6 +130,8 @@ export class MeshTls implements HopSecurity {
   readonly #handshakeFailures: Counter<'direction'> | undefined;
   /** Inbound mode in force (from PeerAuthentication resources or proxy.tls.mode). */
   mode: TlsMode = 'PERMISSIVE';
+  /** Trust domains besides ours whose workloads may connect in (proxy.federatedTrustDomains). */
+  federatedTrustDomains: ReadonlySet<string> = new Set();
 
   constructor(opts: MeshTlsOptions = {}) {
     this.#server = tls.createServer({
@@ -106,13 +143,14 @@ export class MeshTls implements HopSecurity {
       allowHalfOpen: true,
     });
     this.#server.on('secureConnection', (s: tls.TLSSocket) => {
-      const id = spiffeIdOf(s.getPeerCertificate());
-      if (!id) {
-        // Signed by our bundle but not a workload certificate: not a sidecar.
+      const cert = s.getPeerCertificate();
+      // Signed by a root of the bundle, but not a workload of this mesh (or a federated one).
+      if (peerIdentityProblem(cert, this.#trustDomain, this.federatedTrustDomains) !== undefined) {
         this.countHandshakeFailure('inbound');
         s.destroy();
         return;
       }
+      const id = spiffeIdOf(cert);
       (s as unknown as Record<symbol, string>)[PEER_IDENTITY] = id;
       this.#onSecure(s);
     });
