@@ -4,14 +4,16 @@
  * (or imports) it with a create-only write, the others read it. Root keys never enter the
  * store; they stay in `<data-dir>/ca/<id>/root.key` (0600) on the replica that made them,
  * because a root signs only intermediates. The intermediate key must be shared: it is
- * stored sealed with the operator's secret when one is given, else as PEM
- * (docs/identity.md, "Where the keys live").
+ * stored sealed, with the operator's secret when one is given, else with a random seal key
+ * kept in `<dataDir>/ca-seal.key` (0600); as PEM only without either (docs/identity.md,
+ * "Where the keys live"). A store holding a PEM key from an older version is sealed on start.
  *
  * Rotation: `startRotation` puts a new authority (root + intermediate) first in the list;
  * new certificates come from it at once, the bundle holds every root in the list, and
  * `finishRotation` drops the old ones once no live workload certificate chains to them.
  */
 import { mkdir, writeFile, chmod } from 'node:fs/promises';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes, verify as verifySignature, webcrypto, X509Certificate as NodeCert } from 'node:crypto';
 import * as x509 from './x509-lib.ts';
@@ -21,7 +23,14 @@ import { spiffeId as makeSpiffeId, parseSpiffeId, uriSans } from './identity-sou
 import { checkCsr } from './csr-policy.ts';
 import { JoinTokens } from './join-tokens.ts';
 import { controlPlaneSpiffeId } from './control-tls.ts';
-import { sealKey, unsealKey, type SealedKey } from './key-sealing.ts';
+import {
+  readOrCreateSealKey,
+  readSealKey,
+  sealKey,
+  sealKeyPath,
+  unsealKey,
+  type SealedKey,
+} from './key-sealing.ts';
 import {
   createIntermediateCert,
   createLeafCert,
@@ -58,7 +67,10 @@ export interface CaOptions {
   dataDir?: string;
   /** The operator's own root (and optionally intermediate) instead of generated ones. */
   import?: CaImport;
-  /** Seals the intermediate key in the store (AES-256-GCM); the same secret on every replica. */
+  /**
+   * Seals the intermediate key in the store (AES-256-GCM); the same secret on every replica.
+   * Absent: the seal key in `<dataDir>/ca-seal.key` (made on first use).
+   */
   keySecret?: string;
   /** Root lifetime (default 10 years). */
   rootTtlMs?: number;
@@ -167,7 +179,10 @@ export class CertificateAuthority {
 
   async #init(): Promise<void> {
     const existing = await this.#read();
-    if (existing) return this.#checkExisting(existing.state);
+    if (existing) {
+      this.#checkExisting(existing.state);
+      return this.#sealStored(existing);
+    }
     const made = await this.#newAuthority(this.#opts.import);
     const state: CaState = { trustDomain: this.trustDomain, authorities: [made.authority] };
     try {
@@ -196,6 +211,56 @@ export class CertificateAuthority {
           'HEXMESH_ERR_CONFIG_INVALID',
           'the store already holds a CA with another root than --ca-cert; drop the flag to keep the existing CA',
         );
+    }
+  }
+
+  /**
+   * The secret sealing intermediate keys: the operator's, else the data dir's seal key file
+   * (made when `create`); undefined without either (kept as PEM).
+   */
+  #sealSecret(create: boolean): string | undefined {
+    if (this.#opts.keySecret) return this.#opts.keySecret;
+    const dir = this.#opts.dataDir;
+    if (!dir) return undefined;
+    if (!create) return readSealKey(dir);
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    return readOrCreateSealKey(dir);
+  }
+
+  /**
+   * On start over an existing CA: a key stored as PEM (an older version, or a CA made
+   * without a secret) is sealed now; a sealed one must open with our secret, so a replica
+   * with the wrong one fails at start rather than at its first signature.
+   */
+  async #sealStored({ state, rev }: { state: CaState; rev: number }): Promise<void> {
+    const plain = state.authorities.some((a) => a.intermediateKey.alg === 'pem');
+    const secret = this.#sealSecret(plain);
+    for (const a of state.authorities)
+      if (a.intermediateKey.alg !== 'pem') {
+        if (!secret && this.#opts.dataDir)
+          throw new HexmeshError(
+            'HEXMESH_ERR_CONFIG_INVALID',
+            `the CA key in the store is sealed and there is no ${sealKeyPath(this.#opts.dataDir)}: ` +
+              'copy it from the replica that created the CA (or start every replica with the same --ca-key-secret-file)',
+          );
+        unsealKey(a.intermediateKey, secret);
+      }
+    if (!plain || !secret) return;
+    const next: CaState = {
+      ...state,
+      authorities: state.authorities.map((a) =>
+        a.intermediateKey.alg === 'pem'
+          ? { ...a, intermediateKey: sealKey(unsealKey(a.intermediateKey, undefined), secret) }
+          : a,
+      ),
+    };
+    try {
+      await this.#store.put(CA_KEYS.state, JSON.stringify(next), { prevModRevision: rev });
+    } catch (e) {
+      // Another replica changed the state first (and sealed it, or rotated): re-check theirs.
+      if (!(e instanceof StoreConflictError)) throw e;
+      const theirs = await this.#read();
+      if (theirs) return this.#sealStored(theirs);
     }
   }
 
@@ -285,7 +350,7 @@ export class CertificateAuthority {
         id,
         rootCertPem,
         intermediateCertPem,
-        intermediateKey: sealKey(intermediateKeyPem, this.#opts.keySecret),
+        intermediateKey: sealKey(intermediateKeyPem, this.#sealSecret(true)),
         createdAt: new Date(now).toISOString(),
       },
       rootKeyPem,
@@ -501,7 +566,7 @@ export class CertificateAuthority {
   async #signingKey(a: Authority, rev: number): Promise<CryptoKey> {
     if (this.#signer?.rev === rev && this.#signer.id === a.id) return this.#signer.key;
     const key = await importPrivateKey(
-      unsealKey(a.intermediateKey, this.#opts.keySecret),
+      unsealKey(a.intermediateKey, this.#sealSecret(false)),
       'intermediate key',
     );
     this.#signer = { rev, id: a.id, key };

@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Database as Db, Statement } from 'better-sqlite3';
@@ -158,7 +158,11 @@ export class SqliteStore implements Store {
    * file cannot be opened.
    */
   static async open(path: string, opts: SqliteStoreOptions = {}): Promise<SqliteStore> {
-    mkdirSync(dirname(path), { recursive: true });
+    // The store holds secrets (token hashes, the sealed CA key): its directory is the owner's
+    // (0700 when created here) and the database is created 0600 before SQLite opens it, so the
+    // -wal and -shm files, which SQLite creates with the database's mode, are 0600 too.
+    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    if (!existsSync(path)) closeSync(openSync(path, 'a', 0o600));
     const lock = LockFile.acquire(`${path}.lock`, `store ${path}`);
     let db: Db | undefined;
     try {

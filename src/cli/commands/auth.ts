@@ -59,15 +59,14 @@ function tokenCreate(): Command {
           namespace?: string;
           output: OutputFormat;
         },
+        cmd: Command,
       ) => {
         if (opts.role === 'workload' && opts.service === undefined)
-          throw new InvalidArgumentError(
-            '--role workload needs --service: a workload token acts for one service',
-          );
+          cmd.error('--role workload needs --service: a workload token acts for one service');
         if (opts.service !== undefined && opts.role !== 'workload')
-          throw new InvalidArgumentError('--service goes with --role workload');
+          cmd.error('--service goes with --role workload');
         if (opts.namespace !== undefined && opts.service === undefined)
-          throw new InvalidArgumentError('--namespace goes with --service');
+          cmd.error('--namespace goes with --service');
         await runWithClient('auth token create', opts, async (client) => {
           const r = await client.request<{ token: string } & TokenInfo>('POST', '/v1/auth/tokens', {
             body: {

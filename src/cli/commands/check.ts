@@ -23,12 +23,16 @@ export type { CheckResult, CheckStatus } from '../../identity/expiry-checks.ts';
 export interface CheckContext {
   readonly client: ControlClient;
   readonly now: number;
+  /** The control plane's data directory on this host (`--data-dir`), for local checks. */
+  readonly dataDir?: string;
 }
 
 /** A named check; it may report several findings (one per certificate, say). */
 export interface Check {
   readonly name: string;
   readonly description: string;
+  /** Reads this host, not the API: runs even when the control plane cannot be reached. */
+  readonly local?: boolean;
   run(ctx: CheckContext): Promise<CheckResult[]>;
 }
 
@@ -50,8 +54,34 @@ const certificates: Check = {
   },
 };
 
+/**
+ * The data directory on this host: the directory 0700, the store, credentials and keys 0600,
+ * all owned by this user (src/store/data-dir.ts). Local: it reads the files, not the API.
+ */
+const dataDir: Check = {
+  name: 'data-dir',
+  local: true,
+  description: 'the data dir (--data-dir) is 0700 and its secret files (store, credentials, keys) 0600',
+  async run({ dataDir: dir = '.hexmesh' }) {
+    const { existsSync } = await import('node:fs');
+    if (!existsSync(dir)) return []; // the control plane keeps its data elsewhere: nothing to check here
+    const { inspectDataDir, octal } = await import('../../store/data-dir.ts');
+    const findings = inspectDataDir(dir);
+    if (findings.length === 0)
+      return [{ name: 'data-dir', status: 'ok', message: `${dir}: 0700, secret files 0600` }];
+    return findings.map((f) => ({
+      name: 'data-dir',
+      status: 'fail' as const,
+      message:
+        f.problem === 'foreign'
+          ? `${f.path} is owned by uid ${f.uid}, not by this user: chown it to the user running the control plane`
+          : `${f.path} is mode ${octal(f.mode)}: readable by other users (want ${octal(f.want)}; hexmesh control fixes it on start, or chmod ${octal(f.want)} ${f.path})`,
+    }));
+  },
+};
+
 /** Every check `hexmesh check` runs, in order. */
-export const CHECKS: Check[] = [...MESH_CHECKS, certificates];
+export const CHECKS: Check[] = [...MESH_CHECKS, certificates, dataDir];
 
 /** Run the checks; one that throws becomes a `fail` finding under its name. */
 export async function runChecks(
@@ -59,13 +89,16 @@ export async function runChecks(
   checks: readonly Check[] = CHECKS,
 ): Promise<CheckResult[]> {
   const out: CheckResult[] = [];
+  let unreachable = false;
   for (const c of checks) {
+    if (unreachable && !c.local) continue;
     try {
       out.push(...(await c.run(ctx)));
     } catch (err) {
       out.push({ name: c.name, status: 'fail', message: describeFailure(err).message });
-      // Nothing else can be checked without the control plane: one failure, not one per check.
-      if (c.name === 'control-plane') break;
+      // Nothing else can be checked without the control plane: one failure, not one per check
+      // (this host's own checks still run).
+      if (c.name === 'control-plane') unreachable = true;
     }
   }
   return out;
@@ -80,15 +113,20 @@ export function checkCommand(): Command {
         'check the mesh for problems ahead (control plane, store, proxies in sync, rejected configs, clock skew, certificate expiry): ok / warn / fail per check',
       )
       .option('--strict', 'exit 1 on warnings too')
+      .option(
+        '--data-dir <dir>',
+        "the control plane's data directory on this host (file permissions)",
+        '.hexmesh',
+      )
       .addOption(outputOption(['table', 'json'], 'table')),
   )
     .addHelpText(
       'after',
       `\nChecks:\n${CHECKS.map((c) => `  ${c.name.padEnd(14)} ${c.description}`).join('\n')}`,
     )
-    .action(async (opts: ControlOpts & { output: OutputFormat; strict?: boolean }) => {
+    .action(async (opts: ControlOpts & { output: OutputFormat; strict?: boolean; dataDir: string }) => {
       await runWithClient('check', opts, async (client) => {
-        const results = await runChecks({ client, now: Date.now() });
+        const results = await runChecks({ client, now: Date.now(), dataDir: opts.dataDir });
         if (opts.output === 'json') process.stdout.write(formatData(results, 'json'));
         else for (const r of results) process.stdout.write(`${MARK[r.status]} ${r.name}: ${r.message}\n`);
         const failed = results.some((r) => r.status === 'fail' || (opts.strict && r.status === 'warn'));

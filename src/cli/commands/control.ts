@@ -51,7 +51,7 @@ export function controlCommand(): Command {
     .option('--ca-intermediate-key <file>', 'its private key (PEM)')
     .option(
       '--ca-key-secret-file <file>',
-      'seal the intermediate key in the store with this secret (or env HEXMESH_CA_KEY_SECRET)',
+      'seal the intermediate key in the store with this secret (or env HEXMESH_CA_KEY_SECRET); default: a random key kept in <data-dir>/ca-seal.key',
     )
     .option('--cert-ttl <duration>', 'workload certificate lifetime', durationMs, 24 * 3_600_000)
     .addOption(
@@ -82,6 +82,14 @@ export function controlCommand(): Command {
           .filter(Boolean),
       ],
     )
+    .option(
+      '--kubernetes',
+      'mirror Kubernetes into the mesh: Services, EndpointSlices, HTTPRoutes, GRPCRoutes and hexmesh CRDs (docs/kubernetes.md)',
+    )
+    .option(
+      '--kubeconfig <file>',
+      'with --kubernetes: the kubeconfig to use (default: in-cluster service account)',
+    )
     .addHelpText(
       'after',
       `
@@ -104,6 +112,8 @@ Example:
           tlsKey?: string;
           tls?: boolean;
           advertise?: string[];
+          kubernetes?: boolean;
+          kubeconfig?: string;
         } & CaFlags,
       ) => {
         if ((opts.tlsCert === undefined) !== (opts.tlsKey === undefined))
@@ -113,11 +123,16 @@ Example:
             '--tls (a certificate from our CA) and --tls-cert exclude each other',
           );
         if (opts.advertise && !opts.tls) throw new InvalidArgumentError('--advertise goes with --tls');
+        if (opts.kubeconfig && !opts.kubernetes)
+          throw new InvalidArgumentError('--kubeconfig goes with --kubernetes');
         const tls = opts.tlsCert
           ? { certPem: await readFile(opts.tlsCert, 'utf8'), keyPem: await readFile(opts.tlsKey!, 'utf8') }
           : opts.tls
             ? { fromCa: true as const, advertise: opts.advertise ?? [] }
             : undefined;
+        // The data dir holds the store, the CA keys and credentials: ours alone (0700/0600).
+        const { secureDataDir } = await import('../../store/data-dir.ts');
+        secureDataDir(opts.dataDir, (line) => process.stderr.write(`hexmesh control: warning: ${line}\n`));
         const identity = await caOptionsFromFlags(opts, opts.dataDir);
         const [{ openStore }, { ControlPlane }] = await Promise.all([
           import('../../store/open-store.ts'),
@@ -143,6 +158,25 @@ Example:
           await store.close();
           throw err;
         }
+        if (opts.kubernetes) {
+          const { KubernetesSource } = await import('../../control/kubernetes/kubernetes-source.ts');
+          const source = new KubernetesSource({
+            store,
+            kubeconfig: opts.kubeconfig,
+            id: cp.id,
+            leaderTtlMs: opts.leaderTtl,
+            log: (m) => process.stderr.write(`hexmesh control: ${m}\n`),
+          });
+          try {
+            await source.start();
+          } catch (err) {
+            await cp.close();
+            await store.close();
+            throw err;
+          }
+          cp.onClose(() => source.close());
+          process.stdout.write(`hexmesh control: mirroring Kubernetes at ${source.server}\n`);
+        }
         const url = `${tls ? 'https' : 'http'}://${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}`;
         if (tls) {
           // What curl, the CLI and `hexmesh proxy --control-ca` trust the server with.
@@ -153,7 +187,10 @@ Example:
         if (opts.auth === 'enforce') {
           const { ensureBootstrapCredentials } = await import('../../control/auth/bootstrap.ts');
           const file = join(opts.dataDir, 'credentials.json');
-          if (await ensureBootstrapCredentials(cp.tokens, file, url))
+          // A wildcard listen address is no URL to call: the file names loopback (in the --tls
+          // certificate's SANs), so the CLI on this host works with the file alone.
+          const local = url.replace('//0.0.0.0:', '//127.0.0.1:').replace('//[::]:', '//[::1]:');
+          if (await ensureBootstrapCredentials(cp.tokens, file, local))
             process.stdout.write(`hexmesh control: admin credentials written to ${file} (mode 0600)\n`);
         } else process.stderr.write('hexmesh control: API authentication is OFF (--auth off)\n');
         process.stdout.write(
