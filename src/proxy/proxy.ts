@@ -16,6 +16,7 @@ import { telemetryLayer } from '../telemetry/telemetry-layer.ts';
 import { TapHub } from '../telemetry/tap/tap-hub.ts';
 import { Tracing } from '../telemetry/tracing/tracer.ts';
 import { tracingLayer } from '../telemetry/tracing/tracing-layer.ts';
+import { grpcTimeoutLayer } from './timeout/grpc-timeout.ts';
 import { dumpEndpoints } from './admin/endpoints-dump.ts';
 import { AdminServer } from './admin/admin-server.ts';
 import { end, start } from './balance/endpoint-state.ts';
@@ -132,7 +133,9 @@ export class Proxy {
     // Telemetry outermost, tracing right inside it: both see every request.
     const telemetry = telemetryLayer(this.metrics, this.#accessLog, { tap: this.tap });
     const tracing = tracingLayer(this.tracing);
-    this.#telemetry = (svc) => telemetry(tracing(svc));
+    // The caller's gRPC deadline runs from arrival, inside telemetry so its answer is counted.
+    const grpcTimeout = grpcTimeoutLayer();
+    this.#telemetry = (svc) => telemetry(tracing(grpcTimeout(svc)));
     this.#appTransports = new TransportPool({ ...TRANSPORT_DEFAULTS, idleTimeout: 300_000 });
     this.mtls = new MeshTls({ registry: this.metrics.registry });
     this.#transport = Object.freeze({ ...TRANSPORT_DEFAULTS, security: this.mtls });

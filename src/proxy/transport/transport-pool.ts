@@ -5,6 +5,7 @@
 import type { MeshRequest, MeshResponse } from '../core/dispatch.ts';
 import { H1Transport } from './h1-transport.ts';
 import { H2Transport } from './h2-transport.ts';
+import { propagateGrpcTimeout } from '../timeout/grpc-timeout.ts';
 import type { HopSecurity, PeerInfo } from './hop-security.ts';
 
 export interface TransportSettings {
@@ -62,6 +63,7 @@ export class TransportPool {
       req.ctx.tls = true;
       req.ctx.peerIdentity = security.peerIdentity ?? '';
     }
+    propagateGrpcTimeout(req);
     const signal = req.ctx.trySignal ?? req.ctx.signal;
     if (h2) {
       e.h2 ??= new H2Transport(host, port, {
