@@ -48,7 +48,7 @@ describe('kubernetes translate', () => {
         { name: 'grpc', port: 9000, protocol: 'grpc' },
       ],
     });
-    assert.equal(doc.metadata.labels?.['hexmesh.io/source'], 'kubernetes');
+    assert.equal((doc.metadata.labels as Record<string, string>)['hexmesh.io/source'], 'kubernetes');
     assert.equal(serviceResource(svc([{ port: 53, protocol: 'UDP' }])), undefined);
     assert.equal(serviceResource(svc([{ port: 80 }], { type: 'ExternalName' })), undefined);
   });

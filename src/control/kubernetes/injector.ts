@@ -1,0 +1,303 @@
+/**
+ * Sidecar injection: a mutating admission webhook that adds the hexmesh proxy to a Pod as a
+ * native sidecar (an init container with `restartPolicy: Always`, Kubernetes 1.29+: it
+ * starts before the app's containers and stops after them).
+ *
+ * Who is injected (as Istio): Pods in a namespace labelled `hexmesh.io/inject=enabled`, or
+ * Pods labelled so themselves — the MutatingWebhookConfiguration's selectors
+ * (`webhookConfiguration`) send only those here — less those annotated
+ * `hexmesh.io/inject: "false"`. A Pod that already has the proxy is left as it is, so a
+ * re-invocation (`reinvocationPolicy`, a retried create) never adds a second one.
+ *
+ * Not yet: the traffic-capture init container (iptables redirection); until it lands the app
+ * sends to the proxy's outbound listener itself (docs/kubernetes.md).
+ */
+import http from 'node:http';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
+
+export const INJECT_LABEL = 'hexmesh.io/inject';
+export const INJECTED_ANNOTATION = 'hexmesh.io/injected';
+export const SERVICE_ANNOTATION = 'hexmesh.io/service';
+export const APP_PORT_ANNOTATION = 'hexmesh.io/app-port';
+export const PROXY_CONTAINER = 'hexmesh-proxy';
+/** The proxy's uid: the capture rules exclude it, so its own traffic is not redirected back to it. */
+export const PROXY_UID = 2102;
+export const INBOUND_PORT = 4143;
+export const ADMIN_PORT = 4191;
+
+export interface InjectorOptions {
+  /** The proxy image (`hexmesh` package installed, `hexmesh` on PATH). */
+  image: string;
+  /** Control plane URL(s) the proxy connects to. */
+  control: readonly string[];
+  /** The value of INJECTED_ANNOTATION (the mesh version). */
+  version: string;
+}
+
+interface Container {
+  name: string;
+  ports?: { containerPort?: number; name?: string; protocol?: string }[];
+  [k: string]: unknown;
+}
+
+export interface Pod {
+  metadata?: {
+    name?: string;
+    generateName?: string;
+    namespace?: string;
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+  };
+  spec?: { containers?: Container[]; initContainers?: Container[]; serviceAccountName?: string };
+}
+
+type PatchOp = { op: 'add' | 'replace'; path: string; value: unknown };
+
+/** JSON Patch escaping of one path segment (RFC 6901). */
+const seg = (s: string) => s.replace(/~/g, '~0').replace(/\//g, '~1');
+
+/** The service a Pod belongs to: annotation, then the usual app labels, then its name's stem. */
+export function podService(pod: Pod): string {
+  const m = pod.metadata ?? {};
+  const name =
+    m.annotations?.[SERVICE_ANNOTATION] ??
+    m.labels?.['app.kubernetes.io/name'] ??
+    m.labels?.app ??
+    (m.generateName ?? m.name ?? 'app').replace(/-[a-z0-9]{5,10}(-[a-z0-9]{5})?-?$/, '').replace(/-$/, '');
+  return (
+    name
+      .toLowerCase()
+      .replace(/[^a-z0-9-]/g, '-')
+      .replace(/^-+|-+$/g, '') || 'app'
+  );
+}
+
+/** The app's port: the annotation, else the first TCP containerPort of the first container. */
+export function podAppPort(pod: Pod): number | undefined {
+  const a = Number(pod.metadata?.annotations?.[APP_PORT_ANNOTATION]);
+  if (Number.isInteger(a) && a > 0 && a < 65536) return a;
+  for (const c of pod.spec?.containers ?? [])
+    for (const p of c.ports ?? [])
+      if ((p.protocol ?? 'TCP') === 'TCP' && p.containerPort) return p.containerPort;
+  return undefined;
+}
+
+/** Why a Pod is not injected, or undefined when it is. */
+export function skipReason(pod: Pod): string | undefined {
+  if (pod.metadata?.annotations?.[INJECT_LABEL] === 'false') return `annotation ${INJECT_LABEL}: "false"`;
+  if (pod.metadata?.labels?.[INJECT_LABEL] === 'disabled') return `label ${INJECT_LABEL}=disabled`;
+  const all = [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])];
+  if (all.some((c) => c.name === PROXY_CONTAINER)) return 'already injected';
+  return undefined;
+}
+
+/** The proxy container. */
+export function proxyContainer(pod: Pod, opts: InjectorOptions): Record<string, unknown> {
+  const appPort = podAppPort(pod);
+  const fieldEnv = (name: string, fieldPath: string) => ({ name, valueFrom: { fieldRef: { fieldPath } } });
+  return {
+    name: PROXY_CONTAINER,
+    image: opts.image,
+    restartPolicy: 'Always',
+    args: [
+      'proxy',
+      '--control',
+      opts.control.join(','),
+      '--service',
+      podService(pod),
+      '--namespace',
+      '$(HEXMESH_NAMESPACE)',
+      '--id',
+      '$(HEXMESH_POD_NAME)',
+      '--advertise',
+      '$(HEXMESH_POD_IP)',
+      '--inbound',
+      `0.0.0.0:${INBOUND_PORT}`,
+      '--label',
+      'hexmesh.io/pod=$(HEXMESH_POD_NAME)',
+      ...(appPort ? ['--app-port', String(appPort)] : []),
+    ],
+    env: [
+      fieldEnv('HEXMESH_POD_NAME', 'metadata.name'),
+      fieldEnv('HEXMESH_NAMESPACE', 'metadata.namespace'),
+      fieldEnv('HEXMESH_POD_IP', 'status.podIP'),
+      fieldEnv('HEXMESH_SERVICE_ACCOUNT', 'spec.serviceAccountName'),
+    ],
+    ports: [{ name: 'hexmesh-inbound', containerPort: INBOUND_PORT, protocol: 'TCP' }],
+    resources: { requests: { cpu: '10m', memory: '64Mi' }, limits: { memory: '256Mi' } },
+    securityContext: {
+      runAsUser: PROXY_UID,
+      runAsGroup: PROXY_UID,
+      runAsNonRoot: true,
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      capabilities: { drop: ['ALL'] },
+    },
+  };
+}
+
+/** The JSON Patch that injects `pod`, or [] when it is skipped. */
+export function injectionPatch(pod: Pod, opts: InjectorOptions): PatchOp[] {
+  if (skipReason(pod)) return [];
+  const ops: PatchOp[] = [];
+  const container = proxyContainer(pod, opts);
+  // First, so it runs before the other init containers (they may need the mesh).
+  if (pod.spec?.initContainers?.length)
+    ops.push({ op: 'add', path: '/spec/initContainers/0', value: container });
+  else ops.push({ op: 'add', path: '/spec/initContainers', value: [container] });
+  if (pod.metadata?.annotations)
+    ops.push({ op: 'add', path: `/metadata/annotations/${seg(INJECTED_ANNOTATION)}`, value: opts.version });
+  else ops.push({ op: 'add', path: '/metadata/annotations', value: { [INJECTED_ANNOTATION]: opts.version } });
+  return ops;
+}
+
+/** An AdmissionReview (admission.k8s.io/v1) request → its response. */
+export function admissionResponse(review: unknown, opts: InjectorOptions): Record<string, unknown> {
+  const req = (review as { request?: { uid?: string; object?: Pod; kind?: { kind?: string } } })?.request;
+  const uid = req?.uid ?? '';
+  const base = { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview' };
+  if (!req || req.kind?.kind !== 'Pod' || !req.object)
+    return {
+      ...base,
+      response: { uid, allowed: true, warnings: ['hexmesh injector: not a Pod; left as it is'] },
+    };
+  const patch = injectionPatch(req.object, opts);
+  if (!patch.length) return { ...base, response: { uid, allowed: true } };
+  return {
+    ...base,
+    response: {
+      uid,
+      allowed: true,
+      patchType: 'JSONPatch',
+      patch: Buffer.from(JSON.stringify(patch)).toString('base64'),
+    },
+  };
+}
+
+/**
+ * The MutatingWebhookConfiguration: two webhooks (namespace opt-in, pod opt-in) as Istio,
+ * CREATE of Pods only. failurePolicy `Ignore`: while the webhook is down Pods still start,
+ * unmeshed (`hexmesh check --kubernetes` reports them) — a mesh outage must not stop a
+ * cluster from scheduling; `Fail` is the choice for a namespace that must never run unmeshed.
+ */
+export function webhookConfiguration(opts: {
+  name?: string;
+  caBundlePem: string;
+  url?: string;
+  service?: { name: string; namespace: string; port?: number };
+  failurePolicy?: 'Ignore' | 'Fail';
+}): Record<string, unknown> {
+  const clientConfig = {
+    ...(opts.url ? { url: opts.url } : {}),
+    ...(opts.service
+      ? { service: { ...opts.service, path: '/inject', port: opts.service.port ?? 443 } }
+      : {}),
+    caBundle: Buffer.from(opts.caBundlePem).toString('base64'),
+  };
+  const common = {
+    clientConfig,
+    rules: [
+      {
+        apiGroups: [''],
+        apiVersions: ['v1'],
+        operations: ['CREATE'],
+        resources: ['pods'],
+        scope: 'Namespaced',
+      },
+    ],
+    admissionReviewVersions: ['v1'],
+    sideEffects: 'None',
+    failurePolicy: opts.failurePolicy ?? 'Ignore',
+    reinvocationPolicy: 'IfNeeded',
+    timeoutSeconds: 10,
+  };
+  return {
+    apiVersion: 'admissionregistration.k8s.io/v1',
+    kind: 'MutatingWebhookConfiguration',
+    metadata: { name: opts.name ?? 'hexmesh-injector', labels: { 'app.kubernetes.io/part-of': 'hexmesh' } },
+    webhooks: [
+      {
+        name: 'namespace.inject.hexmesh.io',
+        ...common,
+        namespaceSelector: { matchLabels: { [INJECT_LABEL]: 'enabled' } },
+        objectSelector: {
+          matchExpressions: [{ key: INJECT_LABEL, operator: 'NotIn', values: ['disabled'] }],
+        },
+      },
+      {
+        name: 'pod.inject.hexmesh.io',
+        ...common,
+        namespaceSelector: { matchExpressions: [{ key: INJECT_LABEL, operator: 'DoesNotExist' }] },
+        objectSelector: { matchLabels: { [INJECT_LABEL]: 'enabled' } },
+      },
+    ],
+  };
+}
+
+/** The webhook's HTTPS server: `POST /inject`. */
+export class InjectionWebhook {
+  readonly server: https.Server;
+  readonly #opts: InjectorOptions;
+
+  constructor(tls: { certPem: string; keyPem: string }, opts: InjectorOptions) {
+    this.#opts = opts;
+    this.server = https.createServer(
+      { cert: tls.certPem, key: tls.keyPem, minVersion: 'TLSv1.2', requestTimeout: 10_000 },
+      (req, res) => this.#handle(req, res),
+    );
+  }
+
+  async listen(port: number, host: string): Promise<AddressInfo> {
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(port, host, () => {
+        this.server.off('error', reject);
+        resolve();
+      });
+    });
+    return this.server.address() as AddressInfo;
+  }
+
+  /** Replace the serving certificate (renewal). */
+  setCertificate(tls: { certPem: string; keyPem: string }): void {
+    this.server.setSecureContext({ cert: tls.certPem, key: tls.keyPem });
+  }
+
+  #handle(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const reply = (status: number, body: unknown) => {
+      const text = JSON.stringify(body);
+      res.writeHead(status, {
+        'content-type': 'application/json',
+        'content-length': Buffer.byteLength(text),
+      });
+      res.end(text);
+    };
+    if (req.method !== 'POST' || (req.url ?? '').split('?')[0] !== '/inject')
+      return reply(404, { error: 'POST /inject only' });
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      // An AdmissionReview of a Pod is well under this; more is not a Pod we will patch.
+      if (size > 4 * 1024 * 1024) req.destroy();
+      else chunks.push(c);
+    });
+    req.on('end', () => {
+      let review: unknown;
+      try {
+        review = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+      } catch (e) {
+        return reply(400, { error: `invalid JSON: ${(e as Error).message}` });
+      }
+      reply(200, admissionResponse(review, this.#opts));
+    });
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      this.server.closeAllConnections();
+      this.server.close(() => resolve());
+    });
+  }
+}
