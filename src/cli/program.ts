@@ -27,13 +27,16 @@ import { downCommand } from './commands/down.ts';
 import { psCommand } from './commands/ps.ts';
 import { logsCommand } from './commands/logs.ts';
 import { awaitCommand } from './commands/await.ts';
+import { versionCommand } from './commands/version.ts';
+import { installCommand } from './commands/install.ts';
+import { hexmeshVersion } from './build-info.ts';
 
 const HELP_HINT = '(run with --help for usage)';
 
 export function buildCli(): Command {
   const program = new Command('hexmesh')
     .description('hexmesh: a service mesh for microservices (sidecar proxy, control plane, CLI)')
-    .version('0.1.0')
+    .version(hexmeshVersion())
     .showHelpAfterError(HELP_HINT)
     .exitOverride();
   program.addCommand(proxyCommand());
@@ -66,6 +69,8 @@ export function buildCli(): Command {
   program.addCommand(psCommand());
   program.addCommand(logsCommand());
   program.addCommand(awaitCommand());
+  program.addCommand(versionCommand());
+  program.addCommand(installCommand());
   // addCommand() does not copy settings to sub-commands (only .command() does): without
   // this, a usage error in a sub-command exits 1 from inside commander instead of EXIT.USAGE.
   for (const cmd of program.commands) cmd.exitOverride().showHelpAfterError(HELP_HINT);
