@@ -19,6 +19,8 @@ import {
   withNewline,
 } from '../../src/identity/x509.ts';
 import { tempStore } from '../control/helpers.ts';
+import { ControlPlane } from '../../src/control/control-plane.ts';
+import { controlRequest } from '../../src/identity/control-tls.ts';
 
 const HOUR = 3_600_000;
 const ID = (sa: string) => `spiffe://hexmesh.local/ns/default/sa/${sa}`;
@@ -128,6 +130,42 @@ test('issue 10: a CSR asking for two URI SANs is refused, whatever the proof', a
         e.code === 'HEXMESH_ERR_BAD_REQUEST' && /more than one URI SAN/.test(e.message),
     );
   } finally {
+    await s.close();
+  }
+});
+
+test('issue 10: a client certificate carrying two URI SANs does not authenticate to the API as either', async () => {
+  const s = await tempStore();
+  const pki = await operatorPki();
+  const cp = new ControlPlane({
+    listen: { address: '127.0.0.1', port: 0 },
+    store: s.store,
+    auth: { mode: 'enforce' },
+    identity: { import: pki.import },
+    tls: { fromCa: true },
+  });
+  try {
+    const { port } = await cp.start();
+    const url = `https://127.0.0.1:${port}/v1/auth/whoami`;
+    const ca = (await cp.identity.bundle()).pem;
+    const whoami = async (leaf: { certPem: string; keyPem: string }) => {
+      const r = await controlRequest(
+        url,
+        { signal: AbortSignal.timeout(10_000) },
+        { ca, cert: leaf.certPem, key: leaf.keyPem },
+      );
+      return {
+        status: r.status,
+        json: JSON.parse(r.body) as { spiffeId?: string; error?: { message: string } },
+      };
+    };
+    const one = await whoami(await pki.leaf([ID('web')]));
+    assert.equal(one.json.spiffeId, ID('web'), 'a one-identity certificate authenticates');
+    const two = await whoami(await pki.leaf([ID('admin'), ID('web')]));
+    assert.equal(two.status, 401);
+    assert.match(two.json.error!.message, /carries 2 URI SANs/);
+  } finally {
+    await cp.close();
     await s.close();
   }
 });
