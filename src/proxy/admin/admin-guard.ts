@@ -13,7 +13,7 @@
  *   can only add after a preflight the admin never approves.
  */
 import { isIP } from 'node:net';
-import { networkInterfaces } from 'node:os';
+import { hostname, networkInterfaces } from 'node:os';
 
 /** The header every state-changing admin request must carry (any non-empty value; `1` by convention). */
 export const ADMIN_HEADER = 'x-hexmesh-admin';
@@ -42,7 +42,8 @@ function isWildcard(address: string): boolean {
 /**
  * The hosts (lower-case, IPv6 without brackets) that may name a listener bound to
  * `address`: loopback names, plus the bound address itself, or, for a wildcard bind, the
- * addresses of this machine's interfaces (a scraper on another host uses one of them).
+ * addresses of this machine's interfaces and its host name (a scraper on another host uses
+ * one of them).
  */
 function ownAddresses(address: string): Set<string> {
   const own = new Set<string>();
@@ -52,6 +53,9 @@ function ownAddresses(address: string): Set<string> {
   }
   for (const list of Object.values(networkInterfaces()))
     for (const a of list ?? []) own.add(a.address.toLowerCase());
+  // The machine's own name (what `--advertise <hostname>` registers for scrapes): a page
+  // cannot make a browser send it without controlling this machine's name.
+  own.add(hostname().toLowerCase());
   return own;
 }
 

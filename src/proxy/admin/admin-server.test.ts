@@ -226,3 +226,23 @@ test('issue 9: a state-changing request without x-hexmesh-admin is refused with 
   const ok = await withHost(base, '/shutdown', host, { method: 'POST', headers: { 'x-hexmesh-admin': '1' } });
   assert.equal(ok.status, 202);
 });
+
+test('issue 9: hostChecker: a wildcard bind also accepts the machine own addresses and name; a specific bind only its address', async () => {
+  const { hostChecker, splitHost } = await import('./admin-guard.ts');
+  const { hostname, networkInterfaces } = await import('node:os');
+  const any = hostChecker('0.0.0.0', 4191);
+  const addrs = Object.values(networkInterfaces()).flatMap((l) => (l ?? []).map((a) => a.address));
+  for (const a of addrs) assert.ok(any(a.includes(':') ? `[${a}]:4191` : `${a}:4191`), a);
+  assert.ok(any(`${hostname()}:4191`));
+  assert.ok(any('LOCALHOST:4191'));
+  assert.equal(any('attacker.example:4191'), false);
+  assert.equal(any('127.0.0.1:4192'), false);
+  assert.equal(any('127.0.0.1:4191:1'), false);
+  const one = hostChecker('10.1.2.3', 80);
+  assert.ok(one('10.1.2.3'), 'no port means 80');
+  assert.ok(one('127.0.0.1:80'));
+  assert.equal(one('10.1.2.4'), false);
+  assert.equal(one(`${hostname()}`), false);
+  assert.deepEqual(splitHost('[::1]:4191'), { host: '::1', port: 4191 });
+  assert.equal(splitHost('[::1'), undefined);
+});
