@@ -148,6 +148,8 @@ export class MeshRunner {
 
   /** Start everything; resolves once every instance was started (not yet healthy: see waitHealthy). */
   async start(): Promise<void> {
+    // The data dir holds the store and the CA keys: the owner's alone (hexmesh control checks it).
+    mkdirSync(this.paths.dataDir, { recursive: true, mode: 0o700 });
     mkdirSync(this.paths.logDir, { recursive: true });
     const previous = await this.#reapPrevious();
     // The pid, then its stamp: `hexmesh down` signals the supervisor only while both match.
