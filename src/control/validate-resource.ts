@@ -116,6 +116,41 @@ export function canonicalJson(v: unknown): string {
   return JSON.stringify(v);
 }
 
+/**
+ * Routes whose backendRefs (or mirror targets) name a service the mesh does not know (no Service
+ * resource, no instance in the catalog): accepted, since it may be deployed next, but reported
+ * the way `istioctl analyze` reports a missing reference — until it exists, every request the
+ * rule sends there fails (503, no endpoints).
+ */
+export function backendRefWarnings(
+  resources: readonly Resource[],
+  serviceKnown: (namespace: string, name: string) => boolean,
+): string[] {
+  const warnings: string[] = [];
+  for (const r of resources) {
+    if (r.kind !== 'HTTPRoute' && r.kind !== 'GRPCRoute') continue;
+    const named = new Map<string, string>();
+    r.spec.rules.forEach((rule, i) => {
+      const at = rule.name ? `rule ${rule.name}` : `rules[${i}]`;
+      for (const b of rule.backendRefs ?? [])
+        named.set(`${b.namespace ?? r.metadata.namespace}/${b.name}`, `${at} backendRef`);
+      for (const f of rule.filters ?? [])
+        if (f.type === 'RequestMirror') {
+          const b = f.requestMirror.backendRef;
+          named.set(`${b.namespace ?? r.metadata.namespace}/${b.name}`, `${at} mirror`);
+        }
+    });
+    for (const [id, where] of named) {
+      const [ns, name] = id.split('/');
+      if (!serviceKnown(ns, name))
+        warnings.push(
+          `${r.kind} ${r.metadata.namespace}/${r.metadata.name}: ${where} names unknown service ${id} (no Service resource, no instances): its requests fail with 503 until it exists`,
+        );
+    }
+  }
+  return warnings;
+}
+
 /** Routes whose parentRefs name a Service that does not exist: accepted, reported as warnings. */
 export function parentRefWarnings(
   resources: readonly Resource[],

@@ -78,8 +78,10 @@ test('apply: created, unchanged, configured; routes to a missing Service are war
     a.body.results.map((r: any) => r.action),
     ['created', 'created', 'created'],
   );
-  assert.equal(a.body.warnings.length, 1);
+  // The orphan's parent and its backend are both missing: one warning each (issue 10).
+  assert.equal(a.body.warnings.length, 2, JSON.stringify(a.body.warnings));
   assert.match(a.body.warnings[0], /ap-orphan.*Service default\/nowhere does not exist/);
+  assert.match(a.body.warnings[1], /ap-orphan: rules\[0\] backendRef names unknown service default\/nowhere/);
   const b = await call(t.url, 'POST', '/v1/apply', docs);
   assert.deepEqual(
     b.body.results.map((r: any) => r.action),

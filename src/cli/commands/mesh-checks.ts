@@ -1,6 +1,7 @@
 /**
  * The mesh health checks of `hexmesh check` (docs/observability.md, "hexmesh check"):
- * control plane reachable, store healthy, proxies in sync, rejected configs, clock skew.
+ * control plane reachable, store healthy, proxies in sync, rejected configs, routes naming
+ * services that exist, clock skew.
  */
 import { ControlApiError } from '../client/control-client.ts';
 import type { Check, CheckContext, CheckResult } from './check.ts';
@@ -117,6 +118,21 @@ export const rejectedConfigsCheck: Check = {
   },
 };
 
+/**
+ * The stored config analysed as `istioctl analyze` would (`GET /v1/analyze`): a route whose
+ * parent or backend names a service that does not exist is a warning, one per reference.
+ */
+export const configReferencesCheck: Check = {
+  name: 'config-references',
+  description: 'every route names Services and backends that exist',
+  async run({ client }) {
+    const { body } = await client.request<{ warnings: string[] }>('GET', '/v1/analyze');
+    if (body.warnings.length === 0)
+      return [{ name: 'config-references', status: 'ok', message: 'every route names services that exist' }];
+    return body.warnings.map((w) => ({ name: 'config-references', status: 'warn' as const, message: w }));
+  },
+};
+
 /** Clocks: compare the control plane's `Date` header with ours, halfway through the call. */
 export const clockSkewCheck: Check = {
   name: 'clock-skew',
@@ -150,5 +166,6 @@ export const MESH_CHECKS: Check[] = [
   storeCheck,
   proxiesInSyncCheck,
   rejectedConfigsCheck,
+  configReferencesCheck,
   clockSkewCheck,
 ];

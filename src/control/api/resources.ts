@@ -10,6 +10,7 @@ import { parseResourceDocuments } from '../http/body.ts';
 import type { ApiRequest, JsonResult, Router } from '../http/router.ts';
 import {
   KNOWN_KINDS,
+  backendRefWarnings,
   canonicalJson,
   parentRefWarnings,
   unknownKindMessage,
@@ -17,6 +18,7 @@ import {
   type StoredDoc,
   type ValidResource,
 } from '../validate-resource.ts';
+import { resourceSchema, type Resource } from '../../config/resources.ts';
 import { blockIfAsked, type ApiContext } from './context.ts';
 
 export interface ApplyResult {
@@ -130,6 +132,18 @@ export function resourceRoutes(router: Router, ctx: ApiContext): void {
     'resources:write',
   );
 
+  // The stored config analysed as on apply (`hexmesh check` shows these): references to
+  // Services and backends that do not exist.
+  router.add(
+    'GET',
+    '/v1/analyze',
+    async () => {
+      const { routes, revision } = await storedRoutes(ctx);
+      return { json: { warnings: await referenceWarnings(ctx, routes) }, index: revision };
+    },
+    'resources:read',
+  );
+
   router.add(
     'POST',
     '/v1/apply',
@@ -185,10 +199,10 @@ async function apply(
         },
       );
   });
-  const services = await serviceIndex(ctx, valid);
-  const warnings = parentRefWarnings(
+  const warnings = await referenceWarnings(
+    ctx,
     valid.map((v) => v.parsed),
-    (ns, name) => services.has(`${ns}/${name}`),
+    valid,
   );
   const results: ApplyResult[] = [];
   let revision = 0;
@@ -226,16 +240,50 @@ async function apply(
   return { results, warnings, revision };
 }
 
-/** `namespace/name` of every Service in the store or in this apply. */
-async function serviceIndex(ctx: ApiContext, valid: readonly ValidResource[]): Promise<Set<string>> {
-  const set = new Set<string>();
-  if (!valid.some((v) => v.doc.kind === 'HTTPRoute' || v.doc.kind === 'GRPCRoute')) return set;
-  const r = await ctx.store.range(`${KEYS.resources}Service/`);
-  for (const kv of r.kvs) {
+/**
+ * What `istioctl analyze` would say about these routes: parentRefs naming no Service, backends
+ * naming a service that is neither a Service resource nor in the catalog. `applying` counts as
+ * existing (a Service applied with its route).
+ */
+async function referenceWarnings(
+  ctx: ApiContext,
+  resources: readonly Resource[],
+  applying: readonly ValidResource[] = [],
+): Promise<string[]> {
+  if (!resources.some((r) => r.kind === 'HTTPRoute' || r.kind === 'GRPCRoute')) return [];
+  const services = new Set<string>();
+  for (const kv of (await ctx.store.range(`${KEYS.resources}Service/`)).kvs) {
     const d = JSON.parse(kv.value) as StoredDoc;
-    set.add(`${d.metadata.namespace}/${d.metadata.name}`);
+    services.add(`${d.metadata.namespace}/${d.metadata.name}`);
   }
-  for (const v of valid)
-    if (v.doc.kind === 'Service') set.add(`${v.doc.metadata.namespace}/${v.doc.metadata.name}`);
-  return set;
+  for (const v of applying)
+    if (v.doc.kind === 'Service') services.add(`${v.doc.metadata.namespace}/${v.doc.metadata.name}`);
+  // Catalog services: /hexmesh/instances/<namespace>/<service>/<id>.
+  const catalog = new Set<string>();
+  for (const kv of (await ctx.store.range(KEYS.instances)).kvs) {
+    const [ns, name] = kv.key.slice(KEYS.instances.length).split('/');
+    catalog.add(`${ns}/${name}`);
+  }
+  return [
+    ...parentRefWarnings(resources, (ns, name) => services.has(`${ns}/${name}`)),
+    ...backendRefWarnings(
+      resources,
+      (ns, name) => services.has(`${ns}/${name}`) || catalog.has(`${ns}/${name}`),
+    ),
+  ];
+}
+
+/** Every stored route, parsed (a stored document that no longer parses is skipped). */
+async function storedRoutes(ctx: ApiContext): Promise<{ routes: Resource[]; revision: number }> {
+  const routes: Resource[] = [];
+  let revision = 0;
+  for (const kind of ['HTTPRoute', 'GRPCRoute']) {
+    const r = await ctx.store.range(`${KEYS.resources}${kind}/`);
+    revision = Math.max(revision, r.revision);
+    for (const kv of r.kvs) {
+      const parsed = resourceSchema.safeParse(JSON.parse(kv.value));
+      if (parsed.success) routes.push(parsed.data);
+    }
+  }
+  return { routes, revision };
 }
