@@ -49,8 +49,10 @@ async function setup(drainTimeout: string) {
   };
 }
 
+/** The status of GET `url` (Host `app` for the mesh listeners; the admin takes only its own address). */
 async function status(url: string): Promise<number | string> {
-  return request(url, { headers: { host: 'app' } }).then(
+  const admin = url.endsWith('/ready');
+  return request(url, admin ? {} : { headers: { host: 'app' } }).then(
     async (r) => {
       await r.body.dump();
       return r.statusCode;
