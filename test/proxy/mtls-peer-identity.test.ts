@@ -6,6 +6,7 @@
  * matched `namespaces: [sec]`.
  */
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import { after, before, test } from 'node:test';
 import tls from 'node:tls';
 import { StaticIdentitySource } from '../../src/identity/static-identity-source.ts';
@@ -117,4 +118,34 @@ test('issue 9: a trust domain listed in proxy.federatedTrustDomains is accepted 
   // Federating one domain does not admit another.
   const other = await mesh.issue('spiffe://other.example/ns/sec/sa/ops');
   assert.equal(await get(p.inboundPort, other), 0);
+});
+
+test('issue 9: the client side refuses a server certificate with a second URI SAN, even when the first is expected', async () => {
+  const server = await startProxy({ proxy: { service: 'vault', namespace: 'sec', app: { port: app.port } } });
+  proxies.push(server);
+  const two = await mesh.issueWithUris([mesh.id('sec', 'vault'), mesh.id('sec', 'admin')]);
+  server.proxy.setIdentity(new StaticIdentitySource({ ...two, trustBundlePem: mesh.rootPem }));
+  const client = await startProxy({
+    proxy: { service: 'web', namespace: 'sec' },
+    services: [
+      { name: 'vault', namespace: 'sec', endpoints: [{ address: '127.0.0.1', port: server.inboundPort }] },
+    ],
+  });
+  proxies.push(client);
+  client.proxy.setIdentity(
+    new StaticIdentitySource({ ...(await mesh.issue(mesh.id('sec', 'web'))), trustBundlePem: mesh.rootPem }),
+  );
+  const res = await new Promise<{ status: number; error: string | undefined }>((resolve, reject) => {
+    const req = http.request(
+      { host: '127.0.0.1', port: client.addr.outbound.port, path: '/', headers: { host: 'vault' } },
+      (m) => {
+        m.resume();
+        resolve({ status: m.statusCode ?? 0, error: m.headers['x-hexmesh-error'] as string | undefined });
+      },
+    );
+    req.on('error', reject);
+    req.end();
+  });
+  assert.equal(res.status, 502);
+  assert.equal(res.error, 'tls-identity-mismatch');
 });
