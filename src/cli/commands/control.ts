@@ -16,6 +16,13 @@ function listenAddress(v: string): { address: string; port: number } {
   return { address, port };
 }
 
+function mebibytes(v: string): number {
+  const n = Number(v);
+  if (!Number.isSafeInteger(n) || n < 1)
+    throw new InvalidArgumentError(`expected a whole number of MiB ≥ 1, got ${JSON.stringify(v)}`);
+  return n;
+}
+
 function durationMs(v: string): number {
   const ms = parseDuration(v);
   if (ms === undefined)
@@ -54,6 +61,12 @@ export function controlCommand(): Command {
       'seal the intermediate key in the store with this secret (or env HEXMESH_CA_KEY_SECRET); default: a random key kept in <data-dir>/ca-seal.key',
     )
     .option('--cert-ttl <duration>', 'workload certificate lifetime', durationMs, 24 * 3_600_000)
+    .option(
+      '--discovery-send-budget <MiB>',
+      'unsent discovery data all proxies may hold together; past it the slowest proxies are cut (they resync)',
+      mebibytes,
+      256,
+    )
     .addOption(
       new Option(
         '--auth <mode>',
@@ -107,6 +120,7 @@ Example:
           store: string;
           deregisterCriticalAfter: number;
           leaderTtl: number;
+          discoverySendBudget: number;
           auth: 'enforce' | 'off';
           tlsCert?: string;
           tlsKey?: string;
@@ -144,6 +158,7 @@ Example:
           store,
           deregisterCriticalAfterMs: opts.deregisterCriticalAfter,
           leaderTtlMs: opts.leaderTtl,
+          discoveryOptions: { sendBudget: opts.discoverySendBudget * 1024 * 1024 },
           identity,
           auth: { mode: opts.auth },
           ...(tls && { tls }),

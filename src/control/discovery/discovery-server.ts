@@ -67,12 +67,22 @@ export interface DiscoveryOptions {
   maxSubscriptions?: number;
   maxMessageBytes?: number;
   messagesPerSecond?: number;
+  /**
+   * Unsent bytes all proxies' sockets may hold together (default 256 MiB). Past it, the proxies
+   * holding the most are cut (4008) until the rest fit: a few stalled proxies cannot take the
+   * control plane's memory (six took it from 123 to 859 MB with only the per-proxy cap).
+   */
+  sendBudget?: number;
+  /** Unsent bytes one proxy's socket may hold before it is cut (default 64 MiB). */
+  maxBufferedPerProxy?: number;
   /** Where to report store errors that cannot be answered to anyone (default: stderr). */
   log?: (line: string) => void;
 }
 
 /** A proxy whose socket holds more unsent data than this is too slow: it is cut (it resyncs on reconnect). */
 const MAX_BUFFERED_BYTES = 64 * 1024 * 1024;
+/** Unsent data of all proxies together (DiscoveryOptions.sendBudget). */
+const SEND_BUDGET_BYTES = 256 * 1024 * 1024;
 
 /** Lease keep-alives in flight at once; the event loop serves I/O between batches. */
 const KEEPALIVE_BATCH = 8;
@@ -99,6 +109,11 @@ export class DiscoveryServer {
   #renewing = false;
   /** Revision the views reflect (the last flush). */
   #version = 0;
+  /**
+   * Unsent bytes over all sockets: exact after each #enforceBudget, plus what was sent since
+   * (an upper bound: sockets drain meanwhile), so the O(proxies) sum runs only near the budget.
+   */
+  #unsent = 0;
   #closed = false;
   readonly #onUpgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer) =>
     this.#upgrade(req, socket, head);
@@ -114,6 +129,8 @@ export class DiscoveryServer {
       maxSubscriptions: opts.maxSubscriptions ?? LIMITS.maxSubscriptions,
       maxMessageBytes: opts.maxMessageBytes ?? LIMITS.maxClientMessageBytes,
       messagesPerSecond: opts.messagesPerSecond ?? LIMITS.messagesPerSecond,
+      sendBudget: opts.sendBudget ?? SEND_BUDGET_BYTES,
+      maxBufferedPerProxy: opts.maxBufferedPerProxy ?? MAX_BUFFERED_BYTES,
     };
     this.#log = opts.log ?? ((l) => process.stderr.write(`hexmesh discovery: ${l}\n`));
     this.#catalog = new Catalog(host.store);
@@ -136,6 +153,13 @@ export class DiscoveryServer {
   /** Resolves once the store mirror is loaded (streams wait for it before their snapshot). */
   get ready(): Promise<void> {
     return this.#state.ready;
+  }
+
+  /** Bytes queued to proxies and not yet sent, over all streams (what the send budget bounds). */
+  get unsent(): number {
+    let n = 0;
+    for (const s of this.#sessions) n += s.ws.bufferedAmount;
+    return n;
   }
 
   /** Every connected proxy on this replica, by id. */
@@ -458,9 +482,46 @@ export class DiscoveryServer {
 
   #send(s: ProxySession, msg: string): void {
     if (s.closed) return;
-    if (s.ws.bufferedAmount > MAX_BUFFERED_BYTES)
-      return this.#close(s, CLOSE.policy, 'too slow: send buffer over limit, reconnect to resync');
+    const held = s.ws.bufferedAmount;
+    if (held > this.#opts.maxBufferedPerProxy) {
+      this.#log(`cut slow proxy ${s.node?.id ?? '(no hello)'}: ${mib(held)} unsent, over the per-proxy cap`);
+      return this.#close(s, CLOSE.slowConsumer, 'too slow: send buffer over limit, reconnect to resync');
+    }
     s.ws.send(msg);
+    this.#unsent += msg.length;
+    if (this.#unsent > this.#opts.sendBudget) this.#enforceBudget();
+  }
+
+  /**
+   * Sum what every socket still holds; while over the send budget, cut the proxies holding the
+   * most (the slowest consumers), each logged with its reason. The cut ones resync on reconnect.
+   */
+  #enforceBudget(): void {
+    const held: [ProxySession, number][] = [];
+    let total = 0;
+    for (const s of this.#sessions) {
+      const n = s.ws.bufferedAmount;
+      if (n === 0) continue;
+      total += n;
+      held.push([s, n]);
+    }
+    const budget = this.#opts.sendBudget;
+    if (total > budget) {
+      held.sort((a, b) => b[1] - a[1]);
+      for (const [s, n] of held) {
+        if (total <= budget) break;
+        total -= n;
+        this.#log(
+          `cut slow proxy ${s.node?.id ?? '(no hello)'}: ${mib(n)} unsent; all proxies held ${mib(total + n)}, over the send budget of ${mib(budget)}`,
+        );
+        this.#close(
+          s,
+          CLOSE.slowConsumer,
+          `too slow: over the control plane's send budget (${mib(n)} unsent), reconnect to resync`,
+        );
+      }
+    }
+    this.#unsent = total;
   }
 
   #close(s: ProxySession, code: number, reason: string): void {
@@ -502,4 +563,8 @@ export class DiscoveryServer {
  */
 export function attachDiscovery(cp: DiscoveryHost, opts?: DiscoveryOptions): DiscoveryServer {
   return new DiscoveryServer(cp, opts);
+}
+
+function mib(bytes: number): string {
+  return `${(bytes / (1024 * 1024)).toFixed(1)} MiB`;
 }

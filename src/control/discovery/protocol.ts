@@ -36,6 +36,11 @@ export const CLOSE = Object.freeze({
   replaced: 4001,
   /** The store refused the registration (unavailable); retry later. */
   storeUnavailable: 4503,
+  /**
+   * The proxy read too slowly: its unsent data passed the per-proxy cap, or the control plane's
+   * send budget over all proxies was spent and it held the most. Reconnect to resync.
+   */
+  slowConsumer: 4008,
 });
 
 const dnsName = z
