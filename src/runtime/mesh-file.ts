@@ -114,10 +114,11 @@ const meshFileSchema = z
   .strict()
   .superRefine((m, ctx) => {
     const seen = new Map<string, number>();
+    const reported = new Set<number>();
     m.services.forEach((s, i) => {
       const key = `${s.namespace}/${s.name}/${s.version ?? s.labels.version ?? ''}`;
       const prev = seen.get(key);
-      if (prev !== undefined)
+      if (prev !== undefined && reported.add(i))
         ctx.addIssue({
           code: 'custom',
           path: ['services', i, 'name'],
@@ -138,6 +139,28 @@ const meshFileSchema = z
         });
       else ports.set(s.port, i);
     });
+    // Instance ids are catalog ids: two instances with one id would replace each other
+    // (`web` v `a` and `web-a`; one name in two namespaces).
+    const names = new Map<string, number>();
+    for (const s of m.services) names.set(s.name, (names.get(s.name) ?? 0) + 1);
+    const ids = new Map<string, number>();
+    m.services.forEach((s, i) => {
+      if (reported.has(i)) return;
+      const version = s.version ?? s.labels.version;
+      const stem = instanceStem(s.name, version, (names.get(s.name) ?? 0) > 1);
+      for (let n = 1; n <= s.replicas; n++) {
+        const prev = ids.get(`${stem}-${n}`);
+        if (prev !== undefined && prev !== i) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['services', i, 'name'],
+            message: `instance id ${stem}-${n} is also one of services[${prev}]'s; rename one of them`,
+          });
+          return;
+        }
+        ids.set(`${stem}-${n}`, i);
+      }
+    });
     if (m.smokeTest && !m.services.some((s) => s.name === m.smokeTest!.service))
       ctx.addIssue({
         code: 'custom',
@@ -145,6 +168,14 @@ const meshFileSchema = z
         message: 'names no service of this file',
       });
   });
+
+/**
+ * The stem of a service entry's instance ids (`<stem>-<n>`): its name, or `<name>-<version>`
+ * when several entries share the name (instanceSpecs in mesh-runner.ts names instances so).
+ */
+export function instanceStem(name: string, version: string | undefined, sharesName: boolean): string {
+  return sharesName && version ? `${name}-${version}` : name;
+}
 
 type ServiceIn = z.infer<typeof serviceSchema>;
 

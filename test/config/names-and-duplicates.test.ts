@@ -101,3 +101,33 @@ test('issue 9: mesh file refuses upper-case names, duplicate resources and two s
   assert.match(p.get('services[3].name')!, /api is also services\[1\]/);
   assert.match(p.get('resources[1].metadata.name')!, /TrafficPolicy default\/p is also resources\[0\]/);
 });
+
+test('issue 9: mesh file refuses two entries whose instances would get one id', async () => {
+  const p = await problems(() =>
+    parseMeshFile(
+      {
+        services: [
+          { name: 'web', command: 'node', version: 'a' },
+          { name: 'web', command: 'node', version: 'b' },
+          { name: 'web-a', command: 'node' },
+          { name: 'db', namespace: 'one', command: 'node' },
+          { name: 'db', namespace: 'two', command: 'node' },
+        ],
+      },
+      '/nonexistent/mesh.yaml',
+    ),
+  );
+  assert.equal(p.size, 2, JSON.stringify([...p]));
+  assert.match(p.get('services[2].name')!, /instance id web-a-1 is also one of services\[0\]'s/);
+  assert.match(p.get('services[4].name')!, /instance id db-1 is also one of services\[3\]'s/);
+  // A name repeated with versions is a canary, and fine.
+  await parseMeshFile(
+    {
+      services: [
+        { name: 'web', command: 'node', version: 'a' },
+        { name: 'web', command: 'node', version: 'b', replicas: 2 },
+      ],
+    },
+    '/nonexistent/mesh.yaml',
+  );
+});
