@@ -66,7 +66,9 @@ const OPERATOR: readonly Permission[] = [
 /**
  * Role → permissions. A workload's permissions are further limited to its own identity
  * (service = service account, same namespace) by `requireSelf` in the handlers and the
- * discovery hello; a workload known only by its join token gets `discovery` alone.
+ * discovery hello; a workload known only by its join token gets `discovery` alone. An API
+ * token of role workload acts as the identity it was created for (`subject`); one without
+ * is refused (api-auth.ts).
  */
 export const ROLE_PERMISSIONS: Readonly<Record<Role, ReadonlySet<Permission>>> = Object.freeze({
   admin: new Set<Permission>(PERMISSIONS),
