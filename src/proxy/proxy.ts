@@ -29,7 +29,8 @@ import { detect, TUNNEL_HEADER_LENGTH, tunnelHeader } from './listen/detect.ts';
 import { H2Server } from './listen/h2-server.ts';
 import { Http1Server } from './listen/http1-server.ts';
 import { MeshListener, type ConnectionHandlers } from './listen/mesh-listener.ts';
-import { CLIENT_HEADER } from './outbound/destination.ts';
+import { CLIENT_HEADER, serviceKey } from './outbound/destination.ts';
+import { parseAuthority } from './route/authority.ts';
 import {
   buildOutbound,
   type OutboundStack,
@@ -166,6 +167,9 @@ export class Proxy {
     return this.#ready && !this.#draining && !this.#awaitingConfig;
   }
 
+  /** Shown by a ready `/ready` (control-plane mode: `running from cache: ...`). */
+  readyNote: string | undefined;
+
   /** Build the stacks, bind every listener, then report ready. */
   async start(): Promise<ProxyAddresses> {
     try {
@@ -190,6 +194,7 @@ export class Proxy {
       port: c.admin.port,
       metrics: this.metrics,
       isReady: () => this.ready,
+      readyNote: () => this.readyNote,
       notReadyReason: () =>
         this.#draining
           ? 'draining'
@@ -274,21 +279,34 @@ export class Proxy {
       (s: net.Socket, head: Buffer): void => {
         if (this.mtls.admitPlaintext(s)) h(s, head);
       };
+    // Not ready (control-plane mode, no config yet): a peer's connection is reset, which its
+    // retry layer retries on another endpoint and its outlier detection counts, instead of
+    // being forwarded to an app that is not started yet (issue 10).
+    const gate = (hs: ConnectionHandlers): ConnectionHandlers => {
+      const out: ConnectionHandlers = {};
+      for (const k of Object.keys(hs) as (keyof ConnectionHandlers)[]) {
+        const h = hs[k];
+        if (h) out[k] = (s, head) => (this.#awaitingConfig ? s.resetAndDestroy() : h(s, head));
+      }
+      return out;
+    };
     const inbound = this.#listen(
       'inbound',
       c.inbound.address,
       c.inbound.port,
       inboundOpaque,
-      inboundOpaque
-        ? inboundHandlers
-        : {
-            http1: admit(inboundHandlers.http1!),
-            http2: admit(inboundHandlers.http2!),
-            tunnel: admit(inboundHandlers.tunnel!),
-            tcp: admit(inboundHandlers.tcp!),
-            // Without an identity a ClientHello is opaque bytes, as before mTLS.
-            tls: (s, h) => (this.mtls.enabled ? this.mtls.accept(s, h) : admit(inboundHandlers.tcp!)(s, h)),
-          },
+      gate(
+        inboundOpaque
+          ? inboundHandlers
+          : {
+              http1: admit(inboundHandlers.http1!),
+              http2: admit(inboundHandlers.http2!),
+              tunnel: admit(inboundHandlers.tunnel!),
+              tcp: admit(inboundHandlers.tcp!),
+              // Without an identity a ClientHello is opaque bytes, as before mTLS.
+              tls: (s, h) => (this.mtls.enabled ? this.mtls.accept(s, h) : admit(inboundHandlers.tcp!)(s, h)),
+            },
+      ),
     );
 
     const upstreams: Record<string, Promise<net.AddressInfo>> = {};
@@ -471,9 +489,10 @@ export class Proxy {
   #upgradeOutbound(req: MeshRequest, socket: Duplex, head: Buffer): void {
     const svc = this.#outbound?.service;
     if (!svc) return void socket.destroy();
-    // Resolve the destination like any request, then splice to one endpoint.
-    const name = req.authority.split(/[.:]/)[0];
-    this.#upgradeTo(name, req, socket, head);
+    // Resolve the destination as routing reads any Host (route/authority.ts: case, trailing
+    // dot, namespace, port), then splice to one endpoint.
+    const t = parseAuthority(req.authority, this.#config.proxy.namespace);
+    this.#upgradeTo(t ? serviceKey(t.name, t.namespace) : req.authority, req, socket, head);
   }
 
   #upgradeTo(name: string, req: MeshRequest, socket: Duplex, head: Buffer): void {

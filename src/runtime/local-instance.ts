@@ -35,6 +35,8 @@ export interface LocalInstanceOptions {
   logDir: string;
   /** Kills the sidecar and app if the supervisor dies (watchdog.ts). */
   watchdog?: Watchdog;
+  /** The sidecar keeps its last good config and certificate in `<cacheDir>/<id>` (`--cache-dir`). */
+  cacheDir?: string;
   emit: (e: RuntimeEvent) => void;
   /** How long the app waits for its sidecar's workload certificate (default 15 s; with a join token only). */
   certificateTimeoutMs?: number;
@@ -292,6 +294,7 @@ export class LocalInstance {
       '--advertise',
       '127.0.0.1',
     ];
+    if (this.#o.cacheDir) args.push('--cache-dir', join(this.#o.cacheDir, s.id));
     for (const [k, v] of Object.entries(s.labels)) args.push('--label', `${k}=${v}`);
     // The endpoint identity clients expect (docs/mtls.md) is the service name unless this says otherwise.
     if (s.serviceAccount && s.serviceAccount !== s.service && s.labels[SERVICE_ACCOUNT_LABEL] === undefined)

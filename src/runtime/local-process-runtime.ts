@@ -40,6 +40,8 @@ export interface LocalProcessRuntimeOptions {
   logDir: string;
   /** Kills every instance's processes if this process dies (watchdog.ts; `hexmesh up`). */
   watchdog?: Watchdog;
+  /** Each sidecar's last good config and certificate go to `<cacheDir>/<instance>` (`hexmesh up`: `<data-dir>/cache`). */
+  cacheDir?: string;
   /** Catalog poll period (default 1 s). */
   healthPollMs?: number;
   /** See LocalInstanceOptions. */
@@ -80,6 +82,7 @@ export class LocalProcessRuntime implements Runtime {
       ...(this.#o.joinToken ? { joinToken: this.#o.joinToken } : {}),
       logDir: this.#o.logDir,
       ...(this.#o.watchdog ? { watchdog: this.#o.watchdog } : {}),
+      ...(this.#o.cacheDir ? { cacheDir: this.#o.cacheDir } : {}),
       emit: (e) => this.#emit(e),
       ...(this.#o.deregisterSettleMs !== undefined ? { deregisterSettleMs: this.#o.deregisterSettleMs } : {}),
       ...(this.#o.sidecarReadyTimeoutMs !== undefined

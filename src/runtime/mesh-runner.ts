@@ -183,6 +183,7 @@ export class MeshRunner {
         controlUrl: this.#state.controlUrl,
         token,
         watchdog: this.#watchdog,
+        cacheDir: join(this.paths.dataDir, 'cache'),
         joinToken: this.#joinTokens.get,
         logDir: this.paths.logDir,
         ...(this.#o.deregisterSettleMs !== undefined

@@ -5,7 +5,6 @@
  * The runtime, its sidecars and the controller run here, as `hexmesh up` runs them.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import http from 'node:http';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -19,50 +18,9 @@ import { freePort } from '../../src/runtime/ports.ts';
 import type { InstanceSpec } from '../../src/runtime/runtime.ts';
 import { RolloutController } from '../../src/rollout/rollout-controller.ts';
 import { rolloutKeys, type RolloutStatus } from '../../src/rollout/rollout-status.ts';
-import { BIN } from '../support/cli.ts';
+import { ControlProcess } from '../support/control-process.ts';
 
 const APP = join(import.meta.dirname, 'fixtures', 'flaky-app.mjs');
-
-/** `hexmesh control` on a fixed port and data dir, restartable. */
-class ControlProcess {
-  #child: ChildProcess | undefined;
-  constructor(
-    readonly port: number,
-    readonly dataDir: string,
-  ) {}
-  get url(): string {
-    return `http://127.0.0.1:${this.port}`;
-  }
-  async start(): Promise<void> {
-    const child = spawn(
-      process.execPath,
-      [BIN, 'control', '--listen', `127.0.0.1:${this.port}`, '--data-dir', this.dataDir],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    this.#child = child;
-    await new Promise<void>((resolve, reject) => {
-      let out = '';
-      const onData = (d: Buffer) => {
-        out += d.toString();
-        if (/listening on http/.test(out)) resolve();
-      };
-      child.stdout!.on('data', onData);
-      child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-      child.once('exit', (code) => reject(new Error(`hexmesh control exited (${code}): ${out}`)));
-    });
-  }
-  get running(): boolean {
-    const c = this.#child;
-    return c !== undefined && c.exitCode === null && c.signalCode === null;
-  }
-  kill(): Promise<void> {
-    const c = this.#child;
-    if (!c || c.exitCode !== null || c.signalCode !== null) return Promise.resolve();
-    const gone = new Promise<void>((r) => c.once('exit', () => r()));
-    c.kill('SIGKILL');
-    return gone;
-  }
-}
 
 function appSpec(id: string, service: string, env: Record<string, string>, labels: Record<string, string>) {
   return {

@@ -27,6 +27,10 @@ export function proxyCommand(): Command {
       collect,
     )
     .option('--id <id>', 'with --control: instance id (default <service>-<random>)')
+    .option(
+      '--cache-dir <dir>',
+      'with --control: keep the last good config and workload certificate here (0700) and start from them when the control plane is unreachable',
+    )
     .option('--advertise <host>', 'with --control: address other sidecars use to reach this one')
     .option(
       '--tracing-endpoint <url>',

@@ -22,6 +22,8 @@ export interface AdminServerOptions {
   isReady(): boolean;
   /** Why the proxy is not ready, shown in the 503 body (default `not ready`). */
   notReadyReason?(): string;
+  /** A note on a ready proxy, shown in the 200 body (`ready (running from cache: ...)`). */
+  readyNote?(): string | undefined;
   /** The configuration in force, served as JSON by `/config`. */
   configDump(): unknown;
   /** Called once, after the 202 of the first `POST /shutdown` was sent. */
@@ -148,7 +150,10 @@ export class AdminServer {
   }
 
   private ready(res: ServerResponse): void {
-    if (this.opts.isReady()) return send(res, 200, TEXT, 'ready\n');
+    if (this.opts.isReady()) {
+      const note = this.opts.readyNote?.();
+      return send(res, 200, TEXT, note ? `ready (${note})\n` : 'ready\n');
+    }
     const reason = this.opts.notReadyReason?.() ?? 'not ready';
     send(res, 503, TEXT, `${reason}\n`);
   }

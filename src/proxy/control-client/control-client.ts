@@ -48,6 +48,11 @@ export interface ControlClientOptions {
   /** Cut a stream on which the control plane sent nothing (not even a ping) for this long. Default 30 s. */
   silenceTimeout?: number;
   maxSubscriptions?: number;
+  /**
+   * A config was put in force: what it was built from, for `--cache-dir` (last-good-cache.ts).
+   * Not called for the config `startFrom` put in force.
+   */
+  onApplied?: (state: SnapshotMessage) => void;
   log?: (line: string) => void;
   random?: () => number;
 }
@@ -76,6 +81,8 @@ export class ControlClient {
   #silence: NodeJS.Timeout | undefined;
   #status: { status: HealthStatus; output?: string } | undefined;
   #closed = false;
+  /** #update is putting a saved config in force (startFrom): not acked, not saved again. */
+  #fromSaved = false;
   #firstApplied: () => void = () => {};
   /** Resolves when the first config from the control plane is in force. */
   readonly firstConfig: Promise<void>;
@@ -98,6 +105,22 @@ export class ControlClient {
 
   start(): void {
     this.#connect();
+  }
+
+  /**
+   * Put a saved config in force while the control plane has sent none (a restart while it
+   * is unreachable): its subscriptions are asked again on the next hello, and the first
+   * snapshot replaces it. Returns false if a config is already in force or it does not build.
+   */
+  startFrom(saved: SnapshotMessage): boolean {
+    if (this.applied !== 0 || this.#closed) return false;
+    for (const k of saved.subscriptions ?? []) this.#subscribed.add(k);
+    this.#state.replace(saved);
+    this.#covered = new Set(saved.subscriptions ?? []);
+    this.#fromSaved = true;
+    this.#update(saved.version);
+    this.#fromSaved = false;
+    return this.applied !== 0;
   }
 
   #connect(): void {
@@ -187,7 +210,15 @@ export class ControlClient {
       this.applied = version;
       this.lastError = undefined;
       this.#known = new Set(config.services.map((s) => `${s.name}.${s.namespace}`));
-      this.#send({ type: 'ack', version });
+      if (!this.#fromSaved) {
+        this.#send({ type: 'ack', version });
+        this.#opts.onApplied?.({
+          version,
+          services: [...this.#state.services.values()],
+          resources: [...this.#state.resources.values()],
+          subscriptions: [...this.#subscribed],
+        });
+      }
       this.#firstApplied();
     } catch (err) {
       const error = (err as Error).message ?? String(err);

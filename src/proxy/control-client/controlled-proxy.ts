@@ -12,6 +12,8 @@ import { Proxy, type ProxyAddresses } from '../proxy.ts';
 import { AppChecks } from './app-checks.ts';
 import { ControlClient, type ControlClientOptions } from './control-client.ts';
 import { ControlIdentitySource } from '../../identity/control-identity-source.ts';
+import type { IdentitySource } from '../../identity/identity-source.ts';
+import { CachedIdentitySource, LastGoodCache } from './last-good-cache.ts';
 
 export interface ControlledProxyOptions {
   /** Control plane URLs (`http://host:7070`); any of them will do. */
@@ -33,6 +35,14 @@ export interface ControlledProxyOptions {
    * server certificate before the trust bundle is known (default: the system roots).
    */
   identity?: { joinToken?: string; spiffeId?: string; controlCaPem?: string };
+  /**
+   * Keep the last good config and the workload certificate here (0700 dir, 0600 files) and
+   * start from them when the control plane does not answer within `cacheAfterMs`
+   * (last-good-cache.ts). Absent: nothing is written; a start needs the control plane.
+   */
+  cacheDir?: string;
+  /** How long a start waits for the control plane before it uses the cache (default 2 s). */
+  cacheAfterMs?: number;
   /** Client tuning (backoff, subscribe timeout, logging). */
   client?: Partial<Pick<ControlClientOptions, 'backoff' | 'subscribeTimeout' | 'silenceTimeout' | 'log'>>;
 }
@@ -64,6 +74,8 @@ export async function startControlledProxy(opts: ControlledProxyOptions): Promis
   });
   const addr = await proxy.start();
   const address = opts.advertise ?? advertiseAddress(p.inbound.address);
+  const log = opts.client?.log ?? (() => {});
+  const cache = opts.cacheDir ? new LastGoodCache(opts.cacheDir, { log }) : undefined;
   const identity = opts.identity
     ? new ControlIdentitySource({
         urls: opts.control,
@@ -84,6 +96,11 @@ export async function startControlledProxy(opts: ControlledProxyOptions): Promis
     tls: (url) => identity?.controlTls(url) ?? { minVersion: 'TLSv1.2' },
     settings: opts.settings,
     apply: (config) => proxy.apply(config),
+    onApplied: (state) => {
+      if (proxy.readyNote) log('control plane reached: the config from the control plane is in force');
+      proxy.readyNote = undefined;
+      void cache?.saveConfig(state);
+    },
     onRefused: (version, error) => proxy.noteRejected(version, error),
     node: {
       id,
@@ -99,12 +116,27 @@ export async function startControlledProxy(opts: ControlledProxyOptions): Promis
   });
   late.client = client;
   client.start();
-  if (identity) {
-    const src = identity;
+  // The proxy serves the cached certificate until the control plane issues one.
+  const served: IdentitySource | undefined =
+    identity && cache ? new CachedIdentitySource(identity, cache) : identity;
+  let fallback: NodeJS.Timeout | undefined;
+  if (cache)
+    fallback = setTimeout(() => {
+      if (client.applied !== 0) return;
+      const saved = cache.loadConfig();
+      if (!saved) return log(`control plane unreachable and no saved config in ${cache.dir}: not ready`);
+      if (client.startFrom(saved)) {
+        proxy.readyNote = `running from cache: control plane unreachable, config version ${saved.version} saved ${new Date(saved.savedAt).toISOString()}`;
+        log(proxy.readyNote);
+      }
+    }, opts.cacheAfterMs ?? 2000);
+  if (identity && served) {
+    const src = served;
     src.onChange(() => proxy.metrics.setCertExpiry(src.current()?.notAfter.getTime() ?? null));
+    proxy.metrics.setCertExpiry(src.current()?.notAfter.getTime() ?? null);
     // mTLS: plaintext until the first certificate arrives, then TLS to meshed endpoints.
     proxy.setIdentity(src);
-    src.start();
+    identity.start();
   }
   if (p.app && opts.checks?.length) {
     const c = client;
@@ -113,6 +145,7 @@ export async function startControlledProxy(opts: ControlledProxyOptions): Promis
     );
   }
   const leave = async () => {
+    clearTimeout(fallback);
     checks?.close();
     identity?.close();
     await client.close();

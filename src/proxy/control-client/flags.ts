@@ -20,6 +20,8 @@ export interface ControlFlags {
   check?: string[];
   id?: string;
   advertise?: string;
+  /** Last good config + certificate (last-good-cache.ts). */
+  cacheDir?: string;
   /** Join token for the workload certificate (or HEXMESH_JOIN_TOKEN). */
   joinToken?: string;
   /** PEM file of the CA that vouches for an HTTPS control plane (or env HEXMESH_CONTROL_CA). */
@@ -110,6 +112,7 @@ export async function runControlledProxy(f: ControlFlags): Promise<void> {
     checks: (f.check ?? []).map(parseCheck),
     ...(f.id ? { id: f.id } : {}),
     ...(f.advertise ? { advertise: f.advertise } : {}),
+    ...(f.cacheDir ? { cacheDir: f.cacheDir } : {}),
     ...(joinToken ? { identity: { joinToken, ...(controlCaPem ? { controlCaPem } : {}) } } : {}),
     onExit: () => process.exit(0),
     client: { log: (l) => process.stderr.write(`hexmesh proxy: ${l}\n`) },

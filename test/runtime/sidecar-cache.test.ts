@@ -1,0 +1,175 @@
+/**
+ * A sidecar restarted while the control plane is down (issue 10): with its last good config
+ * and certificate cached (`--cache-dir`, 0700/0600) it becomes ready from them and serves
+ * over mTLS; one with nothing cached stays not ready and resets its peers' connections, so
+ * they retry on an instance that serves. Real `hexmesh control` process (SIGKILLed), real
+ * sidecars and apps under the local runtime, as `hexmesh up` runs them.
+ */
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { ControlClient } from '../../src/cli/client/control-client.ts';
+import { credentialsFile, waitForBootstrapToken } from '../../src/runtime/bootstrap-token.ts';
+import { JoinTokenIssuer } from '../../src/runtime/join-token-issuer.ts';
+import { LocalProcessRuntime } from '../../src/runtime/local-process-runtime.ts';
+import { freePort } from '../../src/runtime/ports.ts';
+import type { InstanceSpec } from '../../src/runtime/runtime.ts';
+import { ControlProcess } from '../support/control-process.ts';
+
+const APP = join(import.meta.dirname, '..', 'rollout', 'fixtures', 'flaky-app.mjs');
+
+const spec = (id: string, service: string, version: string): InstanceSpec => ({
+  id,
+  service,
+  namespace: 'default',
+  labels: { version },
+  command: process.execPath,
+  args: [APP],
+  env: { VERSION: version },
+  cwd: process.cwd(),
+  port: 'auto',
+  healthCheck: { type: 'http', path: '/healthz' },
+  restart: { initialBackoffMs: 200, maxBackoffMs: 1000 },
+});
+
+/** `n` sequential requests through the client sidecar (bounded); answers by body or error. */
+async function requests(port: number, n: number): Promise<{ ok: Map<string, number>; failed: string[] }> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 4 });
+  const ok = new Map<string, number>();
+  const failed: string[] = [];
+  const one = () =>
+    new Promise<void>((resolve) => {
+      const req = http.get(
+        { host: '127.0.0.1', port, path: '/', headers: { host: 'reviews' }, agent },
+        (res) => {
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (c: string) => (body += c));
+          res.on('end', () => {
+            if (res.statusCode === 200) ok.set(body, (ok.get(body) ?? 0) + 1);
+            else failed.push(`${res.statusCode} ${body.slice(0, 100)}`);
+            resolve();
+          });
+        },
+      );
+      req.setTimeout(10_000, () => req.destroy(new Error('timeout')));
+      req.on('error', (e) => {
+        failed.push(e.message);
+        resolve();
+      });
+    });
+  for (let i = 0; i < n; i++) await Promise.all([one(), one(), one(), one()]);
+  agent.destroy();
+  return { ok, failed };
+}
+
+async function until<T>(what: string, ms: number, fn: () => Promise<T | undefined>): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await fn().catch(() => undefined);
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+test(
+  'control plane down: a restarted sidecar starts from its cached config and certificate and serves; one with no cache is skipped by its peers',
+  { timeout: 180_000 },
+  async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'hexmesh-sidecar-cache-'));
+    const cp = new ControlProcess(await freePort(), join(dir, 'data'));
+    await cp.start();
+    const token = await waitForBootstrapToken(credentialsFile(cp.dataDir), cp.url);
+    const api = new ControlClient(cp.url, { token });
+    const cacheDir = join(dir, 'cache');
+    const runtime = new LocalProcessRuntime({
+      controlUrl: cp.url,
+      token,
+      joinToken: new JoinTokenIssuer(api, { ttlMs: 3_600_000 }).get,
+      logDir: join(dir, 'logs'),
+      cacheDir,
+      healthPollMs: 250,
+      deregisterSettleMs: 200,
+    });
+    t.after(async () => {
+      if (!cp.running) await cp.start().catch(() => {});
+      await runtime.close();
+      await api.destroy();
+      await cp.kill();
+      rmSync(dir, { recursive: true, force: true });
+    });
+    await Promise.all([
+      runtime.startInstance(spec('reviews-1', 'reviews', 'v1')),
+      runtime.startInstance(spec('reviews-2', 'reviews', 'v1')),
+      runtime.startInstance(spec('client-1', 'client', 'c')),
+    ]);
+    await runtime.waitHealthy(['reviews-1', 'reviews-2', 'client-1'], 60_000);
+    const info = (id: string) => runtime.list().find((i) => i.id === id)!;
+    const clientPort = info('client-1').outboundPort;
+    await until('reviews through the client sidecar', 30_000, async () => {
+      const r = await requests(clientPort, 2);
+      return r.failed.length === 0 && r.ok.get('v1') ? true : undefined;
+    });
+    // What a sidecar keeps: the key is a secret.
+    const own = join(cacheDir, 'reviews-1');
+    await until('the cache of reviews-1', 10_000, async () =>
+      readdirSync(own).sort().join() === 'config.json,identity.json' ? true : undefined,
+    );
+    assert.equal(statSync(own).mode & 0o777, 0o700);
+    for (const f of readdirSync(own)) assert.equal(statSync(join(own, f)).mode & 0o777, 0o600, f);
+    assert.match(readFileSync(join(own, 'identity.json'), 'utf8'), /PRIVATE KEY/);
+
+    await cp.kill();
+    // reviews-2 loses its cache: restarted now, it has nothing to start from.
+    rmSync(join(cacheDir, 'reviews-2'), { recursive: true, force: true });
+    const before = { r1: info('reviews-1').sidecarPid!, r2: info('reviews-2').sidecarPid! };
+    process.kill(before.r1, 'SIGKILL');
+    process.kill(before.r2, 'SIGKILL');
+
+    // reviews-1's new sidecar is ready from the cache, says so, and its app is started again.
+    const ready = await until('reviews-1 ready from its cache', 60_000, async () => {
+      const i = info('reviews-1');
+      if (!i.sidecarPid || i.sidecarPid === before.r1 || !i.appPid || i.state !== 'running') return undefined;
+      const r = await fetch(`http://127.0.0.1:${i.adminPort}/ready`);
+      const body = await r.text();
+      return r.status === 200 ? body : undefined;
+    });
+    assert.match(ready, /running from cache: control plane unreachable/);
+    const metrics = await (await fetch(`http://127.0.0.1:${info('reviews-1').adminPort}/metrics`)).text();
+    assert.match(metrics, /\nhexmesh_cert_expiry_seconds [1-9]/, 'the cached certificate is served');
+    // reviews-2's new sidecar has neither config nor certificate: not ready.
+    const r2 = await until('reviews-2 sidecar restarted', 30_000, async () => {
+      const i = info('reviews-2');
+      if (!i.sidecarPid || i.sidecarPid === before.r2) return undefined;
+      const r = await fetch(`http://127.0.0.1:${i.adminPort}/ready`);
+      return r.status === 503 ? r.text() : undefined;
+    });
+    assert.match(r2, /waiting for the first config/);
+
+    // Through the mesh, with the control plane still down: every request is served (mTLS to
+    // reviews-1 with the cached certificate; reviews-2's resets are retried on reviews-1).
+    await new Promise((r) => setTimeout(r, 1000));
+    const served = await requests(clientPort, 50);
+    assert.deepEqual(served.failed, [], 'no request fails');
+    assert.equal(served.ok.get('v1'), 200);
+    const clientMetrics = await (
+      await fetch(`http://127.0.0.1:${info('client-1').adminPort}/metrics`)
+    ).text();
+    assert.match(
+      clientMetrics,
+      /hexmesh_requests_total\{direction="outbound",src_service="client",dst_service="reviews",[^}]*tls="true"\} [1-9]/,
+    );
+
+    // The control plane is back: the config it sends replaces the cached one.
+    await cp.start();
+    await until('reviews-1 on the control plane config', 60_000, async () => {
+      const r = await fetch(`http://127.0.0.1:${info('reviews-1').adminPort}/ready`);
+      return (await r.text()) === 'ready\n' ? true : undefined;
+    });
+    await runtime.waitHealthy(['reviews-1', 'reviews-2'], 60_000);
+  },
+);
