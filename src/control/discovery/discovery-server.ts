@@ -248,7 +248,15 @@ export class DiscoveryServer {
         (msg.node.adminAddress === undefined ? undefined : portOf(msg.node.adminAddress));
       s.adminAddress =
         s.peer === undefined || adminPort === undefined ? undefined : hostPort(s.peer, adminPort);
-      void this.#hello(s, msg).catch((err: Error) =>
+      const hello = this.#hello(s, msg);
+      // Status reports go through `writes` after the registration they update: a proxy sends
+      // its status right behind hello, and over a store with real latency (etcd across hosts)
+      // it would otherwise reach the catalog first, fail as "not found" and be lost.
+      s.writes = s.writes.then(
+        () => hello,
+        () => hello,
+      );
+      s.writes = s.writes.catch((err: Error) =>
         this.#close(s, CLOSE.storeUnavailable, `registration failed: ${err.message}`),
       );
       return;
