@@ -9,6 +9,7 @@ import type http from 'node:http';
 import net from 'node:net';
 import test from 'node:test';
 import tls from 'node:tls';
+import { WebSocketServer } from 'ws';
 import { StaticIdentitySource } from '../../src/identity/static-identity-source.ts';
 import { tunnelHeader } from '../../src/proxy/listen/detect.ts';
 import { startHttpServer, startProxy, type RunningProxy } from '../support/mesh.ts';
@@ -100,6 +101,30 @@ test('issue 9: routing and authorization agree: what the client sidecar routes t
     assert.equal(res?.headers['x-hexmesh-error'], 'denied', host);
   }
   assert.equal(app.seen.length, 0);
+});
+
+test('issue 9: a WebSocket upgrade is routed with the same reading of Host (case, trailing dot, namespace)', async (t) => {
+  const app = await httpApp(t);
+  const wss = new WebSocketServer({ server: app.server });
+  t.after(() => wss.close());
+  const server = await sidecar(t, { proxy: { service: 'orders', app: { port: app.port } } });
+  const client = await sidecar(t, {
+    proxy: { service: 'web' },
+    services: [{ name: 'orders', endpoints: [{ address: '127.0.0.1', port: server.inboundPort }] }],
+  });
+  const upgrade = (host: string) =>
+    rawExchange(
+      client.addr.outbound.port,
+      `GET /ws HTTP/1.1\r\nHost: ${host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n` +
+        'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n',
+      { timeoutMs: 5000, until: (d) => d.includes('\r\n\r\n') },
+    );
+  for (const host of ['orders', 'Orders.Default.', 'orders.default.svc.cluster.local:80'])
+    assert.match((await upgrade(host)).text, /^HTTP\/1\.1 101 /, host);
+  // Another namespace's orders is another service (unknown here), not this one.
+  const other = parseResponse((await upgrade('orders.other')).text);
+  assert.equal(other?.status, 404);
+  assert.equal(other?.headers['x-hexmesh-error'], 'unknown-service');
 });
 
 // ----------------------------------------------------------------------------- tunnels
