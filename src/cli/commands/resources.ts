@@ -22,6 +22,7 @@ import {
   type OutputFormat,
 } from '../client/command-support.ts';
 import { EXIT } from '../exit-codes.ts';
+import { ApplyInterruptedError, applyInBatches, type DocRef } from './apply-batches.ts';
 
 /** `svc`, `services`, `httproute`, `HTTPRoutes`, `tp` → the canonical kind. */
 export function canonicalKind(input: string): string {
@@ -142,7 +143,7 @@ export function applyCommand(): Command {
         const { docs, origins } = await loadDocuments(opts.filename);
         let answer;
         try {
-          answer = (await client.apply(docs)).body;
+          answer = await applyInBatches(client, docs);
         } catch (err) {
           if (
             err instanceof ControlApiError &&
@@ -150,17 +151,37 @@ export function applyCommand(): Command {
             err.problems.length
           )
             throw new CliFailure(problemsByFile(err, origins), EXIT.CONFIG);
+          if (err instanceof ApplyInterruptedError) reportInterruption(err, docs.length, opts.output);
           throw err;
         }
         if (opts.output === 'json') process.stdout.write(formatData(answer, 'json'));
-        else
-          for (const r of answer.results)
-            process.stdout.write(
-              `${r.kind}/${r.name}${r.namespace === 'default' ? '' : ` (namespace ${r.namespace})`} ${r.action}\n`,
-            );
+        else for (const r of answer.results) process.stdout.write(`${resultLine(r)} ${r.action}\n`);
         for (const w of answer.warnings) process.stderr.write(`warning: ${w}\n`);
       });
     });
+}
+
+function resultLine(r: DocRef): string {
+  return `${r.kind}/${r.name}${r.namespace === 'default' ? '' : ` (namespace ${r.namespace})`}`;
+}
+
+/**
+ * An interrupted apply: what is in force on stdout (as a normal apply prints it), every
+ * document that is not (or could not be checked) on stderr; exit 1.
+ */
+function reportInterruption(err: ApplyInterruptedError, total: number, output: OutputFormat): never {
+  const i = err.interruption;
+  if (output === 'json') process.stdout.write(formatData({ interrupted: i, warnings: err.warnings }, 'json'));
+  else for (const r of i.applied) process.stdout.write(`${resultLine(r)} applied\n`);
+  for (const w of err.warnings) process.stderr.write(`warning: ${w}\n`);
+  const lines = [
+    `apply interrupted: ${i.error}`,
+    `${i.applied.length} of ${total} documents applied${output === 'json' ? '' : ' (listed on stdout)'}, ${i.notApplied.length} not applied${i.unknown.length ? `, ${i.unknown.length} unknown (the control plane did not answer to check them)` : ''}`,
+  ];
+  if (i.notApplied.length) lines.push('not applied:', ...i.notApplied.map((r) => `  ${resultLine(r)}`));
+  if (i.unknown.length) lines.push('unknown:', ...i.unknown.map((r) => `  ${resultLine(r)}`));
+  lines.push('apply is idempotent: run the same command again to finish');
+  throw new CliFailure(lines.join('\n'), EXIT.RUNTIME);
 }
 
 /** The kind-specific column of `get`: its title and value. */

@@ -19,7 +19,7 @@ import {
   type ValidResource,
 } from '../validate-resource.ts';
 import { resourceSchema, type Resource } from '../../config/resources.ts';
-import { blockIfAsked, type ApiContext } from './context.ts';
+import { blockIfAsked, flag, type ApiContext } from './context.ts';
 
 export interface ApplyResult {
   kind: string;
@@ -150,7 +150,9 @@ export function resourceRoutes(router: Router, ctx: ApiContext): void {
     async (req: ApiRequest): Promise<JsonResult> => {
       const docs = parseResourceDocuments(req.raw, await req.body());
       const valid = validateResources(docs);
-      const { results, warnings, revision } = await apply(ctx, valid);
+      // ?dryRun: validate, check every resourceVersion and report what would happen, write nothing
+      // (`hexmesh apply` checks a large set this way before writing it in batches).
+      const { results, warnings, revision } = await apply(ctx, valid, flag(req.query, 'dryRun'));
       return { json: { results, warnings }, index: revision };
     },
     'resources:write',
@@ -178,6 +180,7 @@ async function getWithRevision(ctx: ApiContext, key: string): Promise<{ kv?: Key
 async function apply(
   ctx: ApiContext,
   valid: readonly ValidResource[],
+  dryRun = false,
 ): Promise<{ results: ApplyResult[]; warnings: string[]; revision: number }> {
   const current = await Promise.all(
     valid.map((v) => ctx.store.get(KEYS.resource(v.doc.kind, v.doc.metadata.namespace, v.doc.metadata.name))),
@@ -218,6 +221,14 @@ async function apply(
     const base = { kind, namespace: metadata.namespace, name: metadata.name };
     if (cur && canonicalJson(prevDoc) === canonicalJson(toStore)) {
       results.push({ ...base, action: 'unchanged', resourceVersion: String(cur.modRevision) });
+      continue;
+    }
+    if (dryRun) {
+      results.push({
+        ...base,
+        action: cur ? 'configured' : 'created',
+        resourceVersion: String(cur?.modRevision ?? 0),
+      });
       continue;
     }
     try {
