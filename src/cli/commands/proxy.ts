@@ -33,6 +33,11 @@ export function proxyCommand(): Command {
     )
     .option('--advertise <host>', 'with --control: address other sidecars use to reach this one')
     .option(
+      '--federated-trust-domain <td>',
+      "with --control: a SPIFFE trust domain besides the mesh's whose workloads may connect in over mTLS, repeatable (docs/mtls.md)",
+      collect,
+    )
+    .option(
       '--tracing-endpoint <url>',
       'with --control: OTLP/HTTP traces URL; turns tracing on (docs/observability.md)',
     )
@@ -52,7 +57,8 @@ export function proxyCommand(): Command {
 Listeners (defaults; change them in the config file):
   outbound 127.0.0.1:4140   the app sends requests here (Host: <service>)
   inbound  0.0.0.0:4143     traffic from other sidecars, forwarded to the local app
-  admin    127.0.0.1:4191   /metrics /ready /live /config /endpoints /tap, POST /shutdown
+  admin    127.0.0.1:4191   /metrics /ready /live /config /endpoints /tap,
+                            POST /shutdown (with the header x-hexmesh-admin: 1)
 
 Signals: SIGTERM or SIGINT drain gracefully (stop accepting, finish in-flight requests
 within proxy.drainTimeout, then exit). SIGHUP reloads the config file; an invalid file

@@ -20,6 +20,8 @@ export interface ControlFlags {
   check?: string[];
   id?: string;
   advertise?: string;
+  /** `proxy.federatedTrustDomains` (docs/mtls.md, "Peer identity"). */
+  federatedTrustDomain?: string[];
   /** Last good config + certificate (last-good-cache.ts). */
   cacheDir?: string;
   /** Join token for the workload certificate (or HEXMESH_JOIN_TOKEN). */
@@ -100,6 +102,7 @@ export async function runControlledProxy(f: ControlFlags): Promise<void> {
     ...(f.outbound ? { outbound: hostPort('outbound', f.outbound) } : {}),
     ...(f.admin ? { admin: hostPort('admin', f.admin) } : {}),
     ...(appPort ? { app: { port: appPort } } : {}),
+    ...(f.federatedTrustDomain?.length ? { federatedTrustDomains: f.federatedTrustDomain } : {}),
     ...tracingSettings(f),
   };
   const joinToken = f.joinToken ?? process.env.HEXMESH_JOIN_TOKEN;
