@@ -397,3 +397,20 @@ test('issue 9: L4 DENY on namespaces, ipBlocks and ports closes tunnels; an ALLO
     assert.equal(await ping(server.inboundPort), plainAllowed ? 'echo:ping' : '', `${what} (plain TCP)`);
   }
 });
+
+test('issue 9: a declared opaque inbound port (proxy.opaquePorts) in front of an HTTP app is authorized per connection', async (t) => {
+  const app = await httpApp(t);
+  // Port 0 in the config is the inbound listener's own (it binds a free port).
+  const open = await sidecar(t, { proxy: { service: 'orders', app: { port: app.port }, opaquePorts: [0] } });
+  const raw = await rawExchange(open.inboundPort, request('orders', '/x'), { timeoutMs: 5000 });
+  assert.equal(parseResponse(raw.text)?.body, 'ok /x', 'no policy: opaque bytes reach the app');
+  const guarded = await sidecar(t, {
+    proxy: { service: 'orders', app: { port: app.port }, opaquePorts: [0] },
+    resources: [DENY_ADMIN],
+  });
+  const before = app.seen.length;
+  // Raw bytes cannot be decided per path: the DENY rule, read for TCP, closes the connection.
+  const denied = await rawExchange(guarded.inboundPort, request('orders', '/admin'), { timeoutMs: 5000 });
+  assert.equal(denied.text, '');
+  assert.equal(app.seen.length, before);
+});
