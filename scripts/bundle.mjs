@@ -47,15 +47,14 @@ export function bundleIsFresh() {
   return built >= newestMtime(SRC);
 }
 
-/** Build dist/hexmesh.mjs (and its source map). Throws when esbuild or the write fails. */
-export async function buildBundle() {
-  // Stamp the output with the time the build started: a source edited during the build is then
-  // newer than the bundle, and the next start rebuilds.
-  const started = Date.now() / 1000;
-  const { build } = await import('esbuild');
-  const result = await build({
+/**
+ * esbuild options of the CLI bundle, written to `outdir` (also used by the release build,
+ * scripts/pack-release.mjs).
+ */
+export function bundleOptions(outdir) {
+  return {
     entryPoints: { hexmesh: join(SRC, 'cli', 'main.ts') },
-    outdir: dirname(BUNDLE),
+    outdir,
     outExtension: { '.js': '.mjs' },
     // Dynamic imports become chunks loaded on demand, so a command's heavy dependencies (the
     // control plane's store clients, say) stay out of processes that never run it, the proxy's
@@ -71,7 +70,16 @@ export async function buildBundle() {
     sourcesContent: false,
     write: false,
     logLevel: 'silent',
-  });
+  };
+}
+
+/** Build dist/hexmesh.mjs (and its source map). Throws when esbuild or the write fails. */
+export async function buildBundle() {
+  // Stamp the output with the time the build started: a source edited during the build is then
+  // newer than the bundle, and the next start rebuilds.
+  const started = Date.now() / 1000;
+  const { build } = await import('esbuild');
+  const result = await build(bundleOptions(dirname(BUNDLE)));
   const suffix = `.${process.pid}.tmp`;
   // Chunks first, then maps, the entry last: a process that sees the new entry finds every
   // file it imports.

@@ -28,6 +28,21 @@ export function findProjectRoot(from = dirname(fileURLToPath(import.meta.url))):
   return undefined;
 }
 
+/**
+ * The prebuilt dashboard of an installed package: `dist/release/dashboard/` beside the release
+ * bundle this module is part of (scripts/pack-release.mjs); undefined when there is none.
+ */
+export function findPackagedDashboard(from = dirname(fileURLToPath(import.meta.url))): string | undefined {
+  let dir = from;
+  for (let i = 0; i < 3; i++) {
+    if (existsSync(join(dir, 'dashboard', 'index.html'))) return join(dir, 'dashboard');
+    const up = dirname(dir);
+    if (up === dir) break;
+    dir = up;
+  }
+  return undefined;
+}
+
 export interface DashboardBuilderOptions {
   /** The checkout to build in (default: found from this module's location). */
   root?: string;
@@ -48,7 +63,10 @@ export class DashboardBuilder {
 
   constructor(opts: DashboardBuilderOptions = {}) {
     this.#root = opts.root ?? findProjectRoot();
-    this.distDir = join(this.#root ?? process.cwd(), 'dashboard', 'dist');
+    // Without a checkout (an installed package) the prebuilt site is served as it is.
+    this.distDir = this.#root
+      ? join(this.#root, 'dashboard', 'dist')
+      : (findPackagedDashboard() ?? join(process.cwd(), 'dashboard', 'dist'));
     this.#recheckMs = opts.recheckMs ?? 1000;
     this.#now = opts.now ?? Date.now;
   }
