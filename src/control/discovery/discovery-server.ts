@@ -240,7 +240,8 @@ export class DiscoveryServer {
       try {
         requireSelf(s.principal, msg.node.namespace, msg.node.service);
       } catch (err) {
-        return this.#close(s, CLOSE.policy, (err as Error).message);
+        // A close reason holds 123 bytes: the mismatch itself, without the SPIFFE ID prefix.
+        return this.#close(s, CLOSE.policy, (err as Error).message.replace(/^workload \S+ /, ''));
       }
       s.node = msg.node;
       const adminPort =
