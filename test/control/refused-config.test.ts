@@ -186,6 +186,13 @@ describe('issue 10: refused config stays refused', () => {
       JSON.stringify(sync),
     );
     assert.ok(results.some((c) => c.name === 'rejected-configs' && c.status === 'fail'));
+    // The stored resource itself is named, even with no proxy connected to refuse it.
+    const stored = results.find((c) => c.name === 'config-references');
+    assert.equal(stored?.status, 'fail', JSON.stringify(stored));
+    assert.match(
+      stored!.message,
+      /stored TrafficPolicy\/default\/reviews-cb does not validate.*window must be > 0/,
+    );
 
     // A good version replaces it: acked, and the refusal is gone everywhere.
     const fix = await fetch(`${url}/v1/resources/TrafficPolicy/default/reviews-cb`, {
@@ -210,5 +217,14 @@ describe('issue 10: refused config stays refused', () => {
       rejected?: unknown;
     };
     assert.equal(dump2.rejected, undefined);
+    const after = JSON.parse((await runCli(['check', '-o', 'json', '--control', url])).stdout) as {
+      name: string;
+      status: string;
+    }[];
+    for (const name of ['proxies-in-sync', 'rejected-configs', 'config-references'])
+      assert.ok(
+        after.filter((c) => c.name === name).every((c) => c.status === 'ok'),
+        `${name}: ${JSON.stringify(after.filter((c) => c.name === name))}`,
+      );
   });
 });

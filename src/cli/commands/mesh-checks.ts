@@ -119,17 +119,22 @@ export const rejectedConfigsCheck: Check = {
 };
 
 /**
- * The stored config analysed as `istioctl analyze` would (`GET /v1/analyze`): a route whose
- * parent or backend names a service that does not exist is a warning, one per reference.
+ * The stored config analysed as `istioctl analyze` would (`GET /v1/analyze`): a stored resource
+ * that no longer validates (every proxy refuses it) fails; a route whose parent or backend names
+ * a service that does not exist is a warning, one per reference.
  */
 export const configReferencesCheck: Check = {
   name: 'config-references',
   description: 'every route names Services and backends that exist',
   async run({ client }) {
-    const { body } = await client.request<{ warnings: string[] }>('GET', '/v1/analyze');
-    if (body.warnings.length === 0)
+    const { body } = await client.request<{ warnings: string[]; errors?: string[] }>('GET', '/v1/analyze');
+    const errors = body.errors ?? [];
+    if (body.warnings.length === 0 && errors.length === 0)
       return [{ name: 'config-references', status: 'ok', message: 'every route names services that exist' }];
-    return body.warnings.map((w) => ({ name: 'config-references', status: 'warn' as const, message: w }));
+    return [
+      ...errors.map((e) => ({ name: 'config-references', status: 'fail' as const, message: e })),
+      ...body.warnings.map((w) => ({ name: 'config-references', status: 'warn' as const, message: w })),
+    ];
   },
 };
 

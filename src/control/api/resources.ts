@@ -18,7 +18,8 @@ import {
   type StoredDoc,
   type ValidResource,
 } from '../validate-resource.ts';
-import { resourceSchema, type Resource } from '../../config/resources.ts';
+import { ConfigError, type ConfigProblem } from '../../config/load.ts';
+import type { Resource } from '../../config/resources.ts';
 import { blockIfAsked, flag, type ApiContext } from './context.ts';
 
 export interface ApplyResult {
@@ -138,8 +139,11 @@ export function resourceRoutes(router: Router, ctx: ApiContext): void {
     'GET',
     '/v1/analyze',
     async () => {
-      const { routes, revision } = await storedRoutes(ctx);
-      return { json: { warnings: await referenceWarnings(ctx, routes) }, index: revision };
+      const { resources, invalid, revision } = await storedResources(ctx);
+      return {
+        json: { warnings: await referenceWarnings(ctx, resources), errors: invalid },
+        index: revision,
+      };
     },
     'resources:read',
   );
@@ -284,17 +288,28 @@ async function referenceWarnings(
   ];
 }
 
-/** Every stored route, parsed (a stored document that no longer parses is skipped). */
-async function storedRoutes(ctx: ApiContext): Promise<{ routes: Resource[]; revision: number }> {
-  const routes: Resource[] = [];
-  let revision = 0;
-  for (const kind of ['HTTPRoute', 'GRPCRoute']) {
-    const r = await ctx.store.range(`${KEYS.resources}${kind}/`);
-    revision = Math.max(revision, r.revision);
-    for (const kv of r.kvs) {
-      const parsed = resourceSchema.safeParse(JSON.parse(kv.value));
-      if (parsed.success) routes.push(parsed.data);
+/**
+ * Every stored resource, parsed; the ones that no longer validate (stored by other means, or
+ * before a check existed — every proxy refuses them) are named with their problems instead.
+ */
+async function storedResources(
+  ctx: ApiContext,
+): Promise<{ resources: Resource[]; invalid: string[]; revision: number }> {
+  const r = await ctx.store.range(KEYS.resources);
+  const resources: Resource[] = [];
+  const invalid: string[] = [];
+  for (const kv of r.kvs) {
+    const id = kv.key.slice(KEYS.resources.length);
+    try {
+      resources.push(validateResources([JSON.parse(kv.value)], id)[0].parsed);
+    } catch (err) {
+      const problems = err instanceof ConfigError ? err.problems.map(problemText).join('; ') : String(err);
+      invalid.push(`stored ${id} does not validate, so every proxy that receives it refuses it: ${problems}`);
     }
   }
-  return { routes, revision };
+  return { resources, invalid, revision: r.revision };
+}
+
+function problemText(p: ConfigProblem): string {
+  return p.path ? `${p.path}: ${p.message}` : p.message;
 }
