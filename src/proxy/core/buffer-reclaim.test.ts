@@ -33,3 +33,18 @@ test('a large body relays every byte in order while GCs run under it', async () 
   }
   assert.equal(seen, n);
 });
+
+test('a body not flowing yet (a request body before the transport reads it) is not started, and is watched once it flows', async () => {
+  const body = new PassThrough();
+  body.write(Buffer.alloc(1024, 1));
+  reclaimWhileStreaming(body, undefined);
+  await new Promise((r) => setImmediate(r));
+  assert.equal(body.listenerCount('data'), 0);
+  assert.notEqual(body.readableFlowing, true, 'the watch must not start the flow');
+  const got: Buffer[] = [];
+  body.on('data', (c: Buffer) => got.push(c));
+  body.end(Buffer.alloc(1024, 2));
+  await new Promise((r) => body.once('end', r));
+  assert.equal(body.listenerCount('data'), 2, 'the consumer and the watch');
+  assert.equal(Buffer.concat(got).length, 2048, 'no byte lost');
+});

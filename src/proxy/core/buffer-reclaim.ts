@@ -46,12 +46,18 @@ function onChunk(chunk: Buffer | string): void {
   gc?.({ type: 'minor' });
 }
 
+function countWhenFlowing(this: Readable): void {
+  this.on('data', onChunk);
+}
+
 /**
  * Count `body`'s chunks towards the next young-generation GC, unless its length is known to
- * be small. Call once the body is being consumed (piped): the 'data' listener does not change
- * its flow.
+ * be small. Response bodies (piped by the listeners) and request bodies (read by a transport)
+ * alike: a body not flowing yet is counted from its 'resume' (emitted before its first chunk
+ * flows), so the 'data' listener never starts a flow nobody reads.
  */
 export function reclaimWhileStreaming(body: Readable, contentLength: string | string[] | undefined): void {
   if (typeof contentLength === 'string' && Number(contentLength) < WATCH_ABOVE) return;
-  body.on('data', onChunk);
+  if (body.readableFlowing === true) body.on('data', onChunk);
+  else body.once('resume', countWhenFlowing);
 }

@@ -2,6 +2,7 @@
  * Connections to a set of targets, one HTTP/1.1 pool and one HTTP/2 session per target,
  * created on first use and closed when the target leaves the set.
  */
+import { reclaimWhileStreaming } from '../core/buffer-reclaim.ts';
 import type { MeshRequest, MeshResponse } from '../core/dispatch.ts';
 import { H1Transport } from './h1-transport.ts';
 import { H2Transport } from './h2-transport.ts';
@@ -64,6 +65,8 @@ export class TransportPool {
       req.ctx.peerIdentity = security.peerIdentity ?? '';
     }
     propagateGrpcTimeout(req);
+    // Uploads relay dead socket buffers as downloads do (core/buffer-reclaim.ts).
+    if (req.body !== null) reclaimWhileStreaming(req.body, req.headers['content-length']);
     const signal = req.ctx.trySignal ?? req.ctx.signal;
     if (h2) {
       e.h2 ??= new H2Transport(host, port, {
