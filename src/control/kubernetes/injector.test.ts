@@ -1,0 +1,95 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import {
+  admissionResponse,
+  injectionPatch,
+  podAppPort,
+  podService,
+  skipReason,
+  type Pod,
+} from './injector.ts';
+
+const OPTS = { image: 'hexmesh/proxy:test', control: ['http://cp:7070'], version: '0.1.0' };
+const pod = (p: Pod['metadata'] = {}, spec: Pod['spec'] = { containers: [{ name: 'app' }] }): Pod => ({
+  metadata: p,
+  spec,
+});
+
+describe('kubernetes injector', () => {
+  it('finds the service: annotation, app labels, then the name stem of a ReplicaSet pod', () => {
+    assert.equal(
+      podService(pod({ annotations: { 'hexmesh.io/service': 'shop' }, labels: { app: 'x' } })),
+      'shop',
+    );
+    assert.equal(podService(pod({ labels: { 'app.kubernetes.io/name': 'cart', app: 'x' } })), 'cart');
+    assert.equal(podService(pod({ labels: { app: 'Web_UI' } })), 'web-ui');
+    assert.equal(podService(pod({ generateName: 'reviews-v2-7d9f8b6c4-' })), 'reviews-v2');
+    assert.equal(podService(pod({ name: 'db' })), 'db');
+  });
+
+  it('finds the app port: annotation, else the first TCP containerPort', () => {
+    assert.equal(podAppPort(pod({ annotations: { 'hexmesh.io/app-port': '9000' } })), 9000);
+    assert.equal(
+      podAppPort(
+        pod(
+          {},
+          {
+            containers: [
+              { name: 'a', ports: [{ containerPort: 53, protocol: 'UDP' }, { containerPort: 8080 }] },
+            ],
+          },
+        ),
+      ),
+      8080,
+    );
+    assert.equal(podAppPort(pod()), undefined);
+  });
+
+  it('skips opted-out and already injected pods', () => {
+    assert.match(skipReason(pod({ annotations: { 'hexmesh.io/inject': 'false' } }))!, /annotation/);
+    assert.match(skipReason(pod({ labels: { 'hexmesh.io/inject': 'disabled' } }))!, /label/);
+    assert.equal(
+      skipReason(pod({}, { containers: [{ name: 'app' }], initContainers: [{ name: 'hexmesh-proxy' }] })),
+      'already injected',
+    );
+    assert.equal(skipReason(pod()), undefined);
+  });
+
+  it('patches in a native sidecar first among the init containers, and the annotation', () => {
+    const ops = injectionPatch(
+      pod(
+        { annotations: { a: 'b' } },
+        { containers: [{ name: 'app' }], initContainers: [{ name: 'migrate' }] },
+      ),
+      OPTS,
+    );
+    assert.deepEqual(
+      ops.map((o) => o.path),
+      ['/spec/initContainers/0', '/metadata/annotations/hexmesh.io~1injected'],
+    );
+    const c = ops[0].value as { restartPolicy: string; securityContext: { runAsUser: number } };
+    assert.equal(c.restartPolicy, 'Always');
+    assert.equal(c.securityContext.runAsUser, 2102);
+    assert.deepEqual(
+      injectionPatch(pod(), OPTS).map((o) => o.path),
+      ['/spec/initContainers', '/metadata/annotations'],
+    );
+  });
+
+  it('answers AdmissionReview with a base64 JSON Patch, or allows without one', () => {
+    const review = (object: Pod) => ({ request: { uid: 'u1', kind: { kind: 'Pod' }, object } });
+    const r = admissionResponse(review(pod()), OPTS) as {
+      response: { uid: string; patchType: string; patch: string };
+    };
+    assert.equal(r.response.uid, 'u1');
+    assert.equal(r.response.patchType, 'JSONPatch');
+    assert.equal((JSON.parse(Buffer.from(r.response.patch, 'base64').toString()) as unknown[]).length, 2);
+    const skipped = admissionResponse(
+      review(pod({ annotations: { 'hexmesh.io/inject': 'false' } })),
+      OPTS,
+    ) as {
+      response: Record<string, unknown>;
+    };
+    assert.deepEqual(skipped.response, { uid: 'u1', allowed: true });
+  });
+});
