@@ -59,7 +59,10 @@ export class MaglevPicker implements Picker {
   constructor(private readonly env: PickerEnv) {}
 
   rebuild(endpoints: readonly EndpointState[]): void {
-    this.table = buildMaglevTable(endpoints);
+    // No endpoints, no table (pick falls through to the weighted choice, which finds none):
+    // a balancer built before its endpoints arrive — or dry, to validate a policy — skips
+    // filling 65,537 slots for nothing.
+    this.table = endpoints.length ? buildMaglevTable(endpoints) : new Int32Array(0);
   }
 
   pick(endpoints: readonly EndpointState[], c: CandidateSet, hashKey: string | undefined): number {
