@@ -49,16 +49,25 @@ export class EtcdStore implements Store {
   readonly kind = 'etcd';
   readonly endpoints: readonly string[];
   readonly #client: Etcd3;
+  readonly #callTimeoutMs: number;
   readonly #watchers = new Set<EtcdStoreWatcher>();
   #closed = false;
 
   private constructor(endpoints: readonly string[], opts: EtcdStoreOptions) {
     this.endpoints = endpoints;
     const callTimeout = opts.callTimeoutMs ?? 5000;
+    this.#callTimeoutMs = callTimeout;
     this.#client = new Etcd3({
       hosts: [...endpoints],
       dialTimeout: opts.connectTimeoutMs ?? 10_000,
       defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + callTimeout }),
+      // A member whose host died sends nothing, not even a reset: without HTTP/2 pings a watch
+      // on it waits forever. 10 s keeps within etcd's default --grpc-keepalive-min-time (5 s).
+      grpcOptions: {
+        'grpc.keepalive_time_ms': 10_000,
+        'grpc.keepalive_timeout_ms': 5_000,
+        'grpc.keepalive_permit_without_calls': 1,
+      },
     });
   }
 
@@ -178,7 +187,12 @@ export class EtcdStore implements Store {
     const res = await this.#call(
       'keepAlive',
       async () => {
-        const stream = await this.#client.leaseClient.leaseKeepAlive();
+        // One short-lived stream per keep-alive, so it gets a unary call's deadline: on a silent
+        // member it would hang, and with it every later renewal of the caller (the lease lapses).
+        // The failed call marks the member, so the next one goes to another.
+        const stream = await this.#client.leaseClient.leaseKeepAlive({
+          deadline: Date.now() + this.#callTimeoutMs,
+        });
         try {
           return await new Promise<{ TTL: string }>((resolve, reject) => {
             stream.on('data', resolve);

@@ -179,6 +179,18 @@ export class EtcdCluster {
     await m.exited;
   }
 
+  /**
+   * Freeze member i (SIGSTOP): its connections stay open and nothing answers on them, as when
+   * its host died without a word. `thaw(i)` resumes it.
+   */
+  freeze(i: number): void {
+    this.#members[i]!.proc?.kill('SIGSTOP');
+  }
+
+  thaw(i: number): void {
+    this.#members[i]!.proc?.kill('SIGCONT');
+  }
+
   /** Start member i again on its data dir and wait until it is healthy. */
   async restart(i: number, timeoutMs = 30_000): Promise<void> {
     await this.kill(i);
