@@ -283,3 +283,65 @@ test("issue 10: a certificate request's proxyId is scoped to the identity it is 
     await t.close();
   }
 });
+
+test('issue 10: a workload token bound to one instance acts for that instance only', async () => {
+  const t = await enforcing();
+  const streams: Stream[] = [];
+  try {
+    const made = await call(
+      t.url,
+      'POST',
+      '/v1/auth/tokens',
+      { name: 'web-1', role: 'workload', service: 'web', instance: 'web-1' },
+      bearer(t.admin),
+    );
+    assert.equal(made.status, 201, JSON.stringify(made.body));
+    const web1 = made.body.token as string;
+    const reg = (id: string) =>
+      call(
+        t.url,
+        'PUT',
+        '/v1/catalog/register',
+        { id, service: 'web', address: '127.0.0.1', port: 9 },
+        bearer(web1),
+      );
+    const other = await reg('web-2');
+    assert.equal(other.status, 403);
+    assert.equal(
+      other.body.error.message,
+      'workload spiffe://hexmesh.local/ns/default/sa/web may act only for instance web-1, not web-2',
+    );
+    const own = await reg('web-1');
+    assert.equal(own.status, 200, JSON.stringify(own.body));
+    // web-2 registered by someone allowed to: web-1's token cannot report for it or keep it alive.
+    const web2 = await call(
+      t.url,
+      'PUT',
+      '/v1/catalog/register',
+      { id: 'web-2', service: 'web', address: '127.0.0.1', port: 10 },
+      bearer(t.admin),
+    );
+    const status = await call(
+      t.url,
+      'PUT',
+      '/v1/catalog/status/default/web/web-2',
+      { status: 'critical' },
+      bearer(web1),
+    );
+    assert.equal(status.status, 403);
+    const hb = await call(t.url, 'PUT', `/v1/catalog/heartbeat/${web2.body.lease}`, undefined, bearer(web1));
+    assert.equal(hb.status, 403);
+    assert.equal(
+      (await call(t.url, 'PUT', `/v1/catalog/heartbeat/${own.body.lease}`, undefined, bearer(web1))).status,
+      200,
+    );
+    const hello = openStream(t.url, web1, { id: 'web-2', service: 'web', address: '127.0.0.1' });
+    streams.push(hello);
+    const refused = await hello.first;
+    assert.equal(refused.close?.code, 1008);
+    assert.equal(refused.close!.reason, 'may act only for instance web-1, not web-2');
+  } finally {
+    for (const s of streams) s.ws.terminate();
+    await t.close();
+  }
+});

@@ -18,7 +18,7 @@ interface TokenInfo {
   role: string;
   createdAt: string;
   expiresAt?: string;
-  subject?: { namespace: string; service: string };
+  subject?: { namespace: string; service: string; instance?: string };
 }
 
 function durationMs(v: string): number {
@@ -40,6 +40,7 @@ function tokenCreate(): Command {
       .option('--ttl <duration>', 'expiry (default: none)', durationMs)
       .option('--service <name>', 'role workload (required there): the one service the token acts for')
       .option('--namespace <ns>', 'with --service: its namespace (default: default)')
+      .option('--instance <id>', 'with --service: bind the token to this one instance id as well')
       .addOption(outputOption(['table', 'json'], 'table')),
   )
     .addHelpText(
@@ -57,6 +58,7 @@ function tokenCreate(): Command {
           ttl?: number;
           service?: string;
           namespace?: string;
+          instance?: string;
           output: OutputFormat;
         },
         cmd: Command,
@@ -65,8 +67,8 @@ function tokenCreate(): Command {
           cmd.error('--role workload needs --service: a workload token acts for one service');
         if (opts.service !== undefined && opts.role !== 'workload')
           cmd.error('--service goes with --role workload');
-        if (opts.namespace !== undefined && opts.service === undefined)
-          cmd.error('--namespace goes with --service');
+        if ((opts.namespace ?? opts.instance) !== undefined && opts.service === undefined)
+          cmd.error('--namespace and --instance go with --service');
         await runWithClient('auth token create', opts, async (client) => {
           const r = await client.request<{ token: string } & TokenInfo>('POST', '/v1/auth/tokens', {
             body: {
@@ -75,13 +77,14 @@ function tokenCreate(): Command {
               ...(opts.ttl !== undefined && { ttl: opts.ttl }),
               ...(opts.service !== undefined && { service: opts.service }),
               ...(opts.namespace !== undefined && { namespace: opts.namespace }),
+              ...(opts.instance !== undefined && { instance: opts.instance }),
             },
           });
           if (opts.output === 'json') return void process.stdout.write(formatData(r.body, 'json'));
           // The token alone on stdout, so `$(...)` captures it; the rest on stderr.
           process.stdout.write(`${r.body.token}\n`);
           process.stderr.write(
-            `API token ${r.body.id} "${r.body.name}" role ${r.body.role}${r.body.subject ? ` for service ${r.body.subject.service} in namespace ${r.body.subject.namespace}` : ''}${r.body.expiresAt ? `, expires ${r.body.expiresAt}` : ''}\n`,
+            `API token ${r.body.id} "${r.body.name}" role ${r.body.role}${r.body.subject ? ` for service ${r.body.subject.service} in namespace ${r.body.subject.namespace}${r.body.subject.instance ? `, instance ${r.body.subject.instance}` : ''}` : ''}${r.body.expiresAt ? `, expires ${r.body.expiresAt}` : ''}\n`,
           );
         });
       },
@@ -100,7 +103,11 @@ function tokenList(): Command {
         t.id,
         t.name,
         t.role,
-        t.subject ? `${t.subject.namespace}/${t.subject.service}` : t.role === 'workload' ? '(unbound)' : '-',
+        t.subject
+          ? `${t.subject.namespace}/${t.subject.service}${t.subject.instance ? `/${t.subject.instance}` : ''}`
+          : t.role === 'workload'
+            ? '(unbound)'
+            : '-',
         age(t.createdAt),
         t.expiresAt ?? 'never',
       ]),

@@ -5,7 +5,7 @@ import { badRequest } from '../http/error-response.ts';
 import { parseJson } from '../http/body.ts';
 import type { Router } from '../http/router.ts';
 import { Catalog } from '../catalog/catalog.ts';
-import { registerSchema, statusSchema } from '../catalog/instance.ts';
+import { defaultInstanceId, registerSchema, statusSchema } from '../catalog/instance.ts';
 import { blockIfAsked, flag, type ApiContext } from './context.ts';
 import { requireSelf, type Principal } from '../auth/api-auth.ts';
 import { callerAdminAddress, portOf } from '../auth/caller-address.ts';
@@ -17,7 +17,7 @@ export function catalogRoutes(router: Router, ctx: ApiContext): void {
     '/v1/catalog/register',
     async (req) => {
       const body = validate(registerSchema, parseJson(await req.body()), 'register body');
-      requireSelf(req.principal, body.namespace, body.service);
+      requireSelf(req.principal, body.namespace, body.service, body.id ?? defaultInstanceId(body));
       // A workload names only its admin port: the host is where its connection comes from.
       const input =
         req.principal?.kind === 'workload' && body.adminAddress !== undefined
@@ -48,7 +48,7 @@ export function catalogRoutes(router: Router, ctx: ApiContext): void {
     '/v1/catalog/deregister/:namespace/:service/:id',
     async (req) => {
       const { namespace, service, id } = req.params;
-      requireSelf(req.principal, namespace, service);
+      requireSelf(req.principal, namespace, service, id);
       await ctx.catalog.deregister(namespace, service, id);
       return { json: { ok: true } };
     },
@@ -60,7 +60,7 @@ export function catalogRoutes(router: Router, ctx: ApiContext): void {
     '/v1/catalog/status/:namespace/:service/:id',
     async (req) => {
       const { namespace, service, id } = req.params;
-      requireSelf(req.principal, namespace, service);
+      requireSelf(req.principal, namespace, service, id);
       const body = validate(statusSchema, parseJson(await req.body()), 'status body');
       const inst = await ctx.catalog.setStatus(namespace, service, id, body.status, body.output);
       return { json: inst };
@@ -103,7 +103,8 @@ export function catalogRoutes(router: Router, ctx: ApiContext): void {
 async function requireOwnLease(ctx: ApiContext, p: Principal | undefined, lease: number): Promise<void> {
   if (p?.kind !== 'workload') return;
   const own = await ctx.catalog.list(p.namespace, p.serviceAccount);
-  if (own.instances.some((i) => i.lease === lease)) return;
+  if (own.instances.some((i) => i.lease === lease && (p.instance === undefined || i.id === p.instance)))
+    return;
   const other = (await ctx.catalog.list()).instances.find((i) => i.lease === lease);
   if (!other)
     throw new HexmeshError(

@@ -35,6 +35,8 @@ export type Principal =
       readonly via: 'mtls' | 'join-token' | 'api-token';
       /** With `api-token`: the token's id (never its secret). */
       readonly tokenId?: string;
+      /** A token bound to one instance as well: the only instance id it may act for. */
+      readonly instance?: string;
       readonly spiffeId: string;
       readonly namespace: string;
       readonly serviceAccount: string;
@@ -145,6 +147,7 @@ export class ApiAuth {
         spiffeId: `spiffe://${td}/ns/${t.subject.namespace}/sa/${t.subject.service}`,
         namespace: t.subject.namespace,
         serviceAccount: t.subject.service,
+        ...(t.subject.instance !== undefined && { instance: t.subject.instance }),
       };
     }
     return { kind: 'token', role: t.role, id: t.id, name: t.name };
@@ -221,14 +224,25 @@ function refusedClientCert(req: IncomingMessage): string | undefined {
 
 /**
  * For handlers that act on one workload (its instance, its certificate): a workload caller
- * may act only as its own service account in its own namespace. People and scripts (tokens)
+ * may act only as its own service account in its own namespace (and, for a token bound to
+ * one instance, only for that instance id). People and scripts (tokens)
  * and unauthenticated calls with auth off pass.
  */
-export function requireSelf(p: Principal | undefined, namespace: string, service: string): void {
+export function requireSelf(
+  p: Principal | undefined,
+  namespace: string,
+  service: string,
+  instance?: string,
+): void {
   if (p?.kind !== 'workload') return;
-  if (p.namespace === namespace && p.serviceAccount === service) return;
-  throw new HexmeshError(
-    'HEXMESH_ERR_DENIED',
-    `workload ${p.spiffeId} may act only for service ${p.serviceAccount} in namespace ${p.namespace}, not ${service} in ${namespace}`,
-  );
+  if (p.namespace !== namespace || p.serviceAccount !== service)
+    throw new HexmeshError(
+      'HEXMESH_ERR_DENIED',
+      `workload ${p.spiffeId} may act only for service ${p.serviceAccount} in namespace ${p.namespace}, not ${service} in ${namespace}`,
+    );
+  if (p.instance !== undefined && instance !== p.instance)
+    throw new HexmeshError(
+      'HEXMESH_ERR_DENIED',
+      `workload ${p.spiffeId} may act only for instance ${p.instance}, not ${instance ?? '(none named)'}`,
+    );
 }

@@ -32,6 +32,8 @@ export interface ApiTokenRecord {
 export interface TokenSubject {
   readonly namespace: string;
   readonly service: string;
+  /** Narrower still: the one instance (catalog id = discovery node id) the token acts for. */
+  readonly instance?: string;
 }
 
 /** What the API shows about a token (never the hash, never the secret). */
@@ -40,6 +42,8 @@ export type ApiTokenInfo = Omit<ApiTokenRecord, 'hash'>;
 const NAME = /^[A-Za-z0-9][-A-Za-z0-9_.@]{0,62}$/;
 /** A service or namespace: a DNS-1123 name, as join tokens and the catalog take them. */
 const DNS_NAME = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
+/** An instance id, as the catalog and the discovery protocol take it. */
+const INSTANCE_ID = /^[A-Za-z0-9][-A-Za-z0-9_.:]{0,127}$/;
 
 const refused = (why: string) => new HexmeshError('HEXMESH_ERR_UNAUTHENTICATED', `API token refused: ${why}`);
 
@@ -72,7 +76,16 @@ function checkSubject(role: Role, subject: TokenSubject | undefined): TokenSubje
         'HEXMESH_ERR_BAD_REQUEST',
         `${field} must be a DNS-1123 name (lower-case letters, digits, '-', '.'), got ${JSON.stringify(v)}`,
       );
-  return { namespace: subject.namespace, service: subject.service };
+  if (subject.instance !== undefined && !INSTANCE_ID.test(subject.instance))
+    throw new HexmeshError(
+      'HEXMESH_ERR_BAD_REQUEST',
+      `instance must be an instance id (letters, digits, '-', '_', '.', ':'), got ${JSON.stringify(subject.instance)}`,
+    );
+  return {
+    namespace: subject.namespace,
+    service: subject.service,
+    ...(subject.instance !== undefined && { instance: subject.instance }),
+  };
 }
 
 export class ApiTokens {

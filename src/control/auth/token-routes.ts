@@ -21,6 +21,8 @@ const createBody = z.strictObject({
   service: z.string().min(1).max(253).optional(),
   /** With `service`; default `default`. */
   namespace: z.string().min(1).max(253).optional(),
+  /** With `service`: bind the token to this one instance id as well. */
+  instance: z.string().min(1).max(128).optional(),
 });
 
 export function tokenRoutes(router: Router, tokens: ApiTokens, auth: ApiAuth): void {
@@ -39,14 +41,18 @@ export function tokenRoutes(router: Router, tokens: ApiTokens, auth: ApiAuth): v
         if (ttlMs === undefined || ttlMs <= 0)
           throw badRequest(`ttl must be a positive duration like 30d (got ${JSON.stringify(r.data.ttl)})`);
       }
-      if (r.data.namespace !== undefined && r.data.service === undefined)
-        throw badRequest('namespace goes with service (a workload token is bound to one service)');
+      if ((r.data.namespace ?? r.data.instance) !== undefined && r.data.service === undefined)
+        throw badRequest('namespace and instance go with service (a workload token is bound to one service)');
       const { token, info } = await tokens.create({
         name: r.data.name,
         role: r.data.role,
         ttlMs,
         ...(r.data.service !== undefined && {
-          subject: { service: r.data.service, namespace: r.data.namespace ?? 'default' },
+          subject: {
+            service: r.data.service,
+            namespace: r.data.namespace ?? 'default',
+            ...(r.data.instance !== undefined && { instance: r.data.instance }),
+          },
         }),
       });
       return { status: 201, json: { token, ...info } };
@@ -87,6 +93,7 @@ export function tokenRoutes(router: Router, tokens: ApiTokens, auth: ApiAuth): v
                 via: p.via,
                 spiffeId: p.spiffeId,
                 ...(p.tokenId !== undefined && { id: p.tokenId }),
+                ...(p.instance !== undefined && { instance: p.instance }),
               },
       };
     },

@@ -238,7 +238,7 @@ export class DiscoveryServer {
       if (s.node) return this.#close(s, CLOSE.policy, 'hello sent twice');
       // A workload speaks only for its own service (service account = service name).
       try {
-        requireSelf(s.principal, msg.node.namespace, msg.node.service);
+        requireSelf(s.principal, msg.node.namespace, msg.node.service, msg.node.id);
       } catch (err) {
         // A close reason holds 123 bytes: the mismatch itself, without the SPIFFE ID prefix.
         return this.#close(s, CLOSE.policy, (err as Error).message.replace(/^workload \S+ /, ''));
