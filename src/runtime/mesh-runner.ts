@@ -27,7 +27,7 @@ import { withStableRevisions } from '../rollout/stable-revision.ts';
 import type { MeshFile, MeshService } from './mesh-file.ts';
 import { HEXMESH_BIN, meshPaths } from './paths.ts';
 import {
-  isAlive,
+  isRunning,
   processStamp,
   spawnLines,
   terminate,
@@ -344,7 +344,7 @@ export class MeshRunner {
     if (skipped.length) this.#o.onLog?.(`[up] left alone (pid reused): ${skipped.join(', ')}`);
     // Their ports and the store are free once they are gone.
     const deadline = Date.now() + 5000;
-    while (killed.some(isAlive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    while (killed.some(isRunning) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     return previous;
   }
 

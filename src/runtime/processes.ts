@@ -112,6 +112,20 @@ export function isAlive(pid: number): boolean {
 }
 
 /**
+ * Is `pid` running: alive and not a zombie (a killed child whose parent died waits as a
+ * zombie until init reaps it — in some containers init never does).
+ */
+export function isRunning(pid: number): boolean {
+  if (!isAlive(pid)) return false;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return true;
+  }
+}
+
+/**
  * What makes a pid one particular process: its start time (field 22 of /proc/<pid>/stat,
  * clock ticks since boot) and the boot it started in. A pid is reused after the process
  * exits or after a reboot; the pair is not.

@@ -2,7 +2,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { MeshState } from './mesh-runner.ts';
-import { isAlive, isSameProcess, signalGroup, type ProcessStamp } from './processes.ts';
+import { isRunning, isSameProcess, signalGroup, type ProcessStamp } from './processes.ts';
 import { meshPaths } from './paths.ts';
 
 /** The state file, or undefined when no mesh was started from this data dir (or it was stopped cleanly). */
@@ -73,7 +73,7 @@ export function killRecorded(st: MeshState): { killed: number[]; skipped: string
   const skipped: string[] = [];
   const seen = new Set<number>();
   for (const { what, pid, stamp } of named) {
-    if (!pid || seen.has(pid) || !isAlive(pid)) continue;
+    if (!pid || seen.has(pid) || !isRunning(pid)) continue;
     seen.add(pid);
     if (!isSameProcess(pid, stamp)) {
       skipped.push(`${what} pid ${pid}`);

@@ -9,7 +9,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import { ControlClient } from '../../src/cli/client/control-client.ts';
 import { readCredentials } from '../../src/cli/client/credentials.ts';
 import type { MeshState } from '../../src/runtime/mesh-runner.ts';
@@ -60,88 +60,97 @@ const readState = (dir: string): MeshState | undefined => {
   }
 };
 
+/**
+ * A mesh file with `reviews` v1 and a Rollout to v2 with these canary steps, in a temp dir;
+ * `up()` starts a foreground supervisor on it (the test SIGKILLs it).
+ */
+function meshUnderTest(t: TestContext, steps: string) {
+  const dir = mkdtempSync(join(tmpdir(), 'hexmesh-supervisor-'));
+  const data = join(dir, 'data');
+  const file = join(dir, 'mesh.yaml');
+  writeFileSync(
+    file,
+    `controlPlane: { listen: '127.0.0.1:0' }
+services:
+- name: reviews
+  command: node
+  args: [${JSON.stringify(APP)}]
+  env: { VERSION: v1 }
+  version: v1
+  healthCheck: { type: http, path: /healthz }
+resources:
+- apiVersion: hexmesh.io/v1alpha1
+  kind: Rollout
+  metadata: { name: reviews }
+  spec:
+    service: reviews
+    template:
+      command: node
+      args: [${JSON.stringify(APP)}]
+      env: { VERSION: v2 }
+      labels: { version: v2 }
+      replicas: 1
+      healthCheck: { type: http, path: /healthz }
+    strategy:
+      canary: { steps: ${steps}, interval: 1s }
+`,
+  );
+  const seen = new Set<number>();
+  const ups: ChildProcess[] = [];
+  t.after(async () => {
+    await runCli(['down', '--data-dir', data, '--timeout', '20'], 40_000);
+    for (const u of ups) u.kill('SIGKILL');
+    for (const p of seen)
+      try {
+        process.kill(-p, 'SIGKILL');
+      } catch {}
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const up = () => {
+    const p = spawn(process.execPath, [BIN, 'up', '-f', file, '--data-dir', data], {
+      cwd: dir,
+      stdio: ['ignore', 'ignore', 'ignore'],
+    });
+    ups.push(p);
+    return p;
+  };
+  /** The state file of the supervisor `by` (not one a killed supervisor left) once `ids` all pass. */
+  const running = (by: ChildProcess, ids: string[]) =>
+    until(`${ids.join(', ')} running and passing`, 90_000, () => {
+      const st = readState(data);
+      if (!st || st.phase !== 'running' || st.supervisorPid !== by.pid) return undefined;
+      for (const p of pidsOf(st)) seen.add(p);
+      const got = st.instances.map((i) => i.id).sort();
+      const ok =
+        JSON.stringify(got) === JSON.stringify(ids) &&
+        st.instances.every((i) => i.health === 'passing' && i.appPid && i.sidecarPid);
+      return ok ? st : undefined;
+    });
+  const rollout = async (st: MeshState) => {
+    const token = readCredentials(join(data, 'credentials.json')).contexts[0].token;
+    const api = new ControlClient(st.controlUrl, { token });
+    try {
+      const get = async <T>(key: string) => JSON.parse((await api.kvGet(key)).body!.value) as T;
+      return {
+        status: await get<RolloutStatus>(rolloutKeys.status('default', 'reviews')),
+        history: await get<HistoryEntry[]>(rolloutKeys.history('default', 'reviews')),
+      };
+    } finally {
+      await api.destroy();
+    }
+  };
+  const answer = async (st: MeshState) => {
+    const i = st.instances.find((x) => x.service === 'reviews')!;
+    return (await fetch(`http://127.0.0.1:${i.appPort}/`)).text();
+  };
+  return { data, up, running, rollout, answer };
+}
+
 test(
   'SIGKILL of the up supervisor: every child dies with it; the next up reaps leftovers and does not rerun a promoted rollout',
   { timeout: 240_000 },
   async (t) => {
-    const dir = mkdtempSync(join(tmpdir(), 'hexmesh-supervisor-'));
-    const data = join(dir, 'data');
-    const file = join(dir, 'mesh.yaml');
-    writeFileSync(
-      file,
-      `controlPlane: { listen: '127.0.0.1:0' }
-services:
-  - name: reviews
-    command: node
-    args: [${JSON.stringify(APP)}]
-    env: { VERSION: v1 }
-    version: v1
-    healthCheck: { type: http, path: /healthz }
-resources:
-  - apiVersion: hexmesh.io/v1alpha1
-    kind: Rollout
-    metadata: { name: reviews }
-    spec:
-      service: reviews
-      template:
-        command: node
-        args: [${JSON.stringify(APP)}]
-        env: { VERSION: v2 }
-        labels: { version: v2 }
-        replicas: 1
-        healthCheck: { type: http, path: /healthz }
-      strategy:
-        canary: { steps: [{ setWeight: 50 }], interval: 1s }
-`,
-    );
-    const seen = new Set<number>();
-    const ups: ChildProcess[] = [];
-    t.after(async () => {
-      await runCli(['down', '--data-dir', data, '--timeout', '20'], 40_000);
-      for (const u of ups) u.kill('SIGKILL');
-      for (const p of seen)
-        try {
-          process.kill(-p, 'SIGKILL');
-        } catch {}
-      rmSync(dir, { recursive: true, force: true });
-    });
-    const up = () => {
-      const p = spawn(process.execPath, [BIN, 'up', '-f', file, '--data-dir', data], {
-        cwd: dir,
-        stdio: ['ignore', 'ignore', 'ignore'],
-      });
-      ups.push(p);
-      return p;
-    };
-    /** The state file of the supervisor `by` (not one a killed supervisor left) once `ids` all pass. */
-    const running = (by: ChildProcess, ids: string[]) =>
-      until(`${ids.join(', ')} running and passing`, 90_000, () => {
-        const st = readState(data);
-        if (!st || st.phase !== 'running' || st.supervisorPid !== by.pid) return undefined;
-        for (const p of pidsOf(st)) seen.add(p);
-        const got = st.instances.map((i) => i.id).sort();
-        const ok =
-          JSON.stringify(got) === JSON.stringify(ids) &&
-          st.instances.every((i) => i.health === 'passing' && i.appPid && i.sidecarPid);
-        return ok ? st : undefined;
-      });
-    const rollout = async (st: MeshState) => {
-      const token = readCredentials(join(data, 'credentials.json')).contexts[0].token;
-      const api = new ControlClient(st.controlUrl, { token });
-      try {
-        const get = async <T>(key: string) => JSON.parse((await api.kvGet(key)).body!.value) as T;
-        return {
-          status: await get<RolloutStatus>(rolloutKeys.status('default', 'reviews')),
-          history: await get<HistoryEntry[]>(rolloutKeys.history('default', 'reviews')),
-        };
-      } finally {
-        await api.destroy();
-      }
-    };
-    const answer = async (st: MeshState) => {
-      const i = st.instances.find((x) => x.service === 'reviews')!;
-      return (await fetch(`http://127.0.0.1:${i.appPort}/`)).text();
-    };
+    const { data, up, running, rollout, answer } = meshUnderTest(t, '[{ setWeight: 50 }]');
 
     // 1. The rollout promotes v2; then the supervisor is SIGKILLed.
     const first = up();
@@ -206,5 +215,51 @@ resources:
       r4.history.map((h) => [h.revision, h.outcome]),
       [[1, 'Succeeded']],
     );
+  },
+);
+
+test(
+  'supervisor SIGKILLed mid-rollout: the next up routes all traffic to the stable instances that run, marks the revision interrupted and rolls it out again',
+  { timeout: 180_000 },
+  async (t) => {
+    const { data, up, running, rollout, answer } = meshUnderTest(t, '[{ setWeight: 50 }, { pause: {} }]');
+    const first = up();
+    const paused = await until('the canary paused at 50%', 90_000, async () => {
+      const st = readState(data);
+      if (st?.phase !== 'running' || st.supervisorPid !== first.pid) return undefined;
+      const r = await rollout(st);
+      return r.status.phase === 'Paused' && r.status.weight === 50 ? st : undefined;
+    });
+    const pids = pidsOf(paused);
+    first.kill('SIGKILL');
+    await until('the children of the killed supervisor to exit', 20_000, () =>
+      pids.some(alive) ? undefined : true,
+    );
+
+    const second = up();
+    // The stable revision (0: the mesh file's v1) starts; revision 1 is not resumed but rerun.
+    const st = await running(second, ['reviews-1', 'reviews-r2-1']);
+    assert.equal(await answer(st), 'v1');
+    const r = await until('revision 2 paused at 50%', 60_000, async () => {
+      const x = await rollout(st);
+      return x.status.revision === 2 && x.status.phase === 'Paused' ? x : undefined;
+    });
+    assert.deepEqual(
+      r.history.map((h) => [h.revision, h.outcome]),
+      [
+        [1, 'Failed'],
+        [2, 'Progressing'],
+      ],
+    );
+    assert.match(r.history[0].reason ?? '', /interrupted: the rollout controller stopped during revision 1/);
+    assert.equal(r.status.stableRevision, 0);
+    // The route's two Services select instances that run: v1 (stable) and revision 2.
+    const token = readCredentials(join(data, 'credentials.json')).contexts[0].token;
+    const api = new ControlClient(st.controlUrl, { token });
+    t.after(() => api.destroy());
+    const selector = async (name: string) =>
+      (await api.getResource('Service', 'default', name)).body.spec as { selector: Record<string, string> };
+    assert.deepEqual((await selector('reviews-stable')).selector, { version: 'v1' });
+    assert.deepEqual((await selector('reviews-canary')).selector, { 'hexmesh.io/revision': '2' });
   },
 );
