@@ -72,6 +72,11 @@ export interface CaOptions {
    * Absent: the seal key in `<dataDir>/ca-seal.key` (made on first use).
    */
   keySecret?: string;
+  /**
+   * Accept a platform's workload token in place of a join token: the identity it proves, or
+   * undefined to refuse it (docs/kubernetes.md: ServiceAccount tokens by TokenReview).
+   */
+  platformToken?: (token: string) => Promise<{ namespace: string; serviceAccount: string } | undefined>;
   /** Root lifetime (default 10 years). */
   rootTtlMs?: number;
   /** Intermediate lifetime (default 1 year). */
@@ -504,6 +509,14 @@ export class CertificateAuthority {
 
   async #grantedIdentity(req: SignRequest, state: CaState): Promise<string> {
     if (req.token) {
+      // Not one of our join tokens (`hxjt.…`): a platform token, when one is trusted
+      // (Kubernetes: a projected ServiceAccount token, checked by TokenReview).
+      if (this.#opts.platformToken && !req.token.startsWith('hxjt.')) {
+        const who = await this.#opts.platformToken(req.token);
+        if (!who)
+          throw new HexmeshError('HEXMESH_ERR_UNAUTHENTICATED', 'the platform token was not accepted');
+        return makeSpiffeId(state.trustDomain, who.namespace, who.serviceAccount);
+      }
       const t = await this.tokens.verify(req.token);
       return makeSpiffeId(state.trustDomain, t.namespace, t.serviceAccount);
     }

@@ -6,7 +6,8 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import type { AddressInfo } from 'node:net';
+import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ControlPlane } from '../../src/control/control-plane.ts';
@@ -18,10 +19,17 @@ import {
 import { SqliteStore } from '../../src/store/sqlite-store.ts';
 import { KEYS } from '../../src/store/store.ts';
 import { KubeApiServer, kubeApiserverMissingReason } from '../support/kube-apiserver.ts';
-import { startHttpServer } from '../support/mesh.ts';
 import { until } from '../control/discovery-support.ts';
 
-const skip = kubeApiserverMissingReason();
+/**
+ * The API server refuses loopback endpoint addresses (as a kubelet would never report one),
+ * so the app listens on this machine's own address: traffic to it stays on the host.
+ */
+const hostIp = Object.values(networkInterfaces())
+  .flat()
+  .find((i) => i && i.family === 'IPv4' && !i.internal)?.address;
+const skip =
+  kubeApiserverMissingReason() ?? (hostIp ? undefined : 'no non-loopback IPv4 address for the app');
 const any = { address: '127.0.0.1', port: 0 };
 
 function get(port: number, host: string): Promise<{ status: number; body: string }> {
@@ -71,7 +79,7 @@ describe('kubernetes: Services and EndpointSlices → the catalog → a sidecar'
   let cp: ControlPlane;
   let source: KubernetesSource;
   let sidecar: ControlledProxy;
-  let app: Awaited<ReturnType<typeof startHttpServer>>;
+  let app: { port: number; close(): Promise<void> };
   const logs: string[] = [];
 
   before(async () => {
@@ -88,7 +96,16 @@ describe('kubernetes: Services and EndpointSlices → the catalog → a sidecar'
       log: (m) => logs.push(m),
     });
     await source.start();
-    app = await startHttpServer((_q, r) => r.end('web app'));
+    const appServer = http.createServer((_q, r) => r.end('web app'));
+    await new Promise<void>((r) => appServer.listen(0, hostIp, r));
+    app = {
+      port: (appServer.address() as AddressInfo).port,
+      close: () =>
+        new Promise<void>((r) => {
+          appServer.closeAllConnections();
+          appServer.close(() => r());
+        }),
+    };
     sidecar = await startControlledProxy({
       control: [`http://127.0.0.1:${a.port}`],
       settings: { service: 'client', inbound: any, outbound: any, admin: any, drainTimeout: '1s' },
@@ -123,7 +140,7 @@ describe('kubernetes: Services and EndpointSlices → the catalog → a sidecar'
     await kube.must(
       'POST',
       '/apis/discovery.k8s.io/v1/namespaces/default/endpointslices',
-      slice('web-1', 'web', app.port, [{ address: '127.0.0.1', zone: 'zone-a' }]),
+      slice('web-1', 'web', app.port, [{ address: hostIp!, zone: 'zone-a' }]),
     );
     const endpoints = await until(
       () => {
@@ -135,7 +152,7 @@ describe('kubernetes: Services and EndpointSlices → the catalog → a sidecar'
     );
     const ms = Date.now() - t0;
     assert.ok(ms < 1000, `EndpointSlice → sidecar took ${ms} ms`);
-    assert.equal(endpoints[0].address, '127.0.0.1');
+    assert.equal(endpoints[0].address, hostIp);
     assert.equal(endpoints[0].port, app.port);
     assert.equal(endpoints[0].labels?.['topology.kubernetes.io/zone'], 'zone-a');
     const res = await get(sidecar.addr.outbound.port, 'web');
@@ -149,7 +166,7 @@ describe('kubernetes: Services and EndpointSlices → the catalog → a sidecar'
       '/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/web-1',
     );
     await kube.must('PUT', '/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/web-1', {
-      ...slice('web-1', 'web', app.port, [{ address: '127.0.0.1', ready: false, zone: 'zone-a' }]),
+      ...slice('web-1', 'web', app.port, [{ address: hostIp!, ready: false, zone: 'zone-a' }]),
       metadata: {
         ...slice('web-1', 'web', app.port, []).metadata,
         resourceVersion: cur.metadata.resourceVersion,

@@ -148,6 +148,12 @@ Example:
         const { secureDataDir } = await import('../../store/data-dir.ts');
         secureDataDir(opts.dataDir, (line) => process.stderr.write(`hexmesh control: warning: ${line}\n`));
         const identity = await caOptionsFromFlags(opts, opts.dataDir);
+        if (opts.kubernetes) {
+          // A sidecar's projected ServiceAccount token (audience hexmesh) buys its certificate.
+          const { TokenReviewer } = await import('../../control/kubernetes/token-review.ts');
+          const reviewer = await TokenReviewer.load(opts.kubeconfig);
+          identity.platformToken = (token) => reviewer.review(token);
+        }
         const [{ openStore }, { ControlPlane }] = await Promise.all([
           import('../../store/open-store.ts'),
           import('../../control/control-plane.ts'),

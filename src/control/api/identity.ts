@@ -15,7 +15,8 @@ import { blockIfAsked, flag, type ApiContext } from './context.ts';
 
 const signBody = z.strictObject({
   csr: z.string().min(1).max(16_384),
-  token: z.string().max(512).optional(),
+  /** A join token, or a platform token (a Kubernetes ServiceAccount JWT runs to ~1-2 KB). */
+  token: z.string().max(8192).optional(),
   renewal: z
     .strictObject({ certificate: z.string().max(65_536), signature: z.string().max(1024) })
     .optional(),

@@ -216,6 +216,9 @@ export function structural(s: Json): Json {
   if (typeof out.maximum === 'number' && out.maximum >= Number.MAX_SAFE_INTEGER) delete out.maximum;
   if (typeof out.minimum === 'number' && out.minimum <= Number.MIN_SAFE_INTEGER) delete out.minimum;
   if (type === 'number' && Array.isArray(out.enum) && out.enum.every(Number.isInteger)) out.type = 'integer';
+  // An enum's default (a targetRef's kind Service, an action ALLOW) is filled in by the API
+  // server, so `kubectl get` shows the value in force; other defaults stay zod's to apply.
+  if (type === 'string' && Array.isArray(out.enum) && typeof s.default === 'string') out.default = s.default;
   if (type === 'object') {
     if (s.properties) {
       const props: Json = {};

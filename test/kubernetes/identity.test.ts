@@ -1,0 +1,114 @@
+/**
+ * Workload identity from Kubernetes against a real kube-apiserver: a ServiceAccount token
+ * minted by the API server (TokenRequest, audience hexmesh) buys a certificate for
+ * `spiffe://<td>/ns/<ns>/sa/<sa>` — its own ServiceAccount's, never another's — checked by
+ * TokenReview; tokens of another audience or of a deleted ServiceAccount buy nothing.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { TokenReviewer } from '../../src/control/kubernetes/token-review.ts';
+import { CertificateAuthority } from '../../src/identity/ca.ts';
+import { createKeyAndCsr } from '../../src/identity/csr.ts';
+import { certInfo } from '../../src/identity/x509.ts';
+import { SqliteStore } from '../../src/store/sqlite-store.ts';
+import { KubeApiServer, kubeApiserverMissingReason } from '../support/kube-apiserver.ts';
+
+const skip = kubeApiserverMissingReason();
+const TD = 'hexmesh.test';
+
+describe('kubernetes: ServiceAccount tokens checked by TokenReview', { skip }, () => {
+  let kube: KubeApiServer;
+  let dir: string;
+  let store: SqliteStore;
+  let ca: CertificateAuthority;
+  let reviewer: TokenReviewer;
+
+  const token = async (sa: string, audiences?: string[]) =>
+    (
+      await kube.must<{ status: { token: string } }>(
+        'POST',
+        `/api/v1/namespaces/shop/serviceaccounts/${sa}/token`,
+        {
+          apiVersion: 'authentication.k8s.io/v1',
+          kind: 'TokenRequest',
+          spec: { ...(audiences ? { audiences } : {}), expirationSeconds: 600 },
+        },
+      )
+    ).status.token;
+
+  before(async () => {
+    kube = await KubeApiServer.start();
+    dir = mkdtempSync(join(tmpdir(), 'hexmesh-k8s-id-'));
+    store = await SqliteStore.open(join(dir, 'hexmesh.db'), { synchronous: 'normal' });
+    reviewer = await TokenReviewer.load(kube.kubeconfig);
+    ca = new CertificateAuthority(store, {
+      dataDir: dir,
+      trustDomain: TD,
+      platformToken: (t) => reviewer.review(t),
+    });
+    await ca.start();
+    await kube.must('POST', '/api/v1/namespaces', {
+      apiVersion: 'v1',
+      kind: 'Namespace',
+      metadata: { name: 'shop' },
+    });
+    for (const sa of ['web', 'db'])
+      await kube.must('POST', '/api/v1/namespaces/shop/serviceaccounts', {
+        apiVersion: 'v1',
+        kind: 'ServiceAccount',
+        metadata: { name: sa },
+      });
+  });
+
+  after(async () => {
+    await store?.close();
+    await kube?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('TokenReview names the ServiceAccount of a hexmesh-audience token', async () => {
+    assert.deepEqual(await reviewer.review(await token('web', ['hexmesh'])), {
+      namespace: 'shop',
+      serviceAccount: 'web',
+    });
+  });
+
+  it('a certificate request with its own ServiceAccount token succeeds', async () => {
+    const { csrPem } = await createKeyAndCsr({ spiffeId: `spiffe://${TD}/ns/shop/sa/web` });
+    const issued = await ca.sign({ csr: csrPem, token: await token('web', ['hexmesh']), proxyId: 'web-1' });
+    assert.equal(issued.spiffeId, `spiffe://${TD}/ns/shop/sa/web`);
+    assert.deepEqual(certInfo(issued.certChainPem).uris, [`spiffe://${TD}/ns/shop/sa/web`]);
+    // Without a requested ID the token's identity is granted.
+    const bare = await createKeyAndCsr();
+    assert.equal(
+      (await ca.sign({ csr: bare.csrPem, token: await token('db', ['hexmesh']) })).spiffeId,
+      `spiffe://${TD}/ns/shop/sa/db`,
+    );
+  });
+
+  it('a certificate for another ServiceAccount is refused', async () => {
+    const { csrPem } = await createKeyAndCsr({ spiffeId: `spiffe://${TD}/ns/shop/sa/db` });
+    await assert.rejects(
+      ca.sign({ csr: csrPem, token: await token('web', ['hexmesh']) }),
+      (e: Error & { code?: string }) => {
+        assert.equal(e.code, 'HEXMESH_ERR_DENIED');
+        assert.match(e.message, /asks for spiffe:\/\/hexmesh\.test\/ns\/shop\/sa\/db/);
+        return true;
+      },
+    );
+  });
+
+  it('a token of another audience, or of a deleted ServiceAccount, buys nothing', async () => {
+    const apiAudience = await token('web');
+    assert.equal(await reviewer.review(apiAudience), undefined);
+    const { csrPem } = await createKeyAndCsr();
+    await assert.rejects(ca.sign({ csr: csrPem, token: apiAudience }), /platform token was not accepted/);
+    const dbToken = await token('db', ['hexmesh']);
+    await kube.must('DELETE', '/api/v1/namespaces/shop/serviceaccounts/db');
+    assert.equal(await reviewer.review(dbToken), undefined);
+    assert.equal(await reviewer.review('not-a-token'), undefined);
+  });
+});
