@@ -112,3 +112,28 @@ test(
     assert.equal((await storedNames(url)).size, N);
   },
 );
+
+test('an apply whose control plane never answers says that none of the documents was applied', async () => {
+  const d = await mkdtemp(join(tmpdir(), 'hexmesh-apply-none-'));
+  try {
+    const file = join(d, 'many.yaml');
+    await writeFile(
+      file,
+      Array.from(
+        { length: 150 },
+        (_, i) =>
+          `apiVersion: hexmesh.io/v1alpha1\nkind: Service\nmetadata: { name: s-${i} }\nspec:\n  ports: [{ port: 80 }]\n`,
+      ).join('---\n'),
+    );
+    const port = await freePort(); // nothing listens there
+    const r = new Running(['apply', '-f', file, '--control', `http://127.0.0.1:${port}`]);
+    running.push(r);
+    assert.equal((await r.exited).code, 1);
+    assert.match(r.stderr, /apply interrupted: cannot reach control plane/);
+    assert.match(r.stderr, /0 of 150 documents applied .*, 150 not applied/);
+    assert.equal([...r.stderr.matchAll(/^ {2}Service\/s-\d+$/gm)].length, 150);
+    assert.equal(r.stdout, '');
+  } finally {
+    await rm(d, { recursive: true, force: true });
+  }
+});

@@ -65,10 +65,20 @@ export async function applyInBatches(
   const size = opts.batch ?? APPLY_BATCH;
   let warnings: string[] | undefined;
   // Checked whole first: an invalid or conflicting document anywhere writes nothing at all.
-  if (docs.length > size)
-    warnings = (
-      await client.request<ApplyAnswer>('POST', '/v1/apply', { query: { dryRun: true }, body: docs })
-    ).body.warnings;
+  if (docs.length > size) {
+    try {
+      warnings = (
+        await client.request<ApplyAnswer>('POST', '/v1/apply', { query: { dryRun: true }, body: docs })
+      ).body.warnings;
+    } catch (err) {
+      // A refusal is reported as such; no answer at all still means nothing was written.
+      if (!(err instanceof ControlApiError) || (err.status !== 0 && err.status < 500)) throw err;
+      throw new ApplyInterruptedError(
+        { error: err.message, applied: [], notApplied: docs.map(refOf), unknown: [] },
+        [],
+      );
+    }
+  }
   const results: ApplyResult[] = [];
   for (let start = 0; start < docs.length; start += size) {
     const batch = docs.slice(start, start + size);
