@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { ControlPlane } from '../../src/control/control-plane.ts';
 import { TokenReviewer } from '../../src/control/kubernetes/token-review.ts';
 import { CertificateAuthority } from '../../src/identity/ca.ts';
 import { createKeyAndCsr } from '../../src/identity/csr.ts';
@@ -99,6 +100,38 @@ describe('kubernetes: ServiceAccount tokens checked by TokenReview', { skip }, (
         return true;
       },
     );
+  });
+
+  it('through the control plane API: POST /v1/identity/certificate with the token (auth enforced)', async () => {
+    const cp = new ControlPlane({
+      listen: { address: '127.0.0.1', port: 0 },
+      store,
+      identity: { dataDir: dir, trustDomain: TD, platformToken: (t) => reviewer.review(t) },
+      auth: { mode: 'enforce' },
+      dashboard: false,
+    });
+    const { port } = await cp.start();
+    try {
+      const post = async (spiffeId: string) => {
+        const { csrPem } = await createKeyAndCsr({ spiffeId });
+        const r = await fetch(`http://127.0.0.1:${port}/v1/identity/certificate`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ csr: csrPem, token: await token('web', ['hexmesh']), proxyId: 'web-2' }),
+        });
+        return {
+          status: r.status,
+          body: (await r.json()) as { spiffeId?: string; error?: { code?: string } },
+        };
+      };
+      const own = await post(`spiffe://${TD}/ns/shop/sa/web`);
+      assert.equal(own.status, 200, JSON.stringify(own.body));
+      assert.equal(own.body.spiffeId, `spiffe://${TD}/ns/shop/sa/web`);
+      const other = await post(`spiffe://${TD}/ns/shop/sa/db`);
+      assert.equal(other.status, 403, JSON.stringify(other.body));
+    } finally {
+      await cp.close();
+    }
   });
 
   it('a token of another audience, or of a deleted ServiceAccount, buys nothing', async () => {
