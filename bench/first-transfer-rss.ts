@@ -2,7 +2,7 @@
  * RSS of fresh sidecars across their first large transfers (issue 9: "the first 100 MiB through
  * fresh sidecars grows RSS by +42–52 MiB, later ones ≤ 11").
  *
- *   node --import tsx bench/first-transfer-rss.ts [--mib 100] [--rounds 3] [--upload]
+ *   node --import tsx bench/first-transfer-rss.ts [--mib 100] [--rounds 3] [--upload] [--small N]
  *
  * Starts an app and two `hexmesh proxy` processes (client outbound → server inbound → app), sends
  * one small request (the steady state a real sidecar is in before its first big body), then
@@ -40,6 +40,7 @@ const flag = (name: string, dflt: number): number => {
 const MIB = flag('--mib', 100);
 const ROUNDS = flag('--rounds', 3);
 const UPLOAD = args.includes('--upload');
+const SMALL = flag('--small', 0);
 const CHUNK = 64 * 1024;
 
 const APP = `
@@ -116,6 +117,23 @@ async function main(): Promise<void> {
 
     const small = await request(`${origin}/big?bytes=1024`, { headers: { host: 'big' } });
     await small.body.dump();
+    if (SMALL > 0) {
+      // Small requests first (--small N): their rate, to compare builds (the parser's tiering).
+      let sent = 0;
+      const t = performance.now();
+      await Promise.all(
+        Array.from({ length: 8 }, async () => {
+          while (sent < SMALL) {
+            sent++;
+            const r = await request(`${origin}/big?bytes=1024`, { headers: { host: 'big' } });
+            await r.body.dump();
+          }
+        }),
+      );
+      console.log(
+        `${SMALL} small GETs at concurrency 8: ${Math.round(SMALL / ((performance.now() - t) / 1000))} req/s`,
+      );
+    }
     await new Promise((r) => setTimeout(r, 500));
     const base = sample();
     row('after one 1 KiB request', base);

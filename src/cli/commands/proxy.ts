@@ -68,6 +68,9 @@ Example:
   hexmesh proxy --config examples/quickstart/frontend-proxy.yaml`,
     )
     .action(async (flags: { config?: string } & Partial<ControlFlags>, cmd: Command) => {
+      // Before any upstream connection: keeps RSS flat on the first large transfer.
+      const { keepWasmOnBaselineCompiler } = await import('../../proxy/core/wasm-tiering.ts');
+      keepWasmOnBaselineCompiler();
       // Dynamic imports: every CLI command shares this bundle, and a sidecar should carry only
       // what it runs (the control client's ws, the certificate parser only with proxy.tls).
       if (flags.control) {
