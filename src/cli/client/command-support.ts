@@ -102,6 +102,17 @@ export async function runWithClient(
   }
 }
 
+/** Run a verb that needs no client, printing a failure as runWithClient does. */
+export async function runLocal(verb: string, fn: () => Promise<void>): Promise<void> {
+  try {
+    await fn();
+  } catch (err) {
+    const { code, message } = describeFailure(err);
+    process.stderr.write(`hexmesh ${verb}: ${message}\n`);
+    process.exitCode = code;
+  }
+}
+
 /** The CLI's one client: URL, token and trust anchor from the flags, env and credentials file. */
 export function openControlClient(opts: ControlOpts): ControlClient {
   const creds = resolveCredentials(opts);

@@ -48,13 +48,26 @@ export function readCredentials(path: string): CredentialsFile {
   return { contexts, ...(typeof doc.current === 'string' && { current: doc.current }) };
 }
 
+/**
+ * The user's own credentials file, the one `hexmesh up` adds its context to and `hexmesh
+ * context` edits: `HEXMESH_CREDENTIALS`, else `~/.hexmesh/credentials` (as kubectl's
+ * `KUBECONFIG`, else `~/.kube/config`).
+ */
+export function userCredentialsPath(env: NodeJS.ProcessEnv = process.env): string {
+  return env.HEXMESH_CREDENTIALS || join(env.HOME || homedir(), '.hexmesh', 'credentials');
+}
+
 /** Add or replace context `ctx` (made current) in `path`, written atomically with mode 0600. */
 export async function writeCredentials(path: string, ctx: CredentialsContext): Promise<void> {
   const prev = existsSync(path) ? readCredentials(path) : { contexts: [] };
-  const next: CredentialsFile = {
+  await saveCredentials(path, {
     contexts: [...prev.contexts.filter((c) => c.name !== ctx.name), ctx],
     current: ctx.name,
-  };
+  });
+}
+
+/** Write the whole file atomically (temp file, fsync, rename) with mode 0600. */
+export async function saveCredentials(path: string, next: CredentialsFile): Promise<void> {
   await mkdir(dirname(path), { recursive: true, mode: 0o700 });
   const tmp = `${path}.${process.pid}.tmp`;
   const fh = await open(tmp, 'w', 0o600);
@@ -82,21 +95,24 @@ export function resolveCredentials(
 ): { control: string | undefined; token: string | undefined } {
   const asked = opts.control || env.HEXMESH_CONTROL || undefined;
   const explicit = opts.credentials || env.HEXMESH_CREDENTIALS || undefined;
-  let file: CredentialsFile | undefined;
-  if (explicit) file = readCredentials(explicit);
-  else {
-    const found = defaultCredentialPaths(env).find((p) => existsSync(p));
-    if (found) file = readCredentials(found);
-  }
+  // With no file named, every default file that exists is a candidate in order: a URL asked
+  // for is looked up in each (~/.hexmesh/credentials holds the contexts `hexmesh up` added,
+  // ./.hexmesh/credentials.json the bootstrap one of a control plane started here).
+  const files = explicit
+    ? [readCredentials(explicit)]
+    : defaultCredentialPaths(env)
+        .filter((p) => existsSync(p))
+        .map((p) => readCredentials(p));
   let control = asked;
   let token: string | undefined;
-  if (file) {
+  for (const file of files) {
     const ctx = asked
       ? file.contexts.find((c) => norm(c.control) === norm(asked))
       : (file.contexts.find((c) => c.name === file.current) ?? file.contexts[0]);
     if (ctx) {
       token = ctx.token;
       control ??= ctx.control;
+      break;
     }
   }
   if (env.HEXMESH_TOKEN) token = env.HEXMESH_TOKEN;

@@ -17,6 +17,8 @@ interface UpOpts {
   dataDir?: string;
   controlListen?: string;
   timeout: string;
+  /** false with --no-context. */
+  context: string | false | undefined;
 }
 
 /** Set in the detached supervisor's environment: it is the process that runs the mesh. */
@@ -42,6 +44,11 @@ export function upCommand(): Command {
       "the control plane's address (default: the file's controlPlane.listen)",
     )
     .option('--timeout <duration>', 'with --once or -d: how long instances may take to become healthy', '90s')
+    .option(
+      '--context <name>',
+      "the context added to your credentials file (~/.hexmesh/credentials, env HEXMESH_CREDENTIALS) and made current, so the CLI's verbs reach this mesh (default: the mesh file's directory name)",
+    )
+    .option('--no-context', 'leave your credentials file alone')
     .addHelpText(
       'after',
       `
@@ -106,6 +113,11 @@ async function runHere(
   process.stdout.write(
     `hexmesh up: control plane on ${runner.controlUrl}; ${runner.runtime.list().length} instances started\n`,
   );
+  // A detached run's context is written by the `up -d` that started this supervisor.
+  const remembered =
+    !opts.once && !process.env[DAEMON_ENV]
+      ? await rememberContext(opts, mesh, runner.controlUrl, runner.credentialsFile)
+      : false;
   if (opts.once) {
     try {
       await runner.waitHealthy(timeoutMs);
@@ -117,7 +129,9 @@ async function runHere(
         );
         if (!smoke.ok) throw new HexmeshError('HEXMESH_ERR_INTERNAL', 'the smoke test failed');
       }
-      process.stdout.write(summary(runner.runtime.list(), mesh, runner.controlUrl, runner.credentialsFile));
+      process.stdout.write(
+        summary(runner.runtime.list(), mesh, runner.controlUrl, runner.credentialsFile, false),
+      );
       await runner.stop();
     } catch (err) {
       await runner.stop();
@@ -130,7 +144,9 @@ async function runHere(
   } catch (err) {
     process.stdout.write(`hexmesh up: ${(err as Error).message} (still supervising; see hexmesh ps)\n`);
   }
-  process.stdout.write(summary(runner.runtime.list(), mesh, runner.controlUrl, runner.credentialsFile));
+  process.stdout.write(
+    summary(runner.runtime.list(), mesh, runner.controlUrl, runner.credentialsFile, remembered),
+  );
   if (!process.env[DAEMON_ENV]) process.stdout.write('Ctrl-C stops everything.\n');
   await new Promise(() => {});
 }
@@ -140,6 +156,8 @@ function summary(
   mesh: import('../../runtime/mesh-file.ts').MeshFile,
   controlUrl: string,
   credentials: string,
+  /** The user's credentials file has this mesh as its current context: no flags needed. */
+  remembered: boolean,
 ): string {
   const lines = ['', 'The mesh is up:'];
   for (const s of mesh.services.filter((x) => x.public)) {
@@ -148,7 +166,7 @@ function summary(
   }
   const f = mesh.file;
   // The API needs the admin token `hexmesh control` wrote to the data dir (docs/api-security.md).
-  const api = `--control ${controlUrl} --credentials ${credentials}`;
+  const api = remembered ? '' : ` --control ${controlUrl} --credentials ${credentials}`;
   lines.push(
     '',
     `API credentials (admin): ${credentials}`,
@@ -156,12 +174,49 @@ function summary(
     'Try:',
     `  hexmesh ps -f ${f}`,
     `  hexmesh logs --file ${f} reviews`,
-    `  hexmesh services ${api}`,
-    `  hexmesh stat ${api}`,
+    `  hexmesh services${api}`,
+    `  hexmesh stat${api}`,
     `  hexmesh down -f ${f}`,
     '',
   );
   return lines.join('\n');
+}
+
+/**
+ * Add (or refresh) this mesh's context in the user's credentials file and make it current, as
+ * `kind create cluster` writes a kubeconfig context: the quick start's `hexmesh services` then
+ * works with no flag or export. The token is the bootstrap admin token `hexmesh control`
+ * wrote to the data dir (the supervisor in a detached run writes it too; both are the same).
+ */
+async function rememberContext(
+  opts: UpOpts,
+  mesh: import('../../runtime/mesh-file.ts').MeshFile,
+  controlUrl: string,
+  dataDirCredentials: string,
+): Promise<boolean> {
+  if (opts.context === false) return false;
+  const [
+    { readCredentials, userCredentialsPath, writeCredentials },
+    { BOOTSTRAP_CONTEXT },
+    { basename, dirname, resolve },
+  ] = await Promise.all([
+    import('../client/credentials.ts'),
+    import('../../control/auth/bootstrap.ts'),
+    import('node:path'),
+  ]);
+  const name = opts.context ?? basename(dirname(resolve(mesh.file)));
+  const target = userCredentialsPath();
+  try {
+    const ctx = readCredentials(dataDirCredentials).contexts.find((c) => c.name === BOOTSTRAP_CONTEXT);
+    if (!ctx) return false;
+    await writeCredentials(target, { name, control: controlUrl, token: ctx.token });
+    process.stdout.write(`hexmesh up: context ${name} (${controlUrl}) is current in ${target}\n`);
+    return true;
+  } catch (err) {
+    // The mesh runs either way; the verbs then need --credentials (printed below).
+    process.stdout.write(`hexmesh up: could not update ${target}: ${(err as Error).message}\n`);
+    return false;
+  }
 }
 
 /** Start the supervisor in the background, wait until the mesh is healthy (or failed), print, return. */
@@ -218,7 +273,10 @@ async function detach(
         );
         // The same URLs and credentials hint as a foreground run (the supervisor's own copy
         // goes to its log, which nobody reads at this point).
-        process.stdout.write(summary(st.instances, mesh, st.controlUrl, credentialsFile(dataDir)));
+        const remembered = await rememberContext(opts, mesh, st.controlUrl, credentialsFile(dataDir));
+        process.stdout.write(
+          summary(st.instances, mesh, st.controlUrl, credentialsFile(dataDir), remembered),
+        );
         return;
       }
     }
