@@ -194,11 +194,14 @@ test(
     });
     assert.equal(await routeWeight(), 30);
 
-    // Down for longer than the analysis (3 × 2 s) and the owner lease (3 s): the next step
-    // (weight 60) comes while the control plane is unreachable.
+    // Down until the analysis (3 × 2 s) is over and the next step (weight 60) has tried to
+    // write the route while the control plane is unreachable.
     await cp.kill();
-    await new Promise((r) => setTimeout(r, 9000));
+    await until('the step to 60% retried while the control plane is down', 60_000, async () =>
+      log.some((l) => /route 60% to revision 1: .*retrying/.test(l)) ? true : undefined,
+    );
     // Old code: the failed route write rolled back locally — canary destroyed, route left at 30.
+    await new Promise((r) => setTimeout(r, 2000));
     assert.equal(canaryIds().length, 1, 'the canary still runs while the route may send it traffic');
     await cp.start();
 
