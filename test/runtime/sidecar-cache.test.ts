@@ -7,7 +7,8 @@
  */
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -17,7 +18,10 @@ import { JoinTokenIssuer } from '../../src/runtime/join-token-issuer.ts';
 import { LocalProcessRuntime } from '../../src/runtime/local-process-runtime.ts';
 import { freePort } from '../../src/runtime/ports.ts';
 import type { InstanceSpec } from '../../src/runtime/runtime.ts';
+import { workloadCertificate } from '../../src/identity/static-identity-source.ts';
+import { BIN } from '../support/cli.ts';
 import { ControlProcess } from '../support/control-process.ts';
+import { TestCa } from '../support/pki.ts';
 
 const APP = join(import.meta.dirname, '..', 'rollout', 'fixtures', 'flaky-app.mjs');
 
@@ -173,3 +177,63 @@ test(
     await runtime.waitHealthy(['reviews-1', 'reviews-2'], 60_000);
   },
 );
+
+test('a cached certificate past its expiry is not served: refused with a clear log, the sidecar waits for the control plane', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'hexmesh-sidecar-expired-'));
+  const cache = join(dir, 'web-1');
+  const ca = await TestCa.create();
+  const id = ca.id('default', 'web');
+  const issued = await ca.issue(id, {
+    notBefore: new Date(Date.now() - 3 * 3_600_000),
+    notAfter: new Date(Date.now() - 3_600_000),
+  });
+  const expiry = workloadCertificate(issued.certChainPem, issued.keyPem).notAfter.toISOString();
+  mkdirSync(cache, { mode: 0o700 });
+  const save = (name: string, v: unknown) =>
+    writeFileSync(join(cache, name), JSON.stringify(v), { mode: 0o600 });
+  save('config.json', { version: 4, services: [], resources: [], subscriptions: [], savedAt: Date.now() });
+  save('identity.json', { ...issued, bundlePem: ca.rootPem, savedAt: Date.now() });
+  const admin = await freePort();
+  // A control plane nobody listens on.
+  const control = `http://127.0.0.1:${await freePort()}`;
+  const sidecar = spawn(
+    process.execPath,
+    [
+      BIN,
+      'proxy',
+      '--control',
+      control,
+      '--service',
+      'web',
+      '--id',
+      'web-1',
+      '--cache-dir',
+      cache,
+      '--inbound',
+      '127.0.0.1:0',
+      '--outbound',
+      '127.0.0.1:0',
+      '--admin',
+      `127.0.0.1:${admin}`,
+    ],
+    { env: { ...process.env, HEXMESH_JOIN_TOKEN: 'hxj_unused' }, stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  let log = '';
+  sidecar.stderr!.on('data', (d: Buffer) => (log += d.toString()));
+  t.after(() => {
+    sidecar.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  });
+  // The config is used (ready, from cache); the certificate is not.
+  const ready = await until('ready from the cached config', 30_000, async () => {
+    const r = await fetch(`http://127.0.0.1:${admin}/ready`);
+    return r.status === 200 ? r.text() : undefined;
+  });
+  assert.match(ready, /running from cache/);
+  assert.ok(
+    log.includes(`cache: the saved workload certificate for ${id} expired at ${expiry}; not used`),
+    log,
+  );
+  const metrics = await (await fetch(`http://127.0.0.1:${admin}/metrics`)).text();
+  assert.doesNotMatch(metrics, /\nhexmesh_cert_expiry_seconds [1-9]/, 'no certificate is served');
+});
