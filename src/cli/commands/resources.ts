@@ -348,14 +348,21 @@ export function describeCommand(): Command {
           const kind = canonicalKind(kindArg);
           const d = await describeResource(client, kind, opts.namespace, name);
           if (opts.output !== 'table') process.stdout.write(formatData(d, opts.output));
-          else process.stdout.write(renderDescription(d));
+          else process.stdout.write(renderDescription(d, name, opts.namespace));
         });
       },
     );
 }
 
 interface Description {
-  resource: StoredResource;
+  /**
+   * Absent for a service only in the catalog: `hexmesh services` lists every service with
+   * registered instances, a Service resource is optional (it adds ports and a selector), so
+   * `describe service NAME` shows whichever exists — one name, one meaning.
+   */
+  resource?: StoredResource;
+  /** For a Service: `resource+catalog`, `resource` (no instances yet) or `catalog` (no resource). */
+  source?: 'resource+catalog' | 'resource' | 'catalog';
   instances?: {
     id: string;
     address: string;
@@ -377,8 +384,15 @@ async function describeResource(
   namespace: string,
   name: string,
 ): Promise<Description> {
-  const resource = (await client.getResource(kind, namespace, name)).body;
-  const spec = resource.spec as Record<string, any>;
+  const resource = await client.getResource(kind, namespace, name).then(
+    (r) => r.body,
+    (err: unknown) => {
+      // A catalog service with no Service resource is still a service (see Description).
+      if (kind === 'Service' && err instanceof ControlApiError && err.status === 404) return undefined;
+      throw err;
+    },
+  );
+  const spec = (resource?.spec ?? {}) as Record<string, any>;
   if (kind === 'Service') {
     const instanceOf: string = spec.instancesOf ?? name;
     const [inst, all] = await Promise.all([client.instances(namespace, instanceOf), client.listResources()]);
@@ -413,8 +427,15 @@ async function describeResource(
         return (t.kind ?? 'Service') === 'Service' ? t.name === name : routeNames.has(`${t.kind}/${t.name}`);
       })
       .map((r) => `TrafficPolicy/${r.metadata.name}`);
-    return { resource, instances, routes, policies };
+    if (!resource && inst.body.length === 0)
+      throw new CliFailure(
+        `service "${name}" not found in namespace ${namespace}: no Service resource and no instance in the catalog (hexmesh services lists the catalog)`,
+        EXIT.NOT_FOUND,
+      );
+    const source = !resource ? 'catalog' : inst.body.length ? 'resource+catalog' : 'resource';
+    return { ...(resource ? { resource } : {}), source, instances, routes, policies };
   }
+  if (!resource) throw new Error('unreachable: only a Service may lack its resource');
   const refs: { name: string; namespace?: string }[] =
     kind === 'TrafficPolicy'
       ? (spec.targetRef?.kind ?? 'Service') === 'Service'
@@ -437,11 +458,18 @@ async function describeResource(
   return { resource, attachedTo };
 }
 
-function renderDescription(d: Description): string {
-  const m = d.resource.metadata;
-  let out = `Name:             ${m.name}\nNamespace:        ${m.namespace}\nKind:             ${d.resource.kind}\n`;
-  out += `Created:          ${m.creationTimestamp ?? '<unknown>'} (${age(m.creationTimestamp)} ago)\nResourceVersion:  ${m.resourceVersion ?? ''}\n`;
-  out += `Spec:\n${formatData(d.resource.spec, 'yaml').replace(/^(?=.)/gm, '  ')}`;
+function renderDescription(d: Description, name: string, namespace: string): string {
+  let out: string;
+  if (d.resource) {
+    const m = d.resource.metadata;
+    out = `Name:             ${m.name}\nNamespace:        ${m.namespace}\nKind:             ${d.resource.kind}\n`;
+    out += `Created:          ${m.creationTimestamp ?? '<unknown>'} (${age(m.creationTimestamp)} ago)\nResourceVersion:  ${m.resourceVersion ?? ''}\n`;
+    out += `Spec:\n${formatData(d.resource.spec, 'yaml').replace(/^(?=.)/gm, '  ')}`;
+  } else {
+    out = `Name:             ${name}\nNamespace:        ${namespace}\nKind:             Service\n`;
+    out +=
+      'Resource:         <none> (a catalog service: its instances registered themselves; a Service resource would add ports and a selector)\n';
+  }
   if (d.instances) {
     out += `Instances (${d.instances.length}):\n`;
     out += d.instances.length
