@@ -278,7 +278,7 @@ describe('kubernetes: Services and EndpointSlices → the catalog → a sidecar'
       'instances gone',
     );
     assert.deepEqual(
-      logs.filter((l) => !/retrying|watching again/.test(l)),
+      logs.filter((l) => !/retrying|watching again|the mirror/.test(l)),
       [],
       'nothing unexpected logged',
     );

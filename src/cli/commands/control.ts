@@ -186,6 +186,8 @@ Example:
             kubeconfig: opts.kubeconfig,
             id: cp.id,
             leaderTtlMs: opts.leaderTtl,
+            // Replicas elect the mirror's writer on a Lease in their own namespace (downward API).
+            lease: { namespace: process.env.POD_NAMESPACE ?? 'default' },
             log: (m) => process.stderr.write(`hexmesh control: ${m}\n`),
           });
           try {

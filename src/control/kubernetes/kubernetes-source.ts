@@ -16,6 +16,7 @@ import type { Instance } from '../catalog/instance.ts';
 import { LeaderElection } from '../leader.ts';
 import type { StoredDoc } from '../validate-resource.ts';
 import { KubeApi, KubeApiError, type KubeInformer } from './kube-api.ts';
+import { LeaseElection } from './lease-election.ts';
 import {
   SOURCE_LABEL,
   SOURCE_VALUE,
@@ -36,6 +37,12 @@ export interface KubernetesSourceOptions {
   id: string;
   /** Mirror leader lease TTL (default 10 s). */
   leaderTtlMs?: number;
+  /**
+   * Elect the mirror's writer on a coordination.k8s.io Lease `<name>` in `namespace` (the
+   * control plane's own; `hexmesh control --kubernetes` passes POD_NAMESPACE) instead of a
+   * store lease: replicas then agree even when each has its own store.
+   */
+  lease?: { namespace: string; name?: string };
   /** Gateway API `controllerName` written into route status (default `hexmesh.io/mesh`). */
   controllerName?: string;
   now?: () => number;
@@ -78,7 +85,7 @@ export class KubernetesSource {
   #services: KubeInformer<KubernetesObject> | undefined;
   #slices: KubeInformer<KubernetesObject> | undefined;
   readonly #mirrored = new Map<string, Mirrored>();
-  readonly #leader: LeaderElection;
+  #leader: Pick<LeaderElection, 'isLeader' | 'start' | 'close'>;
   readonly #pending = new Set<string>();
   #draining: Promise<void> | undefined;
   readonly #retries = new Set<NodeJS.Timeout>();
@@ -95,9 +102,7 @@ export class KubernetesSource {
       role: 'kubernetes',
       id: opts.id,
       ttlMs: opts.leaderTtlMs ?? 10_000,
-      onChange: (leader) => {
-        if (leader) void this.#resyncAll();
-      },
+      onChange: (leader) => this.#onLeader(leader),
     });
   }
 
@@ -147,7 +152,21 @@ export class KubernetesSource {
         informer,
       });
     }
+    if (this.#opts.lease)
+      this.#leader = new LeaseElection(api, {
+        namespace: this.#opts.lease.namespace,
+        name: this.#opts.lease.name ?? 'hexmesh-kubernetes',
+        id: this.#opts.id,
+        leaseDurationMs: this.#opts.leaderTtlMs ?? 15_000,
+        onChange: (leader) => this.#onLeader(leader),
+        onError: (e) => this.#log(`kubernetes: lease: ${(e as Error).message}`),
+      });
     await this.#leader.start();
+  }
+
+  #onLeader(leader: boolean): void {
+    this.#log(`kubernetes: ${leader ? 'now writing the mirror (leader)' : 'no longer the mirror writer'}`);
+    if (leader) void this.#resyncAll();
   }
 
   /** Stop watching and resign (another replica's mirror takes over at once). Idempotent. */
