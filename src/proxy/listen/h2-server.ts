@@ -11,11 +11,13 @@ import http2 from 'node:http2';
 import type { Socket } from 'node:net';
 import { PassThrough, type Readable } from 'node:stream';
 import { HexmeshError } from '../../errors/hexmesh-error.ts';
+import { Cancel } from '../core/cancel.ts';
 import type { HeaderMap, MeshRequest, MeshResponse, Service } from '../core/dispatch.ts';
 import { reclaimWhileStreaming } from '../core/buffer-reclaim.ts';
 import { errorResponse } from '../core/error-response.ts';
 import { h2SafeHeaders } from '../core/headers.ts';
 import { discardBody } from '../timeout/discard-body.ts';
+import { InspectedSocket } from './h2-header-inspector.ts';
 import { SessionGuard, SWEEP_MS, type SessionLimits } from './h2-session-guard.ts';
 import { isGrpc, newContext, type ListenerIdentity } from './request-context.ts';
 
@@ -43,6 +45,8 @@ export class H2Server {
   readonly #sessions = new Map<http2.ServerHttp2Session, SessionGuard>();
   readonly #limits: SessionLimits;
   #sweeper: NodeJS.Timeout | undefined;
+  /** The connection being handed to the HTTP/2 server (its 'session' event fires meanwhile). */
+  #accepting: InspectedSocket | undefined;
   #service: Service;
   inflight = 0;
 
@@ -68,12 +72,16 @@ export class H2Server {
     this.#server.on('session', (s: http2.ServerHttp2Session) => {
       s.on('error', ignore);
       const guard = new SessionGuard(s, this.#limits);
+      // Node made this session synchronously inside accept(): its connection is the one in hand
+      // (the session's own `socket` is Node's wrapper of it, without addresses or identity).
+      const conn = this.#accepting;
+      if (!conn) return void s.destroy();
       this.#sessions.set(s, guard);
       s.once('close', () => this.#sessions.delete(s));
       // The session's own 'stream' event, not the server's: a stream reset in the same read as
       // its HEADERS arrives already destroyed and detached from its session.
       s.on('stream', (stream: Stream, headers: http2.IncomingHttpHeaders) =>
-        this.#onStream(guard, stream, headers),
+        this.#onStream(guard, conn, stream, headers),
       );
       this.#sweeper ??= setInterval(() => this.#sweep(), SWEEP_MS).unref();
     });
@@ -89,12 +97,16 @@ export class H2Server {
   }
 
   accept(socket: Socket, head: Buffer): void {
-    // The HTTP/2 session reads bytes already buffered on the socket, so unshift is enough.
-    if (head.length) socket.unshift(head);
-    this.#server.emit('connection', socket);
+    // The session reads the client's bytes (`head` first) through the header inspector.
+    this.#accepting = new InspectedSocket(socket, head);
+    try {
+      this.#server.emit('connection', this.#accepting);
+    } finally {
+      this.#accepting = undefined;
+    }
   }
 
-  #onStream(guard: SessionGuard, stream: Stream, h: http2.IncomingHttpHeaders): void {
+  #onStream(guard: SessionGuard, conn: InspectedSocket, stream: Stream, h: http2.IncomingHttpHeaders): void {
     stream.on('error', ignore);
     if (stream.destroyed) {
       // HEADERS and RST_STREAM in one read (rapid reset): gone before we saw it.
@@ -113,7 +125,7 @@ export class H2Server {
       return;
     }
     this.inflight++;
-    void this.#handle(stream, h).then(
+    void this.#handle(stream, h, conn).then(
       () => this.#done(stream, guard),
       () => {
         resetStream(stream, NGHTTP2_INTERNAL_ERROR);
@@ -132,11 +144,15 @@ export class H2Server {
     else stream.once('close', finish);
   }
 
-  async #handle(stream: Stream, h: http2.IncomingHttpHeaders): Promise<void> {
-    const ac = new AbortController();
+  async #handle(stream: Stream, h: http2.IncomingHttpHeaders, conn: InspectedSocket): Promise<void> {
+    // What the header inspector found wrong with the request's fields (→ 400), if anything.
+    const problem = conn.inspector.problem(stream.id ?? 0);
+    const cancel = new Cancel();
     if (stream.closed || stream.destroyed) return;
     stream.once('close', () => {
-      if (stream.rstCode !== NGHTTP2_NO_ERROR || !stream.writableFinished) ac.abort();
+      // Reset or cut short: abort the request's work; else drop the listeners still attached.
+      if (stream.rstCode !== NGHTTP2_NO_ERROR || !stream.writableFinished) cancel.abort();
+      else cancel.clear();
     });
     const headers = h2SafeHeaders(h as HeaderMap);
     if (h.te) headers.te = 'trailers';
@@ -148,15 +164,12 @@ export class H2Server {
       body: stream.endAfterHeaders ? null : requestBody(stream),
       protocol: 'http2',
       grpc: isGrpc(headers['content-type']),
-      ctx: newContext(
-        this.#id,
-        stream.session?.socket?.remoteAddress ?? '',
-        ac.signal,
-        stream.session?.socket,
-      ),
+      ctx: newContext(this.#id, conn.remoteAddress ?? '', cancel, conn),
     };
     let res: MeshResponse;
-    const bad = malformed(req.method, h);
+    const bad = problem
+      ? new HexmeshError('HEXMESH_ERR_BAD_REQUEST', `bad request: ${problem}`)
+      : malformed(req.method, h);
     if (bad) {
       discardBody(req.body);
       res = errorResponse(bad, req);

@@ -104,9 +104,11 @@ export class SessionGuard {
   calm(): void {
     if (this.#closing || this.session.destroyed) return;
     this.#closing = true;
-    // destroy(code) sends the final GOAWAY with this code, then closes the socket (a session
-    // 'error' follows, which the listener ignores).
-    this.session.destroy(NGHTTP2_ENHANCE_YOUR_CALM);
+    const s = this.session;
+    // GOAWAY first, and close once it is on its way: the session writes on an immediate, so a
+    // destroy() now (or on an immediate) would drop it.
+    s.goaway(NGHTTP2_ENHANCE_YOUR_CALM);
+    setTimeout(() => s.destroy(), 10);
   }
 
   /** Periodic check (every {@link SWEEP_MS}): idle close, ping probe. */
