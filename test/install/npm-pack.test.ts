@@ -148,6 +148,24 @@ test(
     assert.equal(version.code, 0, version.stderr);
     assert.match(version.stdout, /^hexmesh 0\.\d+\.\d+ \(commit [0-9a-f]{40}(-dirty)?, release build\)$/m);
 
+    // ... and the systemd units come from the package's templates, running this installation.
+    const units = await run(
+      bin,
+      ['install', '--systemd', 'control', '--print', '--', '--listen', '0.0.0.0:7070'],
+      {
+        cwd: work,
+        env,
+        timeoutMs: 30_000,
+      },
+    );
+    assert.equal(units.code, 0, units.stderr);
+    assert.ok(
+      units.stdout.includes(
+        `ExecStart=${process.execPath} ${join(pkgDir, 'bin', 'hexmesh.js')} control --listen 0.0.0.0:7070`,
+      ),
+      units.stdout,
+    );
+
     // 4. hexmesh proxy with a static config: a request through its outbound listener reaches the app.
     const app = createServer((req, res) => res.end(`hello from the app, ${req.method} ${req.url}`));
     await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
