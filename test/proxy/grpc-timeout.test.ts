@@ -17,6 +17,8 @@ let mesh: Pair;
 /** grpc-timeout values the server saw. */
 const seen: string[] = [];
 const sessions = new Set<http2.ServerHttp2Session>();
+/** Stalled server streams that were closed (the proxy cut them at the deadline). */
+let stalledClosed = 0;
 
 before(async () => {
   // A gRPC server that takes every call and never answers it.
@@ -29,6 +31,12 @@ before(async () => {
     stream.on('error', () => {});
     seen.push(String(headers['grpc-timeout']));
     stream.resume();
+    if (headers[':path'] === '/test.Slow/Stall') {
+      // Headers and one message at once, then nothing: the response never finishes.
+      stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+      stream.write(Buffer.from([0, 0, 0, 0, 1, 0x2a]));
+      stream.once('close', () => stalledClosed++);
+    }
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   mesh = await startPair({
@@ -93,6 +101,44 @@ test('grpc-timeout: the server-side sidecar enforces it too (a caller straight t
   const { headers } = await call(mesh.server.inboundPort, '150m');
   assert.equal(headers['grpc-status'], '4');
   assert.equal(headers['x-hexmesh-error'], 'timeout');
+});
+
+test('grpc-timeout: a response that started but never finishes ends with DEADLINE_EXCEEDED trailers at the deadline', async () => {
+  const session = http2.connect(`http://127.0.0.1:${mesh.client.addr.outbound.port}`);
+  session.on('error', () => {});
+  try {
+    const stream = session.request({
+      ':method': 'POST',
+      ':path': '/test.Slow/Stall',
+      ':authority': 'slow',
+      'content-type': 'application/grpc',
+      te: 'trailers',
+      'grpc-timeout': '300m',
+    });
+    stream.on('error', () => {});
+    stream.end(Buffer.alloc(5));
+    const chunks: Buffer[] = [];
+    stream.on('data', (c: Buffer) => chunks.push(c));
+    const headers = await within(
+      new Promise<http2.IncomingHttpHeaders>((resolve) => stream.once('response', resolve)),
+      10_000,
+      'response headers',
+    );
+    assert.equal(headers['grpc-status'], undefined, 'not trailers-only: the server had answered');
+    const trailers = await within(
+      new Promise<http2.IncomingHttpHeaders>((resolve) => stream.once('trailers', resolve)),
+      10_000,
+      'trailers (the route timeout is 15 s)',
+    );
+    assert.equal(trailers['grpc-status'], '4');
+    assert.equal(trailers['x-hexmesh-error'], 'timeout');
+    assert.deepEqual(Buffer.concat(chunks), Buffer.from([0, 0, 0, 0, 1, 0x2a]), 'the message before the cut');
+    const until = Date.now() + 5000;
+    while (stalledClosed === 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(stalledClosed, 1, 'the server stream was cut');
+  } finally {
+    session.destroy();
+  }
 });
 
 test('grpc-timeout values: every unit parses; budgets encode in the finest unit that fits 8 digits', () => {

@@ -7,12 +7,17 @@
  *   so the route timeout, retries and bulkhead all see min(route timeout, grpc-timeout);
  * - when it passes before response headers, the call fails with HEXMESH_ERR_TIMEOUT, which the
  *   error mapper answers as a trailers-only response with grpc-status 4 (DEADLINE_EXCEEDED);
+ *   when it passes while the response streams (a server that sent its headers, then stalls),
+ *   the upstream stream is cut and the response ends with those same trailers;
  * - the transport rewrites `grpc-timeout` to the budget left when the request goes upstream
  *   ({@link propagateGrpcTimeout}), so each hop's server sees the caller's real deadline.
  *
  * An unparsable value is ignored, as Envoy does (the server decides what to make of it).
  */
-import type { Layer, MeshRequest, MeshResponse, Service } from '../core/dispatch.ts';
+import { PassThrough, type Readable } from 'node:stream';
+import { ERROR_CODES } from '../../errors/hexmesh-error.ts';
+import type { HeaderMap, Layer, MeshRequest, MeshResponse, Service } from '../core/dispatch.ts';
+import { ERROR_HEADER } from '../core/error-response.ts';
 import { TryScope } from './try-scope.ts';
 
 export const GRPC_TIMEOUT = 'grpc-timeout';
@@ -71,13 +76,56 @@ export function grpcTimeoutLayer(now: () => number = perfNow): Layer {
       const ctx = req.ctx;
       const t = now();
       if (t + ms < ctx.deadline) ctx.deadline = t + ms;
-      return new TryScope(ctx.trySignal ?? ctx.signal).run(
-        next,
-        req,
-        Math.max(0, ctx.deadline - t),
-        'request',
-      );
+      const remaining = Math.max(0, ctx.deadline - t);
+      return new TryScope(ctx.trySignal ?? ctx.signal)
+        .run(next, req, remaining, 'request')
+        .then((res) => boundResponse(res, ctx.deadline - now(), Math.round(remaining), ctx.dstService));
     };
+}
+
+/** setTimeout's range; a longer deadline is as good as none for a response stream. */
+const MAX_TIMER_MS = 2_147_483_647;
+
+/**
+ * A response whose body must end by the deadline: past it, the upstream body is cut (its stream
+ * reset) and the response ends with DEADLINE_EXCEEDED trailers, as a gRPC server would end it.
+ * Trailers-only responses and deadlines beyond the timer's range are returned as they are.
+ */
+function boundResponse(res: MeshResponse, leftMs: number, budgetMs: number, service: string): MeshResponse {
+  const src = res.body;
+  if (src === null || leftMs > MAX_TIMER_MS) return res;
+  const out = new PassThrough();
+  const trailers: HeaderMap = {};
+  let cut = false;
+  const timer = setTimeout(
+    () => {
+      if (src.readableEnded) return;
+      cut = true;
+      src.unpipe(out);
+      src.destroy();
+      trailers['grpc-status'] = '4';
+      trailers['grpc-message'] = `timeout after ${budgetMs} ms calling ${service} (response not finished)`;
+      trailers[ERROR_HEADER] = ERROR_CODES.HEXMESH_ERR_TIMEOUT.header;
+      out.end();
+    },
+    Math.max(0, leftMs),
+  );
+  // Before the pipe's own 'end' listener: the upstream's trailers are in place when `out` ends.
+  src.once('end', () => {
+    clearTimeout(timer);
+    Object.assign(trailers, res.trailers);
+  });
+  // The cut upstream body may report its abort: the response already ended well.
+  src.on('error', (err: Error) => {
+    clearTimeout(timer);
+    if (!cut) out.destroy(err);
+  });
+  out.once('close', () => {
+    clearTimeout(timer);
+    if (!src.readableEnded) src.destroy();
+  });
+  src.pipe(out);
+  return { ...res, body: out as Readable, trailers };
 }
 
 /**
