@@ -107,6 +107,22 @@ const backendRef = z
     namespace: dnsLabel.optional(),
     port: port.optional(),
     weight: z.number().int().min(0).max(1_000_000).default(1),
+    /**
+     * Filters for requests sent to this backend only (Gateway API `backendRefs[].filters`):
+     * the header modifiers; applied after the rule's own filters.
+     */
+    filters: z
+      .array(
+        z.discriminatedUnion('type', [
+          z
+            .object({ type: z.literal('RequestHeaderModifier'), requestHeaderModifier: headerModifier })
+            .strict(),
+          z
+            .object({ type: z.literal('ResponseHeaderModifier'), responseHeaderModifier: headerModifier })
+            .strict(),
+        ]),
+      )
+      .optional(),
   })
   .strict();
 
@@ -142,7 +158,7 @@ const queryMatch = z
 
 const mirror = z
   .object({
-    backendRef: backendRef.omit({ weight: true }),
+    backendRef: backendRef.omit({ weight: true, filters: true }),
     percent: z.number().int().min(0).max(100).optional(),
     fraction: z
       .object({ numerator: z.number().int().min(0), denominator: z.number().int().min(1).default(100) })

@@ -1,4 +1,5 @@
 /** Header handling shared by the listeners and transports. */
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import type { HeaderMap } from './dispatch.ts';
 
 /**
@@ -49,6 +50,53 @@ export function h2SafeHeaders(h: HeaderMap): HeaderMap {
   for (const name in h) {
     if (HOP_BY_HOP.has(name) || name.charCodeAt(0) === 58) continue;
     out[name] = h[name];
+  }
+  return out;
+}
+
+/**
+ * Headers Node keeps once (the first line wins) rather than joining: their repeated lines are
+ * left to Node's reading. `cookie` is joined with `; ` (RFC 9113 §8.2.3) and stays so.
+ */
+const SINGLE_VALUED = new Set([
+  'age',
+  'authorization',
+  'content-length',
+  'content-type',
+  'etag',
+  'expires',
+  'from',
+  'host',
+  'if-modified-since',
+  'if-unmodified-since',
+  'last-modified',
+  'location',
+  'max-forwards',
+  'proxy-authorization',
+  'referer',
+  'retry-after',
+  'server',
+  'user-agent',
+  'cookie',
+]);
+
+/**
+ * An HTTP/1 message's headers with repeated field lines kept as they came: Node's
+ * `req.headers` joins them into one `a, b` value, which is not what the peer sent (Gateway
+ * API's header `add` reaches the app as a second line). Each repeated header becomes a list,
+ * sent on as repeated lines; `set-cookie` is a list already and is never joined. A message
+ * without repeated lines (the common case) returns `req.headers` itself.
+ */
+export function fieldLines(req: IncomingMessage): IncomingHttpHeaders {
+  const headers = req.headers;
+  let names = 0;
+  for (const _ in headers) names++;
+  if (names * 2 === req.rawHeaders.length) return headers;
+  const out: IncomingHttpHeaders = { ...headers };
+  const distinct = req.headersDistinct;
+  for (const name in distinct) {
+    const lines = distinct[name]!;
+    if (lines.length > 1 && !SINGLE_VALUED.has(name)) out[name] = lines;
   }
   return out;
 }

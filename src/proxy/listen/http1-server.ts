@@ -11,7 +11,7 @@ import type { HeaderMap, MeshRequest, MeshResponse, Service } from '../core/disp
 import { HexmeshError } from '../../errors/hexmesh-error.ts';
 import { reclaimWhileStreaming } from '../core/buffer-reclaim.ts';
 import { errorResponse, ERROR_HEADER } from '../core/error-response.ts';
-import { endToEndHeaders } from '../core/headers.ts';
+import { endToEndHeaders, fieldLines } from '../core/headers.ts';
 import { isGrpc, newContext, type ListenerIdentity } from './request-context.ts';
 
 export interface Http1Options {
@@ -102,7 +102,7 @@ export class Http1Server {
         path = slash < 0 ? '/' : path.slice(slash);
       }
     }
-    const headers = endToEndHeaders(req.headers);
+    const headers = endToEndHeaders(fieldLines(req));
     // Request trailers are not relayed, so do not announce them upstream.
     delete headers.trailer;
     return {

@@ -25,6 +25,17 @@ import { TransportPool, type TransportSettings } from '../transport/transport-po
 /** Header carrying the calling service to the destination's sidecar (identity replaces it under mTLS). */
 export const CLIENT_HEADER = 'x-hexmesh-client';
 
+/** Requests (by context, shared by their tries) addressed to one endpoint's own address. */
+const pinned = new WeakMap<object, string>();
+
+/**
+ * Send `req` to the endpoint `key` (`address:port`) rather than a balanced pick: a request
+ * addressed to a pod's own address. Fails no-healthy-endpoints if that endpoint is ejected or gone.
+ */
+export function pinEndpoint(req: MeshRequest, key: string): void {
+  pinned.set(req.ctx, key);
+}
+
 export function serviceKey(name: string, namespace: string): string {
   return `${name}.${namespace}`;
 }
@@ -211,11 +222,15 @@ export class Destination implements DestinationParts {
   }
 
   async #send(req: MeshRequest): Promise<MeshResponse> {
-    const ep = this.balancer.pick(
-      req.ctx.attempt === 0 && this.hashKey
-        ? { hashKey: this.hashKey(req.headers, req.ctx.srcAddress) }
-        : undefined,
-    );
+    const pin = pinned.get(req.ctx);
+    const ep =
+      pin === undefined
+        ? this.balancer.pick(
+            req.ctx.attempt === 0 && this.hashKey
+              ? { hashKey: this.hashKey(req.headers, req.ctx.srcAddress) }
+              : undefined,
+          )
+        : this.balancer.endpoints.find((e) => e.key === pin && !e.ejected);
     if (!ep)
       throw new HexmeshError(
         'HEXMESH_ERR_NO_HEALTHY_ENDPOINTS',

@@ -21,6 +21,8 @@ import { resolveResilience } from '../retry/resilience-options.ts';
 import { retryLayer } from '../retry/retry-layer.ts';
 import { buildRedirect, mirrorTarget, shadowAuthority } from '../route/filters.ts';
 import {
+  applyBackendRequestFilters,
+  applyBackendResponseFilters,
   applyRequestFilters,
   applyResponseFilters,
   compileRoutes,
@@ -29,11 +31,17 @@ import {
   parseAuthority,
   type BackendTarget,
   type MatchedRule,
-  type RouteTable,
 } from '../route/route-table.ts';
 import { deadlineLayer, timeoutLayer } from '../timeout/timeout-layer.ts';
 import type { TransportSettings } from '../transport/transport-pool.ts';
-import { CLIENT_HEADER, Destination, serviceKey, type DestinationUpdate } from './destination.ts';
+import { endpointKey } from '../balance/endpoint-state.ts';
+import {
+  CLIENT_HEADER,
+  Destination,
+  pinEndpoint,
+  serviceKey,
+  type DestinationUpdate,
+} from './destination.ts';
 import type { DestinationParts } from './policy-parts.ts';
 
 /** Most distinct authorities remembered per config (a bound against Host-header floods). */
@@ -65,11 +73,17 @@ type Target = DestinationParts &
 
 interface Entry {
   dst: Target;
-  table: RouteTable | undefined;
+  /** The Service's declared ports; the first one stands for a request that names no port (80 if declared). */
+  ports: readonly number[];
   /** The chain for requests with no route attached (passthrough to the service). */
   direct: Service;
   /** Chains per matched rule, built on first use (rules are fixed per config). */
   rules: Map<MatchedRule, Service>;
+  /** Per declared port: the routes attached there (a parentRef `port` narrows a route to one port). */
+  byPort: Map<number, Service>;
+  /** A port the Service does not declare: only routes whose parentRef names no port. */
+  otherPort: Service;
+  /** A request that names no port: the first of `ports`. */
   entry: Service;
 }
 
@@ -219,8 +233,8 @@ export function buildOutbound(
       if (mirrors.length) sendMirrors(out, rule);
       const b = rule.backends.pick();
       if (!b) throw noBackendError(rule);
-      const res = await backends.get(b)!(out);
-      return applyResponseFilters(rule, res);
+      const res = await backends.get(b)!(b.filters ? applyBackendRequestFilters(b, out) : out);
+      return applyResponseFilters(rule, b.filters ? applyBackendResponseFilters(b, res) : res);
     };
     return compose(edgeLayers(policy), forward);
   };
@@ -258,53 +272,96 @@ export function buildOutbound(
     }
   };
 
+  const portsOf = new Map(config.services.map((svc) => [serviceKey(svc.name, svc.namespace), svc.ports]));
+  /** The chain for requests to `e`'s Service on `port` (0: an undeclared port; parentRefs with a port never match it). */
+  const routedOn = (e: Entry, port: number): Service => {
+    const table = compileRoutes({ name: e.dst.name, namespace: e.dst.namespace, port }, routes, ns);
+    if (!table) return e.direct;
+    return (req: MeshRequest): Promise<MeshResponse> => {
+      const rule = table.match(req);
+      if (!rule) return Promise.reject(noRouteError(e.dst.name, req));
+      req.ctx.route = rule.routeLabel;
+      let chain = e.rules.get(rule);
+      if (!chain) {
+        chain = ruleChain(e, rule);
+        e.rules.set(rule, chain);
+      }
+      return chain(req);
+    };
+  };
   for (const dst of targets.values()) {
-    const table = compileRoutes({ name: dst.name, namespace: dst.namespace }, routes, ns);
+    const declared = (portsOf.get(dst.key) ?? []).map((p) => p.port);
     const e: Entry = {
       dst,
-      table,
+      ports: declared.includes(80) ? [80, ...declared.filter((p) => p !== 80)] : declared,
       direct: undefined as unknown as Service,
       rules: new Map(),
+      byPort: new Map(),
+      otherPort: undefined as unknown as Service,
       entry: undefined as unknown as Service,
     };
     e.direct = compose(edgeLayers(dst.policy), backendChain(dst, undefined, dst.policy));
-    e.entry = table
-      ? (req: MeshRequest): Promise<MeshResponse> => {
-          const rule = table.match(req);
-          if (!rule) return Promise.reject(noRouteError(dst.name, req));
-          req.ctx.route = rule.routeLabel;
-          let chain = e.rules.get(rule);
-          if (!chain) {
-            chain = ruleChain(e, rule);
-            e.rules.set(rule, chain);
-          }
-          return chain(req);
-        }
-      : e.direct;
+    for (const p of e.ports) e.byPort.set(p, routedOn(e, p));
+    e.otherPort = routedOn(e, 0);
+    e.entry = e.ports.length ? e.byPort.get(e.ports[0])! : e.otherPort;
     entries.set(dst.key, e);
   }
+  /** The chain for `port` of `e` (undefined: the request named no port). */
+  const onPort = (e: Entry, port: number | undefined): Service =>
+    port === undefined ? e.entry : (e.byPort.get(port) ?? e.otherPort);
 
-  const byAuthority = new Map<string, Entry | null>();
-  const resolve = (authority: string): Entry | undefined => {
-    let e = byAuthority.get(authority);
-    if (e === undefined) {
+  /**
+   * An authority that is one endpoint's own address (`<pod IP>:<port>`): GAMMA delivers it to
+   * that endpoint, through the Service's policy but none of its routes (the routes belong to
+   * the Service's name, not to its pods).
+   */
+  const byEndpoint = new Map<string, Entry>();
+  for (const e of entries.values())
+    for (const svc of config.services)
+      if (serviceKey(svc.name, svc.namespace) === e.dst.key)
+        for (const ep of svc.endpoints) {
+          const key = endpointKey(ep.address, ep.port);
+          // The first Service listing the endpoint carries it; any of them reaches the same pod.
+          if (!byEndpoint.has(key)) byEndpoint.set(key, e);
+        }
+  const toEndpoint = (authority: string): Resolved | undefined => {
+    const e = byEndpoint.get(authority);
+    if (!e) return undefined;
+    return {
+      e,
+      entry: (req) => {
+        pinEndpoint(req, authority);
+        return e.direct(req);
+      },
+    };
+  };
+
+  interface Resolved {
+    e: Entry;
+    entry: Service;
+  }
+  const byAuthority = new Map<string, Resolved | null>();
+  const resolve = (authority: string): Resolved | undefined => {
+    let r = byAuthority.get(authority);
+    if (r === undefined) {
       const t = parseAuthority(authority, ns);
-      e = (t && entries.get(serviceKey(t.name, t.namespace))) ?? null;
-      if (byAuthority.size < AUTHORITY_CACHE_LIMIT) byAuthority.set(authority, e);
+      const e = t && entries.get(serviceKey(t.name, t.namespace));
+      r = e ? { e, entry: onPort(e, t.port) } : (toEndpoint(authority) ?? null);
+      if (byAuthority.size < AUTHORITY_CACHE_LIMIT) byAuthority.set(authority, r);
     }
-    return e ?? undefined;
+    return r ?? undefined;
   };
 
   const service: Service = (req) => {
     // The app must not name its caller: only this sidecar sets x-hexmesh-client (destination.ts).
     delete req.headers[CLIENT_HEADER];
-    const e = resolve(req.authority);
-    if (!e) {
+    const r = resolve(req.authority);
+    if (!r) {
       const err = unknownAuthority(req.authority, self);
       return onUnknown ? onUnknown(req, err) : Promise.reject(err);
     }
-    req.ctx.dstService = e.dst.name;
-    return e.entry(req);
+    req.ctx.dstService = r.e.dst.name;
+    return r.entry(req);
   };
 
   let settled = false;

@@ -242,6 +242,7 @@ interface RuleCommon {
     namespace?: string;
     port?: number;
     weight?: number;
+    filters?: unknown[];
   }[];
   timeouts?: { request?: number; backendRequest?: number };
   retry?: Retry;
@@ -265,7 +266,15 @@ function compileRule(
   }
   const backends = new WeightedBackends(
     (rule.backendRefs ?? []).map((b): BackendTarget =>
-      Object.freeze({ name: b.name, namespace: b.namespace ?? ns, port: b.port, weight: b.weight ?? 1 }),
+      Object.freeze({
+        name: b.name,
+        namespace: b.namespace ?? ns,
+        port: b.port,
+        weight: b.weight ?? 1,
+        ...(b.filters?.length
+          ? { filters: Object.freeze(b.filters.map((f) => compileFilter(f as HTTPRouteFilter, ns))) }
+          : {}),
+      }),
     ),
   );
   return {
@@ -476,6 +485,22 @@ export function applyRequestFilters(rule: MatchedRule, req: MeshRequest): MeshRe
 export function applyResponseFilters(rule: MatchedRule, res: MeshResponse): MeshResponse {
   let out = res;
   for (const f of rule.filters)
+    if (f.type === 'ResponseHeaderModifier') out = applyResponseHeaderModifier(out, f.modifier);
+  return out;
+}
+
+/** Apply a backendRef's own request header modifiers (after the rule's filters). */
+export function applyBackendRequestFilters(b: BackendTarget, req: MeshRequest): MeshRequest {
+  let out = req;
+  for (const f of b.filters ?? [])
+    if (f.type === 'RequestHeaderModifier') out = applyRequestHeaderModifier(out, f.modifier);
+  return out;
+}
+
+/** Apply a backendRef's own response header modifiers (before the rule's). */
+export function applyBackendResponseFilters(b: BackendTarget, res: MeshResponse): MeshResponse {
+  let out = res;
+  for (const f of b.filters ?? [])
     if (f.type === 'ResponseHeaderModifier') out = applyResponseHeaderModifier(out, f.modifier);
   return out;
 }

@@ -4,6 +4,8 @@
  * one random number and a short scan.
  */
 
+import type { CompiledFilter } from './filters.ts';
+
 /** A destination service named by a backendRef or a mirror. */
 export interface BackendTarget {
   readonly name: string;
@@ -11,6 +13,8 @@ export interface BackendTarget {
   /** Unset: the caller keeps the port the request was addressed to. */
   readonly port: number | undefined;
   readonly weight: number;
+  /** The backendRef's own filters (header modifiers), applied after the rule's. */
+  readonly filters?: readonly CompiledFilter[];
 }
 
 export class WeightedBackends {

@@ -1,0 +1,322 @@
+/**
+ * Harness for the ported Gateway API Mesh conformance suite (kubernetes-sigs/gateway-api
+ * `conformance/tests/mesh/`): the base manifests' namespace, Services and pods — `echo-v1`
+ * and `echo-v2` in `gateway-conformance-mesh` (Service `echo` selects both), each a real echo
+ * app behind its own real sidecar — and client sidecars standing for the `echo-v1` pod the
+ * upstream suite execs into (one per namespace, for consumer routes).
+ *
+ * Each test applies its manifests to the client sidecars (`apply`), as `kubectl apply` would,
+ * and checks upstream's `ExpectedResponse` with `expectResponse`, which compares the way
+ * upstream's `conformance/utils/http` does: status, response headers, the request the backend
+ * saw (path, host, method, headers with repeated lines joined by `,`), the backend that
+ * answered (pod name prefix) and, for redirects, the Location's scheme/host/port/path.
+ */
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import { parseProxyConfig } from '../../src/config/load.ts';
+import { startHttpServer, startProxy, type RunningProxy } from '../support/mesh.ts';
+
+export const MESH_NS = 'gateway-conformance-mesh';
+export const CONSUMER_NS = 'gateway-conformance-mesh-consumer';
+
+/** What the echo app answers: the request as it arrived (upstream's echo response fields). */
+export interface Echoed {
+  path: string;
+  host: string;
+  method: string;
+  proto: string;
+  /** Header name as received → one entry per field line. */
+  headers: Record<string, string[]>;
+  namespace: string;
+  pod: string;
+}
+
+/** An echo app: answers JSON describing the request; field lines are kept as they came. */
+function echoApp(pod: string, namespace: string): http.RequestListener {
+  return (req, res) => {
+    req.resume();
+    req.on('end', () => {
+      const headers: Record<string, string[]> = {};
+      const raw = req.rawHeaders;
+      for (let i = 0; i < raw.length; i += 2) (headers[raw[i]] ??= []).push(raw[i + 1]);
+      const body: Echoed = {
+        path: req.url ?? '',
+        host: req.headers.host ?? '',
+        method: req.method ?? '',
+        proto: `HTTP/${req.httpVersion}`,
+        headers,
+        namespace,
+        pod,
+      };
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify(body));
+    });
+  };
+}
+
+/** Service ports of the base manifests that carry HTTP (https, tcp and grpc are not used here). */
+const PORTS = [
+  { name: 'http', port: 80, protocol: 'http' },
+  { name: 'http-alt', port: 8080, protocol: 'http' },
+];
+
+export interface Pod {
+  name: string;
+  /** The pod's address as a mesh client dials it: its sidecar's inbound listener. */
+  address: string;
+  port: number;
+}
+
+export interface Mesh {
+  pods: { 'echo-v1': Pod; 'echo-v2': Pod };
+  /** Client sidecars by namespace (the upstream suite's echo-v1 pod in that namespace). */
+  clients: Record<string, RunningProxy>;
+  /** Replace the routes every client sidecar has (kubectl apply of one test's manifests). */
+  apply(resources: unknown[]): void;
+  close(): Promise<void>;
+}
+
+export async function startMesh(): Promise<Mesh> {
+  const closers: (() => Promise<unknown>)[] = [];
+  const pods = {} as Mesh['pods'];
+  try {
+    for (const name of ['echo-v1', 'echo-v2'] as const) {
+      const pod = `${name}-7c9d5b6f4-${name === 'echo-v1' ? 'x8k2p' : 'q4m7z'}`;
+      const app = await startHttpServer(echoApp(pod, MESH_NS));
+      closers.push(() => app.close());
+      const sidecar = await startProxy({
+        proxy: { service: name, namespace: MESH_NS, app: { host: '127.0.0.1', port: app.port } },
+      });
+      closers.unshift(() => sidecar.close());
+      pods[name] = { name: pod, address: '127.0.0.1', port: sidecar.inboundPort };
+    }
+    const endpoint = (p: Pod) => ({ address: p.address, port: p.port });
+    const services = [
+      { name: 'echo', endpoints: [endpoint(pods['echo-v1']), endpoint(pods['echo-v2'])] },
+      { name: 'echo-v1', endpoints: [endpoint(pods['echo-v1'])] },
+      { name: 'echo-v2', endpoints: [endpoint(pods['echo-v2'])] },
+    ].map((s) => ({ ...s, namespace: MESH_NS, ports: PORTS }));
+    const docFor = (namespace: string, resources: unknown[]) => ({
+      proxy: {
+        service: 'echo-v1',
+        namespace,
+        outbound: { address: '127.0.0.1', port: 0 },
+        inbound: { address: '127.0.0.1', port: 0 },
+        admin: { address: '127.0.0.1', port: 0 },
+        drainTimeout: '1s',
+      },
+      services,
+      resources,
+    });
+    const clients: Record<string, RunningProxy> = {};
+    for (const ns of [MESH_NS, CONSUMER_NS]) {
+      const c = await startProxy(docFor(ns, []));
+      closers.unshift(() => c.close());
+      clients[ns] = c;
+    }
+    return {
+      pods,
+      clients,
+      apply(resources) {
+        for (const [ns, c] of Object.entries(clients)) {
+          const doc = docFor(ns, resources);
+          // The listeners are bound already; the config keeps the addresses it started with.
+          doc.proxy = { ...doc.proxy, ...addressesOf(c) };
+          c.proxy.apply(parseProxyConfig(doc));
+        }
+      },
+      async close() {
+        for (const fn of closers) await fn().catch(() => {});
+      },
+    };
+  } catch (err) {
+    for (const fn of closers) await fn().catch(() => {});
+    throw err;
+  }
+}
+
+function addressesOf(c: RunningProxy) {
+  const cfg = c.proxy.config.proxy;
+  return { outbound: cfg.outbound, inbound: cfg.inbound, admin: cfg.admin };
+}
+
+/** A small YAML-free manifest helper: an HTTPRoute as in upstream's manifests. */
+export function httpRoute(
+  name: string,
+  spec: Record<string, unknown>,
+  namespace = MESH_NS,
+): Record<string, unknown> {
+  return {
+    apiVersion: 'gateway.networking.k8s.io/v1',
+    kind: 'HTTPRoute',
+    metadata: { name, namespace },
+    spec,
+  };
+}
+
+/** Upstream's `http.Request` (the parts the mesh tests use). */
+export interface Request {
+  host?: string;
+  method?: string;
+  path?: string;
+  headers?: Record<string, string>;
+}
+
+/** Upstream's `http.ExpectedResponse`. */
+export interface ExpectedResponse {
+  request: Request;
+  /** Default: the request (as upstream: an unset expected request is the request sent). */
+  expectedRequest?: { request?: Request; absentHeaders?: string[] };
+  response?: { statusCode?: number; headers?: Record<string, string>; absentHeaders?: string[] };
+  backend?: string;
+  namespace?: string;
+  redirectRequest?: { scheme?: string; host?: string; port?: string; path?: string };
+}
+
+export interface Captured {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  echoed: Echoed | undefined;
+  text: string;
+}
+
+/** Send `req` through `client`'s outbound listener as the app would (Host names the service). */
+export function send(client: RunningProxy, req: Request, agent?: http.Agent): Promise<Captured> {
+  return new Promise((resolve, reject) => {
+    const r = http.request(
+      {
+        host: '127.0.0.1',
+        port: client.addr.outbound.port,
+        method: req.method ?? 'GET',
+        path: req.path ?? '/',
+        headers: { ...req.headers, Host: req.headers?.Host ?? req.host ?? 'echo' },
+        setHost: false,
+        agent: agent ?? false,
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString();
+          let echoed: Echoed | undefined;
+          if ((res.headers['content-type'] ?? '').includes('json')) {
+            try {
+              echoed = JSON.parse(text) as Echoed;
+            } catch {
+              echoed = undefined;
+            }
+          }
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, echoed, text });
+        });
+        res.on('error', reject);
+      },
+    );
+    r.on('error', reject);
+    r.end();
+  });
+}
+
+/** The values of header `name` (any case) as upstream reads them: field lines joined by `,`. */
+function echoedHeader(e: Echoed, name: string): string | undefined {
+  const lower = name.toLowerCase();
+  const values: string[] = [];
+  for (const [k, v] of Object.entries(e.headers)) if (k.toLowerCase() === lower) values.push(...v);
+  return values.length ? values.join(',') : undefined;
+}
+
+/** Compare one round trip with `exp`; returns the mismatches (empty: as expected). */
+export function compare(exp: ExpectedResponse, got: Captured): string[] {
+  const problems: string[] = [];
+  const status = exp.response?.statusCode ?? 200;
+  if (got.status !== status) {
+    const cause = got.headers['x-hexmesh-error']
+      ? ` (x-hexmesh-error: ${got.headers['x-hexmesh-error']})`
+      : '';
+    return [`status ${got.status}${cause}, want ${status}: ${got.text.slice(0, 160)}`];
+  }
+  for (const [k, v] of Object.entries(exp.response?.headers ?? {})) {
+    const actual = got.headers[k.toLowerCase()];
+    const joined = Array.isArray(actual) ? actual.join(',') : actual;
+    if (joined !== v)
+      problems.push(`response header ${k}: ${JSON.stringify(joined)}, want ${JSON.stringify(v)}`);
+  }
+  for (const k of exp.response?.absentHeaders ?? [])
+    if (got.headers[k.toLowerCase()] !== undefined)
+      problems.push(`response header ${k} present, want absent`);
+  if (exp.redirectRequest) {
+    const loc = got.headers.location;
+    if (!loc) return [...problems, 'redirect without Location'];
+    const u = new URL(loc, 'http://placeholder');
+    const reqUrl = new URL(`http://${exp.request.host ?? 'echo'}${exp.request.path ?? '/'}`);
+    const want = {
+      scheme: exp.redirectRequest.scheme ?? 'http',
+      host: exp.redirectRequest.host ?? reqUrl.hostname,
+      path: exp.redirectRequest.path ?? reqUrl.pathname,
+    };
+    if (u.protocol !== `${want.scheme}:`)
+      problems.push(`redirect scheme ${u.protocol}, want ${want.scheme} (${loc})`);
+    if (u.hostname !== want.host) problems.push(`redirect host ${u.hostname}, want ${want.host} (${loc})`);
+    if (u.pathname !== want.path) problems.push(`redirect path ${u.pathname}, want ${want.path} (${loc})`);
+    if (exp.redirectRequest.port !== undefined && u.port !== exp.redirectRequest.port)
+      problems.push(`redirect port ${JSON.stringify(u.port)}, want ${exp.redirectRequest.port} (${loc})`);
+    return problems;
+  }
+  if (status !== 200) return problems;
+  const e = got.echoed;
+  if (!e) return [...problems, `no echo response: ${got.text.slice(0, 160)}`];
+  const want = { ...exp.request, ...exp.expectedRequest?.request };
+  if (exp.expectedRequest?.request?.headers === undefined) want.headers = exp.request.headers;
+  const wantPath = want.path ?? '/';
+  if (e.path !== wantPath) problems.push(`backend saw path ${e.path}, want ${wantPath}`);
+  if (want.method && e.method !== want.method)
+    problems.push(`backend saw method ${e.method}, want ${want.method}`);
+  for (const [k, v] of Object.entries(want.headers ?? {})) {
+    if (k.toLowerCase() === 'host') continue;
+    const actual = echoedHeader(e, k);
+    if (actual !== v) problems.push(`backend saw ${k}: ${JSON.stringify(actual)}, want ${JSON.stringify(v)}`);
+  }
+  for (const k of exp.expectedRequest?.absentHeaders ?? [])
+    if (echoedHeader(e, k) !== undefined) problems.push(`backend saw ${k}, want absent`);
+  if (exp.backend && !e.pod.startsWith(exp.backend))
+    problems.push(`answered by ${e.pod}, want ${exp.backend}`);
+  if (exp.namespace && e.namespace !== exp.namespace)
+    problems.push(`answered from namespace ${e.namespace}, want ${exp.namespace}`);
+  return problems;
+}
+
+/**
+ * Upstream's `MakeRequestAndExpectEventuallyConsistentResponse`: the expectation must hold on
+ * `threshold` consecutive requests (routes settle) within `timeoutMs`.
+ */
+export async function expectResponse(
+  client: RunningProxy,
+  exp: ExpectedResponse,
+  { threshold = 3, timeoutMs = 10_000 } = {},
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let ok = 0;
+  let last: string[];
+  for (;;) {
+    last = compare(exp, await send(client, exp.request));
+    ok = last.length === 0 ? ok + 1 : 0;
+    if (ok >= threshold) return;
+    if (Date.now() > deadline) break;
+    if (last.length) await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.fail(`${describe(exp.request)}: ${last.join('; ')}`);
+}
+
+/** Upstream's `GetTestCaseName`: `<index> request to '<host><path>'…`. */
+export function caseName(exp: ExpectedResponse, i: number, name?: string): string {
+  if (name) return name;
+  return `${i} ${describe(exp.request)}${exp.backend ? ` should go to ${exp.backend}` : ''}${
+    exp.response?.statusCode && exp.response.statusCode !== 200
+      ? ` should receive a ${exp.response.statusCode}`
+      : ''
+  }`;
+}
+
+function describe(r: Request): string {
+  const headers = r.headers ? ` with headers ${JSON.stringify(r.headers)}` : '';
+  return `request to '${r.host ?? 'echo'}${r.path ?? '/'}'${headers}`;
+}
