@@ -20,6 +20,7 @@ import { PEER_IDENTITY } from './request-context.ts';
 
 const PREFACE_LENGTH = 24;
 const HEADERS = 1;
+const RST_STREAM = 3;
 const CONTINUATION = 9;
 const END_HEADERS = 0x4;
 const PADDED = 0x8;
@@ -55,8 +56,24 @@ export function fieldProblem(name: string, value: string): string | undefined {
   return undefined;
 }
 
-/** Follows the client's frames on one connection; `problem(id)` tells what was wrong with a request. */
+/** RST_STREAM frames a client may send per window before its bytes stop (rapid reset). */
+export interface ResetLimit {
+  budget: number;
+  windowMs: number;
+}
+
+/**
+ * Follows the client's frames on one connection; `problem(id)` tells what was wrong with a
+ * request. It also counts the client's RST_STREAM frames: past the budget, `feed` lets no
+ * more bytes through (not even the rest of the chunk in hand), so a rapid-reset flood costs
+ * the session at most the budget's streams however much the client managed to send.
+ */
 export class HeaderInspector {
+  readonly #limit: ResetLimit | undefined;
+  #resets = 0;
+  #windowStart = 0;
+  /** The reset budget is spent: nothing more passes. */
+  flooded = false;
   readonly #decoder = new HpackDecoder();
   readonly #problems = new Map<number, string>();
   #preface = PREFACE_LENGTH;
@@ -74,6 +91,10 @@ export class HeaderInspector {
   #lastStream = 0;
   #off = false;
 
+  constructor(limit?: ResetLimit) {
+    this.#limit = limit;
+  }
+
   /** The problem recorded for this stream's request headers (once). */
   problem(streamId: number): string | undefined {
     const p = this.#problems.get(streamId);
@@ -81,12 +102,15 @@ export class HeaderInspector {
     return p;
   }
 
-  feed(chunk: Buffer): void {
-    if (this.#off) return;
+  /** Inspect the next bytes from the client; returns how many of them may go to the session. */
+  feed(chunk: Buffer): number {
+    if (this.flooded) return 0;
+    if (this.#off) return chunk.length;
     try {
-      this.#feed(chunk);
+      return this.#feed(chunk);
     } catch {
       this.#stop();
+      return chunk.length;
     }
   }
 
@@ -96,7 +120,7 @@ export class HeaderInspector {
     this.#head = null;
   }
 
-  #feed(chunk: Buffer): void {
+  #feed(chunk: Buffer): number {
     let i = 0;
     const n = chunk.length;
     if (this.#preface > 0) {
@@ -120,6 +144,7 @@ export class HeaderInspector {
         continue;
       }
       // A frame header: 9 bytes, perhaps split across chunks.
+      const frameStart = this.#head === null ? i : 0;
       let h: Buffer;
       if (this.#head !== null || n - i < 9) {
         const have = this.#head ?? Buffer.alloc(0);
@@ -135,8 +160,24 @@ export class HeaderInspector {
         h = chunk.subarray(i, i + 9);
         i += 9;
       }
+      if (h[3] === RST_STREAM && this.#overBudget()) {
+        this.flooded = true;
+        return frameStart;
+      }
       this.#frame(h.readUIntBE(0, 3), h[3], h[4], h.readUInt32BE(5) & 0x7fffffff);
     }
+    return n;
+  }
+
+  #overBudget(): boolean {
+    const limit = this.#limit;
+    if (!limit) return false;
+    const now = Date.now();
+    if (now - this.#windowStart > limit.windowMs) {
+      this.#windowStart = now;
+      this.#resets = 0;
+    }
+    return ++this.#resets > limit.budget;
   }
 
   #frame(length: number, type: number, flags: number, stream: number): void {
@@ -201,13 +242,16 @@ export class HeaderInspector {
  * context reads from a session's socket (addresses, the mTLS peer identity).
  */
 export class InspectedSocket extends Duplex {
-  readonly inspector = new HeaderInspector();
+  readonly inspector: HeaderInspector;
+  /** Called once when the client's resets exceed the budget (its bytes no longer pass). */
+  onFlood: (() => void) | undefined;
   readonly #socket: Socket;
   readonly [PEER_IDENTITY]?: string;
 
   /** `head`: bytes already read from `socket` (protocol detection), delivered first. */
-  constructor(socket: Socket, head: Buffer) {
+  constructor(socket: Socket, head: Buffer, resetLimit?: ResetLimit) {
     super({ allowHalfOpen: false });
+    this.inspector = new HeaderInspector(resetLimit);
     this.#socket = socket;
     const id = (socket as { [PEER_IDENTITY]?: string })[PEER_IDENTITY];
     if (id !== undefined) this[PEER_IDENTITY] = id;
@@ -219,8 +263,19 @@ export class InspectedSocket extends Duplex {
   }
 
   #deliver(d: Buffer): void {
-    this.inspector.feed(d);
+    if (this.inspector.flooded) return;
+    const pass = this.inspector.feed(d);
+    if (pass < d.length) {
+      if (pass > 0) this.push(d.subarray(0, pass));
+      this.#socket.pause();
+      this.onFlood?.();
+      return;
+    }
     if (!this.push(d)) this.#socket.pause();
+  }
+
+  override _read(): void {
+    if (!this.inspector.flooded) this.#socket.resume();
   }
 
   get remoteAddress(): string | undefined {
@@ -248,10 +303,6 @@ export class InspectedSocket extends Duplex {
   setNoDelay(noDelay?: boolean): this {
     this.#socket.setNoDelay(noDelay);
     return this;
-  }
-
-  override _read(): void {
-    this.#socket.resume();
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {

@@ -76,6 +76,9 @@ export class H2Server {
       // (the session's own `socket` is Node's wrapper of it, without addresses or identity).
       const conn = this.#accepting;
       if (!conn) return void s.destroy();
+      conn.onFlood = () => guard.calm();
+      // The bytes read during detection may already have spent the budget.
+      if (conn.inspector.flooded) process.nextTick(() => guard.calm());
       this.#sessions.set(s, guard);
       s.once('close', () => this.#sessions.delete(s));
       // The session's own 'stream' event, not the server's: a stream reset in the same read as
@@ -98,7 +101,10 @@ export class H2Server {
 
   accept(socket: Socket, head: Buffer): void {
     // The session reads the client's bytes (`head` first) through the header inspector.
-    this.#accepting = new InspectedSocket(socket, head);
+    this.#accepting = new InspectedSocket(socket, head, {
+      budget: this.#limits.resetBudget,
+      windowMs: this.#limits.resetWindowMs,
+    });
     try {
       this.#server.emit('connection', this.#accepting);
     } finally {

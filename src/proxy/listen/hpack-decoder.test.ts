@@ -138,3 +138,19 @@ test('HeaderInspector follows frames split at every byte', () => {
   assert.match(inspector.problem(1) ?? '', /invalid value for header x-a/);
   assert.equal(inspector.problem(1), undefined, 'a problem is handed out once');
 });
+
+test('HeaderInspector: past the reset budget no more bytes pass, not even the rest of the chunk', () => {
+  const rst = (id: number) => Buffer.from([0, 0, 4, 3, 0, 0, 0, 0, id, 0, 0, 0, 8]);
+  const preface = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
+  const chunk = Buffer.concat([preface, rst(1), rst(3), rst(5), rst(7), rst(9)]);
+  const inspector = new HeaderInspector({ budget: 3, windowMs: 60_000 });
+  assert.equal(
+    inspector.feed(chunk),
+    preface.length + 3 * 13,
+    'the fourth RST_STREAM and all after it are held back',
+  );
+  assert.ok(inspector.flooded);
+  assert.equal(inspector.feed(rst(11)), 0);
+  const lenient = new HeaderInspector();
+  assert.equal(lenient.feed(chunk), chunk.length, 'no limit, no holding back');
+});
