@@ -8,6 +8,7 @@
  * burst of new arrivals cannot overtake the queue.
  */
 import { HexmeshError } from '../../errors/hexmesh-error.ts';
+import type { CancelSignal } from '../core/cancel.ts';
 
 export interface BulkheadOptions {
   /** Calls allowed in flight at once (default 1024). */
@@ -32,7 +33,7 @@ class Waiter {
   linked = false;
   constructor(
     readonly owner: Bulkhead,
-    readonly signal: AbortSignal,
+    readonly signal: CancelSignal,
     readonly resolve: () => void,
     readonly reject: (err: unknown) => void,
   ) {}
@@ -99,7 +100,7 @@ export class Bulkhead {
    * `signal` aborts (with its reason) or `deadline` (performance.now() ms) passes
    * (HEXMESH_ERR_TIMEOUT). Call {@link tryAcquire} first: this always queues.
    */
-  enqueue(signal: AbortSignal, deadline = Infinity): Promise<void> | undefined {
+  enqueue(signal: CancelSignal, deadline = Infinity): Promise<void> | undefined {
     if (this.closed || this.queued >= this.maxPending) return undefined;
     if (signal.aborted) return Promise.reject(signal.reason);
     const ms = deadline - this.now();

@@ -9,6 +9,7 @@
  * the stack buffers a whole body, except the retry layer, which keeps at most 64 KiB.
  */
 import type { Readable } from 'node:stream';
+import type { CancelSignal } from './cancel.ts';
 
 /** Header names are lower-case; pseudo-headers and hop-by-hop headers are never present. */
 export type HeaderMap = Record<string, string | string[] | undefined>;
@@ -24,7 +25,7 @@ export interface RequestContext {
   /** Remote address of the downstream peer (the app on outbound, the peer sidecar on inbound). */
   readonly srcAddress: string;
   /** Aborted when the downstream goes away; layers that start work must stop on it. */
-  readonly signal: AbortSignal;
+  readonly signal: CancelSignal;
   /** Calling service (known on outbound; from the peer's identity or header on inbound). */
   srcService: string;
   /** Destination service name (outbound: from Host/:authority; inbound: this proxy's service). */
@@ -40,7 +41,7 @@ export interface RequestContext {
    * response discarded for a retry. Transports and pools must honour it: use
    * `ctx.trySignal ?? ctx.signal` for connecting, sending and streaming the response.
    */
-  trySignal?: AbortSignal;
+  trySignal?: CancelSignal;
   /** Try number, 0 for the first try; set by the retry layer. */
   attempt: number;
   /** Endpoint chosen for the current try (`host:port`), set by the balancer layer. */

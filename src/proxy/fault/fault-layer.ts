@@ -4,8 +4,8 @@
  * exercise the timeouts they are meant to test, and outside the retry layer, so an injected
  * abort is what the client sees rather than something the proxy retries away.
  */
-import { setTimeout as delay } from 'node:timers/promises';
 import { HexmeshError } from '../../errors/hexmesh-error.ts';
+import { sleep } from '../core/cancel.ts';
 import type { Layer, MeshRequest, MeshResponse, Service } from '../core/dispatch.ts';
 import type { FaultOptions } from '../retry/resilience-options.ts';
 
@@ -53,11 +53,8 @@ export function faultLayer(options: FaultOptions | null, deps: FaultLayerDeps = 
     async function delayed(req: MeshRequest): Promise<MeshResponse> {
       const signal = req.ctx.trySignal ?? req.ctx.signal;
       req.ctx.notes.fault = 'delay';
-      try {
-        await delay(d!.duration, undefined, { signal });
-      } catch (err) {
-        throw signal.aborted ? signal.reason : err;
-      }
+      await sleep(d!.duration, signal);
+      if (signal.aborted) throw signal.reason;
       return aborted() ? injectAbort(req) : next(req);
     }
     return function fault(req: MeshRequest): Promise<MeshResponse> {

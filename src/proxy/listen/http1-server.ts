@@ -9,6 +9,7 @@ import type { TLSSocket } from 'node:tls';
 import type { Duplex, Readable } from 'node:stream';
 import type { HeaderMap, MeshRequest, MeshResponse, Service } from '../core/dispatch.ts';
 import { HexmeshError } from '../../errors/hexmesh-error.ts';
+import { Cancel, NEVER, type CancelSignal } from '../core/cancel.ts';
 import { reclaimWhileStreaming } from '../core/buffer-reclaim.ts';
 import { errorResponse, ERROR_HEADER } from '../core/error-response.ts';
 import { endToEndHeaders, fieldLines } from '../core/headers.ts';
@@ -69,7 +70,7 @@ export class Http1Server {
     );
     if (onUpgrade)
       this.#server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
-        const mreq = this.#toMesh(req, new AbortController().signal, null);
+        const mreq = this.#toMesh(req, NEVER, null);
         mreq.headers.upgrade = req.headers.upgrade;
         onUpgrade(mreq, socket, head);
       });
@@ -90,7 +91,7 @@ export class Http1Server {
     socket.resume();
   }
 
-  #toMesh(req: http.IncomingMessage, signal: AbortSignal, body: MeshRequest['body']): MeshRequest {
+  #toMesh(req: http.IncomingMessage, signal: CancelSignal, body: MeshRequest['body']): MeshRequest {
     let authority = req.headers.host ?? '';
     let path = req.url ?? '/';
     // Absolute-form request target (the app uses us as its HTTP proxy: HTTP_PROXY=...).
@@ -121,7 +122,7 @@ export class Http1Server {
     const ex = new Exchange(this, res);
     const hasBody =
       req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
-    const mreq = this.#toMesh(req, ex.controller.signal, hasBody ? req : null);
+    const mreq = this.#toMesh(req, ex.cancel, hasBody ? req : null);
     this.inflight++;
     let mres: MeshResponse;
     const bad = malformed(req, mreq.path);
@@ -168,12 +169,13 @@ type TrackedRes = http.ServerResponse & { [kExchange]?: Exchange };
 type TrackedBody = Readable & { [kExchange]?: Exchange };
 
 /**
- * One request/response on a connection: the abort controller of its context, the response
+ * One request/response on a connection: the cancellation of its context (aborted when the
+ * connection goes away before the response is written, cleared once it is), the response
  * body being relayed, and the in-flight count. The stream listeners are module functions that
  * find it through the stream, so a request allocates no closures for them.
  */
 class Exchange {
-  readonly controller = new AbortController();
+  readonly cancel = new Cancel();
   body: TrackedBody | null = null;
   /** The response being relayed; its `trailers` are filled by the producer before the body ends. */
   response: MeshResponse | undefined = undefined;
@@ -189,7 +191,8 @@ class Exchange {
 
   /** The response is done or the connection went away: count it out once. */
   closed(): void {
-    if (!this.res.writableFinished) this.controller.abort();
+    if (!this.res.writableFinished) this.cancel.abort();
+    else this.cancel.clear();
     if (this.#counted) {
       this.#counted = false;
       this.server.inflight--;

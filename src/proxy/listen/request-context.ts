@@ -1,5 +1,6 @@
 /** Creation of the per-request context, shared by the HTTP/1 and HTTP/2 adapters. */
 import { performance } from 'node:perf_hooks';
+import type { CancelSignal } from '../core/cancel.ts';
 import type { Direction, RequestContext } from '../core/dispatch.ts';
 
 export interface ListenerIdentity {
@@ -18,7 +19,7 @@ export const PEER_IDENTITY: unique symbol = Symbol('hexmesh.peerIdentity');
 export function newContext(
   id: ListenerIdentity,
   srcAddress: string,
-  signal: AbortSignal,
+  signal: CancelSignal,
   socket?: object | null,
 ): RequestContext {
   const outbound = id.direction === 'outbound';

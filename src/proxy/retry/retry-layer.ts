@@ -10,6 +10,7 @@
  * ends before the deadline. Each try calls `next` again, so the balancer below picks anew.
  */
 import { ERROR_CODES, isSafeToRetry, HexmeshError } from '../../errors/hexmesh-error.ts';
+import { sleep } from '../core/cancel.ts';
 import { header, type Layer, type MeshRequest, type MeshResponse, type Service } from '../core/dispatch.ts';
 import { ERROR_HEADER } from '../core/error-response.ts';
 import { discardBody } from '../timeout/discard-body.ts';
@@ -190,19 +191,6 @@ class Retrier {
 function finish(res: MeshResponse | undefined, err: unknown): MeshResponse {
   if (res) return res;
   throw err;
-}
-
-/** Backoff sleep: one timer per retry (never per request), cut short by the abort signal. */
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
-    function done(): void {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-  });
 }
 
 /**

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
 import { test } from 'node:test';
 import { HexmeshError } from '../../errors/hexmesh-error.ts';
+import type { CancelSignal } from '../core/cancel.ts';
 import { compose, type MeshResponse, type Service } from '../core/dispatch.ts';
 import { resolveResilience } from '../retry/resilience-options.ts';
 import { retryLayer } from '../retry/retry-layer.ts';
@@ -11,7 +12,7 @@ import { timeoutLayer } from './timeout-layer.ts';
 const T = { timeout: 10_000 };
 
 /** An inner service that never answers on its own; it rejects when its try signal aborts. */
-function hanging(seen: AbortSignal[]): Service {
+function hanging(seen: CancelSignal[]): Service {
   return (req) =>
     new Promise<MeshResponse>((_resolve, reject) => {
       const signal = req.ctx.trySignal!;
@@ -21,7 +22,7 @@ function hanging(seen: AbortSignal[]): Service {
 }
 
 test('request timeout fires with the right message and aborts the inner try', T, async () => {
-  const seen: AbortSignal[] = [];
+  const seen: CancelSignal[] = [];
   const svc = timeoutLayer({ request: 50 })(hanging(seen));
   const req = fakeRequest({ dstService: 'ratings' });
   const started = performance.now();
@@ -55,7 +56,7 @@ test('request 0 disables the timeout', T, async () => {
 });
 
 test('a downstream abort reaches the inner try through ctx.trySignal', T, async () => {
-  const seen: AbortSignal[] = [];
+  const seen: CancelSignal[] = [];
   const ac = new AbortController();
   const pending = timeoutLayer({ request: 5000 })(hanging(seen))(fakeRequest({ signal: ac.signal }));
   await wait(5);
@@ -65,7 +66,7 @@ test('a downstream abort reaches the inner try through ctx.trySignal', T, async 
 });
 
 test('the timeout never fires after response headers arrived; the body streams on', T, async () => {
-  const seen: AbortSignal[] = [];
+  const seen: CancelSignal[] = [];
   const slowBody: Service = async (req) => {
     seen.push(req.ctx.trySignal!);
     await wait(5);
@@ -97,7 +98,7 @@ test('a response arriving after the timeout has its body destroyed', T, async ()
 
 test('per-try timeout triggers a retry, which then succeeds', T, async () => {
   const opts = resolveResilience({ timeouts: { request: 5000, backendRequest: 40 } });
-  const seen: AbortSignal[] = [];
+  const seen: CancelSignal[] = [];
   let calls = 0;
   const inner: Service = (req) => {
     calls++;
@@ -119,7 +120,7 @@ test('per-try timeout triggers a retry, which then succeeds', T, async () => {
 
 test('per-try timeout on a POST is not retried (the request was sent)', T, async () => {
   const opts = resolveResilience({ timeouts: { request: 5000, backendRequest: 30 } });
-  const seen: AbortSignal[] = [];
+  const seen: CancelSignal[] = [];
   const svc = compose([timeoutLayer(opts.timeouts), retryLayer(opts)], hanging(seen));
   await assert.rejects(svc(fakeRequest({ method: 'POST' })), {
     code: 'HEXMESH_ERR_TIMEOUT',
@@ -133,7 +134,7 @@ test('the request timeout covers all tries', T, async () => {
     timeouts: { request: 120, backendRequest: 50 },
     retry: { attempts: 10 },
   });
-  const seen: AbortSignal[] = [];
+  const seen: CancelSignal[] = [];
   const svc = compose([timeoutLayer(opts.timeouts), retryLayer(opts, { random: () => 0 })], hanging(seen));
   const started = performance.now();
   await assert.rejects(svc(fakeRequest()), { code: 'HEXMESH_ERR_TIMEOUT' });

@@ -1,10 +1,11 @@
 /**
- * One timed call of an inner service: its own AbortController (published as `ctx.trySignal`),
+ * One timed call of an inner service: its own {@link Cancel} (published as `ctx.trySignal`),
  * chained to the signal in effect outside it, and one timer that fails the call with
  * HEXMESH_ERR_TIMEOUT if no response headers came in time. Used by the timeout layer (the request
  * timeout) and by the retry layer (the per-try timeout).
  */
 import { HexmeshError } from '../../errors/hexmesh-error.ts';
+import { Cancel, type CancelSignal } from '../core/cancel.ts';
 import type { MeshRequest, MeshResponse, Service } from '../core/dispatch.ts';
 import { discardBody } from './discard-body.ts';
 
@@ -24,13 +25,14 @@ function onTimer(scope: TryScope): void {
  * An abort scope for one call. It listens to the outer signal as an EventListenerObject (no
  * closure). After response headers arrive it keeps forwarding the outer abort, so a downstream
  * that goes away still stops the response stream; `release()` ends that for a response the
- * caller throws away.
+ * caller throws away. Once the call is over (released, failed, or its parent cleared) nothing
+ * links the parent's signal to this scope.
  */
-export class TryScope implements EventListenerObject {
-  readonly controller = new AbortController();
+export class TryScope {
+  readonly signal = new Cancel();
   /** The error this scope failed its call with, so a caller can tell its own timeout apart. */
   timeoutError: HexmeshError | undefined;
-  private readonly parent: AbortSignal;
+  private readonly parent: CancelSignal;
   private timer: NodeJS.Timeout | undefined;
   private settled = false;
   private listening = false;
@@ -40,9 +42,9 @@ export class TryScope implements EventListenerObject {
   private resolve: ((r: MeshResponse) => void) | undefined;
   private reject: ((e: unknown) => void) | undefined;
 
-  constructor(parent: AbortSignal) {
+  constructor(parent: CancelSignal) {
     this.parent = parent;
-    if (parent.aborted) this.controller.abort(parent.reason);
+    if (parent.aborted) this.signal.abort(parent.reason);
     else {
       parent.addEventListener('abort', this);
       this.listening = true;
@@ -53,7 +55,7 @@ export class TryScope implements EventListenerObject {
   handleEvent(): void {
     this.listening = false;
     const reason: unknown = this.parent.reason;
-    this.controller.abort(reason);
+    this.signal.abort(reason);
     if (!this.settled) this.fail(reason);
   }
 
@@ -63,7 +65,7 @@ export class TryScope implements EventListenerObject {
    * timeout has its body destroyed.
    */
   run(next: Service, req: MeshRequest, ms: number, kind: TimeoutKind): Promise<MeshResponse> {
-    const signal = this.controller.signal;
+    const signal = this.signal;
     req.ctx.trySignal = signal;
     if (signal.aborted) return Promise.reject(signal.reason);
     this.ms = ms;
@@ -97,7 +99,7 @@ export class TryScope implements EventListenerObject {
       context: { service: this.service, timeoutMs: ms, timeout: this.kind },
     });
     this.timeoutError = err;
-    this.controller.abort(err);
+    this.signal.abort(err);
     this.fail(err);
   }
 
@@ -107,7 +109,7 @@ export class TryScope implements EventListenerObject {
    */
   release(): void {
     this.detach();
-    if (!this.controller.signal.aborted) this.controller.abort();
+    this.signal.abort();
   }
 
   private onResponse(r: MeshResponse): void {

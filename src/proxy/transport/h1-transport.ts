@@ -18,6 +18,7 @@ import type { Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { buildConnector, errors as undiciErrors, Pool, util as undiciUtil, type Dispatcher } from 'undici';
 import { fromSocketError } from '../../errors/hexmesh-error.ts';
+import type { CancelSignal } from '../core/cancel.ts';
 import type { HeaderMap, MeshRequest, MeshResponse } from '../core/dispatch.ts';
 import type { HopSecurity } from './hop-security.ts';
 
@@ -60,7 +61,7 @@ export class H1Transport {
     return this.#target;
   }
 
-  request(req: MeshRequest, signal: AbortSignal | undefined): Promise<MeshResponse> {
+  request(req: MeshRequest, signal: CancelSignal | undefined): Promise<MeshResponse> {
     // undici's request() refused CONNECT (dispatch would open a tunnel): keep refusing it.
     if (req.method === 'CONNECT')
       return Promise.reject(
@@ -193,7 +194,7 @@ class H1Exchange implements Dispatcher.DispatchHandler {
   constructor(
     readonly transport: H1Transport,
     readonly req: MeshRequest,
-    readonly signal: AbortSignal | undefined,
+    readonly signal: CancelSignal | undefined,
     readonly target: string,
     readonly resolve: (res: MeshResponse) => void,
     readonly reject: (err: unknown) => void,
@@ -309,7 +310,7 @@ class H1Exchange implements Dispatcher.DispatchHandler {
   }
 }
 
-function abortReason(signal: AbortSignal): Error {
+function abortReason(signal: CancelSignal): Error {
   return (signal.reason as Error | undefined) ?? new undiciErrors.RequestAbortedError();
 }
 

@@ -4,6 +4,7 @@
  */
 import http2 from 'node:http2';
 import { HexmeshError, fromSocketError } from '../../errors/hexmesh-error.ts';
+import type { CancelSignal } from '../core/cancel.ts';
 import type { HeaderMap, MeshRequest, MeshResponse } from '../core/dispatch.ts';
 import { h2SafeHeaders } from '../core/headers.ts';
 import type { HopSecurity } from './hop-security.ts';
@@ -85,7 +86,7 @@ export class H2Transport {
     return this.#connecting;
   }
 
-  async request(req: MeshRequest, signal: AbortSignal | undefined): Promise<MeshResponse> {
+  async request(req: MeshRequest, signal: CancelSignal | undefined): Promise<MeshResponse> {
     const session = await this.#connect(req.ctx.dstService);
     // The body failed while we connected (the client reset its stream): nothing to send.
     if (req.body?.destroyed && !req.body.readableEnded)
@@ -103,7 +104,8 @@ export class H2Transport {
     h[':path'] = req.path;
     h[':authority'] = req.authority;
     h[':scheme'] = this.#opts.security.scheme;
-    const stream = session.request(h, { endStream: req.body === null, signal });
+    const stream = session.request(h, { endStream: req.body === null });
+    if (signal !== undefined) cancelOnAbort(stream, signal);
     if (req.body) {
       req.body.pipe(stream);
       req.body.once('error', () => stream.close(NGHTTP2_CANCEL));
@@ -164,5 +166,31 @@ export class H2Transport {
     this.#closed = true;
     this.#session?.destroy();
     return Promise.resolve();
+  }
+}
+
+/**
+ * What Node's `signal` request option does, on a {@link CancelSignal}: an abort destroys the
+ * stream with an AbortError (cause: the signal's reason); the listener goes with the stream.
+ */
+function cancelOnAbort(stream: http2.ClientHttp2Stream, signal: CancelSignal): void {
+  const cancel = new StreamCancel(stream, signal);
+  if (signal.aborted) return cancel.handleEvent();
+  signal.addEventListener('abort', cancel);
+  stream.once('close', () => signal.removeEventListener('abort', cancel));
+}
+
+class StreamCancel {
+  constructor(
+    readonly stream: http2.ClientHttp2Stream,
+    readonly signal: CancelSignal,
+  ) {}
+
+  handleEvent(): void {
+    const err = Object.assign(new Error('The operation was aborted', { cause: this.signal.reason }), {
+      name: 'AbortError',
+      code: 'ABORT_ERR',
+    });
+    this.stream.destroy(err);
   }
 }
