@@ -89,7 +89,8 @@ test('grpc-timeout: 200m to a server that never answers → trailers-only DEADLI
   assert.equal(headers[':status'], 200);
   assert.equal(headers['grpc-status'], '4', 'DEADLINE_EXCEEDED');
   assert.equal(headers['x-hexmesh-error'], 'timeout');
-  assert.match(String(headers['grpc-message']), /timeout after \d+ ms/);
+  // The route timeout below runs to the same deadline; either may be the one that fires.
+  assert.match(String(headers['grpc-message']), /^timeout after \d+ ms( \(grpc-timeout\))? calling slow$/);
   // The route timeout (15 s) is not what answered; a generous bound for a loaded machine.
   assert.ok(ms < 10_000, `answered after ${Math.round(ms)} ms`);
   // The server got the budget left after two hops, never more than the caller's 200 ms.

@@ -15,7 +15,7 @@
  * An unparsable value is ignored, as Envoy does (the server decides what to make of it).
  */
 import { PassThrough, type Readable } from 'node:stream';
-import { ERROR_CODES } from '../../errors/hexmesh-error.ts';
+import { ERROR_CODES, HexmeshError } from '../../errors/hexmesh-error.ts';
 import type { HeaderMap, Layer, MeshRequest, MeshResponse, Service } from '../core/dispatch.ts';
 import { ERROR_HEADER } from '../core/error-response.ts';
 import { TryScope } from './try-scope.ts';
@@ -77,9 +77,22 @@ export function grpcTimeoutLayer(now: () => number = perfNow): Layer {
       const t = now();
       if (t + ms < ctx.deadline) ctx.deadline = t + ms;
       const remaining = Math.max(0, ctx.deadline - t);
-      return new TryScope(ctx.trySignal ?? ctx.signal)
-        .run(next, req, remaining, 'request')
-        .then((res) => boundResponse(res, ctx.deadline - now(), Math.round(remaining), ctx.dstService));
+      const scope = new TryScope(ctx.trySignal ?? ctx.signal);
+      return scope.run(next, req, remaining, 'request').then(
+        (res) => boundResponse(res, ctx.deadline - now(), Math.round(remaining), ctx.dstService),
+        (err: unknown) => {
+          // The scope named the service as it was on arrival (before routing): name it now.
+          if (err !== scope.timeoutError) throw err;
+          throw new HexmeshError(
+            'HEXMESH_ERR_TIMEOUT',
+            `timeout after ${Math.round(remaining)} ms (grpc-timeout) calling ${ctx.dstService}`,
+            {
+              cause: err,
+              context: { service: ctx.dstService, timeoutMs: Math.round(remaining), timeout: 'grpc' },
+            },
+          );
+        },
+      );
     };
 }
 
@@ -104,7 +117,8 @@ function boundResponse(res: MeshResponse, leftMs: number, budgetMs: number, serv
       src.unpipe(out);
       src.destroy();
       trailers['grpc-status'] = '4';
-      trailers['grpc-message'] = `timeout after ${budgetMs} ms calling ${service} (response not finished)`;
+      trailers['grpc-message'] =
+        `timeout after ${budgetMs} ms (grpc-timeout) calling ${service}: response cut`;
       trailers[ERROR_HEADER] = ERROR_CODES.HEXMESH_ERR_TIMEOUT.header;
       out.end();
     },
