@@ -126,7 +126,11 @@ export async function startControlledProxy(opts: ControlledProxyOptions): Promis
       const saved = cache.loadConfig();
       if (!saved) return log(`control plane unreachable and no saved config in ${cache.dir}: not ready`);
       if (client.startFrom(saved)) {
-        proxy.readyNote = `running from cache: control plane unreachable, config version ${saved.version} saved ${new Date(saved.savedAt).toISOString()}`;
+        proxy.readyNote =
+          `running from cache: control plane unreachable, config version ${saved.version} saved ${new Date(saved.savedAt).toISOString()}` +
+          (served && !served.current()
+            ? '; no valid workload certificate: mTLS waits for the control plane'
+            : '');
         log(proxy.readyNote);
       }
     }, opts.cacheAfterMs ?? 2000);
