@@ -22,12 +22,13 @@ files.sort();
 // --test-timeout bounds a whole file (node:test runs each in a process of its own). These take
 // minutes by design — an npm install of the packed tarball (better-sqlite3 may compile), three
 // hosts with etcd — so they run after the rest, one at a time, with a longer bound.
-// Also the crash tests that SIGKILL and restart whole meshes (several `hexmesh up` runs each).
+// Also the crash tests that SIGKILL and restart control planes and whole meshes.
 const SLOW = [
   'test/install/',
   'test/multihost/',
   'test/runtime/supervisor-crash.test.ts',
   'test/rollout/crash-safety.test.ts',
+  'test/runtime/sidecar-cache.test.ts',
 ];
 const isSlow = (f) => SLOW.some((d) => f.split('\\').join('/').startsWith(d));
 
