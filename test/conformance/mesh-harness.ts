@@ -31,8 +31,12 @@ export interface Echoed {
   pod: string;
 }
 
-/** An echo app: answers JSON describing the request; field lines are kept as they came. */
-function echoApp(pod: string, namespace: string): http.RequestListener {
+/**
+ * An echo app: answers JSON describing the request; field lines are kept as they came. As
+ * upstream's echo-basic, `X-Echo-Set-Header: Name:value,Name2:value2` sets response headers.
+ * Every request is logged to `log` (upstream reads the pod's log to see mirrored requests).
+ */
+function echoApp(pod: string, namespace: string, log: Echoed[]): http.RequestListener {
   return (req, res) => {
     req.resume();
     req.on('end', () => {
@@ -48,6 +52,13 @@ function echoApp(pod: string, namespace: string): http.RequestListener {
         namespace,
         pod,
       };
+      log.push(body);
+      const set = req.headers['x-echo-set-header'];
+      if (typeof set === 'string')
+        for (const pair of set.split(',')) {
+          const colon = pair.indexOf(':');
+          if (colon > 0) res.setHeader(pair.slice(0, colon).trim(), pair.slice(colon + 1).trim());
+        }
       res.setHeader('content-type', 'application/json');
       res.end(JSON.stringify(body));
     });
@@ -67,8 +78,16 @@ export interface Pod {
   port: number;
 }
 
+type PodName = 'echo-v1' | 'echo-v2' | 'echo-v3';
+
 export interface Mesh {
-  pods: { 'echo-v1': Pod; 'echo-v2': Pod };
+  /**
+   * echo-v1 and echo-v2 as in the mesh base manifests; echo-v3 stands for the Gateway
+   * profile's infra-backend-v3 (tests that name three backends map infra-backend-vN to echo-vN).
+   */
+  pods: Record<PodName, Pod>;
+  /** Requests each pod's app received (its log), oldest first. */
+  seen: Record<PodName, Echoed[]>;
   /** Client sidecars by namespace (the upstream suite's echo-v1 pod in that namespace). */
   clients: Record<string, RunningProxy>;
   /** Replace the routes every client sidecar has (kubectl apply of one test's manifests). */
@@ -79,10 +98,11 @@ export interface Mesh {
 export async function startMesh(): Promise<Mesh> {
   const closers: (() => Promise<unknown>)[] = [];
   const pods = {} as Mesh['pods'];
+  const seen = { 'echo-v1': [], 'echo-v2': [], 'echo-v3': [] } as Mesh['seen'];
   try {
-    for (const name of ['echo-v1', 'echo-v2'] as const) {
-      const pod = `${name}-7c9d5b6f4-${name === 'echo-v1' ? 'x8k2p' : 'q4m7z'}`;
-      const app = await startHttpServer(echoApp(pod, MESH_NS));
+    for (const name of ['echo-v1', 'echo-v2', 'echo-v3'] as const) {
+      const pod = `${name}-7c9d5b6f4-x8k2p`;
+      const app = await startHttpServer(echoApp(pod, MESH_NS, seen[name]));
       closers.push(() => app.close());
       const sidecar = await startProxy({
         proxy: { service: name, namespace: MESH_NS, app: { host: '127.0.0.1', port: app.port } },
@@ -95,6 +115,7 @@ export async function startMesh(): Promise<Mesh> {
       { name: 'echo', endpoints: [endpoint(pods['echo-v1']), endpoint(pods['echo-v2'])] },
       { name: 'echo-v1', endpoints: [endpoint(pods['echo-v1'])] },
       { name: 'echo-v2', endpoints: [endpoint(pods['echo-v2'])] },
+      { name: 'echo-v3', endpoints: [endpoint(pods['echo-v3'])] },
     ].map((s) => ({ ...s, namespace: MESH_NS, ports: PORTS }));
     const docFor = (namespace: string, resources: unknown[]) => ({
       proxy: {
@@ -116,6 +137,7 @@ export async function startMesh(): Promise<Mesh> {
     }
     return {
       pods,
+      seen,
       clients,
       apply(resources) {
         for (const [ns, c] of Object.entries(clients)) {
@@ -175,7 +197,8 @@ export interface ExpectedResponse {
 
 export interface Captured {
   status: number;
-  headers: http.IncomingHttpHeaders;
+  /** Response headers by lower-case name, repeated field lines joined by `,` (as upstream compares them). */
+  headers: Record<string, string>;
   echoed: Echoed | undefined;
   text: string;
 }
@@ -206,7 +229,13 @@ export function send(client: RunningProxy, req: Request, agent?: http.Agent): Pr
               echoed = undefined;
             }
           }
-          resolve({ status: res.statusCode ?? 0, headers: res.headers, echoed, text });
+          const headers: Record<string, string> = {};
+          for (let i = 0; i < res.rawHeaders.length; i += 2) {
+            const k = res.rawHeaders[i].toLowerCase();
+            headers[k] =
+              headers[k] === undefined ? res.rawHeaders[i + 1] : `${headers[k]},${res.rawHeaders[i + 1]}`;
+          }
+          resolve({ status: res.statusCode ?? 0, headers, echoed, text });
         });
         res.on('error', reject);
       },
@@ -235,8 +264,7 @@ export function compare(exp: ExpectedResponse, got: Captured): string[] {
     return [`status ${got.status}${cause}, want ${status}: ${got.text.slice(0, 160)}`];
   }
   for (const [k, v] of Object.entries(exp.response?.headers ?? {})) {
-    const actual = got.headers[k.toLowerCase()];
-    const joined = Array.isArray(actual) ? actual.join(',') : actual;
+    const joined = got.headers[k.toLowerCase()];
     if (joined !== v)
       problems.push(`response header ${k}: ${JSON.stringify(joined)}, want ${JSON.stringify(v)}`);
   }
@@ -267,6 +295,8 @@ export function compare(exp: ExpectedResponse, got: Captured): string[] {
   const want = { ...exp.request, ...exp.expectedRequest?.request };
   if (exp.expectedRequest?.request?.headers === undefined) want.headers = exp.request.headers;
   const wantPath = want.path ?? '/';
+  if (exp.expectedRequest?.request?.host !== undefined && e.host !== exp.expectedRequest.request.host)
+    problems.push(`backend saw host ${e.host}, want ${exp.expectedRequest.request.host}`);
   if (e.path !== wantPath) problems.push(`backend saw path ${e.path}, want ${wantPath}`);
   if (want.method && e.method !== want.method)
     problems.push(`backend saw method ${e.method}, want ${want.method}`);

@@ -19,7 +19,7 @@ import { faultLayer } from '../fault/fault-layer.ts';
 import { rateLimitLayer } from '../ratelimit/rate-limit-layer.ts';
 import { resolveResilience } from '../retry/resilience-options.ts';
 import { retryLayer } from '../retry/retry-layer.ts';
-import { buildRedirect, mirrorTarget, shadowAuthority } from '../route/filters.ts';
+import { buildRedirect, MirrorSampler, shadowAuthority, type CompiledMirror } from '../route/filters.ts';
 import {
   applyBackendRequestFilters,
   applyBackendResponseFilters,
@@ -251,11 +251,14 @@ export function buildOutbound(
     return layers;
   };
 
+  const samplers = new Map<CompiledMirror, MirrorSampler>();
   /** Fire-and-forget copies (bodiless requests only: a streamed body cannot be shared safely). */
   const sendMirrors = (req: MeshRequest, rule: MatchedRule): void => {
     if (req.body) return;
     for (const m of rule.mirrors) {
-      const t = mirrorTarget(m);
+      let sampler = samplers.get(m);
+      if (!sampler) samplers.set(m, (sampler = new MirrorSampler(m)));
+      const t = sampler.next();
       if (!t) continue;
       const e = entries.get(serviceKey(t.name, t.namespace));
       if (!e) continue;

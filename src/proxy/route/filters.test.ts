@@ -9,6 +9,7 @@ import {
   buildRedirect,
   compileFilter,
   mirrorTarget,
+  MirrorSampler,
   redirectLocation,
   rewritePath,
   shadowAuthority,
@@ -234,6 +235,22 @@ describe('RequestMirror', () => {
     const f = compiled({ type: 'RequestMirror', requestMirror: { backendRef: { name: 'shadow' }, ...m } });
     return f.type === 'RequestMirror' ? f.mirror : assert.fail();
   };
+
+  it('a sampler copies exactly percent of any run of requests, from any start (issue 12)', () => {
+    for (const [m, p] of [
+      [mirror({ percent: 20 }), 0.2],
+      [mirror({ percent: 35 }), 0.35],
+      [mirror({ fraction: { numerator: 1, denominator: 3 } }), 1 / 3],
+    ] as const)
+      for (const start of [0, 0.5, 0.999]) {
+        const s = new MirrorSampler(m, () => start);
+        let n = 0;
+        for (let i = 0; i < 500; i++) if (s.next()) n++;
+        assert.ok(Math.abs(n - 500 * p) <= 1, `${n} of 500 at ${p} from ${start}`);
+      }
+    assert.equal(new MirrorSampler(mirror({ percent: 0 })).next(), undefined);
+    assert.ok(new MirrorSampler(mirror({})).next());
+  });
 
   it('mirrors everything when neither percent nor fraction is set', () => {
     const m = mirror({});

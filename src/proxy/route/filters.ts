@@ -256,6 +256,34 @@ export function mirrorTarget(
   return random() * m.denominator < m.numerator ? m.backend : undefined;
 }
 
+/**
+ * Which requests of a percentage mirror get copied: exactly `numerator` of every `denominator`
+ * in turn (error diffusion from a random start) rather than a coin per request. Any run of N
+ * requests is mirrored N·p ± 1 times, where coins stray by √(N·p·(1−p)) — Gateway API's
+ * conformance suite holds 500 requests to ±5% of the expected count. One per mirror filter and
+ * config (state: the running remainder).
+ */
+export class MirrorSampler {
+  readonly mirror: CompiledMirror;
+  #acc: number;
+
+  constructor(mirror: CompiledMirror, random: () => number = Math.random) {
+    this.mirror = mirror;
+    this.#acc = Math.floor(random() * mirror.denominator);
+  }
+
+  /** The mirror's backend if this request is to be copied, else undefined. */
+  next(): BackendTarget | undefined {
+    const m = this.mirror;
+    if (m.numerator <= 0) return undefined;
+    if (m.numerator >= m.denominator) return m.backend;
+    this.#acc += m.numerator;
+    if (this.#acc < m.denominator) return undefined;
+    this.#acc -= m.denominator;
+    return m.backend;
+  }
+}
+
 /** `reviews:9080` → `reviews-shadow:9080` (Envoy's request_mirror_policies host suffix). */
 export function shadowAuthority(authority: string): string {
   const { host, port } = splitAuthority(authority);
