@@ -5,6 +5,7 @@
  * annotated out or already injected.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,6 +18,8 @@ import {
   type Pod,
 } from '../../src/control/kubernetes/injector.ts';
 import { SqliteStore } from '../../src/store/sqlite-store.ts';
+import { BIN, ROOT } from '../support/cli.ts';
+import { until } from '../control/discovery-support.ts';
 import { KubeApiServer, kubeApiserverMissingReason } from '../support/kube-apiserver.ts';
 
 const skip = kubeApiserverMissingReason();
@@ -39,7 +42,7 @@ const pod = (
 interface PodOut {
   metadata: { annotations?: Record<string, string> };
   spec: {
-    initContainers?: { name: string; restartPolicy?: string; args: string[] }[];
+    initContainers?: { name: string; image?: string; restartPolicy?: string; args: string[] }[];
     containers: { name: string }[];
   };
 }
@@ -137,5 +140,72 @@ describe('kubernetes: sidecar injection by a mutating webhook', { skip }, () => 
       spec: { initContainers: once.spec.initContainers, containers: [pod('x').spec.containers[0]] },
     });
     assert.equal(again.spec.initContainers?.filter((c) => c.name === 'hexmesh-proxy').length, 1);
+  });
+
+  it('hexmesh control --kubernetes --inject-listen serves the webhook with a mesh-CA certificate', async () => {
+    // Only this webhook from here on: the in-process one is unregistered.
+    await kube.must(
+      'DELETE',
+      '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/hexmesh-injector',
+    );
+    const data = mkdtempSync(join(tmpdir(), 'hexmesh-k8s-injcli-'));
+    const child = spawn(
+      process.execPath,
+      [
+        BIN,
+        'control',
+        '--kubernetes',
+        '--kubeconfig',
+        kube.kubeconfig,
+        '--listen',
+        '127.0.0.1:0',
+        '--data-dir',
+        data,
+        '--auth',
+        'off',
+        '--inject-listen',
+        '127.0.0.1:0',
+        '--proxy-image',
+        'hexmesh/proxy:cli',
+      ],
+      { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => (out += d));
+    child.stderr.on('data', (d: Buffer) => (err += d));
+    const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+    try {
+      const hook = await until(
+        () => /injection webhook on (https:\/\/\S+)/.exec(out)?.[1],
+        60_000,
+        `webhook line (stderr: ${err})`,
+      );
+      const api = await until(() => /listening on (http:\/\/\S+)/.exec(out)?.[1], 10_000, 'listening line');
+      const bundlePem = await (await fetch(`${api}/v1/identity/bundle`)).text();
+      await kube.must(
+        'POST',
+        '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations',
+        webhookConfiguration({
+          name: 'hexmesh-injector-cli',
+          caBundlePem: bundlePem,
+          url: hook,
+          failurePolicy: 'Fail',
+        }),
+      );
+      let got: PodOut | undefined;
+      for (let i = 0; i < 100 && got?.spec.initContainers?.[0]?.image !== 'hexmesh/proxy:cli'; i++) {
+        got = await create('meshed', pod(`cli-${i}`, { labels: { app: 'cli' } }));
+        if (got.spec.initContainers?.[0]?.image !== 'hexmesh/proxy:cli')
+          await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.equal(got?.spec.initContainers?.[0]?.image, 'hexmesh/proxy:cli');
+      assert.equal(got?.metadata.annotations?.['hexmesh.io/injected'], 'hexmesh/proxy:cli');
+      child.kill('SIGTERM');
+      assert.equal(await exited, 0, err);
+    } finally {
+      child.kill('SIGKILL');
+      rmSync(data, { recursive: true, force: true });
+    }
   });
 });

@@ -103,6 +103,20 @@ export function controlCommand(): Command {
       '--kubeconfig <file>',
       'with --kubernetes: the kubeconfig to use (default: in-cluster service account)',
     )
+    .option(
+      '--inject-listen <host:port>',
+      'with --kubernetes: serve the sidecar injection webhook (HTTPS, certificate from the mesh CA) here',
+      listenAddress,
+    )
+    .option(
+      '--proxy-image <image>',
+      'with --inject-listen: the proxy image injected Pods run',
+      'hexmesh/proxy:latest',
+    )
+    .option(
+      '--inject-control <urls>',
+      'with --inject-listen: control plane URL(s) injected proxies connect to (default http://hexmesh-control.<POD_NAMESPACE>.svc:7070)',
+    )
     .addHelpText(
       'after',
       `
@@ -128,6 +142,9 @@ Example:
           advertise?: string[];
           kubernetes?: boolean;
           kubeconfig?: string;
+          injectListen?: { address: string; port: number };
+          proxyImage: string;
+          injectControl?: string;
         } & CaFlags,
       ) => {
         if ((opts.tlsCert === undefined) !== (opts.tlsKey === undefined))
@@ -139,6 +156,8 @@ Example:
         if (opts.advertise && !opts.tls) throw new InvalidArgumentError('--advertise goes with --tls');
         if (opts.kubeconfig && !opts.kubernetes)
           throw new InvalidArgumentError('--kubeconfig goes with --kubernetes');
+        if (opts.injectListen && !opts.kubernetes)
+          throw new InvalidArgumentError('--inject-listen goes with --kubernetes');
         const tls = opts.tlsCert
           ? { certPem: await readFile(opts.tlsCert, 'utf8'), keyPem: await readFile(opts.tlsKey!, 'utf8') }
           : opts.tls
@@ -199,6 +218,25 @@ Example:
           }
           cp.onClose(() => source.close());
           process.stdout.write(`hexmesh control: mirroring Kubernetes at ${source.server}\n`);
+          if (opts.injectListen) {
+            const { startInjector } = await import('../../control/kubernetes/injector-server.ts');
+            const ns = process.env.POD_NAMESPACE ?? 'default';
+            const injector = await startInjector({
+              ca: cp.identity,
+              listen: opts.injectListen,
+              dnsNames: [`hexmesh-control.${ns}.svc`, `hexmesh-control.${ns}.svc.cluster.local`],
+              image: opts.proxyImage,
+              control: (opts.injectControl ?? `http://hexmesh-control.${ns}.svc:7070`).split(','),
+              onError: (err) =>
+                process.stderr.write(`hexmesh control: injector: ${(err as Error).message}\n`),
+            }).catch(async (err: unknown) => {
+              await cp.close();
+              await store.close();
+              throw err;
+            });
+            cp.onClose(() => injector.close());
+            process.stdout.write(`hexmesh control: injection webhook on ${injector.url}\n`);
+          }
         }
         const url = `${tls ? 'https' : 'http'}://${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}`;
         if (tls) {
