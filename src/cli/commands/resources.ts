@@ -4,9 +4,9 @@
  */
 import { readFile, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Command } from 'commander';
-import { parseDocuments } from '../../config/load.ts';
-import { KNOWN_KINDS } from '../../control/validate-resource.ts';
+import { Command, Option } from 'commander';
+import { ConfigError, parseDocuments } from '../../config/load.ts';
+import { KNOWN_KINDS, validateResources } from '../../control/validate-resource.ts';
 import { ControlApiError, type ControlClient, type StoredResource } from '../client/control-client.ts';
 import {
   CliFailure,
@@ -129,6 +129,12 @@ export function applyCommand(): Command {
         'create or update resources from YAML/JSON files (all validated first; nothing written if any is invalid)',
       )
       .requiredOption('-f, --filename <file|dir>', 'file, directory or - (stdin)')
+      .addOption(
+        new Option(
+          '--dry-run <mode>',
+          'server: the control plane validates, checks resourceVersions and reports what would change, writing nothing; client: validate offline only',
+        ).choices(['server', 'client']),
+      )
       .addOption(outputOption(['table', 'json'], 'table')),
   )
     .addHelpText(
@@ -138,27 +144,69 @@ export function applyCommand(): Command {
         '\nPrints kind/name created|configured|unchanged; exit 3 with every problem if invalid.',
       ),
     )
-    .action(async (opts: ControlOpts & { filename: string; output: OutputFormat }) => {
-      await runWithClient('apply', opts, async (client) => {
-        const { docs, origins } = await loadDocuments(opts.filename);
-        let answer;
-        try {
-          answer = await applyInBatches(client, docs);
-        } catch (err) {
-          if (
-            err instanceof ControlApiError &&
-            err.code === 'HEXMESH_ERR_CONFIG_INVALID' &&
-            err.problems.length
-          )
-            throw new CliFailure(problemsByFile(err, origins), EXIT.CONFIG);
-          if (err instanceof ApplyInterruptedError) reportInterruption(err, docs.length, opts.output);
-          throw err;
-        }
-        if (opts.output === 'json') process.stdout.write(formatData(answer, 'json'));
-        else for (const r of answer.results) process.stdout.write(`${resultLine(r)} ${r.action}\n`);
-        for (const w of answer.warnings) process.stderr.write(`warning: ${w}\n`);
-      });
-    });
+    .action(
+      async (
+        opts: ControlOpts & { filename: string; output: OutputFormat; dryRun?: 'server' | 'client' },
+      ) => {
+        await runWithClient('apply', opts, async (client) => {
+          const { docs, origins } = await loadDocuments(opts.filename);
+          if (opts.dryRun === 'client') return dryRunClient(docs, origins, opts.output);
+          let answer;
+          try {
+            answer =
+              opts.dryRun === 'server'
+                ? (
+                    await client.request<Awaited<ReturnType<typeof applyInBatches>>>('POST', '/v1/apply', {
+                      query: { dryRun: true },
+                      body: docs,
+                    })
+                  ).body
+                : await applyInBatches(client, docs);
+          } catch (err) {
+            if (
+              err instanceof ControlApiError &&
+              err.code === 'HEXMESH_ERR_CONFIG_INVALID' &&
+              err.problems.length
+            )
+              throw new CliFailure(problemsByFile(err, origins), EXIT.CONFIG);
+            if (err instanceof ApplyInterruptedError) reportInterruption(err, docs.length, opts.output);
+            throw err;
+          }
+          const dry = opts.dryRun ? ' (server dry run)' : '';
+          if (opts.output === 'json')
+            process.stdout.write(formatData(opts.dryRun ? { ...answer, dryRun: 'server' } : answer, 'json'));
+          else for (const r of answer.results) process.stdout.write(`${resultLine(r)} ${r.action}${dry}\n`);
+          for (const w of answer.warnings) process.stderr.write(`warning: ${w}\n`);
+        });
+      },
+    );
+}
+
+/** `--dry-run=client`: the API's schemas, offline; nothing is sent. */
+function dryRunClient(docs: unknown[], origins: readonly Origin[], output: OutputFormat): void {
+  let valid;
+  try {
+    valid = validateResources(docs, 'files');
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    throw new CliFailure(
+      problemsByFile(
+        new ControlApiError(400, 'HEXMESH_ERR_CONFIG_INVALID', err.message, { problems: [...err.problems] }),
+        origins,
+      ),
+      EXIT.CONFIG,
+    );
+  }
+  const refs = valid.map((v) => ({
+    kind: v.doc.kind,
+    namespace: v.doc.metadata.namespace,
+    name: v.doc.metadata.name,
+  }));
+  if (output === 'json')
+    process.stdout.write(
+      formatData({ results: refs.map((r) => ({ ...r, action: 'valid' })), dryRun: 'client' }, 'json'),
+    );
+  else for (const r of refs) process.stdout.write(`${resultLine(r)} valid (client dry run)\n`);
 }
 
 function resultLine(r: DocRef): string {

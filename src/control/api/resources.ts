@@ -20,6 +20,7 @@ import {
 } from '../validate-resource.ts';
 import { ConfigError, type ConfigProblem } from '../../config/load.ts';
 import type { Resource } from '../../config/resources.ts';
+import { analyzeResources } from '../../config/analyze.ts';
 import { blockIfAsked, flag, type ApiContext } from './context.ts';
 
 export interface ApplyResult {
@@ -141,7 +142,10 @@ export function resourceRoutes(router: Router, ctx: ApiContext): void {
     async () => {
       const { resources, invalid, revision } = await storedResources(ctx);
       return {
-        json: { warnings: await referenceWarnings(ctx, resources), errors: invalid },
+        json: {
+          warnings: [...(await referenceWarnings(ctx, resources)), ...(await storedAnalysis(ctx, resources))],
+          errors: invalid,
+        },
         index: revision,
       };
     },
@@ -266,6 +270,21 @@ async function referenceWarnings(
   applying: readonly ValidResource[] = [],
 ): Promise<string[]> {
   if (!resources.some((r) => r.kind === 'HTTPRoute' || r.kind === 'GRPCRoute')) return [];
+  const { services, catalog } = await serviceIndex(ctx, applying);
+  return [
+    ...parentRefWarnings(resources, (ns, name) => services.has(`${ns}/${name}`)),
+    ...backendRefWarnings(
+      resources,
+      (ns, name) => services.has(`${ns}/${name}`) || catalog.has(`${ns}/${name}`),
+    ),
+  ];
+}
+
+/** Service resources (and those being applied) and catalog services, as `namespace/name`. */
+async function serviceIndex(
+  ctx: ApiContext,
+  applying: readonly ValidResource[] = [],
+): Promise<{ services: Set<string>; catalog: Set<string> }> {
   const services = new Set<string>();
   for (const kv of (await ctx.store.range(`${KEYS.resources}Service/`)).kvs) {
     const d = JSON.parse(kv.value) as StoredDoc;
@@ -279,13 +298,15 @@ async function referenceWarnings(
     const [ns, name] = kv.key.slice(KEYS.instances.length).split('/');
     catalog.add(`${ns}/${name}`);
   }
-  return [
-    ...parentRefWarnings(resources, (ns, name) => services.has(`${ns}/${name}`)),
-    ...backendRefWarnings(
-      resources,
-      (ns, name) => services.has(`${ns}/${name}`) || catalog.has(`${ns}/${name}`),
-    ),
-  ];
+  return { services, catalog };
+}
+
+/** The stored config's cross-resource mistakes (src/config/analyze.ts), as `istioctl analyze`. */
+async function storedAnalysis(ctx: ApiContext, resources: readonly Resource[]): Promise<string[]> {
+  const { services, catalog } = await serviceIndex(ctx);
+  return analyzeResources(resources, {
+    serviceKnown: (ns, name) => services.has(`${ns}/${name}`) || catalog.has(`${ns}/${name}`),
+  });
 }
 
 /**
