@@ -11,6 +11,7 @@ import type { HeaderMap, MeshRequest, MeshResponse, Service } from '../core/disp
 import { HexmeshError } from '../../errors/hexmesh-error.ts';
 import { Cancel, NEVER, type CancelSignal } from '../core/cancel.ts';
 import { reclaimWhileStreaming } from '../core/buffer-reclaim.ts';
+import { takeWhole } from '../core/whole-body.ts';
 import { errorResponse, ERROR_HEADER } from '../core/error-response.ts';
 import { endToEndHeaders, fieldLines } from '../core/headers.ts';
 import { isGrpc, newContext, type ListenerIdentity } from './request-context.ts';
@@ -30,12 +31,15 @@ export type UpgradeHandler = (req: MeshRequest, socket: Duplex, head: Buffer) =>
 export class Http1Server {
   readonly #server: http.Server;
   readonly #id: ListenerIdentity;
+  /** Most request header fields: a peer sidecar's requests carry the few it adds on top. */
+  readonly #maxHeaders: number;
   #service: Service;
   #draining = false;
   inflight = 0;
 
   constructor(id: ListenerIdentity, service: Service, opts: Http1Options, onUpgrade?: UpgradeHandler) {
     this.#id = id;
+    this.#maxHeaders = MAX_REQUEST_HEADERS + (id.direction === 'inbound' ? MESH_ADDED_HEADERS : 0);
     this.#service = service;
     this.#server = http.createServer({
       maxHeaderSize: opts.maxHeaderSize,
@@ -125,7 +129,7 @@ export class Http1Server {
     const mreq = this.#toMesh(req, ex.cancel, hasBody ? req : null);
     this.inflight++;
     let mres: MeshResponse;
-    const bad = malformed(req, mreq.path);
+    const bad = malformed(req, mreq.path, this.#maxHeaders);
     if (bad) {
       // The parser accepted it, but it must not reach a layer (RFC 9112 §3.2, §3.2.4).
       const [status, reason] = typeof bad === 'string' ? [400, bad] : bad;
@@ -213,9 +217,12 @@ function onBodyError(this: TrackedBody): void {
 function onBodyEnd(this: TrackedBody): void {
   const ex = this[kExchange];
   if (!ex) return;
-  const t = ex.response?.trailers;
-  if (t && Object.keys(t).length) ex.res.addTrailers(t as http.OutgoingHttpHeaders);
+  addTrailers(ex.res, ex.response?.trailers);
   ex.res.end();
+}
+
+function addTrailers(res: http.ServerResponse, t: HeaderMap | undefined): void {
+  if (t && Object.keys(t).length) res.addTrailers(t as http.OutgoingHttpHeaders);
 }
 
 function writeResponse(ex: Exchange, m: MeshResponse): void {
@@ -232,6 +239,13 @@ function writeResponse(ex: Exchange, m: MeshResponse): void {
   res.writeHead(m.status, headers as http.OutgoingHttpHeaders);
   if (!body) {
     res.end();
+    return;
+  }
+  const whole = takeWhole(body);
+  if (whole !== undefined) {
+    // It came whole with the headers: head and body in one write, no pipe.
+    addTrailers(res, m.trailers);
+    res.end(whole ?? undefined);
     return;
   }
   ex.body = body;
@@ -266,21 +280,31 @@ function mayChunk(
  * those past its own count (2000 lines) and forward the rest; here the request is refused 431.
  */
 export const MAX_REQUEST_HEADERS = 100;
+/**
+ * Room on the inbound listener for headers the client's sidecar adds (x-hexmesh-client, trace
+ * context, a route's RequestHeaderModifier), so a request the outbound listener accepted is
+ * not refused one hop later.
+ */
+const MESH_ADDED_HEADERS = 16;
 
 /**
  * What Node's parser accepts but a proxy must not forward: HTTP/0.9, an HTTP/1.1 request
- * without Host or with several (RFC 9112 §3.2: 400), more than {@link MAX_REQUEST_HEADERS}
- * header fields (431, RFC 6585), an `Expect` other than 100-continue (417, RFC 9110 §10.1.1),
+ * without Host or with several (RFC 9112 §3.2: 400), more than `maxHeaders` header fields
+ * (431, RFC 6585), an `Expect` other than 100-continue (417, RFC 9110 §10.1.1),
  * an `https://` absolute-form target on a plaintext connection (400: forwarding it would
  * silently downgrade the scheme the client asked for; as Envoy, which rejects an https
  * scheme on a plaintext listener), and a target that is neither origin-form nor absolute-form
  * (`OPTIONS *`: no upstream request can carry it).
  * Returns the reason (400) or [status, reason], or undefined for a well-formed request.
  */
-function malformed(req: http.IncomingMessage, path: string): string | [number, string] | undefined {
+function malformed(
+  req: http.IncomingMessage,
+  path: string,
+  maxHeaders: number,
+): string | [number, string] | undefined {
   if (req.httpVersionMajor !== 1) return `HTTP/${req.httpVersion} is not supported`;
-  if (req.rawHeaders.length > 2 * MAX_REQUEST_HEADERS)
-    return [431, `more than ${MAX_REQUEST_HEADERS} request headers (${req.rawHeaders.length / 2})`];
+  if (req.rawHeaders.length > 2 * maxHeaders)
+    return [431, `more than ${maxHeaders} request headers (${req.rawHeaders.length / 2})`];
   const expect = req.headers.expect;
   if (expect !== undefined && expect.toLowerCase() !== '100-continue')
     return [417, `unsupported expectation "${expect.slice(0, 40)}" (only 100-continue is supported)`];
