@@ -143,7 +143,7 @@ describe('MESH-HTTP core', () => {
     ]);
   });
 
-  test.skip(
+  test(
     'MeshFrontendHostname',
     {
       skip: 'extended feature MeshClusterIPMatching: the outbound listener routes by Host; Services have no virtual IP',
@@ -501,6 +501,59 @@ describe('MESH-HTTP extended', () => {
       }),
     ]);
     await runCases(t, headerModifierCases);
+  });
+
+  // MeshHTTPRoute303Redirect / 307 / 308 (upstream httproute-30x-redirect.go): a redirect with
+  // only a status code keeps scheme, host and path.
+  for (const code of [303, 307, 308])
+    test(`MeshHTTPRoute${code}Redirect`, async (t) => {
+      mesh.apply([
+        httpRoute(`mesh-${code}-redirect`, {
+          parentRefs: [echoParent],
+          rules: [
+            {
+              matches: [prefix('/redirect')],
+              filters: [{ type: 'RequestRedirect', requestRedirect: { statusCode: code } }],
+            },
+          ],
+        }),
+      ]);
+      await runCases(t, [
+        {
+          request: { path: '/redirect' },
+          response: { statusCode: code },
+          redirectRequest: { path: '/redirect' },
+          namespace: MESH_NS,
+        },
+      ]);
+    });
+
+  // Upstream's ShortName repeats MeshHTTPRouteRedirectHostAndStatus; named here after its Go variable.
+  test('MeshHTTPRouteAdditionalRedirectHostAndStatus', async (t) => {
+    const redirect = (path: string, statusCode: number) => ({
+      matches: [prefix(path)],
+      filters: [{ type: 'RequestRedirect', requestRedirect: { hostname: 'example.org', statusCode } }],
+    });
+    mesh.apply([
+      httpRoute('mesh-additional-redirect-host-and-status', {
+        parentRefs: [echoParent],
+        rules: [redirect('/host-and-status-temporary', 307), redirect('/host-and-status-permanent', 308)],
+      }),
+    ]);
+    await runCases(t, [
+      {
+        request: { host: 'echo', path: '/host-and-status-temporary' },
+        response: { statusCode: 307 },
+        redirectRequest: { host: 'example.org' },
+        namespace: MESH_NS,
+      },
+      {
+        request: { host: 'echo', path: '/host-and-status-permanent' },
+        response: { statusCode: 308 },
+        redirectRequest: { host: 'example.org' },
+        namespace: MESH_NS,
+      },
+    ]);
   });
 
   test('MeshHTTPRouteRedirectPath', async (t) => {
