@@ -334,9 +334,14 @@ export class RolloutController {
       startedAt: this.#now(),
       updatedAt: this.#now(),
     };
+    status.analysisConfigured = Boolean(
+      r.spec.strategy.canary?.analysis ?? r.spec.strategy.blueGreen?.analysis,
+    );
     if (r.spec.strategy.canary) {
       const { canarySteps } = await import('./canary-steps.ts');
-      status.steps = canarySteps(r.spec.strategy.canary).length;
+      const steps = canarySteps(r.spec.strategy.canary);
+      status.steps = steps.length;
+      status.analysisConfigured ||= steps.some((s) => s.kind === 'analysis');
     }
     t.status = status;
     const vStable = stable.selector.version;

@@ -166,7 +166,10 @@ export async function runRevision(ctx: RunContext): Promise<RunResult> {
   const holdWhilePaused = async (): Promise<void> => {
     if (!paused) return;
     const before = status.phase;
-    await set({ phase: 'Paused', message: 'paused (hexmesh rollout resume)' });
+    await set({
+      phase: 'Paused',
+      message: `paused: hexmesh rollout promote ${ctx.rollout.metadata.name} finishes it now, hexmesh rollout resume ${ctx.rollout.metadata.name} goes on step by step`,
+    });
     while (paused) handle(await ctx.inbox.next(60_000));
     await set({ phase: before, message: 'resumed' });
   };

@@ -58,6 +58,8 @@ export interface RolloutStatus {
   /** Failed checks so far, and how many roll back. */
   failedChecks: number;
   threshold: number;
+  /** Whether the Rollout has any analysis at all (absent in statuses from older controllers). */
+  analysisConfigured?: boolean;
   analysis: AnalysisRun[];
   message: string;
   /** Why it failed or rolled back. */

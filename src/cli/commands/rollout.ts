@@ -51,8 +51,12 @@ export function renderStatus(s: RolloutStatus): string {
     `  Step:      ${s.steps ? `${Math.min(s.step + 1, s.steps)}/${s.steps}` : '-'}`,
     `  Message:   ${s.message}`,
     `  Instances: stable ${s.instances.stable.join(', ') || '-'}; new ${s.instances.canary.join(', ') || '-'}`,
-    `  Failed analyses: ${s.failedChecks}/${s.threshold}`,
+    `  Analysis:  ${analysisLine(s)}`,
   ];
+  if (s.phase === 'Paused')
+    lines.push(
+      `  Next:      hexmesh rollout promote ${s.name} (finish now), hexmesh rollout resume ${s.name} (go on step by step), hexmesh rollout abort ${s.name} (roll back)`,
+    );
   const last = s.analysis.at(-1);
   if (last) {
     lines.push(`  Last analysis (${new Date(last.at).toISOString()}): ${last.pass ? 'pass' : 'FAIL'}`);
@@ -62,6 +66,23 @@ export function renderStatus(s: RolloutStatus): string {
       );
   }
   return lines.join('\n') + '\n';
+}
+
+/** No "Failed analyses 0/1" for a rollout without analysis: say there is none. */
+function analysisLine(s: RolloutStatus): string {
+  if (
+    s.analysisConfigured === false ||
+    (s.analysisConfigured === undefined && !s.analysis.length && !s.failedChecks)
+  )
+    return 'none configured';
+  if (!s.analysis.length) return `not run yet (rolls back after ${s.threshold} failed)`;
+  return `${s.failedChecks} failed of ${s.threshold} allowed before rollback`;
+}
+
+/** A history outcome as it reads now: the running revision shows Paused while paused. */
+export function historyOutcome(x: HistoryEntry, status: RolloutStatus | undefined): string {
+  const paused = x.outcome === 'Progressing' && status?.phase === 'Paused' && status.revision === x.revision;
+  return (paused ? 'Paused' : x.outcome) + (x.reason ? ` (${x.reason})` : '');
 }
 
 function statusCommand(): Command {
@@ -144,13 +165,15 @@ function historyCommand(): Command {
       if (!e) throw new CliFailure(`rollout "${name}" has no history`, EXIT.NOT_FOUND);
       const h = JSON.parse(e.value) as HistoryEntry[];
       if (o.output === 'json') return void process.stdout.write(formatData(h, 'json'));
+      const st = (await client.kvGet(rolloutKeys.status(o.namespace, name))).body;
+      const status = st ? (JSON.parse(st.value) as RolloutStatus) : undefined;
       process.stdout.write(
         formatTable(
           ['REVISION', 'STARTED', 'OUTCOME', 'CHANGES'],
           h.map((x) => [
             String(x.revision),
             new Date(x.startedAt).toISOString(),
-            x.outcome + (x.reason ? ` (${x.reason})` : ''),
+            historyOutcome(x, status),
             x.changes.join('; '),
           ]),
         ),
