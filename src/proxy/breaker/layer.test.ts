@@ -430,3 +430,26 @@ test('a service fallback spec needs a resolver', () => {
   assert.equal(fallbackFromSpec(undefined), undefined);
   assert.ok(fallbackFromSpec({ service: 'reviews-cache', port: 80 }, () => async () => respond(200)));
 });
+
+test('a 5xx replaced by the fallback has its body discarded without an unhandled error (undici bodies emit one on destroy)', async () => {
+  // Like the HTTP/1 transport's body: destroying it before its end emits 'error'.
+  class AbortingBody extends Readable {
+    override _read(): void {}
+    override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+      cb(err ?? new Error('aborted'));
+    }
+  }
+  const body = new AbortingBody();
+  const breaker = new CircuitBreaker({ requestVolumeThreshold: 100, sleepWindow: 5000 });
+  const fallback = staticFallback({ status: 200, body: 'fallback' });
+  const svc = breakerLayer({ breaker, fallback, service: 'reviews' })(async () => ({
+    status: 503,
+    headers: {},
+    body,
+  }));
+  const res = await svc(request());
+  assert.equal(await readBody(res), 'fallback');
+  // An 'error' without a listener would have been thrown by now (uncaught: the test fails).
+  await new Promise((r) => setImmediate(r));
+  assert.ok(body.destroyed);
+});

@@ -19,6 +19,7 @@ import { ERROR_CODES, HexmeshError } from '../../errors/hexmesh-error.ts';
 import type { Bulkhead } from './bulkhead.ts';
 import type { CallOutcome, CircuitBreaker, Permit } from './circuit-breaker.ts';
 import type { Fallback, FallbackReason } from './fallback.ts';
+import { discardBody } from '../timeout/discard-body.ts';
 
 export interface BreakerLayerOptions {
   breaker?: CircuitBreaker;
@@ -187,7 +188,8 @@ class BreakerFlow {
 
     if (verdict === 'failure' && this.fallback && !req.ctx.signal.aborted) {
       settle(permit, bulkhead, verdict, durationMs);
-      res.body?.destroy();
+      // Not destroy(): an HTTP/1 body emits 'error' on destroy, and nothing listens to it here.
+      discardBody(res.body);
       return this.useFallback(req, 'failure');
     }
 
