@@ -83,9 +83,26 @@ describe('kubernetes: Services and EndpointSlices → the catalog → a sidecar'
   let sidecar: ControlledProxy;
   let app: { port: number; close(): Promise<void> };
   const logs: string[] = [];
+  const extraApps: { port: number; close(): Promise<void> }[] = [];
+  const hostApp = async (body: string) => {
+    const server = http.createServer((_q, r) => r.end(body));
+    await new Promise<void>((r) => server.listen(0, hostIp, r));
+    const a = {
+      port: (server.address() as AddressInfo).port,
+      close: () =>
+        new Promise<void>((r) => {
+          server.closeAllConnections();
+          server.close(() => r());
+        }),
+    };
+    extraApps.push(a);
+    return a;
+  };
 
   before(async () => {
     kube = await KubeApiServer.start();
+    for (const f of ['httproutes', 'grpcroutes'])
+      await kube.installCrds(join(ROOT, `deploy/kubernetes/gateway-api/gateway.networking.k8s.io_${f}.yaml`));
     dir = mkdtempSync(join(tmpdir(), 'hexmesh-k8s-cat-'));
     store = await SqliteStore.open(join(dir, 'hexmesh.db'), { synchronous: 'normal' });
     cp = new ControlPlane({ listen: any, store, leaderTtlMs: 2000, dashboard: false });
@@ -122,6 +139,7 @@ describe('kubernetes: Services and EndpointSlices → the catalog → a sidecar'
     await cp?.destroy();
     await store?.close();
     await app?.close();
+    for (const a of extraApps) await a.close();
     await kube?.stop();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
@@ -214,6 +232,41 @@ describe('kubernetes: Services and EndpointSlices → the catalog → a sidecar'
         ['metrics', 9090, 'tcp'],
       ],
     );
+  });
+
+  it('an HTTPRoute created through the API steers the sidecar traffic (GAMMA: parentRef a Service)', async () => {
+    const v1 = await hostApp('shop v1');
+    const v2 = await hostApp('shop v2');
+    for (const [name, a] of [
+      ['shop', v1],
+      ['shop-v2', v2],
+    ] as const) {
+      await kube.must(
+        'POST',
+        '/api/v1/namespaces/default/services',
+        service(name, [{ name: 'http', port: 80 }]),
+      );
+      await kube.must(
+        'POST',
+        '/apis/discovery.k8s.io/v1/namespaces/default/endpointslices',
+        slice(`${name}-1`, name, a.port, [{ address: hostIp! }]),
+      );
+    }
+    const body = async () => (await get(sidecar.addr.outbound.port, 'shop')).body;
+    await until(async () => ((await body()) === 'shop v1' ? true : undefined), 10_000, 'shop answers');
+    await kube.must('POST', '/apis/gateway.networking.k8s.io/v1/namespaces/default/httproutes', {
+      apiVersion: 'gateway.networking.k8s.io/v1',
+      kind: 'HTTPRoute',
+      metadata: { name: 'shop-to-v2' },
+      spec: {
+        parentRefs: [{ group: '', kind: 'Service', name: 'shop', port: 80 }],
+        rules: [{ backendRefs: [{ name: 'shop-v2', port: 80 }] }],
+      },
+    });
+    await until(async () => ((await body()) === 'shop v2' ? true : undefined), 10_000, 'route in force');
+    for (let i = 0; i < 10; i++) assert.equal(await body(), 'shop v2');
+    await kube.must('DELETE', '/apis/gateway.networking.k8s.io/v1/namespaces/default/httproutes/shop-to-v2');
+    await until(async () => ((await body()) === 'shop v1' ? true : undefined), 10_000, 'route gone');
   });
 
   it('hexmesh control --kubernetes (the real command) mirrors the cluster and serves it', async () => {
