@@ -243,6 +243,7 @@ class H1Exchange implements Dispatcher.DispatchHandler {
   onComplete(rawTrailers: string[] | Buffer[] | null): void {
     if (rawTrailers !== null && rawTrailers.length > 0)
       undiciUtil.parseHeaders(rawTrailers as Buffer[], this.trailers as Record<string, string | string[]>);
+    this.#body!.complete = true;
     this.#body!.push(null);
   }
 
@@ -320,6 +321,8 @@ function abortReason(signal: CancelSignal): Error {
  * same, with `UND_ERR_ABORTED` as the error when none is given).
  */
 class H1Body extends Readable {
+  /** Every chunk is pushed (see core/whole-body.ts). */
+  complete = false;
   readonly #ex: H1Exchange;
   readonly #resume: () => void;
 
