@@ -78,18 +78,21 @@ export async function startHostileMesh(extra: Record<string, unknown> = {}): Pro
     req.on('end', () => (req.url === '/slow' ? setTimeout(answer, 300) : answer()));
   });
   const grpcApp = http2.createServer();
-  grpcApp.on('stream', (stream, _headers, _flags, raw: string[]) => {
-    seen.grpc++;
-    note(raw);
-    stream.on('error', () => {});
-    stream.resume();
-    stream.on('end', () => {
-      if (stream.destroyed) return;
-      stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
-      stream.once('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
-      stream.end();
-    });
-  });
+  grpcApp.on(
+    'stream',
+    (stream: http2.ServerHttp2Stream, _headers: unknown, _flags: number, raw: string[]) => {
+      seen.grpc++;
+      note(raw);
+      stream.on('error', () => {});
+      stream.resume();
+      stream.on('end', () => {
+        if (stream.destroyed) return;
+        stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+        stream.once('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
+        stream.end();
+      });
+    },
+  );
   await Promise.all(
     [h1App, grpcApp].map((s) => new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()))),
   );
