@@ -81,22 +81,31 @@ const SINGLE_VALUED = new Set([
 ]);
 
 /**
- * An HTTP/1 message's headers with repeated field lines kept as they came: Node's
- * `req.headers` joins them into one `a, b` value, which is not what the peer sent (Gateway
- * API's header `add` reaches the app as a second line). Each repeated header becomes a list,
- * sent on as repeated lines; `set-cookie` is a list already and is never joined. A message
- * without repeated lines (the common case) returns `req.headers` itself.
+ * Headers with repeated field lines kept as they came: Node joins them into one `a, b` value
+ * (`req.headers`, and an HTTP/2 stream's headers object), which is not what the peer sent
+ * (Gateway API's header `add` reaches the app as a second line). `raw` is the flat name/value
+ * list as received (`req.rawHeaders`, or the HTTP/2 'stream' event's raw headers). Each
+ * repeated header becomes a list, sent on as repeated lines; `set-cookie` is a list already and
+ * is never joined. Headers without repeated lines (the common case) are returned as they are.
  */
-export function fieldLines(req: IncomingMessage): IncomingHttpHeaders {
-  const headers = req.headers;
+export function keepRepeatedLines(headers: IncomingHttpHeaders, raw: readonly string[]): IncomingHttpHeaders {
   let names = 0;
   for (const _ in headers) names++;
-  if (names * 2 === req.rawHeaders.length) return headers;
-  const out: IncomingHttpHeaders = { ...headers };
-  const distinct = req.headersDistinct;
-  for (const name in distinct) {
-    const lines = distinct[name]!;
-    if (lines.length > 1 && !SINGLE_VALUED.has(name)) out[name] = lines;
+  if (names * 2 === raw.length) return headers;
+  const lines = new Map<string, string[]>();
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i].toLowerCase();
+    const list = lines.get(name);
+    if (list) list.push(raw[i + 1]);
+    else lines.set(name, [raw[i + 1]]);
   }
+  const out: IncomingHttpHeaders = { ...headers };
+  for (const [name, list] of lines)
+    if (list.length > 1 && !SINGLE_VALUED.has(name) && name.charCodeAt(0) !== 58 /* ':' */) out[name] = list;
   return out;
+}
+
+/** An HTTP/1 request's headers with repeated field lines kept (see keepRepeatedLines). */
+export function fieldLines(req: IncomingMessage): IncomingHttpHeaders {
+  return keepRepeatedLines(req.headers, req.rawHeaders);
 }

@@ -15,7 +15,7 @@ import { Cancel } from '../core/cancel.ts';
 import type { HeaderMap, MeshRequest, MeshResponse, Service } from '../core/dispatch.ts';
 import { reclaimWhileStreaming } from '../core/buffer-reclaim.ts';
 import { errorResponse } from '../core/error-response.ts';
-import { h2SafeHeaders } from '../core/headers.ts';
+import { h2SafeHeaders, keepRepeatedLines } from '../core/headers.ts';
 import { discardBody } from '../timeout/discard-body.ts';
 import { InspectedSocket } from './h2-header-inspector.ts';
 import { SessionGuard, SWEEP_MS, type SessionLimits } from './h2-session-guard.ts';
@@ -83,8 +83,8 @@ export class H2Server {
       s.once('close', () => this.#sessions.delete(s));
       // The session's own 'stream' event, not the server's: a stream reset in the same read as
       // its HEADERS arrives already destroyed and detached from its session.
-      s.on('stream', (stream: Stream, headers: http2.IncomingHttpHeaders) =>
-        this.#onStream(guard, conn, stream, headers),
+      s.on('stream', (stream: Stream, headers: http2.IncomingHttpHeaders, _flags: number, raw: string[]) =>
+        this.#onStream(guard, conn, stream, keepRepeatedLines(headers, raw)),
       );
       this.#sweeper ??= setInterval(() => this.#sweep(), SWEEP_MS).unref();
     });

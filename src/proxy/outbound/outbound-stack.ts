@@ -34,6 +34,7 @@ import {
 } from '../route/route-table.ts';
 import { deadlineLayer, timeoutLayer } from '../timeout/timeout-layer.ts';
 import type { TransportSettings } from '../transport/transport-pool.ts';
+import type { Readable } from 'node:stream';
 import { endpointKey } from '../balance/endpoint-state.ts';
 import {
   CLIENT_HEADER,
@@ -42,6 +43,7 @@ import {
   serviceKey,
   type DestinationUpdate,
 } from './destination.ts';
+import { teeBody } from './mirror-tee.ts';
 import type { DestinationParts } from './policy-parts.ts';
 
 /** Most distinct authorities remembered per config (a bound against Host-header floods). */
@@ -229,8 +231,8 @@ export function buildOutbound(
     const mirrors = rule.mirrors;
     const forward: Service = async (req) => {
       if (rule.redirect) return buildRedirect(req, rule.redirect, rule.matchedPrefix);
-      const out = applyRequestFilters(rule, req);
-      if (mirrors.length) sendMirrors(out, rule);
+      let out = applyRequestFilters(rule, req);
+      if (mirrors.length) out = sendMirrors(out, rule);
       const b = rule.backends.pick();
       if (!b) throw noBackendError(rule);
       const res = await backends.get(b)!(b.filters ? applyBackendRequestFilters(b, out) : out);
@@ -252,27 +254,41 @@ export function buildOutbound(
   };
 
   const samplers = new Map<CompiledMirror, MirrorSampler>();
-  /** Fire-and-forget copies (bodiless requests only: a streamed body cannot be shared safely). */
-  const sendMirrors = (req: MeshRequest, rule: MatchedRule): void => {
-    if (req.body) return;
+  /**
+   * Fire-and-forget copies of `req` to the rule's mirrors; returns the request to send on (with
+   * a body, its stream is then shared with the copies: mirror-tee.ts).
+   */
+  const sendMirrors = (req: MeshRequest, rule: MatchedRule): MeshRequest => {
+    const targets: Entry[] = [];
     for (const m of rule.mirrors) {
       let sampler = samplers.get(m);
       if (!sampler) samplers.set(m, (sampler = new MirrorSampler(m)));
       const t = sampler.next();
-      if (!t) continue;
-      const e = entries.get(serviceKey(t.name, t.namespace));
-      if (!e) continue;
+      const e = t && entries.get(serviceKey(t.name, t.namespace));
+      if (e) targets.push(e);
+    }
+    if (targets.length === 0) return req;
+    let primary = req;
+    let bodies: (Readable | null)[] = targets.map(() => null);
+    if (req.body) {
+      const tee = teeBody(req.body, targets.length);
+      primary = { ...req, body: tee.primary };
+      bodies = tee.copies;
+    }
+    targets.forEach((e, i) => {
       const copy: MeshRequest = {
         ...req,
+        body: bodies[i],
         authority: shadowAuthority(req.authority),
         headers: { ...req.headers },
-        ctx: { ...req.ctx, dstService: t.name, notes: {}, deadline: Infinity, trySignal: undefined },
+        ctx: { ...req.ctx, dstService: e.dst.name, notes: {}, deadline: Infinity, trySignal: undefined },
       };
       e.direct(copy).then(
         (r) => r.body?.resume(),
-        () => {},
+        () => bodies[i]?.destroy(),
       );
-    }
+    });
+    return primary;
   };
 
   const portsOf = new Map(config.services.map((svc) => [serviceKey(svc.name, svc.namespace), svc.ports]));
