@@ -108,6 +108,13 @@ const TESTS: Record<string, Meta> = {
     level: 'extended',
     features: ['HTTPRouteAdditionalRedirectStatusCodes'],
   },
+  MeshGRPCRouteRequestHeaderModifier: { profile: 'MESH-GRPC', level: 'core', features: [] },
+  MeshGRPCRouteWeight: { profile: 'MESH-GRPC', level: 'core', features: [] },
+  MeshGRPCRouteRequestMirror: {
+    profile: 'MESH-GRPC',
+    level: 'extended',
+    features: ['GRPCRouteRequestMirror'],
+  },
   // Gateway-profile HTTPRoute tests run with a Service parent: the MESH-HTTP profile's
   // extended features include HTTPRoute's.
   HTTPRouteResponseHeaderModifier: {
@@ -138,7 +145,11 @@ interface Outcome {
 }
 
 function runSuite(): Outcome[] {
-  const files = ['test/conformance/mesh-http.test.ts', 'test/conformance/gateway-http.test.ts'];
+  const files = [
+    'test/conformance/mesh-http.test.ts',
+    'test/conformance/mesh-grpc.test.ts',
+    'test/conformance/gateway-http.test.ts',
+  ];
   const r = spawnSync(
     process.execPath,
     [
@@ -163,7 +174,7 @@ function report(results: Outcome[]) {
   const missing = Object.keys(TESTS).filter((n) => !byName.has(n));
   const profiles = [];
   const skippedTests: { name: string; reason: string }[] = [];
-  for (const profile of ['MESH-HTTP'] as const) {
+  for (const profile of ['MESH-HTTP', 'MESH-GRPC'] as const) {
     const section = (level: Level) => {
       const names = Object.keys(TESTS).filter(
         (n) => TESTS[n].profile === profile && TESTS[n].level === level,
