@@ -36,6 +36,16 @@ export function rssKiB(pid: number): number {
   return Number(line.split(/\s+/)[1]);
 }
 
+/**
+ * Private memory of `pid` in KiB (USS: Private_Clean + Private_Dirty of smaps_rollup): what
+ * the process costs beyond the pages it shares, e.g. Node's binary with other sidecars.
+ */
+export function ussKiB(pid: number): number {
+  const t = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
+  const field = (name: string): number => Number(new RegExp(`^${name}:\\s+(\\d+)`, 'm').exec(t)?.[1] ?? 0);
+  return field('Private_Clean') + field('Private_Dirty');
+}
+
 /** Machine-wide CPU ticks from /proc/stat: total and steal, to record how noisy a run was. */
 export function machineTicks(): { total: number; steal: number } {
   const first = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0];

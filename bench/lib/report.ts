@@ -31,6 +31,18 @@ export interface PathSummary {
   rssAfterFixedPerProxyMiB: Spread;
   rssAfterFixedBothMiB: Spread;
   rssAfterMaxPerProxyMiB: Spread;
+  /** Private memory (USS), MiB, the larger of the two proxies. */
+  ussIdlePerProxyMiB: Spread;
+  ussAfterFixedPerProxyMiB: Spread;
+  /**
+   * GC pauses of the busier proxy (by count) in the measured fixed-rate phase and the
+   * max-throughput run; longest pause of either proxy, ms.
+   */
+  gcFixedPauses: Spread;
+  gcFixedMarkCompacts: Spread;
+  gcFixedMaxMs: Spread;
+  gcMaxPauses: Spread;
+  gcMaxMaxMs: Spread;
   /** Largest RSS growth of one proxy while a large body streamed through, MiB. */
   streamRssGrowthMiB: Spread;
   streamMiBPerS: Spread;
@@ -98,6 +110,13 @@ function summarizePath(rounds: readonly RoundResult[], path: PathName): PathSumm
     rssAfterFixedPerProxyMiB: of((r) => maxOf(r.rssAfterFixedKiB) / MiB),
     rssAfterFixedBothMiB: of((r) => (r.rssAfterFixedKiB?.length ? sum(r.rssAfterFixedKiB) / MiB : NaN)),
     rssAfterMaxPerProxyMiB: of((r) => maxOf(r.rssAfterMaxKiB) / MiB),
+    ussIdlePerProxyMiB: of((r) => maxOf(r.ussIdleKiB) / MiB),
+    ussAfterFixedPerProxyMiB: of((r) => maxOf(r.ussAfterFixedKiB) / MiB),
+    gcFixedPauses: of((r) => maxOf(r.gcFixed?.map((g) => g.count))),
+    gcFixedMarkCompacts: of((r) => maxOf(r.gcFixed?.map((g) => g.markCompacts))),
+    gcFixedMaxMs: of((r) => maxOf(r.gcFixed?.map((g) => g.maxMs))),
+    gcMaxPauses: of((r) => maxOf(r.gcMax?.map((g) => g.count))),
+    gcMaxMaxMs: of((r) => maxOf(r.gcMax?.map((g) => g.maxMs))),
     streamRssGrowthMiB: of((r) =>
       r.stream ? maxOf(r.stream.rssPeakKiB.map((p, i) => p - r.stream!.rssBeforeKiB[i])) / MiB : NaN,
     ),
@@ -127,6 +146,7 @@ export function summarize(rounds: readonly RoundResult[], paths: readonly PathNa
   const p99 = diff((r) => r.fixed?.p99 ?? NaN);
   const h = summary.paths.hexmesh;
   const rss = h?.rssAfterFixedPerProxyMiB ?? spread([]);
+  const uss = h?.ussIdlePerProxyMiB ?? spread([]);
   const growth = h?.streamRssGrowthMiB ?? spread([]);
   summary.targets = [
     {
@@ -163,6 +183,13 @@ export function summarize(rounds: readonly RoundResult[], paths: readonly PathNa
       unit: 'MiB',
       target: '≤ 50 MB',
       pass: judge(rss, (v) => v * 1.048576 <= 50),
+    },
+    {
+      figure: 'hexmesh private memory (USS) per proxy, idle',
+      value: uss,
+      unit: 'MiB',
+      target: '≤ 15 MiB',
+      pass: judge(uss, (v) => v <= 15),
     },
     {
       figure: 'hexmesh RSS growth per proxy, streamed body',
@@ -256,6 +283,33 @@ export function formatSummary(s: Summary): string {
           fmtSpread(p.streamRssGrowthMiB, 1),
           fmtSpread(p.streamMiBPerS, 0),
           fmtSpread(p.stealPct, 1),
+        ]),
+    ),
+  );
+  out.push('');
+  out.push(
+    table(
+      [
+        'path',
+        'USS idle/proxy MiB',
+        'USS fixed/proxy MiB',
+        'GC pauses fixed (mark-compacts)',
+        'GC max pause fixed ms',
+        'GC pauses max-rps',
+        'GC max pause max-rps ms',
+      ],
+      paths
+        .filter(([name]) => name !== 'direct')
+        .map(([name, p]) => [
+          name,
+          fmtSpread(p.ussIdlePerProxyMiB, 1),
+          fmtSpread(p.ussAfterFixedPerProxyMiB, 1),
+          p.gcFixedPauses.n
+            ? `${fmtSpread(p.gcFixedPauses, 0)} (${fmtSpread(p.gcFixedMarkCompacts, 0)})`
+            : '—',
+          fmtSpread(p.gcFixedMaxMs, 2),
+          fmtSpread(p.gcMaxPauses, 0),
+          fmtSpread(p.gcMaxMaxMs, 2),
         ]),
     ),
   );

@@ -6,7 +6,8 @@
 import type { OpenLoopResult } from '../open-loop.ts';
 import type { PathContext, PathName, PathStarter } from '../paths/path.ts';
 import { runOpenLoop } from './open-loop-runner.ts';
-import { cpuSeconds, machineTicks, rssKiB } from './proc-stats.ts';
+import type { GcStats } from './gc-trace.ts';
+import { cpuSeconds, machineTicks, rssKiB, ussKiB } from './proc-stats.ts';
 import type { ProcessGroup } from './process-group.ts';
 import type { Protocol } from './senders.ts';
 import { streamBody, type StreamResult } from './stream-body.ts';
@@ -38,6 +39,12 @@ export interface RoundResult {
   rssIdleKiB?: number[];
   rssAfterFixedKiB?: number[];
   rssAfterMaxKiB?: number[];
+  /** Private memory (USS) per proxy, KiB. */
+  ussIdleKiB?: number[];
+  ussAfterFixedKiB?: number[];
+  /** GC pauses per proxy during the measured fixed-rate phase and the max-throughput run. */
+  gcFixed?: GcStats[];
+  gcMax?: GcStats[];
   fixed?: OpenLoopResult & {
     /** CPU seconds of each proxy during the measured fixed-rate phase. */
     proxyCpuS: number[];
@@ -116,6 +123,8 @@ export async function runRound(
     // A moment for start-up work (module loading, JIT of the first requests) to settle.
     await new Promise((res) => setTimeout(res, 300));
     r.rssIdleKiB = pids.map(rssKiB);
+    r.ussIdleKiB = pids.map(ussKiB);
+    const gc = path.gc ?? [];
 
     let cpu0: number[] = [];
     let cpu1: number[] = [];
@@ -132,11 +141,13 @@ export async function runRound(
       warmupS: o.warmupS,
       protocol: ctx.protocol,
       atStart: () => {
+        for (const g of gc) g.begin();
         cpu0 = cpuOf(pids);
         m0 = machineTicks();
         t0 = performance.now();
       },
       atEnd: () => {
+        if (gc.length) r.gcFixed = gc.map((g) => g.end());
         cpu1 = cpuOf(pids);
         m1 = machineTicks();
         t1 = performance.now();
@@ -152,13 +163,16 @@ export async function runRound(
       stealPct: stealPct(m0, m1),
     };
     r.rssAfterFixedKiB = pids.map(rssKiB);
+    r.ussAfterFixedKiB = pids.map(ussKiB);
 
+    for (const g of gc) g.begin();
     cpu0 = cpuOf(pids);
     m0 = machineTicks();
     const max = await maxThroughput(group, path.origin, path.host, ctx.protocol, o);
     r.maxTool = ctx.protocol === 'http1' ? 'wrk' : 'open-loop --closed';
     cpu1 = cpuOf(pids);
     m1 = machineTicks();
+    if (gc.length) r.gcMax = gc.map((g) => g.end());
     const maxCpu = cpu1.map((c, i) => c - cpu0[i]);
     r.max = {
       ...max,

@@ -8,6 +8,7 @@ import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
 import { freePort } from '../lib/free-port.ts';
 import { waitFor200 } from '../lib/http-probe.ts';
+import { GcTrace } from '../lib/gc-trace.ts';
 import type { PathStarter } from './path.ts';
 
 const BIN = resolve(import.meta.dirname, '..', '..', 'bin', 'hexmesh.js');
@@ -65,12 +66,13 @@ export const startHexmesh: PathStarter = async (ctx) => {
   writeFileSync(serverFile, stringify(serverCfg));
   writeFileSync(clientFile, stringify(clientCfg));
   const env = { ...process.env, NODE_ENV: 'production' };
-  const server = ctx.group.start('hexmesh-server', process.execPath, [BIN, 'proxy', '--config', serverFile], {
-    env,
-  });
-  const client = ctx.group.start('hexmesh-client', process.execPath, [BIN, 'proxy', '--config', clientFile], {
-    env,
-  });
+  // --trace-gc: one stdout line per pause, counted per phase by GcTrace (a few lines per second
+  // of load; stdout is then kept out of the failure tail, stderr stays in it).
+  const opts = { env, keepStdout: true };
+  const args = (file: string): string[] => ['--trace-gc', BIN, 'proxy', '--config', file];
+  const server = ctx.group.start('hexmesh-server', process.execPath, args(serverFile), opts);
+  const client = ctx.group.start('hexmesh-client', process.execPath, args(clientFile), opts);
+  const gc = [new GcTrace(client.child.stdout!), new GcTrace(server.child.stdout!)];
   const close = async (): Promise<void> => {
     await Promise.all([ctx.group.stop(client), ctx.group.stop(server)]);
   };
@@ -94,6 +96,7 @@ export const startHexmesh: PathStarter = async (ctx) => {
     origin: `http://127.0.0.1:${clientOut}`,
     host: 'upstream',
     proxies: [client, server],
+    gc,
     hop:
       (certs ? 'mutual TLS 1.3 (SPIFFE identities, STRICT)' : 'plaintext') +
       (ctx.hop && ctx.protocol === 'http1' ? `, ${ctx.hop === 'http2' ? 'HTTP/2' : 'HTTP/1.1'}` : ''),

@@ -4,6 +4,7 @@
  */
 import type { Protocol } from '../lib/senders.ts';
 import type { BenchCerts } from '../lib/tls-certs.ts';
+import type { GcTrace } from '../lib/gc-trace.ts';
 import type { Managed, ProcessGroup } from '../lib/process-group.ts';
 
 export type PathName = 'direct' | 'hexmesh' | 'haproxy';
@@ -38,6 +39,8 @@ export interface RunningPath {
   host: string;
   /** The proxy processes (client side first); empty for `direct`. */
   proxies: readonly Managed[];
+  /** GC pause counters of each proxy (same order as `proxies`), for proxies that have a GC. */
+  gc?: readonly GcTrace[];
   /** Transport between the two proxies, for the report: 'plaintext', 'mTLS' or '-'. */
   hop: string;
   close(): Promise<void>;
