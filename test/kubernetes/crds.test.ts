@@ -11,6 +11,10 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { crdsYaml } from '../../src/control/kubernetes/crds.ts';
 import { KubernetesSource } from '../../src/control/kubernetes/kubernetes-source.ts';
+import { webhookConfiguration } from '../../src/control/kubernetes/injector.ts';
+import { ControlPlane } from '../../src/control/control-plane.ts';
+import { CertificateAuthority } from '../../src/identity/ca.ts';
+import { runCli } from '../support/cli.ts';
 import { SqliteStore } from '../../src/store/sqlite-store.ts';
 import { KEYS } from '../../src/store/store.ts';
 import { KubeApiServer, kubeApiserverMissingReason } from '../support/kube-apiserver.ts';
@@ -66,6 +70,7 @@ describe('kubernetes: CRDs, validation and status', { skip }, () => {
   let store: SqliteStore;
   let source: KubernetesSource;
   const logs: string[] = [];
+  const cleanup: (() => Promise<void>)[] = [];
 
   before(async () => {
     kube = await KubeApiServer.start();
@@ -74,6 +79,7 @@ describe('kubernetes: CRDs, validation and status', { skip }, () => {
   });
 
   after(async () => {
+    for (const c of cleanup) await c();
     await source?.close();
     await store?.close();
     await kube?.stop();
@@ -247,5 +253,72 @@ describe('kubernetes: CRDs, validation and status', { skip }, () => {
       10_000,
       'policy gone',
     );
+  });
+
+  it('hexmesh check --kubernetes: CRDs established, then the webhook must trust the mesh CA', async () => {
+    const cp = new ControlPlane({
+      listen: { address: '127.0.0.1', port: 0 },
+      store,
+      identity: { dataDir: dir },
+      dashboard: false,
+    });
+    const { port } = await cp.start();
+    try {
+      const check = async () => {
+        const r = await runCli(
+          [
+            'check',
+            '--kubernetes',
+            '--kubeconfig',
+            kube.kubeconfig,
+            '--control',
+            `http://127.0.0.1:${port}`,
+            '-o',
+            'json',
+          ],
+          60_000,
+        );
+        const all = JSON.parse(r.stdout) as { name: string; status: string; message: string }[];
+        return Object.fromEntries(all.filter((x) => x.name.startsWith('kubernetes')).map((x) => [x.name, x]));
+      };
+      let c = await check();
+      assert.equal(c['kubernetes-crds'].status, 'ok', c['kubernetes-crds'].message);
+      assert.equal(c['kubernetes-webhook'].status, 'warn');
+      assert.match(c['kubernetes-webhook'].message, /no MutatingWebhookConfiguration/);
+      assert.equal(c['kubernetes-sidecars'].message, 'no injected Pods');
+      // Registered with a bundle that is not the mesh CA's: the API server could not call it.
+      const otherDir = mkdtempSync(join(tmpdir(), 'hexmesh-k8s-otherca-'));
+      const otherStore = await SqliteStore.open(join(otherDir, 'x.db'), { synchronous: 'normal' });
+      cleanup.push(async () => {
+        await otherStore.close();
+        rmSync(otherDir, { recursive: true, force: true });
+      });
+      const otherCa = new CertificateAuthority(otherStore, { dataDir: otherDir });
+      await otherCa.start();
+      const other = await otherCa.bundle();
+      const hooks = '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations';
+      await kube.must(
+        'POST',
+        hooks,
+        webhookConfiguration({ caBundlePem: other.pem, url: 'https://127.0.0.1:1/inject' }),
+      );
+      c = await check();
+      assert.equal(c['kubernetes-webhook'].status, 'fail');
+      assert.match(c['kubernetes-webhook'].message, /does not hold the mesh CA's root/);
+      await kube.must('DELETE', `${hooks}/hexmesh-injector`);
+      await kube.must(
+        'POST',
+        hooks,
+        webhookConfiguration({
+          caBundlePem: (await cp.identity.bundle()).pem,
+          url: 'https://127.0.0.1:1/inject',
+        }),
+      );
+      c = await check();
+      assert.equal(c['kubernetes-webhook'].status, 'ok', c['kubernetes-webhook'].message);
+      assert.match(c['kubernetes-webhook'].message, /failurePolicy Ignore/);
+    } finally {
+      await cp.close();
+    }
   });
 });

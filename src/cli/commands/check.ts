@@ -114,6 +114,14 @@ export function checkCommand(): Command {
       )
       .option('--strict', 'exit 1 on warnings too')
       .option(
+        '--kubernetes',
+        'also check the cluster: CRDs established, injection webhook trusting the mesh CA, proxy images of injected Pods',
+      )
+      .option(
+        '--kubeconfig <file>',
+        'with --kubernetes: the kubeconfig (default: in-cluster service account)',
+      )
+      .option(
         '--data-dir <dir>',
         "the control plane's data directory on this host (file permissions)",
         '.hexmesh',
@@ -124,13 +132,43 @@ export function checkCommand(): Command {
       'after',
       `\nChecks:\n${CHECKS.map((c) => `  ${c.name.padEnd(14)} ${c.description}`).join('\n')}`,
     )
-    .action(async (opts: ControlOpts & { output: OutputFormat; strict?: boolean; dataDir: string }) => {
-      await runWithClient('check', opts, async (client) => {
-        const results = await runChecks({ client, now: Date.now(), dataDir: opts.dataDir });
-        if (opts.output === 'json') process.stdout.write(formatData(results, 'json'));
-        else for (const r of results) process.stdout.write(`${MARK[r.status]} ${r.name}: ${r.message}\n`);
-        const failed = results.some((r) => r.status === 'fail' || (opts.strict && r.status === 'warn'));
-        process.exitCode = failed ? EXIT.RUNTIME : EXIT.OK;
-      });
-    });
+    .action(
+      async (
+        opts: ControlOpts & {
+          output: OutputFormat;
+          strict?: boolean;
+          dataDir: string;
+          kubernetes?: boolean;
+          kubeconfig?: string;
+        },
+      ) => {
+        await runWithClient('check', opts, async (client) => {
+          const results = await runChecks({ client, now: Date.now(), dataDir: opts.dataDir });
+          if (opts.kubernetes) results.push(...(await kubernetesChecks(client, opts.kubeconfig)));
+          if (opts.output === 'json') process.stdout.write(formatData(results, 'json'));
+          else for (const r of results) process.stdout.write(`${MARK[r.status]} ${r.name}: ${r.message}\n`);
+          const failed = results.some((r) => r.status === 'fail' || (opts.strict && r.status === 'warn'));
+          process.exitCode = failed ? EXIT.RUNTIME : EXIT.OK;
+        });
+      },
+    );
+}
+
+/** `--kubernetes`: the cluster's side of the mesh (src/control/kubernetes/kube-checks.ts). */
+async function kubernetesChecks(client: ControlClient, kubeconfig?: string): Promise<CheckResult[]> {
+  const [{ KubeApi }, k] = await Promise.all([
+    import('../../control/kubernetes/kube-api.ts'),
+    import('../../control/kubernetes/kube-checks.ts'),
+  ]);
+  try {
+    const api = await KubeApi.load(kubeconfig);
+    const bundle = await client.request<{ roots: string[] }>('GET', '/v1/identity/bundle?format=json');
+    return [
+      ...(await k.checkCrds(api)),
+      ...(await k.checkWebhook(api, bundle.body.roots.join(''))),
+      ...(await k.checkSidecars(api)),
+    ];
+  } catch (err) {
+    return [{ name: 'kubernetes', status: 'fail', message: describeFailure(err).message }];
+  }
 }
