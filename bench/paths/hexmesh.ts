@@ -69,7 +69,10 @@ export const startHexmesh: PathStarter = async (ctx) => {
   // --trace-gc: one stdout line per pause, counted per phase by GcTrace (a few lines per second
   // of load; stdout is then kept out of the failure tail, stderr stays in it).
   const opts = { env, keepStdout: true };
-  const args = (file: string): string[] => ['--trace-gc', BIN, 'proxy', '--config', file];
+  // HEXMESH_BENCH_NODE_ARGS: more node flags for the proxies, e.g. `--cpu-prof --cpu-prof-dir=DIR`
+  // (not allowed in NODE_OPTIONS).
+  const extra = process.env.HEXMESH_BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
+  const args = (file: string): string[] => ['--trace-gc', ...extra, BIN, 'proxy', '--config', file];
   const server = ctx.group.start('hexmesh-server', process.execPath, args(serverFile), opts);
   const client = ctx.group.start('hexmesh-client', process.execPath, args(clientFile), opts);
   const gc = [new GcTrace(client.child.stdout!), new GcTrace(server.child.stdout!)];
