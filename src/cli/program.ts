@@ -31,6 +31,7 @@ import { versionCommand } from './commands/version.ts';
 import { installCommand } from './commands/install.ts';
 import { contextCommand } from './commands/context.ts';
 import { diffCommand } from './commands/diff.ts';
+import { completionCommand } from './commands/completion.ts';
 import { hexmeshVersion } from './build-info.ts';
 
 const HELP_HINT = '(run with --help for usage)';
@@ -75,6 +76,7 @@ export function buildCli(): Command {
   program.addCommand(installCommand());
   program.addCommand(contextCommand());
   program.addCommand(diffCommand());
+  program.addCommand(completionCommand());
   // addCommand() does not copy settings to sub-commands (only .command() does): without
   // this, a usage error in a sub-command exits 1 from inside commander instead of EXIT.USAGE.
   for (const cmd of program.commands) cmd.exitOverride().showHelpAfterError(HELP_HINT);

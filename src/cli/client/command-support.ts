@@ -148,11 +148,13 @@ export interface ListVerb<T> {
 /** A control-plane verb that GETs a list and prints it as a table, or as JSON with `-o json`. */
 export function listCommand<T>(spec: ListVerb<T>): Command {
   return withControl(
-    new Command(spec.name).description(spec.description).addOption(outputOption(['table', 'json'], 'table')),
+    new Command(spec.name)
+      .description(spec.description)
+      .addOption(outputOption(['table', 'json', 'yaml'], 'table')),
   ).action(async (opts: ControlOpts & { output: OutputFormat }) => {
     await runWithClient(spec.verb, opts, async (client) => {
       const list = (await client.request<T[]>('GET', spec.path)).body;
-      if (opts.output === 'json') return void process.stdout.write(formatData(list, 'json'));
+      if (opts.output !== 'table') return void process.stdout.write(formatData(list, opts.output));
       process.stdout.write(formatTable(spec.header, spec.rows(list)));
     });
   });

@@ -30,7 +30,7 @@ export function servicesCommand(): Command {
     new Command('services')
       .description('list the services in the catalog with their instances and health')
       .option('-n, --namespace <ns>', 'only this namespace')
-      .addOption(outputOption(['table', 'json'], 'table')),
+      .addOption(outputOption(['table', 'json', 'yaml'], 'table')),
   )
     .addHelpText(
       'after',
@@ -40,7 +40,7 @@ export function servicesCommand(): Command {
       await runWithClient('services', opts, async (client) => {
         let list = (await client.services()).body;
         if (opts.namespace) list = list.filter((s) => s.namespace === opts.namespace);
-        if (opts.output === 'json') return void process.stdout.write(formatData(list, 'json'));
+        if (opts.output !== 'table') return void process.stdout.write(formatData(list, opts.output));
         if (list.length === 0) return void process.stderr.write('No services registered.\n');
         process.stdout.write(
           formatTable(
@@ -65,7 +65,7 @@ export function endpointsCommand(): Command {
       .argument('<service>', 'service name')
       .option('-n, --namespace <ns>', 'namespace', 'default')
       .option('--passing', 'only instances whose checks pass')
-      .addOption(outputOption(['table', 'json'], 'table')),
+      .addOption(outputOption(['table', 'json', 'yaml'], 'table')),
   )
     .addHelpText(
       'after',
@@ -79,7 +79,7 @@ export function endpointsCommand(): Command {
         await runWithClient('endpoints', opts, async (client) => {
           const list = (await client.instances(opts.namespace, service, { passing: opts.passing })).body;
           if (list.length === 0 && !opts.passing) await requireServiceExists(client, opts.namespace, service);
-          if (opts.output === 'json') return void process.stdout.write(formatData(list, 'json'));
+          if (opts.output !== 'table') return void process.stdout.write(formatData(list, opts.output));
           if (list.length === 0)
             return void process.stderr.write(
               `No ${opts.passing ? 'passing ' : ''}instances of ${service}.\n`,

@@ -11,7 +11,7 @@ import {
   viewQuery,
   withProgress,
   withViewOptions,
-  writeOut,
+  writeView,
   type ViewOptions,
 } from './stat.ts';
 
@@ -49,7 +49,7 @@ destination's sidecars received over mTLS.`,
     .action((opts: ViewOptions) =>
       runWithClient('edges', opts, async (client) => {
         const view = await withProgress('querying', loadEdges(client, opts));
-        writeOut(opts.output === 'json' ? `${JSON.stringify(view, null, 2)}\n` : edgesTable(view));
+        writeView(opts, view, () => edgesTable(view));
       }),
     );
 }

@@ -11,7 +11,8 @@ import {
   viewQuery,
   withProgress,
   withViewOptions,
-  writeOut,
+  requireRows,
+  writeView,
   type ViewOptions,
 } from './stat.ts';
 
@@ -55,7 +56,8 @@ counted by the callers' sidecars.`,
     .action((service: string, opts: ViewOptions) =>
       runWithClient('routes', opts, async (client) => {
         const view = await withProgress('querying', loadRoutes(client, opts, service));
-        writeOut(opts.output === 'json' ? `${JSON.stringify(view, null, 2)}\n` : routesTable(view));
+        requireRows('routes', service, view.routes.length, opts);
+        writeView(opts, view, () => routesTable(view));
       }),
     );
 }

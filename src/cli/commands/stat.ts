@@ -10,12 +10,20 @@ import { parseDuration } from '../../config/duration.ts';
 import { PrometheusViews } from '../../control/metrics/prometheus-views.ts';
 import type { LatencyMs, ServicesView } from '../../control/metrics/views.ts';
 import type { ControlClient } from '../client/control-client.ts';
-import { formatTable, outputOption, runWithClient, withControl } from '../client/command-support.ts';
+import {
+  CliFailure,
+  formatData,
+  formatTable,
+  outputOption,
+  runWithClient,
+  withControl,
+} from '../client/command-support.ts';
+import { EXIT } from '../exit-codes.ts';
 
 export interface ViewOptions {
   control?: string;
   window: number;
-  output: 'table' | 'json';
+  output: 'table' | 'json' | 'yaml';
   prometheus?: string;
   namespace?: string;
 }
@@ -31,7 +39,7 @@ function windowMs(v: string): number {
 export function withViewOptions(cmd: Command): Command {
   return withControl(cmd)
     .option('-w, --window <duration>', 'time window of the figures', windowMs, 60_000)
-    .addOption(outputOption(['table', 'json'], 'table'))
+    .addOption(outputOption(['table', 'json', 'yaml'], 'table'))
     .option('-n, --namespace <namespace>', 'only this namespace')
     .option('--prometheus <url>', 'answer from this Prometheus (PromQL) instead of the control plane');
 }
@@ -62,6 +70,28 @@ export const fmtLatency = (l: LatencyMs): string[] => [fmtMs(l.p50), fmtMs(l.p95
 
 export function writeOut(text: string): void {
   process.stdout.write(text);
+}
+
+/** A view as `-o` asks: its table, or the whole view as JSON or YAML. */
+export function writeView(opts: ViewOptions, view: unknown, table: () => string): void {
+  writeOut(opts.output === 'table' ? table() : formatData(view, opts.output));
+}
+
+/**
+ * A view of one named service with nothing in it exits 4 (as `kubectl get pod NAME`): a
+ * script asking about `reviews` must not read "no rows" as "all is well".
+ */
+export function requireRows(
+  verb: string,
+  service: string | undefined,
+  rows: number,
+  opts: ViewOptions,
+): void {
+  if (service === undefined || rows > 0) return;
+  throw new CliFailure(
+    `no figures for service "${service}" in the last ${opts.window / 1000}s (no such service, or no traffic in that window; hexmesh services lists the catalog)`,
+    EXIT.NOT_FOUND,
+  );
 }
 
 /** Query string of a control-plane view. */
@@ -121,7 +151,8 @@ Examples:
     .action((service: string | undefined, opts: ViewOptions) =>
       runWithClient('stat', opts, async (client) => {
         const view = await withProgress('querying', loadServices(client, opts, service));
-        writeOut(opts.output === 'json' ? `${JSON.stringify(view, null, 2)}\n` : servicesTable(view));
+        requireRows('stat', service, view.services.length, opts);
+        writeView(opts, view, () => servicesTable(view));
       }),
     );
 }
