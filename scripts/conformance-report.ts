@@ -129,6 +129,22 @@ const TESTS: Record<string, Meta> = {
     level: 'extended',
     features: ['HTTPRouteRequestMirror', 'HTTPRouteRequestMultipleMirrors'],
   },
+  HTTPRouteRetry: { profile: 'MESH-HTTP', level: 'extended', features: ['HTTPRouteRetry'] },
+  HTTPRouteRetryWithTimeouts: {
+    profile: 'MESH-HTTP',
+    level: 'extended',
+    features: [
+      'HTTPRouteRetry',
+      'HTTPRouteRetryBackendTimeout',
+      'HTTPRouteRequestTimeout',
+      'HTTPRouteBackendTimeout',
+    ],
+  },
+  HTTPRouteRetryConnectionError: {
+    profile: 'MESH-HTTP',
+    level: 'extended',
+    features: ['HTTPRouteRetryConnectionError'],
+  },
   HTTPRouteRequestPercentageMirror: {
     profile: 'MESH-HTTP',
     level: 'extended',
@@ -149,6 +165,7 @@ function runSuite(): Outcome[] {
     'test/conformance/mesh-http.test.ts',
     'test/conformance/mesh-grpc.test.ts',
     'test/conformance/gateway-http.test.ts',
+    'test/conformance/gateway-retry.test.ts',
   ];
   const r = spawnSync(
     process.execPath,

@@ -50,25 +50,28 @@ async function grpcEchoServer(name: PodName): Promise<number> {
   const pod = `${name}-7c9d5b6f4-x8k2p`;
   const serialize = GrpcEcho.service.Echo.responseSerialize as (r: EchoResponse) => Buffer;
   const server = http2.createServer();
-  server.on('session', (session) =>
-    session.on('stream', (stream, h, _flags, raw: string[]) => {
-      stream.on('error', () => {});
-      stream.resume();
-      stream.on('end', () => {
-        const headers: EchoResponse['headers'] = [];
-        for (let i = 0; i < raw.length; i += 2)
-          if (!raw[i].startsWith(':')) headers.push({ key: raw[i], value: raw[i + 1] });
-        const res = { pod, namespace: MESH_NS, authority: String(h[':authority']), headers };
-        seen[name].push(res);
-        const msg = serialize(res);
-        const frame = Buffer.alloc(5 + msg.length);
-        frame.writeUInt32BE(msg.length, 1);
-        msg.copy(frame, 5);
-        stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
-        stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
-        stream.end(frame);
-      });
-    }),
+  server.on('session', (session: http2.ServerHttp2Session) =>
+    session.on(
+      'stream',
+      (stream: http2.ServerHttp2Stream, h: http2.IncomingHttpHeaders, _f: number, raw: string[]) => {
+        stream.on('error', () => {});
+        stream.resume();
+        stream.on('end', () => {
+          const headers: EchoResponse['headers'] = [];
+          for (let i = 0; i < raw.length; i += 2)
+            if (!raw[i].startsWith(':')) headers.push({ key: raw[i], value: raw[i + 1] });
+          const res = { pod, namespace: MESH_NS, authority: String(h[':authority']), headers };
+          seen[name].push(res);
+          const msg = serialize(res);
+          const frame = Buffer.alloc(5 + msg.length);
+          frame.writeUInt32BE(msg.length, 1);
+          msg.copy(frame, 5);
+          stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+          stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
+          stream.end(frame);
+        });
+      },
+    ),
   );
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   closers.push(() => new Promise<void>((r) => server.close(() => r())));

@@ -13,6 +13,8 @@
  */
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import net, { type AddressInfo } from 'node:net';
+import { parseDuration } from '../../src/config/duration.ts';
 import { parseProxyConfig } from '../../src/config/load.ts';
 import { startHttpServer, startProxy, type RunningProxy } from '../support/mesh.ts';
 
@@ -37,7 +39,9 @@ export interface Echoed {
  * Every request is logged to `log` (upstream reads the pod's log to see mirrored requests).
  */
 function echoApp(pod: string, namespace: string, log: Echoed[]): http.RequestListener {
+  const attempts = new Map<string, number>();
   return (req, res) => {
+    if (retrySimulation(req, res, attempts)) return;
     req.resume();
     req.on('end', () => {
       const headers: Record<string, string[]> = {};
@@ -63,6 +67,29 @@ function echoApp(pod: string, namespace: string, log: Echoed[]): http.RequestLis
       res.end(JSON.stringify(body));
     });
   };
+}
+
+/**
+ * Upstream echo-basic's retry simulation: a request with `uuid`, `responseCode`, `succeedAfter`
+ * (and optionally `delayRetry`) in its query answers `responseCode` — after `delayRetry` — to the
+ * first `succeedAfter` requests with that uuid, then 200. Returns false for other requests.
+ */
+function retrySimulation(req: http.IncomingMessage, res: http.ServerResponse, attempts: Map<string, number>) {
+  const q = new URL(req.url ?? '/', 'http://echo').searchParams;
+  const uuid = q.get('uuid');
+  const code = Number(q.get('responseCode'));
+  if (!uuid || !code) return false;
+  req.resume();
+  const n = (attempts.get(uuid) ?? 0) + 1;
+  attempts.set(uuid, n);
+  if (n > Number(q.get('succeedAfter') ?? 0)) {
+    res.end('ok');
+    return true;
+  }
+  const delay = parseDuration(q.get('delayRetry') ?? '0') ?? 0;
+  const t = setTimeout(() => res.writeHead(code).end(`simulated ${code}`), delay);
+  res.on('close', () => clearTimeout(t));
+  return true;
 }
 
 /** Service ports of the base manifests that carry HTTP (https, tcp and grpc are not used here). */
@@ -110,12 +137,29 @@ export async function startMesh(): Promise<Mesh> {
       closers.unshift(() => sidecar.close());
       pods[name] = { name: pod, address: '127.0.0.1', port: sidecar.inboundPort };
     }
+    // infra-backend-connection-error's unhealthy pod: its app resets every connection.
+    const resetApp = net.createServer((socket) => socket.resetAndDestroy());
+    await new Promise<void>((r) => resetApp.listen(0, '127.0.0.1', r));
+    closers.push(() => new Promise((r) => resetApp.close(r)));
+    const resetSidecar = await startProxy({
+      proxy: {
+        service: 'infra-backend-connection-error',
+        namespace: MESH_NS,
+        app: { host: '127.0.0.1', port: (resetApp.address() as AddressInfo).port },
+      },
+    });
+    closers.unshift(() => resetSidecar.close());
     const endpoint = (p: Pod) => ({ address: p.address, port: p.port });
     const services = [
       { name: 'echo', endpoints: [endpoint(pods['echo-v1']), endpoint(pods['echo-v2'])] },
       { name: 'echo-v1', endpoints: [endpoint(pods['echo-v1'])] },
       { name: 'echo-v2', endpoints: [endpoint(pods['echo-v2'])] },
       { name: 'echo-v3', endpoints: [endpoint(pods['echo-v3'])] },
+      {
+        // echo-v3 stands for its healthy pod (infra-backend-connection-error-healthy).
+        name: 'infra-backend-connection-error',
+        endpoints: [endpoint(pods['echo-v3']), { address: '127.0.0.1', port: resetSidecar.inboundPort }],
+      },
     ].map((s) => ({ ...s, namespace: MESH_NS, ports: PORTS }));
     const docFor = (namespace: string, resources: unknown[]) => ({
       proxy: {

@@ -234,9 +234,11 @@ export class Destination implements DestinationParts {
     if (!ep)
       throw new HexmeshError(
         'HEXMESH_ERR_NO_HEALTHY_ENDPOINTS',
-        this.balancer.endpoints.length === 0
-          ? `no endpoints for ${this.name}`
-          : `no healthy endpoints for ${this.name} (${this.balancer.endpoints.length} known, all unhealthy or ejected)`,
+        pin !== undefined
+          ? `endpoint ${pin} of ${this.name} is ejected or no longer listed`
+          : this.balancer.endpoints.length === 0
+            ? `no endpoints for ${this.name}`
+            : `no healthy endpoints for ${this.name} (${this.balancer.endpoints.length} known, all unhealthy or ejected)`,
         { context: { service: this.name } },
       );
     req.ctx.endpoint = ep.key;

@@ -1,0 +1,193 @@
+/**
+ * Gateway API conformance, Gateway-profile retry tests (HTTPRouteRetry,
+ * HTTPRouteRetryWithTimeouts) with the route attached to Service `echo` (GAMMA). The backend is
+ * upstream echo-basic's retry simulation (mesh-harness.ts): per `uuid`, `responseCode` for the
+ * first `succeedAfter` requests, each after `delayRetry`, then 200. infra-backend-v3 is echo-v3.
+ */
+import { randomUUID } from 'node:crypto';
+import { after, before, describe, test } from 'node:test';
+import {
+  MESH_NS,
+  compare,
+  expectResponse,
+  httpRoute,
+  send,
+  startMesh,
+  type ExpectedResponse,
+  type Mesh,
+} from './mesh-harness.ts';
+import assert from 'node:assert/strict';
+
+let mesh: Mesh;
+before(async () => {
+  mesh = await startMesh();
+});
+after(async () => {
+  await mesh?.close();
+});
+
+const parent = { group: '', kind: 'Service', name: 'echo', port: 80 };
+const rule = (path: string, extra: Record<string, unknown>) => ({
+  matches: [{ path: { type: 'PathPrefix', value: path } }],
+  backendRefs: [{ name: 'echo-v3', port: 80 }],
+  ...extra,
+});
+
+/**
+ * Upstream's assertConsistentRetryBehaviour: a fresh uuid per probe; the expectation must hold
+ * on three consecutive probes within 15 s.
+ */
+async function expectRetryBehaviour(path: string, sim: Record<string, string>, statusCode: number) {
+  const deadline = Date.now() + 15_000;
+  let ok = 0;
+  for (;;) {
+    const query = new URLSearchParams({ ...sim, uuid: randomUUID() }).toString();
+    const exp: ExpectedResponse = {
+      request: { path: `${path}?${query}` },
+      response: { statusCode },
+      backend: 'echo-v3',
+      namespace: MESH_NS,
+    };
+    const got = await send(mesh.clients[MESH_NS], exp.request);
+    // The backend's own answer has no echo body: compare status (and, for 200, nothing else).
+    const problems =
+      statusCode === 200 ? (got.status === 200 ? [] : [`status ${got.status}`]) : compare(exp, got);
+    ok = problems.length === 0 ? ok + 1 : 0;
+    if (ok >= 3) return;
+    if (Date.now() > deadline)
+      assert.fail(
+        `${path}?${query}: ${problems.join('; ')} (x-hexmesh-error: ${got.headers['x-hexmesh-error'] ?? '-'})`,
+      );
+  }
+}
+
+describe('Gateway-profile retry tests on a Service parent', () => {
+  test('HTTPRouteRetry', async (t) => {
+    mesh.apply([
+      httpRoute('retries', {
+        parentRefs: [parent],
+        rules: [
+          rule('/retry/code-500-attempts-3', { retry: { codes: [500], attempts: 3 } }),
+          rule('/retry/code-all-attempts-2', { retry: { codes: [500, 502, 503, 504], attempts: 2 } }),
+        ],
+      }),
+    ]);
+    const cases: [string, string, Record<string, string>, number][] = [
+      [
+        'succeeds after 2 retries when retry is configured for status code 500 and max attempts is 3',
+        '/retry/code-500-attempts-3',
+        { responseCode: '500', succeedAfter: '2' },
+        200,
+      ],
+      [
+        'fails when required retries on 500 exceed max attempts',
+        '/retry/code-500-attempts-3',
+        { responseCode: '500', succeedAfter: '4' },
+        500,
+      ],
+      [
+        'does not retry on 503 when retry is only configured for status code 500',
+        '/retry/code-500-attempts-3',
+        { responseCode: '503', succeedAfter: '2' },
+        503,
+      ],
+    ];
+    for (const code of ['500', '502', '503', '504']) {
+      cases.push([
+        `succeeds after 1 retry on ${code} when retry is configured for all status code and max attempts is 2`,
+        '/retry/code-all-attempts-2',
+        { responseCode: code, succeedAfter: '1' },
+        200,
+      ]);
+      cases.push([
+        `fails when required retries on ${code} exceed max attempts`,
+        '/retry/code-all-attempts-2',
+        { responseCode: code, succeedAfter: '3' },
+        Number(code),
+      ]);
+    }
+    for (const [i, [name, path, sim, status]] of cases.entries())
+      await t.test(`${i} request to '${path}' ${name}`, () => expectRetryBehaviour(path, sim, status));
+  });
+
+  test('HTTPRouteRetryWithTimeouts', async (t) => {
+    mesh.apply([
+      httpRoute('retries-with-timeouts', {
+        parentRefs: [parent],
+        rules: [
+          rule('/retry/backend-request-timeout-200ms', {
+            timeouts: { backendRequest: '200ms' },
+            retry: { codes: [500, 504], attempts: 2 },
+          }),
+          rule('/retry/request-timeout-200ms', {
+            timeouts: { request: '200ms' },
+            retry: { codes: [500], attempts: 3 },
+          }),
+        ],
+      }),
+    ]);
+    const cases: [string, string, Record<string, string>, number][] = [
+      [
+        'succeeds after 2 retries on backend timeout with max attempts is 3',
+        '/retry/backend-request-timeout-200ms',
+        { responseCode: '500', succeedAfter: '2', delayRetry: '300ms' },
+        200,
+      ],
+      [
+        'fails when required retries on backend timeout exceed max attempts',
+        '/retry/backend-request-timeout-200ms',
+        { responseCode: '500', succeedAfter: '3', delayRetry: '300ms' },
+        504,
+      ],
+      [
+        'succeeds when retries complete within the request timeout',
+        '/retry/request-timeout-200ms',
+        { responseCode: '500', succeedAfter: '1' },
+        200,
+      ],
+      [
+        'fails with 504 when retry delays exceed the request timeout',
+        '/retry/request-timeout-200ms',
+        { responseCode: '500', succeedAfter: '4', delayRetry: '100ms' },
+        504,
+      ],
+    ];
+    for (const [i, [name, path, sim, status]] of cases.entries())
+      await t.test(`${i} request to '${path}' ${name}`, () => expectRetryBehaviour(path, sim, status));
+  });
+
+  test('HTTPRouteRetryConnectionError', async () => {
+    mesh.apply([
+      httpRoute('retries-connection-error', {
+        parentRefs: [parent],
+        rules: [
+          {
+            matches: [{ path: { type: 'PathPrefix', value: '/retry-on-connection-errors' } }],
+            backendRefs: [{ name: 'infra-backend-connection-error', port: 80 }],
+            retry: { attempts: 3 },
+          },
+        ],
+      }),
+    ]);
+    // As upstream: ten consecutive successes, so a run is very unlikely to miss the resetting pod.
+    await expectResponse(
+      mesh.clients[MESH_NS],
+      {
+        request: { path: '/retry-on-connection-errors' },
+        response: { statusCode: 200 },
+        backend: 'echo-v3',
+        namespace: MESH_NS,
+      },
+      { threshold: 10 },
+    );
+  });
+
+  // hexmesh's addition: upstream's ten successes in a row can pass without any retry (here 1
+  // request in 8 meets the resetting pod); every one of 40 must succeed.
+  test('HTTPRouteRetryConnectionError: every request succeeds', async () => {
+    for (let i = 0; i < 40; i++) {
+      const res = await send(mesh.clients[MESH_NS], { path: '/retry-on-connection-errors' });
+      assert.equal(res.status, 200, `request ${i}: ${res.status} ${res.headers['x-hexmesh-error'] ?? ''}`);
+    }
+  });
+});
