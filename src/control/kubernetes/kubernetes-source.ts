@@ -85,7 +85,7 @@ export class KubernetesSource {
   #services: KubeInformer<KubernetesObject> | undefined;
   #slices: KubeInformer<KubernetesObject> | undefined;
   readonly #mirrored = new Map<string, Mirrored>();
-  #leader: Pick<LeaderElection, 'isLeader' | 'start' | 'close'>;
+  #leader: Pick<LeaderElection, 'isLeader' | 'start' | 'close'> | undefined;
   readonly #pending = new Set<string>();
   #draining: Promise<void> | undefined;
   readonly #retries = new Set<NodeJS.Timeout>();
@@ -98,12 +98,6 @@ export class KubernetesSource {
     this.#now = opts.now ?? Date.now;
     this.#log = opts.log ?? (() => {});
     this.#controller = opts.controllerName ?? 'hexmesh.io/mesh';
-    this.#leader = new LeaderElection(opts.store, {
-      role: 'kubernetes',
-      id: opts.id,
-      ttlMs: opts.leaderTtlMs ?? 10_000,
-      onChange: (leader) => this.#onLeader(leader),
-    });
   }
 
   /** The API server's URL (after start). */
@@ -112,7 +106,7 @@ export class KubernetesSource {
   }
 
   get isLeader(): boolean {
-    return this.#leader.isLeader;
+    return this.#leader?.isLeader ?? false;
   }
 
   /** Load the kubeconfig, start the informers (each retries on its own), then campaign. */
@@ -152,15 +146,22 @@ export class KubernetesSource {
         informer,
       });
     }
-    if (this.#opts.lease)
-      this.#leader = new LeaseElection(api, {
-        namespace: this.#opts.lease.namespace,
-        name: this.#opts.lease.name ?? 'hexmesh-kubernetes',
-        id: this.#opts.id,
-        leaseDurationMs: this.#opts.leaderTtlMs ?? 15_000,
-        onChange: (leader) => this.#onLeader(leader),
-        onError: (e) => this.#log(`kubernetes: lease: ${(e as Error).message}`),
-      });
+    const onChange = (leader: boolean) => this.#onLeader(leader);
+    this.#leader = this.#opts.lease
+      ? new LeaseElection(api, {
+          namespace: this.#opts.lease.namespace,
+          name: this.#opts.lease.name ?? 'hexmesh-kubernetes',
+          id: this.#opts.id,
+          leaseDurationMs: this.#opts.leaderTtlMs ?? 15_000,
+          onChange,
+          onError: (e) => this.#log(`kubernetes: lease: ${(e as Error).message}`),
+        })
+      : new LeaderElection(this.#opts.store, {
+          role: 'kubernetes',
+          id: this.#opts.id,
+          ttlMs: this.#opts.leaderTtlMs ?? 10_000,
+          onChange,
+        });
     await this.#leader.start();
   }
 
@@ -177,7 +178,7 @@ export class KubernetesSource {
     const informers = [this.#services, this.#slices, ...[...this.#mirrored.values()].map((m) => m.informer)];
     await Promise.all(informers.map((i) => i?.stop().catch(() => {})));
     await this.#draining?.catch(() => {});
-    await this.#leader.close({ resign: true });
+    await this.#leader?.close({ resign: true });
   }
 
   /** Start an informer; on a broken list or watch, log once per distinct reason and start again. */
@@ -232,7 +233,7 @@ export class KubernetesSource {
     while (this.#pending.size && !this.#closed) {
       const key = this.#pending.values().next().value!;
       this.#pending.delete(key);
-      if (!this.#leader.isLeader) continue;
+      if (!this.isLeader) continue;
       try {
         await this.#reconcile(key);
       } catch (e) {
@@ -270,7 +271,7 @@ export class KubernetesSource {
       this.#log(`kubernetes: resync: ${(e as Error).message}; retrying`);
       const t = setTimeout(() => {
         this.#retries.delete(t);
-        if (this.#leader.isLeader) void this.#resyncAll();
+        if (this.isLeader) void this.#resyncAll();
       }, RETRY_MS);
       this.#retries.add(t);
     }
