@@ -800,3 +800,37 @@ describe('MESH-HTTP extended', () => {
     });
   });
 });
+
+describe('hexmesh additions (not upstream tests)', () => {
+  // Every answer the mesh makes up names its cause: x-hexmesh-error and a one-line body.
+  test('synthetic answers carry x-hexmesh-error and a one-line cause', async (t) => {
+    mesh.apply([
+      httpRoute('synthetic', {
+        parentRefs: [echoParent],
+        rules: [
+          { matches: [exact('/no-backend')], backendRefs: [] },
+          { matches: [exact('/slow')], backendRefs: [backend('echo-v1')], timeouts: { request: '100ms' } },
+        ],
+      }),
+    ]);
+    const cases: [string, { host: string; path: string }, number, string][] = [
+      ['no rule matches', { host: 'echo', path: '/none' }, 404, 'no-route'],
+      ['unknown service', { host: 'nope', path: '/' }, 404, 'unknown-service'],
+      ['rule without backends', { host: 'echo', path: '/no-backend' }, 500, 'internal'],
+      [
+        'request timeout',
+        { host: 'echo', path: '/slow?uuid=synthetic-1&responseCode=500&succeedAfter=1&delayRetry=1s' },
+        504,
+        'timeout',
+      ],
+    ];
+    for (const [name, req, status, code] of cases)
+      await t.test(name, async () => {
+        const res = await send(mesh.clients[MESH_NS], req);
+        assert.equal(res.status, status, res.text);
+        assert.equal(res.headers['x-hexmesh-error'], code);
+        const body = res.text.trimEnd();
+        assert.ok(body.length > 0 && !body.includes('\n'), `one-line cause: ${JSON.stringify(res.text)}`);
+      });
+  });
+});
