@@ -77,9 +77,9 @@ export async function getIndexed<T>(
     connection.failed(err instanceof Error ? err.message : String(err));
     throw err;
   }
-  if (res.status >= 502) connection.failed(`HTTP ${res.status}`);
-  else connection.ok();
   const text = await res.text();
+  if (res.status >= 502) connection.failed(`HTTP ${res.status}`);
+  else if (res.status !== 401) connection.ok();
   if (!res.ok) throw apiError(res, text);
   const raw = Number(res.headers.get('x-hexmesh-index'));
   return { data: JSON.parse(text) as T, index: Number.isSafeInteger(raw) && raw > 0 ? raw : undefined };
@@ -99,7 +99,10 @@ export function apiError(res: Response, text: string): ApiError {
   } catch {
     // not JSON: keep the text
   }
-  if (res.status === 401) auth.unauthorized(message);
+  if (res.status === 401) {
+    auth.unauthorized(message);
+    connection.denied(message);
+  }
   return new ApiError(res.status, code, message);
 }
 
@@ -110,6 +113,8 @@ export interface ConnectionState {
   error?: string;
   /** When a request last reached the control plane (ms). */
   lastOk?: number;
+  /** Set after a 401 (no token, or a wrong or revoked one), until a request is answered again. */
+  denied?: string;
 }
 
 /** The shared connection state (a tiny external store for useSyncExternalStore). */
@@ -128,7 +133,15 @@ class Connection {
 
   ok(): void {
     this.#lastOk = Date.now();
-    if (!this.#state.online) this.#set({ online: true, lastOk: this.#lastOk });
+    if (!this.#state.online || this.#state.denied !== undefined)
+      this.#set({ online: true, lastOk: this.#lastOk });
+  }
+
+  /** The control plane answered, but refused who we are (401): the badge turns red. */
+  denied(message: string): void {
+    this.#lastOk = Date.now();
+    if (!this.#state.online || this.#state.denied !== message)
+      this.#set({ online: true, denied: message, lastOk: this.#lastOk });
   }
 
   failed(error: string): void {
@@ -143,6 +156,20 @@ class Connection {
 }
 
 export const connection = new Connection();
+
+/**
+ * PUT a JSON body (a write: needs a token with the permission, e.g. an operator's). Throws
+ * ApiError with the API's message when refused.
+ */
+export async function putJson(path: string, body: unknown): Promise<void> {
+  const res = await fetch(base + path, {
+    method: 'PUT',
+    headers: { ...auth.headers('application/json'), 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  const text = await res.text();
+  if (!res.ok) throw apiError(res, text);
+}
 
 /** How often pages poll (ms). */
 export const REFRESH_MS = 3000;

@@ -55,8 +55,12 @@ export function App() {
           </Link>
         </nav>
         <SignedIn />
-        <span className={`conn ${conn.online ? 'online' : 'offline'}`} data-testid="conn">
-          {conn.online ? 'connected' : 'unreachable'}
+        <span
+          className={`conn ${!conn.online ? 'offline' : conn.denied !== undefined ? 'denied' : 'online'}`}
+          data-testid="conn"
+          title={conn.denied ?? conn.error}
+        >
+          {!conn.online ? 'unreachable' : conn.denied !== undefined ? 'not authorized' : 'connected'}
         </span>
       </header>
       <ConnectionBanner />

@@ -7,7 +7,8 @@
  * Props (the pages' contract): without `namespace`/`service`, every rollout (the Rollouts
  * page); with them, only that service's (the service page's Rollouts section).
  */
-import type { StoredResource } from '../api.ts';
+import { useState } from 'react';
+import { putJson, type StoredResource } from '../api.ts';
 import { fmtTime } from '../format.ts';
 import { apiProblem, useBlocking, usePoll } from '../hooks.ts';
 import {
@@ -16,6 +17,7 @@ import {
   phaseTone,
   rolloutViews,
   stepText,
+  TERMINAL,
   type AnalysisRun,
   type HistoryEntry,
   type KvEntry,
@@ -96,6 +98,7 @@ function RolloutCard({ r }: { r: RolloutView }) {
           </span>
         ) : null}
       </div>
+      {s ? <Actions r={r} s={s} /> : null}
       {s ? (
         <StatusBody s={s} />
       ) : (
@@ -107,6 +110,75 @@ function RolloutCard({ r }: { r: RolloutView }) {
       )}
       {r.history.length > 0 ? <History entries={r.history} /> : null}
     </article>
+  );
+}
+
+/**
+ * Promote, abort and undo, as `hexmesh rollout promote|abort|undo`: a command written to the
+ * rollout's KV key for the controller. A write: a viewer's token is refused (403) and the
+ * API's message is shown once, under the buttons, until the next click.
+ */
+function Actions({ r, s }: { r: RolloutView; s: RolloutStatus }) {
+  const [note, setNote] = useState<{ ok: boolean; text: string } | undefined>(undefined);
+  const [busy, setBusy] = useState(false);
+  const running = !TERMINAL.has(s.phase);
+  const send = async (action: 'promote' | 'abort' | 'undo') => {
+    if (action !== 'promote' && !window.confirm(`${action} rollout ${r.namespace}/${r.name}?`)) return;
+    setBusy(true);
+    try {
+      const id = globalThis.crypto?.randomUUID?.() ?? `${Date.now()}-${Math.random()}`;
+      await putJson(
+        `/v1/kv/rollouts/${encodeURIComponent(r.namespace)}/${encodeURIComponent(r.name)}/command`,
+        {
+          action,
+          id,
+          at: Date.now(),
+        },
+      );
+      setNote({ ok: true, text: `${action} requested` });
+    } catch (err) {
+      const msg = (err as Error).message;
+      const status = (err as { status?: number }).status;
+      setNote({
+        ok: false,
+        text: `${action} refused: ${msg}${status === 403 ? ' — an operator token can (hexmesh auth token create NAME --role operator)' : ''}`,
+      });
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <div className="rollout-actions" data-testid="rollout-actions">
+      <button
+        type="button"
+        disabled={busy || !running}
+        onClick={() => void send('promote')}
+        data-testid="rollout-promote"
+      >
+        Promote
+      </button>
+      <button
+        type="button"
+        disabled={busy || !running}
+        onClick={() => void send('abort')}
+        data-testid="rollout-abort"
+      >
+        Abort
+      </button>
+      <button type="button" disabled={busy} onClick={() => void send('undo')} data-testid="rollout-undo">
+        Undo
+      </button>
+      {s.phase === 'Paused' ? <span className="muted small">paused: Promote finishes it now</span> : null}
+      {note ? (
+        <span
+          className={`small ${note.ok ? 'muted' : 'bad'}`}
+          role={note.ok ? 'status' : 'alert'}
+          data-testid="rollout-action-note"
+        >
+          {note.text}
+        </span>
+      ) : null}
+    </div>
   );
 }
 
@@ -136,9 +208,11 @@ function StatusBody({ s }: { s: RolloutStatus }) {
           <span data-testid="rollout-step">{stepText(s)}</span>
         </span>
         <span className="rollout-figure">
-          <span className="muted small">failed analyses </span>
+          <span className="muted small">
+            {s.analysisConfigured === false ? 'analysis ' : 'failed analyses '}
+          </span>
           <span data-testid="rollout-failed" className={s.failedChecks > 0 ? 'bad' : undefined}>
-            {s.failedChecks}/{s.threshold}
+            {s.analysisConfigured === false ? 'none configured' : `${s.failedChecks}/${s.threshold}`}
           </span>
         </span>
       </div>
