@@ -6,7 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { createPrivateKey } from 'node:crypto';
 import { HexmeshError } from '../errors/hexmesh-error.ts';
 import type { IdentitySource, WorkloadCertificate } from './identity-source.ts';
-import { parseCert, splitPemCerts } from './x509.ts';
+import { parseCert, splitPemCerts } from './cert-parse.ts';
 
 export interface StaticIdentity {
   /** Leaf first, then intermediates. */
