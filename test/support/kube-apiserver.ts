@@ -104,6 +104,18 @@ export class KubeApiServer {
   static async start(opts: KubeApiServerOptions = {}): Promise<KubeApiServer> {
     const reason = kubeApiserverMissingReason();
     if (reason) throw new Error(reason);
+    // The ports are free when picked, not reserved: another process may take one before the
+    // servers bind it. Such a start fails fast (a process exits); try again with new ports.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await KubeApiServer.#start(opts);
+      } catch (err) {
+        if (attempt >= 3 || !/address already in use/.test((err as Error).message)) throw err;
+      }
+    }
+  }
+
+  static async #start(opts: KubeApiServerOptions): Promise<KubeApiServer> {
     const bin = k8sPeersBin();
     const dir = mkdtempSync(join(tmpdir(), 'hexmesh-kube-'));
     const pki = makePki(dir);
