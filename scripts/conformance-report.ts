@@ -117,6 +117,8 @@ const TESTS: Record<string, Meta> = {
   },
   // Gateway-profile HTTPRoute tests run with a Service parent: the MESH-HTTP profile's
   // extended features include HTTPRoute's.
+  HTTPRouteHeaderMatching: { profile: 'MESH-HTTP', level: 'core', features: [] },
+  HTTPRouteMethodMatching: { profile: 'MESH-HTTP', level: 'extended', features: ['HTTPRouteMethodMatching'] },
   HTTPRouteResponseHeaderModifier: {
     profile: 'MESH-HTTP',
     level: 'extended',

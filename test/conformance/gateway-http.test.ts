@@ -80,6 +80,109 @@ const logMarks = () => ({
 });
 
 describe('Gateway-profile HTTPRoute tests on a Service parent', () => {
+  test('HTTPRouteHeaderMatching', async (t) => {
+    const h = (...pairs: [string, string][]) => ({
+      headers: pairs.map(([name, value]) => ({ name, value })),
+    });
+    const to = (name: string, ...matches: Record<string, unknown>[]) => ({
+      matches,
+      backendRefs: [backend(name)],
+    });
+    mesh.apply([
+      httpRoute('matching', {
+        parentRefs: [parent],
+        rules: [
+          to('echo-v1', h(['version', 'one'])),
+          to('echo-v2', h(['version', 'two'])),
+          to('echo-v1', h(['version', 'two'], ['color', 'orange'])),
+          to('echo-v1', h(['color', 'blue']), h(['color', 'green'])),
+          to('echo-v2', h(['color', 'red']), h(['color', 'yellow'])),
+        ],
+      }),
+    ]);
+    const go = (headers: Record<string, string>, b: string): ExpectedResponse => ({
+      request: { path: '/', headers },
+      backend: b,
+      namespace: ns,
+    });
+    const miss = (headers: Record<string, string>): ExpectedResponse => ({
+      request: { path: '/', headers },
+      response: { statusCode: 404 },
+    });
+    const cases = [
+      go({ Version: 'one' }, 'echo-v1'),
+      go({ Version: 'two' }, 'echo-v2'),
+      go({ Version: 'two', Color: 'orange' }, 'echo-v1'),
+      go({ Version: 'two', Color: 'blue' }, 'echo-v2'),
+      miss({ Color: 'orange' }),
+      miss({ 'Some-Other-Header': 'one' }),
+      go({ Color: 'blue' }, 'echo-v1'),
+      go({ Color: 'green' }, 'echo-v1'),
+      go({ Color: 'red' }, 'echo-v2'),
+      go({ Color: 'yellow' }, 'echo-v2'),
+      miss({ Color: 'purple' }),
+    ];
+    for (const [i, tc] of cases.entries()) await t.test(caseName(tc, i), () => expectResponse(client(), tc));
+  });
+
+  test('HTTPRouteMethodMatching', async (t) => {
+    const to = (name: string, ...matches: Record<string, unknown>[]) => ({
+      matches,
+      backendRefs: [backend(name)],
+    });
+    const version = (value: string) => [{ name: 'version', value }];
+    mesh.apply([
+      httpRoute('method-matching', {
+        parentRefs: [parent],
+        rules: [
+          to('echo-v1', { method: 'POST' }),
+          to('echo-v2', { method: 'GET' }),
+          to('echo-v1', { ...prefix('/path1'), method: 'GET' }),
+          to('echo-v2', { headers: version('one'), method: 'PUT' }),
+          to('echo-v3', { ...prefix('/path2'), headers: version('two'), method: 'POST' }),
+          to(
+            'echo-v1',
+            { ...prefix('/path3'), method: 'PATCH' },
+            { ...prefix('/path4'), headers: version('three'), method: 'DELETE' },
+          ),
+          to('echo-v1', { ...prefix('/path5'), method: 'PATCH' }),
+          to('echo-v2', { headers: version('four'), method: 'PATCH' }),
+        ],
+      }),
+    ]);
+    const cases: ExpectedResponse[] = [
+      { request: { method: 'POST', path: '/' }, backend: 'echo-v1', namespace: ns },
+      { request: { method: 'GET', path: '/' }, backend: 'echo-v2', namespace: ns },
+      { request: { method: 'HEAD', path: '/' }, response: { statusCode: 404 } },
+      { request: { path: '/path1', method: 'GET' }, backend: 'echo-v1', namespace: ns },
+      {
+        request: { headers: { version: 'one' }, path: '/', method: 'PUT' },
+        backend: 'echo-v2',
+        namespace: ns,
+      },
+      {
+        request: { headers: { version: 'two' }, path: '/path2', method: 'POST' },
+        backend: 'echo-v3',
+        namespace: ns,
+      },
+      { request: { path: '/path3', method: 'PATCH' }, backend: 'echo-v1', namespace: ns },
+      {
+        request: { headers: { version: 'three' }, path: '/path4', method: 'DELETE' },
+        backend: 'echo-v1',
+        namespace: ns,
+      },
+      { request: { path: '/', method: 'PUT' }, response: { statusCode: 404 } },
+      { request: { path: '/path4', method: 'DELETE' }, response: { statusCode: 404 } },
+      { request: { path: '/path5', method: 'PATCH' }, backend: 'echo-v1', namespace: ns },
+      {
+        request: { headers: { version: 'four' }, path: '/', method: 'PATCH' },
+        backend: 'echo-v2',
+        namespace: ns,
+      },
+    ];
+    for (const [i, tc] of cases.entries()) await t.test(caseName(tc, i), () => expectResponse(client(), tc));
+  });
+
   test('HTTPRouteResponseHeaderModifier', async (t) => {
     const hv = (name: string, value: string) => ({ name, value });
     const rule = (path: string, responseHeaderModifier: Record<string, unknown>) => ({
