@@ -2,18 +2,20 @@
  * A live tap kept open while mounted: events batched into at most 4 renders a second, the
  * newest `keep` kept (bounded memory under a flood), reconnecting after a break.
  */
-import { useEffect, useState } from 'react';
+import { useCallback, useEffect, useState } from 'react';
 import { useAuth } from './hooks.ts';
 import { streamTap, type TapEvent, type TapFilter } from './tap.ts';
 
-export type TapStatus = 'connecting' | 'streaming' | 'unavailable' | 'error' | 'paused';
+export type TapStatus = 'connecting' | 'streaming' | 'unavailable' | 'error' | 'refused' | 'paused';
 
 export interface TapState {
   events: TapEvent[];
   status: TapStatus;
   message?: string;
-  /** Events received since mount (including those dropped from `events`). */
+  /** Events received since mount or the last clear (including those dropped from `events`). */
   total: number;
+  /** Empty the list (the stream goes on). */
+  clear: () => void;
 }
 
 export function useTap(
@@ -21,7 +23,8 @@ export function useTap(
   opts: { paused?: boolean; keep?: number; accept?: (e: TapEvent) => boolean } = {},
 ): TapState {
   const keep = opts.keep ?? 500;
-  const [state, setState] = useState<TapState>({ events: [], status: 'connecting', total: 0 });
+  const [state, setState] = useState<Omit<TapState, 'clear'>>({ events: [], status: 'connecting', total: 0 });
+  const clear = useCallback(() => setState((s) => ({ ...s, events: [], total: 0 })), []);
   const key = JSON.stringify(filter);
   const accept = opts.accept;
   // A new token (signed in after a 401) reconnects at once.
@@ -60,6 +63,10 @@ export function useTap(
         ctl.signal,
       );
       if (ctl.signal.aborted) return;
+      // A refusal (401/403) will not change by itself: shown once, not retried; a new token
+      // (the generation) restarts this effect at once.
+      if (end.kind === 'error' && (end.status === 401 || end.status === 403))
+        return setState((s) => ({ ...s, status: 'refused', message: end.message }));
       if (end.kind === 'unavailable')
         setState((s) => ({ ...s, status: 'unavailable', message: end.message }));
       else
@@ -69,9 +76,7 @@ export function useTap(
           message: end.kind === 'error' ? end.message : 'the stream ended',
         }));
       // Try again: a later control plane version (or a restarted one) may have it.
-      // A refusal (401/403) will not change by itself: a new token restarts this at once.
-      const refused = end.kind === 'error' && (end.status === 401 || end.status === 403);
-      retry = setTimeout(run, end.kind === 'unavailable' || refused ? 15_000 : 3000);
+      retry = setTimeout(run, end.kind === 'unavailable' ? 15_000 : 3000);
     };
     void run();
     return () => {
@@ -80,5 +85,5 @@ export function useTap(
       clearTimeout(retry);
     };
   }, [key, opts.paused, keep, accept, generation]);
-  return state;
+  return { ...state, clear };
 }

@@ -62,7 +62,7 @@ test(
       await page.goto(`${cp.url}/ui/tap?service=reviews`);
       // The page shows the API's refusal as it is, naming the permission missing.
       await page
-        .locator('.notice', { hasText: /Tap interrupted: .*lacks permission tap/ })
+        .locator('.notice', { hasText: /Tap refused: .*lacks permission tap/ })
         .waitFor({ timeout: 15_000 });
       assert.ok(
         apiCalls.some((c) => c.url.includes('/v1/tap')),

@@ -204,6 +204,10 @@ export function ServicePage(props: { namespace: string; service: string }) {
             Recent errors come from the live tap, which this control plane does not have. The success-rate
             chart shows how many failed.
           </div>
+        ) : errors.status === 'refused' ? (
+          <div className="notice warn" data-testid="errors-refused">
+            Recent errors come from the live tap, which this token may not use: {errors.message}
+          </div>
         ) : (
           <TapTable events={errors.events} empty="No errors seen since this page opened." />
         )}

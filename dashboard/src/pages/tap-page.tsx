@@ -35,8 +35,11 @@ export function TapPage() {
         <input name="method" placeholder="method" defaultValue={filter.method} size={8} />
         <input name="status" placeholder="status" defaultValue={filter.status} size={6} />
         <button type="submit">Apply</button>
-        <button type="button" onClick={() => setPaused((p) => !p)}>
+        <button type="button" onClick={() => setPaused((p) => !p)} data-testid="tap-pause">
           {paused ? 'Resume' : 'Pause'}
+        </button>
+        <button type="button" onClick={tap.clear} data-testid="tap-clear">
+          Clear
         </button>
         <span className={`tap-status ${tap.status}`} data-testid="tap-status">
           {!filter.service
@@ -68,6 +71,12 @@ export function TapPage() {
         <>
           {tap.status === 'error' ? (
             <div className="notice warn">Tap interrupted: {tap.message}; reconnecting…</div>
+          ) : null}
+          {tap.status === 'refused' ? (
+            <div className="notice warn" role="alert" data-testid="tap-refused">
+              Tap refused: {tap.message}. Not retried: sign in with a token that has the{' '}
+              <span className="mono">tap</span> permission (an operator&apos;s).
+            </div>
           ) : null}
           <TapTable events={tap.events} empty="Waiting for requests…" />
         </>
