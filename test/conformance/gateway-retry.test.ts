@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import {
   MESH_NS,
+  caseName,
   compare,
   expectResponse,
   httpRoute,
@@ -60,6 +61,31 @@ async function expectRetryBehaviour(path: string, sim: Record<string, string>, s
       );
   }
 }
+
+describe('Gateway-profile timeout tests on a Service parent', () => {
+  for (const [name, field, path] of [
+    ['HTTPRouteTimeoutRequest', 'request', 'request-timeout'],
+    ['HTTPRouteTimeoutBackendRequest', 'backendRequest', 'backend-timeout'],
+  ] as const)
+    test(name, async (t) => {
+      mesh.apply([
+        httpRoute(`${path}`, {
+          parentRefs: [parent],
+          rules: [
+            rule(`/${path}`, { timeouts: { [field]: '500ms' } }),
+            rule(`/disable-${path}`, { timeouts: { [field]: '0s' } }),
+          ],
+        }),
+      ]);
+      const cases: ExpectedResponse[] = [
+        { request: { path: `/${path}` }, response: { statusCode: 200 }, namespace: MESH_NS },
+        { request: { path: `/${path}?delay=1s` }, response: { statusCode: 504 }, namespace: MESH_NS },
+        { request: { path: `/disable-${path}?delay=1s` }, response: { statusCode: 200 }, namespace: MESH_NS },
+      ];
+      for (const [i, tc] of cases.entries())
+        await t.test(caseName(tc, i), () => expectResponse(mesh.clients[MESH_NS], tc));
+    });
+});
 
 describe('Gateway-profile retry tests on a Service parent', () => {
   test('HTTPRouteRetry', async (t) => {

@@ -42,30 +42,40 @@ function echoApp(pod: string, namespace: string, log: Echoed[]): http.RequestLis
   const attempts = new Map<string, number>();
   return (req, res) => {
     if (retrySimulation(req, res, attempts)) return;
-    req.resume();
-    req.on('end', () => {
-      const headers: Record<string, string[]> = {};
-      const raw = req.rawHeaders;
-      for (let i = 0; i < raw.length; i += 2) (headers[raw[i]] ??= []).push(raw[i + 1]);
-      const body: Echoed = {
-        path: req.url ?? '',
-        host: req.headers.host ?? '',
-        method: req.method ?? '',
-        proto: `HTTP/${req.httpVersion}`,
-        headers,
-        namespace,
-        pod,
-      };
-      log.push(body);
-      const set = req.headers['x-echo-set-header'];
-      if (typeof set === 'string')
-        for (const pair of set.split(',')) {
-          const colon = pair.indexOf(':');
-          if (colon > 0) res.setHeader(pair.slice(0, colon).trim(), pair.slice(colon + 1).trim());
-        }
-      res.setHeader('content-type', 'application/json');
-      res.end(JSON.stringify(body));
-    });
+    // As echo-basic: `?delay=1s` waits that long before answering.
+    const delay = parseDuration(new URL(req.url ?? '/', 'http://echo').searchParams.get('delay') ?? '0') ?? 0;
+    if (delay > 0) {
+      const t = setTimeout(answer, delay);
+      res.on('close', () => clearTimeout(t));
+      return;
+    }
+    answer();
+    function answer() {
+      req.resume();
+      req.on('end', () => {
+        const headers: Record<string, string[]> = {};
+        const raw = req.rawHeaders;
+        for (let i = 0; i < raw.length; i += 2) (headers[raw[i]] ??= []).push(raw[i + 1]);
+        const body: Echoed = {
+          path: req.url ?? '',
+          host: req.headers.host ?? '',
+          method: req.method ?? '',
+          proto: `HTTP/${req.httpVersion}`,
+          headers,
+          namespace,
+          pod,
+        };
+        log.push(body);
+        const set = req.headers['x-echo-set-header'];
+        if (typeof set === 'string')
+          for (const pair of set.split(',')) {
+            const colon = pair.indexOf(':');
+            if (colon > 0) res.setHeader(pair.slice(0, colon).trim(), pair.slice(colon + 1).trim());
+          }
+        res.setHeader('content-type', 'application/json');
+        res.end(JSON.stringify(body));
+      });
+    }
   };
 }
 

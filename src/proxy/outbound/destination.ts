@@ -10,7 +10,7 @@ import type { TrafficPolicySpec } from '../../config/resources.ts';
 import { HexmeshError } from '../../errors/hexmesh-error.ts';
 import type { ProxyMetrics } from '../../telemetry/metrics.ts';
 import { createBalancer, type Balancer } from '../balance/balancer.ts';
-import { end, endpointKey, EndpointState, start } from '../balance/endpoint-state.ts';
+import { end, endpointKey, EndpointState, isEligible, start } from '../balance/endpoint-state.ts';
 import { hashKeyExtractor, type HashKeyExtractor } from '../balance/hash-key.ts';
 import type { Bulkhead, RetryLimiter } from '../breaker/bulkhead.ts';
 import type { CircuitBreaker } from '../breaker/circuit-breaker.ts';
@@ -223,7 +223,7 @@ export class Destination implements DestinationParts {
 
   async #send(req: MeshRequest): Promise<MeshResponse> {
     const pin = pinned.get(req.ctx);
-    const ep =
+    let ep =
       pin === undefined
         ? this.balancer.pick(
             req.ctx.attempt === 0 && this.hashKey
@@ -231,6 +231,7 @@ export class Destination implements DestinationParts {
               : undefined,
           )
         : this.balancer.endpoints.find((e) => e.key === pin && !e.ejected);
+    if (ep && pin === undefined && req.ctx.attempt > 0 && ep.key === req.ctx.endpoint) ep = this.#other(ep);
     if (!ep)
       throw new HexmeshError(
         'HEXMESH_ERR_NO_HEALTHY_ENDPOINTS',
@@ -264,6 +265,21 @@ export class Destination implements DestinationParts {
     end(ep, performance.now() - t0);
     this.outlier?.record(ep, outcomeOf(res));
     return res;
+  }
+
+  /**
+   * A retry the balancer sent back to the endpoint that just failed it: another eligible
+   * endpoint at random, if there is one (as Envoy's previous-hosts retry predicate). Without
+   * this, an endpoint that fails fast looks cheapest to peak-EWMA and gets every retry too.
+   */
+  #other(failed: EndpointState): EndpointState {
+    const eps = this.balancer.endpoints;
+    let n = 0;
+    for (const e of eps) if (e !== failed && isEligible(e)) n++;
+    if (n === 0) return failed;
+    let k = Math.floor(Math.random() * n);
+    for (const e of eps) if (e !== failed && isEligible(e) && k-- === 0) return e;
+    return failed;
   }
 
   /** What mTLS needs to know about an endpoint (tunnels and upgrades pick their own security). */
