@@ -131,6 +131,12 @@ const TESTS: Record<string, Meta> = {
     level: 'extended',
     features: ['HTTPRouteRequestMirror', 'HTTPRouteRequestMultipleMirrors'],
   },
+  HTTPRouteTimeoutRequest: { profile: 'MESH-HTTP', level: 'extended', features: ['HTTPRouteRequestTimeout'] },
+  HTTPRouteTimeoutBackendRequest: {
+    profile: 'MESH-HTTP',
+    level: 'extended',
+    features: ['HTTPRouteBackendTimeout'],
+  },
   HTTPRouteRetry: { profile: 'MESH-HTTP', level: 'extended', features: ['HTTPRouteRetry'] },
   HTTPRouteRetryWithTimeouts: {
     profile: 'MESH-HTTP',
