@@ -5,9 +5,10 @@
 #
 # The binaries land in a cache outside the clone, keyed by the module's go.mod and go.sum, and
 # are reused while present: CI runs on the developer's machine, so a second run costs nothing;
-# a fresh machine builds them once. Measured (2026-12-03, Go 1.26, 2 cores, modules already
-# downloaded): about 10.5 CPU-minutes (user 8m54s + sys 1m40s) for both; 47 min of wall time on
-# a machine shared at load average ~17, so a few minutes alone. Module download adds ~1 min.
+# a fresh machine builds them once. Measured (2026-12-03, Go 1.26, 2 cores, empty build cache,
+# modules already downloaded): 10.2 CPU-minutes for both (user 511 s + sys 100 s), peak RSS
+# 1.8 GB (the link); 48 min of wall time on a machine shared at load average ~17, so about
+# 5-6 min on two idle cores. Downloading the modules adds well under a minute.
 #
 #   scripts/k8s-peers.sh          build if missing, print the bin directory
 #   HEXMESH_K8S_CACHE=/dir ...    cache root (default /var/cache/hexmesh-k8s)
