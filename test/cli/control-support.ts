@@ -1,6 +1,6 @@
 /** Test support for the control-plane verbs: run the real CLI (`node bin/hexmesh.js`) against a control plane. */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { BIN, ROOT, type CliResult } from '../support/cli.ts';
+import { BIN, ROOT, cliTestHome, type CliResult } from '../support/cli.ts';
 
 /** Run `hexmesh <args>` to completion, optionally with stdin and extra env. */
 export function hexmesh(
@@ -10,7 +10,7 @@ export function hexmesh(
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [BIN, ...args], {
       cwd: ROOT,
-      env: { ...process.env, HEXMESH_CONTROL: '', ...opts.env },
+      env: { ...process.env, HOME: cliTestHome(), HEXMESH_CONTROL: '', ...opts.env },
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     let stdout = '';

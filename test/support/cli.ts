@@ -4,6 +4,8 @@
  * line it prints at start.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -17,10 +19,28 @@ export interface CliResult {
   stderr: string;
 }
 
+/**
+ * HOME for the CLIs tests run: an empty directory of this test process, so `hexmesh up` (which
+ * adds a context to ~/.hexmesh/credentials) never writes the real user's file and no verb
+ * reads it.
+ */
+let testHome: string | undefined;
+export function cliTestHome(): string {
+  testHome ??= mkdtempSync(join(tmpdir(), 'hexmesh-test-home-'));
+  return testHome;
+}
+process.once('exit', () => {
+  if (testHome) rmSync(testHome, { recursive: true, force: true });
+});
+
 /** Run `hexmesh <args>` to completion (killed after `timeoutMs`). */
 export function runCli(args: string[], timeoutMs = 30_000): Promise<CliResult> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [BIN, ...args], {
+      cwd: ROOT,
+      env: { ...process.env, HOME: cliTestHome() },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d));
