@@ -7,8 +7,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import http from 'node:http';
 import { mkdtempSync, rmSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
-import { networkInterfaces, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ControlPlane } from '../../src/control/control-plane.ts';
@@ -20,18 +19,16 @@ import {
 import { SqliteStore } from '../../src/store/sqlite-store.ts';
 import { KEYS } from '../../src/store/store.ts';
 import { KubeApiServer, kubeApiserverMissingReason } from '../support/kube-apiserver.ts';
+import { AppHost, netnsMissingReason } from '../support/netns.ts';
 import { BIN, ROOT } from '../support/cli.ts';
 import { until } from '../control/discovery-support.ts';
 
 /**
  * The API server refuses loopback endpoint addresses (as a kubelet would never report one),
- * so the app listens on this machine's own address: traffic to it stays on the host.
+ * so the apps run in a network namespace this test makes (test/support/netns.ts AppHost),
+ * reached over a veth pair: traffic stays between this machine and that namespace.
  */
-const hostIp = Object.values(networkInterfaces())
-  .flat()
-  .find((i) => i && i.family === 'IPv4' && !i.internal)?.address;
-const skip =
-  kubeApiserverMissingReason() ?? (hostIp ? undefined : 'no non-loopback IPv4 address for the app');
+const skip = kubeApiserverMissingReason() ?? netnsMissingReason();
 const any = { address: '127.0.0.1', port: 0 };
 
 function get(port: number, host: string): Promise<{ status: number; body: string }> {
@@ -84,17 +81,10 @@ describe('kubernetes: Services and EndpointSlices → the catalog → a sidecar'
   let app: { port: number; close(): Promise<void> };
   const logs: string[] = [];
   const extraApps: { port: number; close(): Promise<void> }[] = [];
+  let appHost: AppHost;
+  let hostIp: string;
   const hostApp = async (body: string) => {
-    const server = http.createServer((_q, r) => r.end(body));
-    await new Promise<void>((r) => server.listen(0, hostIp, r));
-    const a = {
-      port: (server.address() as AddressInfo).port,
-      close: () =>
-        new Promise<void>((r) => {
-          server.closeAllConnections();
-          server.close(() => r());
-        }),
-    };
+    const a = await appHost.serve(body);
     extraApps.push(a);
     return a;
   };
@@ -115,16 +105,9 @@ describe('kubernetes: Services and EndpointSlices → the catalog → a sidecar'
       log: (m) => logs.push(m),
     });
     await source.start();
-    const appServer = http.createServer((_q, r) => r.end('web app'));
-    await new Promise<void>((r) => appServer.listen(0, hostIp, r));
-    app = {
-      port: (appServer.address() as AddressInfo).port,
-      close: () =>
-        new Promise<void>((r) => {
-          appServer.closeAllConnections();
-          appServer.close(() => r());
-        }),
-    };
+    appHost = AppHost.create('10.233.250');
+    hostIp = appHost.ip;
+    app = await appHost.serve('web app');
     sidecar = await startControlledProxy({
       control: [`http://127.0.0.1:${a.port}`],
       settings: { service: 'client', inbound: any, outbound: any, admin: any, drainTimeout: '1s' },
@@ -141,6 +124,7 @@ describe('kubernetes: Services and EndpointSlices → the catalog → a sidecar'
     await app?.close();
     for (const a of extraApps) await a.close();
     await kube?.stop();
+    appHost?.destroySync();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
@@ -160,7 +144,7 @@ describe('kubernetes: Services and EndpointSlices → the catalog → a sidecar'
     await kube.must(
       'POST',
       '/apis/discovery.k8s.io/v1/namespaces/default/endpointslices',
-      slice('web-1', 'web', app.port, [{ address: hostIp!, zone: 'zone-a' }]),
+      slice('web-1', 'web', app.port, [{ address: hostIp, zone: 'zone-a' }]),
     );
     const endpoints = await until(
       () => {
@@ -187,7 +171,7 @@ describe('kubernetes: Services and EndpointSlices → the catalog → a sidecar'
       '/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/web-1',
     );
     await kube.must('PUT', '/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/web-1', {
-      ...slice('web-1', 'web', app.port, [{ address: hostIp!, ready: false, zone: 'zone-a' }]),
+      ...slice('web-1', 'web', app.port, [{ address: hostIp, ready: false, zone: 'zone-a' }]),
       metadata: {
         ...slice('web-1', 'web', app.port, []).metadata,
         resourceVersion: cur.metadata.resourceVersion,
@@ -249,7 +233,7 @@ describe('kubernetes: Services and EndpointSlices → the catalog → a sidecar'
       await kube.must(
         'POST',
         '/apis/discovery.k8s.io/v1/namespaces/default/endpointslices',
-        slice(`${name}-1`, name, a.port, [{ address: hostIp! }]),
+        slice(`${name}-1`, name, a.port, [{ address: hostIp }]),
       );
     }
     const body = async () => (await get(sidecar.addr.outbound.port, 'shop')).body;

@@ -207,3 +207,89 @@ export class HostNetwork {
     spawnSync('ip', ['netns', 'del', this.#switch]);
   }
 }
+
+/**
+ * One app host for a test in the root namespace: a network namespace joined to this one by a
+ * veth pair (`<subnet>.1` here, `<subnet>.2` there, a /30). Apps started in it are reached at
+ * a non-loopback address — which is what a Kubernetes EndpointSlice must name (the API server
+ * refuses 127.0.0.0/8) — while the traffic stays between this machine and a namespace the
+ * test made itself. Needs root and `ip`.
+ */
+export class AppHost {
+  readonly netns: string;
+  /** The app host's address, reachable from the test's namespace. */
+  readonly ip: string;
+  readonly #link: string;
+  readonly #apps: ChildProcess[] = [];
+  #destroyed = false;
+
+  private constructor(netns: string, link: string, ip: string) {
+    this.netns = netns;
+    this.#link = link;
+    this.ip = ip;
+  }
+
+  /** `subnet`: three octets of a /30 no other test uses, e.g. `10.233.250`. */
+  static create(subnet: string): AppHost {
+    const id = randomBytes(3).toString('hex');
+    const host = new AppHost(`hx${id}-app`, `hx${id}r`, `${subnet}.2`);
+    liveApps.add(host);
+    try {
+      ip('netns', 'add', host.netns);
+      ip('-n', host.netns, 'link', 'set', 'lo', 'up');
+      ip('link', 'add', host.#link, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', host.netns);
+      ip('addr', 'add', `${subnet}.1/30`, 'dev', host.#link);
+      ip('link', 'set', host.#link, 'up');
+      ip('-n', host.netns, 'addr', 'add', `${subnet}.2/30`, 'dev', 'eth0');
+      ip('-n', host.netns, 'link', 'set', 'eth0', 'up');
+    } catch (err) {
+      host.destroySync();
+      throw err;
+    }
+    return host;
+  }
+
+  /** An HTTP server inside the namespace answering every request with `body`. */
+  async serve(body: string): Promise<{ port: number; close(): Promise<void> }> {
+    const script = `const s=require('node:http').createServer((q,r)=>{q.resume();r.end(${JSON.stringify(body)})});s.listen(0,'0.0.0.0',()=>console.log('port '+s.address().port));`;
+    const child = spawn('ip', ['netns', 'exec', this.netns, process.execPath, '-e', script], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    this.#apps.push(child);
+    const port = await new Promise<number>((resolve, reject) => {
+      let out = '';
+      let err = '';
+      child.stdout!.on('data', (d: Buffer) => {
+        out += d;
+        const m = /port (\d+)/.exec(out);
+        if (m) resolve(Number(m[1]));
+      });
+      child.stderr!.on('data', (d: Buffer) => (err += d));
+      child.once('exit', (code) => reject(new Error(`app in ${this.netns} exited ${code}: ${err}`)));
+    });
+    return {
+      port,
+      close: async () => {
+        if (child.exitCode !== null || child.signalCode !== null) return;
+        const gone = new Promise((r) => child.once('exit', r));
+        child.kill('SIGKILL');
+        await gone;
+      },
+    };
+  }
+
+  /** Kill the apps, delete the namespace (the veth pair goes with it). Idempotent. */
+  destroySync(): void {
+    if (this.#destroyed) return;
+    this.#destroyed = true;
+    liveApps.delete(this);
+    for (const c of this.#apps) if (c.exitCode === null) c.kill('SIGKILL');
+    spawnSync('ip', ['netns', 'del', this.netns]);
+    spawnSync('ip', ['link', 'del', this.#link]);
+  }
+}
+
+const liveApps = new Set<AppHost>();
+process.once('exit', () => {
+  for (const h of liveApps) h.destroySync();
+});
