@@ -14,7 +14,7 @@ import { ControlClient } from '../../src/cli/client/control-client.ts';
 import { readCredentials } from '../../src/cli/client/credentials.ts';
 import type { MeshState } from '../../src/runtime/mesh-runner.ts';
 import { rolloutKeys, type HistoryEntry, type RolloutStatus } from '../../src/rollout/rollout-status.ts';
-import { BIN, ROOT, runCli } from '../support/cli.ts';
+import { BIN, ROOT, cliTestHome, runCli } from '../support/cli.ts';
 
 const APP = join(ROOT, 'test', 'rollout', 'fixtures', 'flaky-app.mjs');
 
@@ -109,6 +109,8 @@ resources:
   const up = () => {
     const p = spawn(process.execPath, [BIN, 'up', '-f', file, '--data-dir', data], {
       cwd: dir,
+      // up adds a context to ~/.hexmesh/credentials: never the real user's.
+      env: { ...process.env, HOME: cliTestHome() },
       stdio: ['ignore', 'ignore', 'ignore'],
     });
     ups.push(p);
