@@ -109,3 +109,35 @@ export function keepRepeatedLines(headers: IncomingHttpHeaders, raw: readonly st
 export function fieldLines(req: IncomingMessage): IncomingHttpHeaders {
   return keepRepeatedLines(req.headers, req.rawHeaders);
 }
+
+/**
+ * Header-name spelling between HTTP/1 peers (Envoy lower-cases every name; apps and clients
+ * that compare names case-sensitively break behind it). The listener records the names a
+ * request arrived with, the HTTP/1 transport sends them so and records the response's, and
+ * the listener writes the response with those. Keyed by the request's context, which every
+ * layer and retry shares; an HTTP/2 hop (lower-case by RFC 9113) ends it.
+ */
+export const requestNames = new WeakMap<object, ReadonlyMap<string, string>>();
+export const responseNames = new WeakMap<object, ReadonlyMap<string, string>>();
+
+/** Names in `raw` (a flat name/value list) that are not lower-case, by their lower-case form. */
+export function originalNames(raw: readonly (string | Buffer)[]): Map<string, string> | undefined {
+  let names: Map<string, string> | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = typeof raw[i] === 'string' ? (raw[i] as string) : raw[i].toString('latin1');
+    const lower = name.toLowerCase();
+    if (name !== lower) (names ??= new Map()).set(lower, name);
+  }
+  return names;
+}
+
+/** `headers` with each name spelled as in `names` (a copy; `headers` itself when none differ). */
+export function withOriginalNames(
+  headers: HeaderMap,
+  names: ReadonlyMap<string, string> | undefined,
+): HeaderMap {
+  if (names === undefined) return headers;
+  const out: HeaderMap = {};
+  for (const k in headers) out[names.get(k) ?? k] = headers[k];
+  return out;
+}

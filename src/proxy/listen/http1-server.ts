@@ -13,7 +13,14 @@ import { Cancel, NEVER, type CancelSignal } from '../core/cancel.ts';
 import { reclaimWhileStreaming } from '../core/buffer-reclaim.ts';
 import { takeWhole } from '../core/whole-body.ts';
 import { errorResponse, ERROR_HEADER } from '../core/error-response.ts';
-import { endToEndHeaders, fieldLines } from '../core/headers.ts';
+import {
+  endToEndHeaders,
+  fieldLines,
+  originalNames,
+  requestNames,
+  responseNames,
+  withOriginalNames,
+} from '../core/headers.ts';
 import { isGrpc, newContext, type ListenerIdentity } from './request-context.ts';
 
 export interface Http1Options {
@@ -110,6 +117,9 @@ export class Http1Server {
     const headers = endToEndHeaders(fieldLines(req));
     // Request trailers are not relayed, so do not announce them upstream.
     delete headers.trailer;
+    const ctx = newContext(this.#id, req.socket.remoteAddress ?? '', signal, req.socket);
+    const names = originalNames(req.rawHeaders);
+    if (names !== undefined) requestNames.set(ctx, names);
     return {
       method: req.method ?? 'GET',
       authority,
@@ -118,7 +128,7 @@ export class Http1Server {
       body,
       protocol: 'http1',
       grpc: isGrpc(headers['content-type']),
-      ctx: newContext(this.#id, req.socket.remoteAddress ?? '', signal, req.socket),
+      ctx,
     };
   }
 
@@ -147,7 +157,7 @@ export class Http1Server {
     }
     if (this.#draining) res.shouldKeepAlive = false;
     try {
-      writeResponse(ex, mres);
+      writeResponse(ex, mres, responseNames.get(mreq.ctx));
     } catch {
       // Node refused the head (e.g. an invalid header value from upstream): drop the connection
       // rather than the process.
@@ -225,7 +235,7 @@ function addTrailers(res: http.ServerResponse, t: HeaderMap | undefined): void {
   if (t && Object.keys(t).length) res.addTrailers(t as http.OutgoingHttpHeaders);
 }
 
-function writeResponse(ex: Exchange, m: MeshResponse): void {
+function writeResponse(ex: Exchange, m: MeshResponse, names?: ReadonlyMap<string, string>): void {
   const res = ex.res;
   const headers = endToEndHeaders(m.headers);
   const body = m.body as TrackedBody | null;
@@ -236,7 +246,7 @@ function writeResponse(ex: Exchange, m: MeshResponse): void {
   // A response that will carry trailers must be chunked and announce them; Node refuses a
   // `Trailer` header on a response it will not chunk (HEAD, 204/304, Content-Length, HTTP/1.0).
   if (headers.trailer !== undefined && !mayChunk(res, m.status, headers, body)) delete headers.trailer;
-  res.writeHead(m.status, headers as http.OutgoingHttpHeaders);
+  res.writeHead(m.status, withOriginalNames(headers, names) as http.OutgoingHttpHeaders);
   if (!body) {
     res.end();
     return;

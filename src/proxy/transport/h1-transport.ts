@@ -20,6 +20,7 @@ import { buildConnector, errors as undiciErrors, Pool, util as undiciUtil, type 
 import { fromSocketError } from '../../errors/hexmesh-error.ts';
 import type { CancelSignal } from '../core/cancel.ts';
 import type { HeaderMap, MeshRequest, MeshResponse } from '../core/dispatch.ts';
+import { originalNames, requestNames, responseNames, withOriginalNames } from '../core/headers.ts';
 import type { HopSecurity } from './hop-security.ts';
 
 export interface H1TransportOptions {
@@ -84,7 +85,7 @@ export class H1Transport {
       {
         method: req.method as Dispatcher.HttpMethod,
         path: req.path,
-        headers: ex.headers,
+        headers: withOriginalNames(ex.headers, requestNames.get(req.ctx)),
         body: req.body ?? undefined,
       },
       ex,
@@ -229,6 +230,8 @@ class H1Exchange implements Dispatcher.DispatchHandler {
   onHeaders(status: number, rawHeaders: Buffer[], resume: () => void): boolean {
     if (status < 200) return true; // 1xx: undici's request() ignored them too
     const headers = undiciUtil.parseHeaders(rawHeaders) as HeaderMap;
+    const names = originalNames(rawHeaders);
+    if (names !== undefined) responseNames.set(this.req.ctx, names);
     const body = new H1Body(this, resume);
     this.#body = body;
     this.#settle();
