@@ -37,6 +37,9 @@ spec:
   });
   assert.equal(route.code, 0, route.stderr);
 
+  const wide = await hexmesh(['get', 'httproute', '-o', 'wide', ...ctl()]);
+  assert.match(wide.stdout, /^NAME\s+NAMESPACE\s+.*AGE\s+RESOURCE VERSION\s+API VERSION\n/);
+  assert.match(wide.stdout, /^cart\s+default\s+.*\s+\d+\s+gateway\.networking\.k8s\.io\/v1$/m);
   const services = await hexmesh(['services', ...ctl()]);
   assert.match(services.stdout, /\bcart\b/);
   const desc = await hexmesh(['describe', 'service', 'cart', ...ctl()]);

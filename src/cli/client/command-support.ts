@@ -24,6 +24,8 @@ export class CliFailure extends Error {
 }
 
 export type OutputFormat = 'table' | 'json' | 'yaml';
+/** A list's formats: `wide` is the table with more columns (as kubectl's `-o wide`). */
+export type ListFormat = OutputFormat | 'wide';
 
 export interface ControlOpts {
   control?: string;
@@ -49,7 +51,7 @@ export function withControl(cmd: Command): Command {
 }
 
 /** `-o, --output <format>` with the formats allowed. */
-export function outputOption(formats: readonly OutputFormat[], def: OutputFormat): Option {
+export function outputOption(formats: readonly ListFormat[], def: OutputFormat): Option {
   return new Option('-o, --output <format>', `output format: ${formats.join(' | ')}`)
     .choices(formats)
     .default(def);

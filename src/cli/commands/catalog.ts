@@ -21,6 +21,7 @@ import {
   withControl,
   type ControlOpts,
   type OutputFormat,
+  type ListFormat,
 } from '../client/command-support.ts';
 import { sleep } from '../client/blocking-query.ts';
 import { EXIT } from '../exit-codes.ts';
@@ -65,7 +66,7 @@ export function endpointsCommand(): Command {
       .argument('<service>', 'service name')
       .option('-n, --namespace <ns>', 'namespace', 'default')
       .option('--passing', 'only instances whose checks pass')
-      .addOption(outputOption(['table', 'json', 'yaml'], 'table')),
+      .addOption(outputOption(['table', 'wide', 'json', 'yaml'], 'table')),
   )
     .addHelpText(
       'after',
@@ -74,26 +75,38 @@ export function endpointsCommand(): Command {
     .action(
       async (
         service: string,
-        opts: ControlOpts & { namespace: string; passing?: boolean; output: OutputFormat },
+        opts: ControlOpts & { namespace: string; passing?: boolean; output: ListFormat },
       ) => {
         await runWithClient('endpoints', opts, async (client) => {
           const list = (await client.instances(opts.namespace, service, { passing: opts.passing })).body;
           if (list.length === 0 && !opts.passing) await requireServiceExists(client, opts.namespace, service);
-          if (opts.output !== 'table') return void process.stdout.write(formatData(list, opts.output));
+          if (opts.output === 'json' || opts.output === 'yaml')
+            return void process.stdout.write(formatData(list, opts.output));
+          const wide = opts.output === 'wide';
           if (list.length === 0)
             return void process.stderr.write(
               `No ${opts.passing ? 'passing ' : ''}instances of ${service}.\n`,
             );
           process.stdout.write(
             formatTable(
-              ['ID', 'ADDRESS', 'MESH PORT', 'VERSION', 'STATUS', 'OUTPUT'],
+              ['ID', 'ADDRESS', 'MESH PORT', 'VERSION', 'STATUS', ...(wide ? ['LABELS'] : []), 'OUTPUT'],
               list.map((i) => [
                 i.id,
                 `${i.address}:${i.port}`,
                 i.meshPort ? String(i.meshPort) : '-',
                 i.labels.version ?? '-',
                 i.status,
-                (i.output ?? '').replace(/\s+/g, ' ').slice(0, 80),
+                ...(wide
+                  ? [
+                      Object.entries(i.labels)
+                        .map(([k, v]) => `${k}=${v}`)
+                        .join(',') || '-',
+                    ]
+                  : []),
+                // Wide shows the whole check output; the table its first 80 characters.
+                wide
+                  ? (i.output ?? '').replace(/\s+/g, ' ')
+                  : (i.output ?? '').replace(/\s+/g, ' ').slice(0, 80),
               ]),
             ),
           );

@@ -20,6 +20,7 @@ import {
   withControl,
   type ControlOpts,
   type OutputFormat,
+  type ListFormat,
 } from '../client/command-support.ts';
 import { EXIT } from '../exit-codes.ts';
 import { ApplyInterruptedError, applyInBatches, type DocRef } from './apply-batches.ts';
@@ -267,7 +268,7 @@ export function getCommand(): Command {
       .argument('<kind>', 'Service, HTTPRoute, GRPCRoute, TrafficPolicy (case-insensitive, plural ok)')
       .argument('[name]', 'one resource (namespace from -n, default "default")')
       .option('-n, --namespace <ns>', 'only this namespace (lists: all namespaces when absent)')
-      .addOption(outputOption(['table', 'json', 'yaml'], 'table')),
+      .addOption(outputOption(['table', 'wide', 'json', 'yaml'], 'table')),
   )
     .addHelpText(
       'after',
@@ -281,17 +282,18 @@ Examples:
       async (
         kindArg: string,
         name: string | undefined,
-        opts: ControlOpts & { namespace?: string; output: OutputFormat },
+        opts: ControlOpts & { namespace?: string; output: ListFormat },
       ) => {
         await runWithClient('get', opts, async (client) => {
           const kind = canonicalKind(kindArg);
           const items = name
             ? [(await client.getResource(kind, opts.namespace ?? 'default', name)).body]
             : (await client.listResources(kind, opts.namespace)).body;
-          if (opts.output !== 'table') {
+          if (opts.output === 'json' || opts.output === 'yaml') {
             process.stdout.write(formatData(name ? items[0] : items, opts.output));
             return;
           }
+          const wide = opts.output === 'wide';
           if (items.length === 0) {
             process.stderr.write(
               `No ${kind} resources${opts.namespace ? ` in namespace ${opts.namespace}` : ''}.\n`,
@@ -301,12 +303,13 @@ Examples:
           const [title, value] = extraColumn(kind);
           process.stdout.write(
             formatTable(
-              ['NAME', 'NAMESPACE', title, 'AGE'],
+              ['NAME', 'NAMESPACE', title, 'AGE', ...(wide ? ['RESOURCE VERSION', 'API VERSION'] : [])],
               items.map((r) => [
                 r.metadata.name,
                 r.metadata.namespace,
                 value(r),
                 age(r.metadata.creationTimestamp),
+                ...(wide ? [r.metadata.resourceVersion ?? '-', r.apiVersion] : []),
               ]),
             ),
           );
