@@ -47,9 +47,9 @@ test(
     const eps = await hexmesh(['endpoints', 'ratings', '-o', 'yaml', ...ctl]);
     assert.equal((parse(eps.stdout) as unknown[]).length, 2);
     const wide = await hexmesh(['endpoints', 'ratings', '-o', 'wide', ...ctl]);
-  assert.equal(wide.code, 0, wide.stderr);
-  assert.match(wide.stdout, /^ID\s+ADDRESS\s+MESH PORT\s+VERSION\s+STATUS\s+LABELS\s+OUTPUT/);
-  const edges = await hexmesh(['edges', '-o', 'yaml', ...ctl]);
+    assert.equal(wide.code, 0, wide.stderr);
+    assert.match(wide.stdout, /^ID\s+ADDRESS\s+MESH PORT\s+VERSION\s+STATUS\s+LABELS\s+OUTPUT/);
+    const edges = await hexmesh(['edges', '-o', 'yaml', ...ctl]);
     assert.equal(edges.code, 0, edges.stderr);
     assert.ok(typeof parse(edges.stdout) === 'object');
     for (const r of [stat, services, eps, edges])
