@@ -101,29 +101,7 @@ export async function terminate(p: Spawned, graceMs: number): Promise<Exit> {
   return exit;
 }
 
-/** Is a process with this pid alive? (signal 0 probes without signalling) */
-export function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-/**
- * Is `pid` running: alive and not a zombie (a killed child whose parent died waits as a
- * zombie until init reaps it — in some containers init never does).
- */
-export function isRunning(pid: number): boolean {
-  if (!isAlive(pid)) return false;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return true;
-  }
-}
+export { isAlive, isRunning } from '../util/process-state.ts';
 
 /**
  * What makes a pid one particular process: its start time (field 22 of /proc/<pid>/stat,

@@ -1,5 +1,6 @@
 import { closeSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import { StoreUnavailableError } from './store.ts';
+import { isRunning } from '../util/process-state.ts';
 
 /**
  * An exclusive lock file next to the embedded database: SQLite on one file is safe for
@@ -34,7 +35,7 @@ export class LockFile {
         }
       }
       const owner = readOwner(path);
-      if (owner !== undefined && isAlive(owner)) {
+      if (owner !== undefined && isRunning(owner)) {
         throw new StoreUnavailableError(
           `${what} is in use by process ${owner} (lock file ${path}): the embedded store supports one process per data directory; ` +
             `stop the other process, or run several control planes against etcd (--store etcd://host:2379,...)`,
@@ -68,15 +69,5 @@ function readOwner(path: string): number | undefined {
     return Number.isInteger(pid) && pid > 0 ? pid : undefined;
   } catch {
     return undefined;
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    // EPERM: the process exists but belongs to someone else.
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }

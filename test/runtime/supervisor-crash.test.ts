@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
@@ -107,11 +107,12 @@ resources:
     rmSync(dir, { recursive: true, force: true });
   });
   const up = () => {
+    const out = openSync(join(dir, `up-${ups.length + 1}.log`), 'w');
     const p = spawn(process.execPath, [BIN, 'up', '-f', file, '--data-dir', data], {
       cwd: dir,
       // up adds a context to ~/.hexmesh/credentials: never the real user's.
       env: { ...process.env, HOME: cliTestHome() },
-      stdio: ['ignore', 'ignore', 'ignore'],
+      stdio: ['ignore', out, out],
     });
     ups.push(p);
     return p;
@@ -127,6 +128,20 @@ resources:
         JSON.stringify(got) === JSON.stringify(ids) &&
         st.instances.every((i) => i.health === 'passing' && i.appPid && i.sidecarPid);
       return ok ? st : undefined;
+    }).catch((err: Error) => {
+      // The supervisor's own account says why (its output goes to up-N.log).
+      const log = join(dir, `up-${ups.indexOf(by) + 1}.log`);
+      let tail = '';
+      try {
+        tail = readFileSync(log, 'utf8').slice(-3000);
+      } catch {}
+      let control = '';
+      try {
+        control = readFileSync(join(data, 'logs', 'control.log'), 'utf8').slice(-2000);
+      } catch {}
+      throw new Error(
+        `${err.message}\nstate: ${JSON.stringify(readState(data))}\n${log}:\n${tail}\ncontrol.log:\n${control}`,
+      );
     });
   const rollout = async (st: MeshState) => {
     const token = readCredentials(join(data, 'credentials.json')).contexts[0].token;
