@@ -178,7 +178,11 @@ test('SIGTERM: the in-flight request completes, new connections are refused, exi
     config({ version: 1, services: [['alpha', alpha.port]], drainTimeout: '5s' }),
     t,
   );
-  const d = await drain(p, 1000, async () => void p.child.kill('SIGTERM'));
+  const d = await drain(p, 1000, async () => {
+    p.child.kill('SIGTERM');
+    // The signal is handled on the proxy's own loop: ask for readiness once it says it drains.
+    await p.waitFor('stdout', /SIGTERM: draining/);
+  });
   assert.deepEqual(d.result, { status: 200, body: 'alpha slow done' });
   assert.ok(
     !(d.ready instanceof Error) && d.ready.status === 503,

@@ -6,9 +6,9 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { freePort } from '../../src/runtime/ports.ts';
 
 /** The etcd binary's path, or undefined when it is not installed. */
 export function findEtcd(): string | undefined {
@@ -23,18 +23,6 @@ export function findEtcd(): string | undefined {
 export function etcdMissingReason(): string | undefined {
   if (findEtcd()) return undefined;
   return 'etcd is not installed (Debian package etcd-server; .ci/run installs it): apt-get install etcd-server';
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 interface Member {

@@ -1,20 +1,12 @@
 /** Test support: a real Prometheus (Debian `prometheus`) on a free loopback port, torn down after. */
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+export { freePort } from '../../src/runtime/ports.ts';
+import { freePort } from '../../src/runtime/ports.ts';
 
 export const hasPrometheus = spawnSync('prometheus', ['--version']).status === 0;
-
-/** A port that was free a moment ago on 127.0.0.1. */
-export async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 export interface RunningPrometheus {
   /** `http://127.0.0.1:<port>` */

@@ -97,7 +97,12 @@ Example:
       if (identity) proxy.metrics.setCertExpiry(identity.current().notAfter.getTime());
       const a = await proxy.start();
       // Handlers first, then the start line: a test (or a supervisor) may signal as soon as it reads it.
-      const drain = () => void proxy.shutdown();
+      const drain = (signal: NodeJS.Signals) => {
+        process.stdout.write(
+          `hexmesh proxy ${config.proxy.service}: ${signal}: draining (up to ${config.proxy.drainTimeout} ms for in-flight requests)\n`,
+        );
+        void proxy.shutdown();
+      };
       process.once('SIGTERM', drain);
       process.once('SIGINT', drain);
       process.on('SIGHUP', () => void reload(proxy, opts.config, config, identity));
