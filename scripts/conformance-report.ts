@@ -159,6 +159,15 @@ const TESTS: Record<string, Meta> = {
     level: 'extended',
     features: ['HTTPRouteRequestPercentageMirror'],
   },
+  // Gateway-profile GRPCRoute tests with a Service parent (MESH-GRPC: GRPCRoute is its core).
+  GRPCExactMethodMatching: { profile: 'MESH-GRPC', level: 'core', features: [] },
+  GRPCRouteHeaderMatching: { profile: 'MESH-GRPC', level: 'core', features: [] },
+  GRPCRouteWeight: { profile: 'MESH-GRPC', level: 'core', features: [] },
+  GRPCRouteAllBackendsWeightZero: { profile: 'MESH-GRPC', level: 'core', features: [] },
+  // Core as MeshGRPCRouteRequestHeaderModifier is (GRPCRoute's feature set lists no extra name for it).
+  GRPCRouteRequestHeaderModifier: { profile: 'MESH-GRPC', level: 'core', features: [] },
+  GRPCRouteRequestMirror: { profile: 'MESH-GRPC', level: 'extended', features: ['GRPCRouteRequestMirror'] },
+  GRPCRouteNamedRule: { profile: 'MESH-GRPC', level: 'extended', features: ['GRPCRouteNamedRouteRule'] },
 };
 
 interface Outcome {
@@ -173,6 +182,7 @@ function runSuite(): Outcome[] {
   const files = [
     'test/conformance/mesh-http.test.ts',
     'test/conformance/mesh-grpc.test.ts',
+    'test/conformance/gateway-grpc.test.ts',
     'test/conformance/gateway-http.test.ts',
     'test/conformance/gateway-retry.test.ts',
   ];
