@@ -32,6 +32,7 @@ import { installCommand } from './commands/install.ts';
 import { contextCommand } from './commands/context.ts';
 import { diffCommand } from './commands/diff.ts';
 import { completionCommand } from './commands/completion.ts';
+import { captureCommand } from './commands/capture.ts';
 import { hexmeshVersion } from './build-info.ts';
 
 const HELP_HINT = '(run with --help for usage)';
@@ -77,6 +78,7 @@ export function buildCli(): Command {
   program.addCommand(contextCommand());
   program.addCommand(diffCommand());
   program.addCommand(completionCommand());
+  program.addCommand(captureCommand());
   // addCommand() does not copy settings to sub-commands (only .command() does): without
   // this, a usage error in a sub-command exits 1 from inside commander instead of EXIT.USAGE.
   for (const cmd of program.commands) cmd.exitOverride().showHelpAfterError(HELP_HINT);

@@ -58,6 +58,11 @@ export const meshServiceSchema = z
           .strict(),
       )
       .default([{ port: 80, protocol: 'http' }]),
+    /**
+     * The service's virtual addresses (a Kubernetes Service's cluster IPs): under transparent
+     * capture a connection to `<address>:<port>` goes to this service (docs/kubernetes.md).
+     */
+    addresses: z.array(z.union([z.ipv4(), z.ipv6()])).default([]),
     endpoints: z.array(endpointSchema).default([]),
     /**
      * The inbound mTLS mode the destination's own sidecars enforce (from discovery). Under
@@ -89,6 +94,17 @@ export const proxySettingsSchema = z
     upstreams: z
       .array(z.object({ service: dnsLabel, localPort: port, address: host.default('127.0.0.1') }).strict())
       .default([]),
+    /**
+     * Transparent capture (docs/kubernetes.md, "Transparent capture"): the listeners receive
+     * connections redirected by `hexmesh capture`'s rules and read each one's original
+     * destination. `outboundTrafficPolicy` decides a connection to an address that is no mesh
+     * service: `ALLOW_ANY` passes it through to where it was going, `REGISTRY_ONLY` closes it
+     * (Istio's outboundTrafficPolicy).
+     */
+    capture: z
+      .object({ outboundTrafficPolicy: z.enum(['ALLOW_ANY', 'REGISTRY_ONLY']).default('ALLOW_ANY') })
+      .strict()
+      .optional(),
     /** Inbound ports that skip protocol detection (server-first protocols such as MySQL). */
     opaquePorts: z.array(port).default([]),
     detectTimeout: duration.default(1000),

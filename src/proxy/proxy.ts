@@ -38,6 +38,8 @@ import {
 } from './outbound/outbound-stack.ts';
 import { PLAINTEXT, type HopSecurity, type PeerInfo } from './transport/hop-security.ts';
 import { ALPN_TUNNEL, inboundTlsMode, MeshTls } from './transport/mtls.ts';
+import { originalDestination, type OriginalDestination } from './capture/original-destination.ts';
+import { APP_TARGET } from './listen/request-context.ts';
 import { ClientClosedError, forwardTcp } from './transport/tcp-forward.ts';
 import { TransportPool, type TransportSettings } from './transport/transport-pool.ts';
 import { failUpgrade, proxyUpgrade } from './transport/upgrade.ts';
@@ -220,11 +222,18 @@ export class Proxy {
     // detection timeout) go to the HTTP/1 parser too, which answers 400 naming the problem
     // (or 408 after headerTimeout) instead of a silent reset.
     const outboundH1 = (s: net.Socket, h: Buffer) => this.#outboundHttp!.h1.accept(s, h);
-    const outbound = this.#listen('outbound', c.outbound.address, c.outbound.port, false, {
+    const outboundHandlers: ConnectionHandlers = {
       http1: outboundH1,
       http2: (s, h) => this.#outboundHttp!.h2.accept(s, h),
       tcp: outboundH1,
-    });
+    };
+    const outbound = this.#listen(
+      'outbound',
+      c.outbound.address,
+      c.outbound.port,
+      false,
+      c.capture ? this.#capturedOutbound(outboundHandlers) : outboundHandlers,
+    );
 
     const security = buildSecurityLayers(this.#config, { metrics: this.metrics });
     this.#inboundGate = securityGate(security);
@@ -241,9 +250,10 @@ export class Proxy {
       // Raw bytes pass no HTTP layer: L4 authorization decides the whole connection.
       if (!app || !this.#connectionGate(s)) return s.destroy();
       const m = this.metrics.tcpConnection('inbound', c.service);
+      const to = (s as { [APP_TARGET]?: { host: string; port: number } })[APP_TARGET];
       forwardTcp(s, {
-        host: app.host,
-        port: app.port,
+        host: to?.host ?? app.host,
+        port: to?.port ?? app.port,
         connectTimeout: TRANSPORT_DEFAULTS.connectTimeout,
         idleTimeout: TCP_IDLE,
         preamble,
@@ -277,7 +287,9 @@ export class Proxy {
     const admit =
       (h: (s: net.Socket, head: Buffer) => void) =>
       (s: net.Socket, head: Buffer): void => {
-        if (this.mtls.admitPlaintext(s)) h(s, head);
+        if (!this.mtls.admitPlaintext(s)) return;
+        this.#markCapturedInbound(s);
+        h(s, head);
       };
     // Not ready (control-plane mode, no config yet): a peer's connection is reset, which its
     // retry layer retries on another endpoint and its outlier detection counts, instead of
@@ -452,16 +464,23 @@ export class Proxy {
     });
   }
 
-  /** Opaque TCP to a destination: per-connection balancing, tunnel header for meshed endpoints. */
-  async #tunnel(name: string, client: net.Socket, head: Buffer): Promise<void> {
+  /**
+   * Opaque TCP to a destination: per-connection balancing, tunnel header for meshed endpoints.
+   * `port`: the service port the client asked for (a captured connection's original port).
+   */
+  async #tunnel(
+    name: string,
+    client: net.Socket,
+    head: Buffer,
+    port = svcPort(this.#config, name),
+  ): Promise<void> {
     const dst = this.#outbound?.destination(name);
     const ep = dst?.balancer.pick({ hashKey: dst.hashKey({}, client.remoteAddress ?? '') });
     if (!dst || !ep) {
       client.destroy();
       return;
     }
-    const port = svcPort(this.#config, name);
-    const m = this.metrics.tcpConnection('outbound', name);
+    const m = this.metrics.tcpConnection('outbound', dst.name);
     const sec = this.#hopSecurity(dst.peerOf(ep.key));
     start(ep);
     try {
@@ -484,6 +503,65 @@ export class Proxy {
       // A client that left before the connect finished says nothing about the endpoint.
       if (!(err instanceof ClientClosedError)) dst.outlier?.record(ep, 'gateway-error');
     }
+  }
+
+  /**
+   * Transparent capture on the outbound listener: a connection the capture rules redirected
+   * here goes where the app sent it. To a mesh service's address (cluster IP, or one of its
+   * endpoints): HTTP is routed as always — by its Host, which may be that address
+   * (outbound-stack.ts) — and other bytes are tunnelled to the service, mTLS included. To any
+   * other address: passed through unmeshed (ALLOW_ANY) or closed (REGISTRY_ONLY), as Istio's
+   * PassthroughCluster / BlackHoleCluster. Not redirected (the app dialled the listener
+   * itself): handled as without capture.
+   */
+  #capturedOutbound(hs: ConnectionHandlers): ConnectionHandlers {
+    const route =
+      (kind: 'http1' | 'http2' | 'tcp') =>
+      (s: net.Socket, head: Buffer): void => {
+        const od = originalDestination(s);
+        if (!od) return hs[kind]!(s, head);
+        const key = this.#outbound?.serviceAt(od.address, od.port);
+        if (!key) return this.#passthrough(s, head, od);
+        if (kind !== 'tcp') return hs[kind]!(s, head);
+        this.#tunnel(key, s, head, od.port).catch(() => s.destroy());
+      };
+    return { http1: route('http1'), http2: route('http2'), tcp: route('tcp') };
+  }
+
+  /** A captured connection to an address that is no mesh service (`proxy.capture.outboundTrafficPolicy`). */
+  #passthrough(client: net.Socket, head: Buffer, od: OriginalDestination): void {
+    if (this.#config.proxy.capture?.outboundTrafficPolicy === 'REGISTRY_ONLY') {
+      this.metrics.tcpConnection('outbound', 'blackhole').close();
+      return void client.resetAndDestroy();
+    }
+    const m = this.metrics.tcpConnection('outbound', 'passthrough');
+    forwardTcp(client, {
+      host: od.address,
+      port: od.port,
+      connectTimeout: TRANSPORT_DEFAULTS.connectTimeout,
+      idleTimeout: TCP_IDLE,
+      preamble: head,
+      onBytes: (r, w) => {
+        m.read(r);
+        m.written(w);
+        m.close();
+      },
+    }).catch(() => {});
+  }
+
+  /**
+   * Transparent capture on the inbound listener: a redirected connection reaches the app where
+   * the peer sent it (the pod's address and the original port), as Istio does since 1.10 —
+   * not 127.0.0.1, so a port the app binds on loopback only stays private to the pod.
+   */
+  #markCapturedInbound(s: net.Socket): void {
+    if (!this.#config.proxy.capture) return;
+    const od = originalDestination(s);
+    if (od)
+      (s as { [APP_TARGET]?: { host: string; port: number } })[APP_TARGET] = {
+        host: od.address,
+        port: od.port,
+      };
   }
 
   #upgradeOutbound(req: MeshRequest, socket: Duplex, head: Buffer): void {
@@ -541,6 +619,7 @@ export class Proxy {
   /** A verified mTLS connection on the inbound listener: detect what it carries, then as plaintext. */
   async #acceptDecrypted(s: tls.TLSSocket, handlers: ConnectionHandlers): Promise<void> {
     s.on('error', () => {});
+    this.#markCapturedInbound(s);
     const { kind, head } = await detect(s, this.#config.proxy.detectTimeout);
     if (s.destroyed) return;
     const handler = handlers[kind];

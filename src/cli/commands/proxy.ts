@@ -51,6 +51,14 @@ export function proxyCommand(): Command {
       '--control-ca <file>',
       'with an https:// --control: PEM of the CA that vouches for the control plane (or env HEXMESH_CONTROL_CA; `hexmesh control --tls` writes <data-dir>/ca-bundle.pem)',
     )
+    .option(
+      '--capture',
+      "with --control: transparent capture is on (hexmesh capture's rules): route each redirected connection by its original destination",
+    )
+    .option(
+      '--outbound-traffic-policy <policy>',
+      'with --capture: ALLOW_ANY (default) passes connections to non-mesh addresses through, REGISTRY_ONLY closes them',
+    )
     .addHelpText(
       'after',
       `

@@ -65,7 +65,7 @@ describe('kubernetes injector', () => {
     );
     assert.deepEqual(
       ops.map((o) => o.path),
-      ['/spec/initContainers/0', '/metadata/annotations/hexmesh.io~1injected'],
+      ['/spec/initContainers/0', '/spec/initContainers/1', '/metadata/annotations/hexmesh.io~1injected'],
     );
     const c = ops[0].value as { restartPolicy: string; securityContext: { runAsUser: number } };
     assert.equal(c.restartPolicy, 'Always');
@@ -74,6 +74,55 @@ describe('kubernetes injector', () => {
       injectionPatch(pod(), OPTS).map((o) => o.path),
       ['/spec/initContainers', '/metadata/annotations'],
     );
+  });
+
+  it('adds the capture init container after the proxy, with the exclusions of the annotations (issue 13)', () => {
+    const ops = injectionPatch(
+      pod(
+        {
+          annotations: {
+            'hexmesh.io/exclude-inbound-ports': '9901, 15021',
+            'hexmesh.io/exclude-outbound-cidrs': '169.254.169.254/32',
+            'hexmesh.io/outbound-traffic-policy': 'REGISTRY_ONLY',
+          },
+        },
+        { containers: [{ name: 'app', ports: [{ containerPort: 8080 }] }] },
+      ),
+      OPTS,
+    );
+    const [proxy, capture] = ops[0].value as {
+      name: string;
+      args: string[];
+      restartPolicy?: string;
+      securityContext: { runAsUser: number; capabilities: { add?: string[] } };
+    }[];
+    assert.equal(proxy.name, 'hexmesh-proxy');
+    assert.deepEqual(proxy.args.slice(-3), ['--capture', '--outbound-traffic-policy', 'REGISTRY_ONLY']);
+    assert.equal(capture.name, 'hexmesh-capture');
+    assert.equal(capture.restartPolicy, undefined, 'runs once, to completion');
+    assert.equal(capture.securityContext.runAsUser, 0);
+    assert.deepEqual(capture.securityContext.capabilities.add, ['NET_ADMIN', 'NET_RAW']);
+    assert.deepEqual(capture.args, [
+      'capture',
+      '--proxy-uid',
+      '2102',
+      '--inbound-port',
+      '4143',
+      '--outbound-port',
+      '4140',
+      '--exclude-inbound-ports',
+      '9901, 15021',
+      '--exclude-outbound-cidrs',
+      '169.254.169.254/32',
+    ]);
+    // Opted out of capture: the proxy alone, without --capture.
+    const plain = injectionPatch(pod({ annotations: { 'hexmesh.io/capture': 'false' } }), OPTS);
+    const only = plain[0].value as { name: string; args: string[] }[];
+    assert.deepEqual(
+      only.map((c) => c.name),
+      ['hexmesh-proxy'],
+    );
+    assert.ok(!only[0].args.includes('--capture'));
   });
 
   it('answers AdmissionReview with a base64 JSON Patch, or allows without one', () => {

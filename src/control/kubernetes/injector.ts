@@ -9,8 +9,11 @@
  * `hexmesh.io/inject: "false"`. A Pod that already has the proxy is left as it is, so a
  * re-invocation (`reinvocationPolicy`, a retried create) never adds a second one.
  *
- * Not yet: the traffic-capture init container (iptables redirection); until it lands the app
- * sends to the proxy's outbound listener itself (docs/kubernetes.md).
+ * Transparent capture: a second init container, `hexmesh-capture`, runs `hexmesh capture` (root,
+ * NET_ADMIN) to write the nat rules that send the pod's TCP through the proxy (the proxy's uid
+ * excluded), and the proxy runs with `--capture` to route by each connection's original
+ * destination. Opt out per pod with the annotation `hexmesh.io/capture: "false"` (the app then
+ * sends to the proxy's outbound listener itself); exclusions by annotation (CAPTURE_*).
  */
 import http from 'node:http';
 import https from 'node:https';
@@ -21,9 +24,21 @@ export const INJECTED_ANNOTATION = 'hexmesh.io/injected';
 export const SERVICE_ANNOTATION = 'hexmesh.io/service';
 export const APP_PORT_ANNOTATION = 'hexmesh.io/app-port';
 export const PROXY_CONTAINER = 'hexmesh-proxy';
+export const CAPTURE_CONTAINER = 'hexmesh-capture';
+/** `"false"`: no capture rules; the app dials the proxy's outbound listener itself. */
+export const CAPTURE_ANNOTATION = 'hexmesh.io/capture';
+/** Comma-separated ports / CIDRs passed to `hexmesh capture` (as Istio's traffic.sidecar.istio.io/*). */
+export const CAPTURE_EXCLUDE_ANNOTATIONS = {
+  excludeInboundPorts: 'hexmesh.io/exclude-inbound-ports',
+  excludeOutboundPorts: 'hexmesh.io/exclude-outbound-ports',
+  excludeOutboundCidrs: 'hexmesh.io/exclude-outbound-cidrs',
+} as const;
+/** `ALLOW_ANY` (default) or `REGISTRY_ONLY`: where captured connections to non-mesh addresses go. */
+export const OUTBOUND_POLICY_ANNOTATION = 'hexmesh.io/outbound-traffic-policy';
 /** The proxy's uid: the capture rules exclude it, so its own traffic is not redirected back to it. */
 export const PROXY_UID = 2102;
 export const INBOUND_PORT = 4143;
+export const OUTBOUND_PORT = 4140;
 export const ADMIN_PORT = 4191;
 
 export interface InjectorOptions {
@@ -88,7 +103,7 @@ export function skipReason(pod: Pod): string | undefined {
   if (pod.metadata?.annotations?.[INJECT_LABEL] === 'false') return `annotation ${INJECT_LABEL}: "false"`;
   if (pod.metadata?.labels?.[INJECT_LABEL] === 'disabled') return `label ${INJECT_LABEL}=disabled`;
   const all = [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])];
-  if (all.some((c) => c.name === PROXY_CONTAINER)) return 'already injected';
+  if (all.some((c) => c.name === PROXY_CONTAINER || c.name === CAPTURE_CONTAINER)) return 'already injected';
   return undefined;
 }
 
@@ -117,6 +132,7 @@ export function proxyContainer(pod: Pod, opts: InjectorOptions): Record<string, 
       '--label',
       'hexmesh.io/pod=$(HEXMESH_POD_NAME)',
       ...(appPort ? ['--app-port', String(appPort)] : []),
+      ...(captured(pod) ? ['--capture', '--outbound-traffic-policy', outboundPolicy(pod)] : []),
     ],
     env: [
       fieldEnv('HEXMESH_POD_NAME', 'metadata.name'),
@@ -137,15 +153,67 @@ export function proxyContainer(pod: Pod, opts: InjectorOptions): Record<string, 
   };
 }
 
+function captured(pod: Pod): boolean {
+  return pod.metadata?.annotations?.[CAPTURE_ANNOTATION] !== 'false';
+}
+
+function outboundPolicy(pod: Pod): string {
+  const v = pod.metadata?.annotations?.[OUTBOUND_POLICY_ANNOTATION];
+  return v === 'REGISTRY_ONLY' ? v : 'ALLOW_ANY';
+}
+
+/**
+ * The capture init container: `hexmesh capture` with the pod's exclusions. Root with
+ * NET_ADMIN/NET_RAW only for the moment it runs (iptables in the pod's network namespace);
+ * the annotation values reach it as single argv entries and are validated by the command.
+ */
+export function captureContainer(pod: Pod, opts: InjectorOptions): Record<string, unknown> {
+  const args = [
+    'capture',
+    '--proxy-uid',
+    String(PROXY_UID),
+    '--inbound-port',
+    String(INBOUND_PORT),
+    '--outbound-port',
+    String(OUTBOUND_PORT),
+  ];
+  const a = pod.metadata?.annotations ?? {};
+  const flag = {
+    excludeInboundPorts: '--exclude-inbound-ports',
+    excludeOutboundPorts: '--exclude-outbound-ports',
+    excludeOutboundCidrs: '--exclude-outbound-cidrs',
+  } as const;
+  for (const k of Object.keys(CAPTURE_EXCLUDE_ANNOTATIONS) as (keyof typeof flag)[]) {
+    const v = a[CAPTURE_EXCLUDE_ANNOTATIONS[k]]?.trim();
+    if (v) args.push(flag[k], v);
+  }
+  return {
+    name: CAPTURE_CONTAINER,
+    image: opts.image,
+    args,
+    resources: { requests: { cpu: '10m', memory: '32Mi' }, limits: { memory: '128Mi' } },
+    securityContext: {
+      runAsUser: 0,
+      runAsNonRoot: false,
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      capabilities: { drop: ['ALL'], add: ['NET_ADMIN', 'NET_RAW'] },
+    },
+  };
+}
+
 /** The JSON Patch that injects `pod`, or [] when it is skipped. */
 export function injectionPatch(pod: Pod, opts: InjectorOptions): PatchOp[] {
   if (skipReason(pod)) return [];
   const ops: PatchOp[] = [];
   const container = proxyContainer(pod, opts);
-  // First, so it runs before the other init containers (they may need the mesh).
+  // First, so they run before the other init containers (they may need the mesh): the proxy,
+  // then the capture rules (a native sidecar started first does not need them; the proxy's
+  // own connections are never redirected anyway).
+  const added = captured(pod) ? [container, captureContainer(pod, opts)] : [container];
   if (pod.spec?.initContainers?.length)
-    ops.push({ op: 'add', path: '/spec/initContainers/0', value: container });
-  else ops.push({ op: 'add', path: '/spec/initContainers', value: [container] });
+    added.forEach((c, i) => ops.push({ op: 'add', path: `/spec/initContainers/${i}`, value: c }));
+  else ops.push({ op: 'add', path: '/spec/initContainers', value: added });
   if (pod.metadata?.annotations)
     ops.push({ op: 'add', path: `/metadata/annotations/${seg(INJECTED_ANNOTATION)}`, value: opts.version });
   else ops.push({ op: 'add', path: '/metadata/annotations', value: { [INJECTED_ANNOTATION]: opts.version } });

@@ -32,6 +32,9 @@ export interface ControlFlags {
   tracingEndpoint?: string;
   tracingSampleRate?: string;
   tracingServiceName?: string;
+  /** `proxy.capture` (docs/kubernetes.md, "Transparent capture"). */
+  capture?: boolean;
+  outboundTrafficPolicy?: string;
 }
 
 function usage(message: string): HexmeshError {
@@ -79,6 +82,20 @@ function tracingSettings(f: ControlFlags): { tracing?: Record<string, unknown> }
   };
 }
 
+/** `--capture` / `--outbound-traffic-policy` into `proxy.capture`. */
+function captureSettings(f: ControlFlags): { capture?: { outboundTrafficPolicy: string } } {
+  if (!f.capture) {
+    if (f.outboundTrafficPolicy !== undefined) throw usage('--outbound-traffic-policy needs --capture');
+    return {};
+  }
+  const policy = f.outboundTrafficPolicy ?? 'ALLOW_ANY';
+  if (policy !== 'ALLOW_ANY' && policy !== 'REGISTRY_ONLY')
+    throw usage(
+      `--outbound-traffic-policy must be ALLOW_ANY or REGISTRY_ONLY (got ${JSON.stringify(policy)})`,
+    );
+  return { capture: { outboundTrafficPolicy: policy } };
+}
+
 /** Build the settings from flags, start the proxy, and wire signals (SIGTERM: leave, drain, exit). */
 export async function runControlledProxy(f: ControlFlags): Promise<void> {
   if (!f.service) throw usage('--service is required with --control');
@@ -104,6 +121,7 @@ export async function runControlledProxy(f: ControlFlags): Promise<void> {
     ...(appPort ? { app: { port: appPort } } : {}),
     ...(f.federatedTrustDomain?.length ? { federatedTrustDomains: f.federatedTrustDomain } : {}),
     ...tracingSettings(f),
+    ...captureSettings(f),
   };
   const joinToken = f.joinToken ?? process.env.HEXMESH_JOIN_TOKEN;
   const caFile = f.controlCa ?? process.env.HEXMESH_CONTROL_CA;

@@ -44,6 +44,13 @@ export function buildInbound(
       req.ctx.srcService = client;
       delete req.headers[CLIENT_HEADER];
     }
+    // Transparent capture: the app where the peer sent the connection (request-context.ts).
+    const { appHost, appPort } = req.ctx.notes;
+    if (typeof appHost === 'string' && typeof appPort === 'number') {
+      const key = `${appHost}:${appPort}`;
+      req.ctx.endpoint = key;
+      return transports.request(key, appHost, appPort, appH2 || req.grpc, req);
+    }
     req.ctx.endpoint = appKey;
     return transports.request(appKey, app.host, app.port, appH2 || req.grpc, req);
   };

@@ -15,6 +15,13 @@ export interface ListenerIdentity {
  */
 export const PEER_IDENTITY: unique symbol = Symbol('hexmesh.peerIdentity');
 
+/**
+ * Set by the proxy on an inbound socket that transparent capture redirected: where the peer
+ * sent it (pod address, original port), which is where the app is reached. Read into the
+ * request's `notes.appHost` / `notes.appPort` (inbound-stack.ts).
+ */
+export const APP_TARGET: unique symbol = Symbol('hexmesh.appTarget');
+
 /** `socket`: the connection the request came on; its mTLS peer identity fills `peerIdentity`/`tls`. */
 export function newContext(
   id: ListenerIdentity,
@@ -24,6 +31,7 @@ export function newContext(
 ): RequestContext {
   const outbound = id.direction === 'outbound';
   const peer = socket ? (socket as { [PEER_IDENTITY]?: string })[PEER_IDENTITY] : undefined;
+  const app = socket ? (socket as { [APP_TARGET]?: { host: string; port: number } })[APP_TARGET] : undefined;
   return {
     start: performance.now(),
     direction: id.direction,
@@ -37,7 +45,7 @@ export function newContext(
     endpoint: '',
     peerIdentity: peer ?? '',
     tls: peer !== undefined,
-    notes: {},
+    notes: app ? { appHost: app.host, appPort: app.port } : {},
   };
 }
 

@@ -57,6 +57,11 @@ export interface OutboundStack {
   readonly destinations: ReadonlyMap<string, Destination>;
   destination(name: string): Destination | undefined;
   /**
+   * The destination (its key) a captured connection to `address:port` was going to: a
+   * service's virtual address (cluster IP) on one of its ports, or one endpoint's own address.
+   */
+  serviceAt(address: string, port: number): string | undefined;
+  /**
    * Put the destinations' prepared updates in force. Until then the stack is built but the
    * running destinations are untouched, so the proxy can still refuse the whole config
    * (a later build step failing) without leaving part of it applied. Idempotent.
@@ -359,13 +364,30 @@ export function buildOutbound(
     e: Entry;
     entry: Service;
   }
+  /**
+   * A service's virtual addresses (cluster IPs) as authorities: `http://<cluster IP>:<port>/`
+   * from an app under transparent capture names the service by its address, as Istio's
+   * virtual hosts list the cluster IP among a service's domains. Port 80 also without `:80`.
+   */
+  const byVip = new Map<string, Resolved>();
+  for (const svc of config.services) {
+    const e = entries.get(serviceKey(svc.name, svc.namespace));
+    if (!e) continue;
+    for (const a of svc.addresses)
+      for (const p of svc.ports) {
+        const key = endpointKey(a, p.port);
+        if (!byVip.has(key)) byVip.set(key, { e, entry: onPort(e, p.port) });
+        if (p.port === 80 && !byVip.has(key.slice(0, key.lastIndexOf(':'))))
+          byVip.set(key.slice(0, key.lastIndexOf(':')), { e, entry: onPort(e, 80) });
+      }
+  }
   const byAuthority = new Map<string, Resolved | null>();
   const resolve = (authority: string): Resolved | undefined => {
     let r = byAuthority.get(authority);
     if (r === undefined) {
       const t = parseAuthority(authority, ns);
       const e = t && entries.get(serviceKey(t.name, t.namespace));
-      r = e ? { e, entry: onPort(e, t.port) } : (toEndpoint(authority) ?? null);
+      r = e ? { e, entry: onPort(e, t.port) } : (byVip.get(authority) ?? toEndpoint(authority) ?? null);
       if (byAuthority.size < AUTHORITY_CACHE_LIMIT) byAuthority.set(authority, r);
     }
     return r ?? undefined;
@@ -399,6 +421,10 @@ export function buildOutbound(
       abort();
     },
     destination: (name) => destinations.get(name.includes('.') ? name : serviceKey(name, ns)),
+    serviceAt(address, port) {
+      const key = endpointKey(address, port);
+      return (byVip.get(key)?.e ?? byEndpoint.get(key))?.dst.key;
+    },
     serviceFor(name) {
       const e = entries.get(name.includes('.') ? name : serviceKey(name, ns));
       if (!e) return undefined;
