@@ -38,6 +38,10 @@ export interface AppSeen {
   badBytes: string[];
   /** Header names with a space, colon or upper-case letter that reached an app. */
   badNames: string[];
+  /** Paths of requests whose body an app read to the end (a complete request). */
+  completed: string[];
+  /** Names of request trailer fields that reached an app. */
+  trailers: string[];
 }
 
 export interface HostileMesh {
@@ -58,7 +62,7 @@ const ANY = { address: '127.0.0.1', port: 0 };
 export async function startHostileMesh(extra: Record<string, unknown> = {}): Promise<HostileMesh> {
   const dir = mkdtempSync(join(tmpdir(), 'hexmesh-hostile-'));
   const pem = new PemDir();
-  const seen: AppSeen = { h1: 0, grpc: 0, badBytes: [], badNames: [] };
+  const seen: AppSeen = { h1: 0, grpc: 0, badBytes: [], badNames: [], completed: [], trailers: [] };
   const note = (raw: string[]) => {
     for (let i = 0; i < raw.length; i += 2) {
       if (/[\s:A-Z]/.test(raw[i]) && !raw[i].startsWith(':')) seen.badNames.push(raw[i]);
@@ -75,17 +79,25 @@ export async function startHostileMesh(extra: Record<string, unknown> = {}): Pro
     if (req.url === '/dup-content-type') res.setHeader('content-type', ['text/plain', 'text/html']);
     const answer = () => res.end(`ok ${req.url}`);
     // /slow: answer after the client has had time to give up.
-    req.on('end', () => (req.url === '/slow' ? setTimeout(answer, 300) : answer()));
+    req.on('end', () => {
+      seen.completed.push(req.url ?? '');
+      seen.trailers.push(...Object.keys(req.trailers));
+      if (req.url === '/slow') setTimeout(answer, 300);
+      else answer();
+    });
   });
   const grpcApp = http2.createServer();
   grpcApp.on(
     'stream',
-    (stream: http2.ServerHttp2Stream, _headers: unknown, _flags: number, raw: string[]) => {
+    (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, _flags: number, raw: string[]) => {
       seen.grpc++;
       note(raw);
       stream.on('error', () => {});
+      stream.on('trailers', (t: http2.IncomingHttpHeaders) => seen.trailers.push(...Object.keys(t)));
       stream.resume();
       stream.on('end', () => {
+        // Node's HTTP/2 also ends a stream's readable side when the peer resets it.
+        if (!stream.aborted && !stream.rstCode) seen.completed.push(String(headers[':path']));
         if (stream.destroyed) return;
         stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
         stream.once('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));

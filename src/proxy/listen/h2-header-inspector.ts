@@ -56,6 +56,48 @@ export function fieldProblem(name: string, value: string): string | undefined {
   return undefined;
 }
 
+/**
+ * Fields a trailer section may not carry (RFC 9113 §8.1, §8.2.2): connection-specific ones,
+ * and those that only make sense before the content. nghttp2 resets a stream for some of them
+ * itself; the rest it would pass.
+ */
+const NOT_IN_TRAILERS = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'upgrade',
+  'te',
+  'host',
+  'content-length',
+  'content-type',
+  'content-encoding',
+  'authorization',
+  'cookie',
+]);
+
+/**
+ * Why a request trailer field is refused, or undefined. Trailers are held to the rules of
+ * header fields (as Envoy validates them) and more: no pseudo-header, nothing
+ * connection-specific or that routing, authorization or framing read from the header section.
+ */
+export function trailerProblem(name: string, value: string): string | undefined {
+  if (name.charCodeAt(0) === 58 /* ':' */)
+    return `pseudo-header ${JSON.stringify(name.slice(0, 64))} in trailers`;
+  const p = fieldProblem(name, value);
+  if (p !== undefined) return `${p} in trailers`;
+  if (NOT_IN_TRAILERS.has(name)) return `header ${name} is not allowed in trailers`;
+  return undefined;
+}
+
+function requestProblem(fields: [string, string][]): string | undefined {
+  for (const [name, value] of fields) {
+    const p = fieldProblem(name, value);
+    if (p !== undefined) return p;
+  }
+  return undefined;
+}
+
 /** RST_STREAM frames a client may send per window before its bytes stop (rapid reset). */
 export interface ResetLimit {
   budget: number;
@@ -70,10 +112,16 @@ export interface ResetLimit {
  */
 export class HeaderInspector {
   readonly #limit: ResetLimit | undefined;
+  readonly #maxTrailerBytes: number;
   #resets = 0;
   #windowStart = 0;
   /** The reset budget is spent: nothing more passes. */
   flooded = false;
+  /**
+   * Called when a stream's trailers are malformed, before nghttp2 reads them; returns true if
+   * the stream's request was stopped. Otherwise the problem is kept for {@link problem}.
+   */
+  onBadTrailers: ((streamId: number, problem: string) => boolean) | undefined;
   readonly #decoder = new HpackDecoder();
   readonly #problems = new Map<number, string>();
   #preface = PREFACE_LENGTH;
@@ -91,8 +139,10 @@ export class HeaderInspector {
   #lastStream = 0;
   #off = false;
 
-  constructor(limit?: ResetLimit) {
+  /** `maxTrailerBytes`: the most a trailer section may hold (HPACK sizes, as SETTINGS_MAX_HEADER_LIST_SIZE). */
+  constructor(limit?: ResetLimit, maxTrailerBytes = Infinity) {
     this.#limit = limit;
+    this.#maxTrailerBytes = maxTrailerBytes;
   }
 
   /** The problem recorded for this stream's request headers (once). */
@@ -223,16 +273,27 @@ export class HeaderInspector {
     this.#parts = [];
     this.#blockStream = 0;
     const fields = this.#decoder.decode(block);
-    // A new stream's first block is its request; a later one (trailers) is not inspected.
-    if (stream <= this.#lastStream || stream % 2 === 0) return;
-    this.#lastStream = stream;
+    if (stream % 2 === 0) return;
+    // A new stream's first block is its request; a later one on it, its trailers.
+    const trailers = stream <= this.#lastStream;
+    if (!trailers) this.#lastStream = stream;
+    const p = trailers ? this.#trailersProblem(fields) : requestProblem(fields);
+    if (p === undefined) return;
+    if (trailers && this.onBadTrailers?.(stream, p) === true) return;
+    if (this.#problems.size >= MAX_PENDING) this.#problems.clear();
+    this.#problems.set(stream, p);
+  }
+
+  #trailersProblem(fields: [string, string][]): string | undefined {
+    let size = 0;
     for (const [name, value] of fields) {
-      const p = fieldProblem(name, value);
-      if (p === undefined) continue;
-      if (this.#problems.size >= MAX_PENDING) this.#problems.clear();
-      this.#problems.set(stream, p);
-      return;
+      const p = trailerProblem(name, value);
+      if (p !== undefined) return p;
+      // nghttp2 holds the header section to SETTINGS_MAX_HEADER_LIST_SIZE, not trailers: we do.
+      size += name.length + value.length + 32;
+      if (size > this.#maxTrailerBytes) return `trailers larger than ${this.#maxTrailerBytes} bytes`;
     }
+    return undefined;
   }
 }
 
@@ -245,13 +306,20 @@ export class InspectedSocket extends Duplex {
   readonly inspector: HeaderInspector;
   /** Called once when the client's resets exceed the budget (its bytes no longer pass). */
   onFlood: (() => void) | undefined;
+  /** Requests in flight whose body is still coming, by stream id: stop one on bad trailers. */
+  readonly requests = new Map<number, (problem: string) => void>();
   readonly #socket: Socket;
   readonly [PEER_IDENTITY]?: string;
 
   /** `head`: bytes already read from `socket` (protocol detection), delivered first. */
-  constructor(socket: Socket, head: Buffer, resetLimit?: ResetLimit) {
+  constructor(socket: Socket, head: Buffer, resetLimit?: ResetLimit, maxTrailerBytes?: number) {
     super({ allowHalfOpen: false });
-    this.inspector = new HeaderInspector(resetLimit);
+    this.inspector = new HeaderInspector(resetLimit, maxTrailerBytes);
+    this.inspector.onBadTrailers = (id, problem) => {
+      const stop = this.requests.get(id);
+      stop?.(problem);
+      return stop !== undefined;
+    };
     this.#socket = socket;
     const id = (socket as { [PEER_IDENTITY]?: string })[PEER_IDENTITY];
     if (id !== undefined) this[PEER_IDENTITY] = id;

@@ -28,7 +28,8 @@ export interface H2Options {
   maxConcurrentStreams: number;
 }
 
-const { NGHTTP2_NO_ERROR, NGHTTP2_REFUSED_STREAM, NGHTTP2_INTERNAL_ERROR } = http2.constants;
+const { NGHTTP2_NO_ERROR, NGHTTP2_REFUSED_STREAM, NGHTTP2_INTERNAL_ERROR, NGHTTP2_PROTOCOL_ERROR } =
+  http2.constants;
 
 /** Client resets tolerated per session per window before GOAWAY(ENHANCE_YOUR_CALM). */
 const RESET_WINDOW_MS = 10_000;
@@ -44,6 +45,7 @@ export class H2Server {
   readonly #id: ListenerIdentity;
   readonly #sessions = new Map<http2.ServerHttp2Session, SessionGuard>();
   readonly #limits: SessionLimits;
+  readonly #maxHeaderSize: number;
   #sweeper: NodeJS.Timeout | undefined;
   /** The connection being handed to the HTTP/2 server (its 'session' event fires meanwhile). */
   #accepting: InspectedSocket | undefined;
@@ -53,6 +55,7 @@ export class H2Server {
   constructor(id: ListenerIdentity, service: Service, opts: H2Options) {
     this.#id = id;
     this.#service = service;
+    this.#maxHeaderSize = opts.maxHeaderSize;
     this.#limits = {
       maxStreams: opts.maxConcurrentStreams,
       resetBudget: Math.max(MIN_RESET_BUDGET, 2 * opts.maxConcurrentStreams),
@@ -101,10 +104,12 @@ export class H2Server {
 
   accept(socket: Socket, head: Buffer): void {
     // The session reads the client's bytes (`head` first) through the header inspector.
-    this.#accepting = new InspectedSocket(socket, head, {
-      budget: this.#limits.resetBudget,
-      windowMs: this.#limits.resetWindowMs,
-    });
+    this.#accepting = new InspectedSocket(
+      socket,
+      head,
+      { budget: this.#limits.resetBudget, windowMs: this.#limits.resetWindowMs },
+      this.#maxHeaderSize,
+    );
     try {
       this.#server.emit('connection', this.#accepting);
     } finally {
@@ -172,6 +177,7 @@ export class H2Server {
       grpc: isGrpc(headers['content-type']),
       ctx: newContext(this.#id, conn.remoteAddress ?? '', cancel, conn),
     };
+    if (req.body && !problem) stopOnBadTrailers(conn, stream, req.body, cancel);
     let res: MeshResponse;
     const bad = problem
       ? new HexmeshError('HEXMESH_ERR_BAD_REQUEST', `bad request: ${problem}`)
@@ -206,6 +212,26 @@ export class H2Server {
     for (const s of this.#sessions.keys()) s.destroy();
     this.#server.close();
   }
+}
+
+/**
+ * Malformed request trailers (RFC 9113 §8.1.1) are a stream error, found by the header
+ * inspector before nghttp2 reads them (which would drop a bad field and end the body as if
+ * complete): the body fails, so the upstream request is aborted, never completed, and the
+ * stream is reset with PROTOCOL_ERROR. Valid trailers are not relayed.
+ */
+function stopOnBadTrailers(conn: InspectedSocket, stream: Stream, body: Readable, cancel: Cancel): void {
+  const id = stream.id ?? 0;
+  conn.requests.set(id, (problem) => {
+    conn.requests.delete(id);
+    // Cancel first: the upstream stream is reset outright. A failing body alone makes the HTTP/2
+    // transport close() it, and Node sends END_STREAM before that RST_STREAM: the app would
+    // read a complete request first.
+    cancel.abort();
+    body.destroy(new HexmeshError('HEXMESH_ERR_BAD_REQUEST', `bad request: ${problem}`));
+    resetStream(stream, NGHTTP2_PROTOCOL_ERROR);
+  });
+  stream.once('close', () => conn.requests.delete(id));
 }
 
 /** Reset a stream ourselves (not counted as a client reset). */
