@@ -13,6 +13,8 @@ export function Chart(props: {
   color: string;
   /** Fixed y range (success rate: 0..1). */
   yRange?: [number, number];
+  /** Why there is no data (the server refused the history query): shown instead of the plot. */
+  error?: string;
 }) {
   const el = useRef<HTMLDivElement>(null);
   const plot = useRef<uPlot | null>(null);
@@ -63,14 +65,20 @@ export function Chart(props: {
     plot.current?.setData([pts.map((p) => p[0] / 1000), pts.map((p) => p[1])]);
   }, [props.points]);
 
-  const last = props.points?.findLast((p) => p[1] !== null)?.[1];
+  const last = props.error ? undefined : props.points?.findLast((p) => p[1] !== null)?.[1];
   return (
     <div className="chart" data-testid="chart">
       <div className="chart-head">
         <span>{props.title}</span>
         <span className="chart-last">{last === undefined || last === null ? '–' : props.format(last)}</span>
       </div>
-      <div ref={el} className="chart-plot" />
+      {props.error ? (
+        <div className="chart-error notice warn" role="alert" data-testid="chart-error">
+          {props.error}
+        </div>
+      ) : null}
+      {/* Kept mounted (uPlot lives in it), hidden while there is an error. */}
+      <div ref={el} className="chart-plot" hidden={props.error !== undefined} />
     </div>
   );
 }

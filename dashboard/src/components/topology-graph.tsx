@@ -22,6 +22,8 @@ import { LockIcon } from './lock-icon.tsx';
 import { servicePath } from './link.tsx';
 
 const R = 30;
+/** Versions listed on an edge's label at most (the busiest). */
+const MAX_PARTS = 4;
 
 interface GraphNode extends SimulationNodeDatum {
   key: string;
@@ -56,7 +58,13 @@ const MIN_H = 300;
  * stretched towards the panel's shape), with wheel zoom, drag to pan and a Fit button;
  * `hideIdle` leaves out services with no traffic and no edge.
  */
-export function TopologyGraph(props: { services: ServiceStat[]; edges: EdgeStat[] }) {
+export function TopologyGraph(props: {
+  services: ServiceStat[];
+  edges: EdgeStat[];
+  /** Edges carry `split` by version: show each version's share on the edge's label. */
+  versions?: boolean;
+  onVersions?: (on: boolean) => void;
+}) {
   const [hideIdle, setHideIdle] = useState(false);
   const [zoom, setZoom] = useState<ViewBox | undefined>(undefined);
   const edgeKeys = new Set(
@@ -94,6 +102,17 @@ export function TopologyGraph(props: { services: ServiceStat[]; edges: EdgeStat[
           />{' '}
           hide idle services
         </label>
+        {props.onVersions ? (
+          <label className="small">
+            <input
+              type="checkbox"
+              checked={props.versions === true}
+              onChange={(e) => props.onVersions?.(e.currentTarget.checked)}
+              data-testid="topology-versions"
+            />{' '}
+            versions
+          </label>
+        ) : null}
         <span className="muted small">scroll to zoom, drag to pan</span>
       </div>
       <Graph services={services} edges={props.edges} zoom={zoom} setZoom={setZoom} />
@@ -313,6 +332,8 @@ function Graph(props: {
       {/* Edge labels last: on top of nodes and lines, each on a backing plate. */}
       {links.map(({ edge, source, target }) => {
         const { mx, my, cls, locked } = edgeGeometry(edge, pos(source.key), pos(target.key));
+        const parts = (edge.split ?? []).slice(0, MAX_PARTS);
+        const served = parts.reduce((n, p) => n + p.requests, 0);
         return (
           <g
             key={`${source.key}>${target.key}`}
@@ -320,7 +341,14 @@ function Graph(props: {
             data-testid="edge-label"
             data-edge={`${edge.src}->${edge.dst}`}
           >
-            <rect x={mx - 52} y={my - 20} width={104} height={34} rx={4} className="edge-plate" />
+            <rect
+              x={mx - 52}
+              y={my - 20}
+              width={104}
+              height={34 + parts.length * 14}
+              rx={4}
+              className="edge-plate"
+            />
             <text x={mx} y={my - 7} textAnchor="middle" className="edge-label">
               <tspan className="edge-rps">{fmtRps(edge.rps)} rps</tspan>
               <tspan className="edge-success"> · {fmtPercent(edge.successRate)}</tspan>
@@ -328,6 +356,18 @@ function Graph(props: {
             <text x={mx} y={my + 9} textAnchor="middle" className="edge-label">
               <tspan className="edge-p99">p99 {fmtMs(edge.p99Ms)}</tspan>
             </text>
+            {parts.map((p, i) => (
+              <text
+                key={p.value}
+                x={mx}
+                y={my + 23 + i * 14}
+                textAnchor="middle"
+                className="edge-label edge-version"
+                data-version={p.value}
+              >
+                {`${p.value || '–'} ${served > 0 ? Math.round((p.requests / served) * 100) : 0}% · ${fmtPercent(p.successRate)}`}
+              </text>
+            ))}
             {locked ? (
               <LockIcon x={mx + 40} y={my} size={13} title={`mTLS ${fmtPercent(edge.tlsPercent, false)}`} />
             ) : null}

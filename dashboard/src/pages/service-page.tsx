@@ -15,11 +15,17 @@ import { RolloutsPanel } from '../rollouts/rollouts-panel.tsx';
 import type { TapEvent } from '../tap.ts';
 import { useTap } from '../use-tap.ts';
 
+/**
+ * The page's one time window: the headline figures, the version/instance split, the routes
+ * and every chart cover the same span, named next to the selector and on each figure.
+ */
 const WINDOWS = [
+  { label: '1m', window: '1m', step: '5s' },
   { label: '5m', window: '5m', step: '5s' },
   { label: '15m', window: '15m', step: '10s' },
   { label: '1h', window: '1h', step: '30s' },
 ];
+type Split = 'version' | 'instance';
 const SUCCESS_RANGE: [number, number] = [0, 1];
 const isError = (e: TapEvent) => (e.status ?? 0) >= 500 || e.error !== undefined;
 
@@ -40,8 +46,10 @@ function concerns(r: StoredResource, service: string): boolean {
 export function ServicePage(props: { namespace: string; service: string }) {
   const { namespace: ns, service } = props;
   const q = `service=${encodeURIComponent(service)}&namespace=${encodeURIComponent(ns)}`;
-  const [win, setWin] = useState(WINDOWS[0]);
-  const stat = usePoll<ServicesView>(`/v1/stats/services?window=1m&${q}`);
+  const [win, setWin] = useState(WINDOWS[1]);
+  const [split, setSplit] = useState<Split>('version');
+  const stat = usePoll<ServicesView>(`/v1/stats/services?window=${win.window}&${q}`);
+  const parts = usePoll<ServicesView>(`/v1/stats/services?window=${win.window}&${q}&by=${split}`);
   const ts = (metric: string) =>
     `/v1/stats/timeseries?${q}&metric=${metric}&window=${win.window}&step=${win.step}`;
   const rps = usePoll<TimeseriesView>(ts('rps'));
@@ -51,7 +59,7 @@ export function ServicePage(props: { namespace: string; service: string }) {
     `/v1/catalog/service/${encodeURIComponent(ns)}/${encodeURIComponent(service)}`,
   );
   const targets = usePoll<TargetsView>('/v1/stats/targets');
-  const routes = usePoll<RoutesView>(`/v1/stats/routes?window=1m&${q}`);
+  const routes = usePoll<RoutesView>(`/v1/stats/routes?window=${win.window}&${q}`);
   const resources = usePoll<StoredResource[]>(`/v1/resources?namespace=${encodeURIComponent(ns)}`, 10_000);
   const accept = useCallback(isError, []);
   const errors = useTap({ service, namespace: ns }, { keep: 20, accept });
@@ -60,7 +68,8 @@ export function ServicePage(props: { namespace: string; service: string }) {
   const health = s ? serviceHealth(s) : undefined;
   const staleIds = new Set((targets.data?.targets ?? []).filter((t) => t.stale).map((t) => t.id));
   const related = (resources.data ?? []).filter((r) => concerns(r, service));
-  const problem = apiProblem(stat.error) ?? apiProblem(rps.error);
+  const problem = apiProblem(stat.error);
+  const rows = (parts.data?.services ?? []).filter((x) => x.service === service && x.namespace === ns);
 
   return (
     <section className="page" data-testid="service-page">
@@ -69,15 +78,31 @@ export function ServicePage(props: { namespace: string; service: string }) {
         {health ? <span className={`pill ${health}`}>{HEALTH_LABEL[health]}</span> : null}
         <span className="muted small"> updated {fmtTime(stat.updatedAt)}</span>
       </h1>
+      <div className="window-bar" data-testid="window">
+        <span className="muted small">time window</span>{' '}
+        <span className="windows">
+          {WINDOWS.map((w) => (
+            <button
+              key={w.label}
+              className={w === win ? 'on' : undefined}
+              aria-pressed={w === win}
+              onClick={() => setWin(w)}
+            >
+              {w.label}
+            </button>
+          ))}
+        </span>{' '}
+        <span className="muted small">figures, versions, routes and charts: last {win.label}</span>
+      </div>
       {problem ? <div className="notice warn">{problem}</div> : null}
       <div className="data">
         <div className="figures" data-testid="figures">
-          <Figure label="success (1m)" value={fmtPercent(s?.successRate)} />
-          <Figure label="rps" value={s ? fmtRps(s.rps) : '–'} />
-          <Figure label="p50" value={fmtMs(s?.latencyMs.p50)} />
-          <Figure label="p95" value={fmtMs(s?.latencyMs.p95)} />
-          <Figure label="p99" value={fmtMs(s?.latencyMs.p99)} />
-          <Figure label="mTLS" value={fmtPercent(s?.tlsPercent, false)} />
+          <Figure label={`success (${win.label})`} value={fmtPercent(s?.successRate)} />
+          <Figure label={`rps (${win.label})`} value={s ? fmtRps(s.rps) : '–'} />
+          <Figure label={`p50 (${win.label})`} value={fmtMs(s?.latencyMs.p50)} />
+          <Figure label={`p95 (${win.label})`} value={fmtMs(s?.latencyMs.p95)} />
+          <Figure label={`p99 (${win.label})`} value={fmtMs(s?.latencyMs.p99)} />
+          <Figure label={`mTLS (${win.label})`} value={fmtPercent(s?.tlsPercent, false)} />
           <Figure
             label="instances"
             value={s ? (s.stale ? `${s.instances - s.stale}/${s.instances}` : String(s.instances)) : '–'}
@@ -85,25 +110,89 @@ export function ServicePage(props: { namespace: string; service: string }) {
         </div>
 
         <h2>
-          Golden signals{' '}
-          <span className="windows">
-            {WINDOWS.map((w) => (
-              <button key={w.label} className={w === win ? 'on' : undefined} onClick={() => setWin(w)}>
-                {w.label}
+          By {split}{' '}
+          <span className="windows" data-testid="split-select">
+            {(['version', 'instance'] as const).map((b) => (
+              <button
+                key={b}
+                className={b === split ? 'on' : undefined}
+                aria-pressed={b === split}
+                onClick={() => setSplit(b)}
+              >
+                {b}
               </button>
             ))}
-          </span>
+          </span>{' '}
+          <span className="muted small">last {win.label}</span>
+        </h2>
+        {apiProblem(parts.error) ? (
+          <div className="notice warn">{apiProblem(parts.error)}</div>
+        ) : rows.length > 0 ? (
+          <table data-testid="split">
+            <thead>
+              <tr>
+                <th>{split}</th>
+                <th className="num">instances</th>
+                <th className="num">requests</th>
+                <th className="num">rps</th>
+                <th className="num">success</th>
+                <th className="num">p50</th>
+                <th className="num">p95</th>
+                <th className="num">p99</th>
+                <th className="num">mTLS</th>
+              </tr>
+            </thead>
+            <tbody>
+              {rows.map((r) => {
+                const part = r[split] ?? '';
+                return (
+                  <tr key={part} data-part={part}>
+                    <td className="mono">{part || '(none)'}</td>
+                    <td className="num">
+                      {r.stale ? `${r.instances - r.stale}/${r.instances}` : r.instances}
+                    </td>
+                    <td className="num">{r.requests}</td>
+                    <td className="num">{fmtRps(r.rps)}</td>
+                    <td className="num">{fmtPercent(r.successRate)}</td>
+                    <td className="num">{fmtMs(r.latencyMs.p50)}</td>
+                    <td className="num">{fmtMs(r.latencyMs.p95)}</td>
+                    <td className="num">{fmtMs(r.latencyMs.p99)}</td>
+                    <td className="num">{fmtPercent(r.tlsPercent, false)}</td>
+                  </tr>
+                );
+              })}
+            </tbody>
+          </table>
+        ) : (
+          <div className="empty">{parts.data ? `No traffic in the last ${win.label}.` : 'Loading…'}</div>
+        )}
+
+        <h2>
+          Golden signals <span className="muted small">last {win.label}</span>
         </h2>
         <div className="charts">
-          <Chart title="requests / s" points={rps.data?.points} format={(v) => fmtRps(v)} color="#58a6ff" />
+          <Chart
+            title="requests / s"
+            points={rps.data?.points}
+            error={historyProblem(rps.error)}
+            format={(v) => fmtRps(v)}
+            color="#58a6ff"
+          />
           <Chart
             title="success rate"
             points={success.data?.points}
+            error={historyProblem(success.error)}
             format={(v) => `${(v * 100).toFixed(0)}%`}
             color="#3fb950"
             yRange={SUCCESS_RANGE}
           />
-          <Chart title="p99 latency" points={p99.data?.points} format={(v) => fmtMs(v)} color="#d29922" />
+          <Chart
+            title="p99 latency"
+            points={p99.data?.points}
+            error={historyProblem(p99.error)}
+            format={(v) => fmtMs(v)}
+            color="#d29922"
+          />
         </div>
 
         <h2>Instances</h2>
@@ -155,7 +244,9 @@ export function ServicePage(props: { namespace: string; service: string }) {
         )}
 
         <h2>Routes</h2>
-        {routes.data && routes.data.routes.length > 0 ? (
+        {apiProblem(routes.error) ? (
+          <div className="notice warn">{apiProblem(routes.error)}</div>
+        ) : routes.data && routes.data.routes.length > 0 ? (
           <table data-testid="routes">
             <thead>
               <tr>
@@ -179,7 +270,7 @@ export function ServicePage(props: { namespace: string; service: string }) {
             </tbody>
           </table>
         ) : (
-          <div className="empty">No route traffic in the last minute.</div>
+          <div className="empty">No route traffic in the last {win.label}.</div>
         )}
 
         <h2>Configuration</h2>
@@ -217,6 +308,15 @@ export function ServicePage(props: { namespace: string; service: string }) {
       </div>
     </section>
   );
+}
+
+/**
+ * Why a chart has no data: the history endpoint's own answer (a window longer than the
+ * history kept, a missing permission, no collection yet), so it never reads as "no traffic".
+ */
+function historyProblem(err: Error | undefined): string | undefined {
+  const p = apiProblem(err);
+  return p === undefined ? undefined : `history unavailable: ${p}`;
 }
 
 function Figure(props: { label: string; value: string }) {

@@ -1,3 +1,4 @@
+import { useState } from 'react';
 import type { EdgesView, ServicesView } from '../api.ts';
 import { ServiceTable } from '../components/service-table.tsx';
 import { TopologyGraph } from '../components/topology-graph.tsx';
@@ -6,10 +7,14 @@ import { apiProblem, usePoll } from '../hooks.ts';
 
 const WINDOW = '1m';
 
-/** Services and who calls whom, over the last minute, refreshed every few seconds. */
+/**
+ * Services and who calls whom, over the last minute, refreshed every few seconds. "versions"
+ * asks for each edge split by the destination's version (a canary's share on the graph).
+ */
 export function TopologyPage() {
+  const [versions, setVersions] = useState(false);
   const services = usePoll<ServicesView>(`/v1/stats/services?window=${WINDOW}`);
-  const edges = usePoll<EdgesView>(`/v1/stats/edges?window=${WINDOW}`);
+  const edges = usePoll<EdgesView>(`/v1/stats/edges?window=${WINDOW}${versions ? '&by=version' : ''}`);
   const problem = apiProblem(services.error) ?? apiProblem(edges.error);
   return (
     <section className="page" data-testid="topology-page">
@@ -22,7 +27,12 @@ export function TopologyPage() {
       {problem ? <div className="notice warn">{problem}</div> : null}
       {services.data && edges.data ? (
         <div className="data">
-          <TopologyGraph services={services.data.services} edges={edges.data.edges} />
+          <TopologyGraph
+            services={services.data.services}
+            edges={edges.data.edges}
+            versions={versions}
+            onVersions={setVersions}
+          />
           <Legend />
           <ServiceTable services={services.data.services} />
         </div>
@@ -43,7 +53,8 @@ function Legend() {
       <span className="pill degraded">some instances stale</span>
       <span className="pill stale">stale: not reporting</span>
       <span className="muted small">
-        Edges: rps · success · p99 (caller&apos;s side); padlock: ≥ 99 % mTLS.
+        Edges: rps · success · p99 (caller&apos;s side); padlock: ≥ 99 % mTLS. With versions: each destination
+        version&apos;s share of the requests · its success (served side).
       </span>
     </div>
   );

@@ -5,10 +5,15 @@
  * plumbing of `hexmesh edges` and `hexmesh routes`: options, the progress line and cell
  * formats. Control-plane calls go through the CLI's ControlClient.
  */
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { parseDuration } from '../../config/duration.ts';
 import { PrometheusViews } from '../../control/metrics/prometheus-views.ts';
-import type { LatencyMs, ServicesView } from '../../control/metrics/views.ts';
+import {
+  STAT_SPLITS,
+  type LatencyMs,
+  type ServicesView,
+  type StatSplit,
+} from '../../control/metrics/views.ts';
 import type { ControlClient } from '../client/control-client.ts';
 import {
   CliFailure,
@@ -16,6 +21,7 @@ import {
   formatTable,
   outputOption,
   runWithClient,
+  UsageError,
   withControl,
 } from '../client/command-support.ts';
 import { EXIT } from '../exit-codes.ts';
@@ -26,6 +32,8 @@ export interface ViewOptions {
   output: 'table' | 'json' | 'yaml';
   prometheus?: string;
   namespace?: string;
+  /** Split each service by the version, revision or id of the instances that served it. */
+  by?: StatSplit;
 }
 
 function windowMs(v: string): number {
@@ -108,18 +116,49 @@ export async function loadServices(
   service?: string,
 ): Promise<ServicesView> {
   const q = { windowMs: opts.window, namespace: opts.namespace, service };
-  if (opts.prometheus) return new PrometheusViews(opts.prometheus).services(q);
+  if (opts.prometheus) {
+    if (opts.by)
+      throw new UsageError(
+        "--by needs the control plane's metrics (it knows which version each instance runs), not --prometheus",
+      );
+    return new PrometheusViews(opts.prometheus).services(q);
+  }
   return (
-    await client.request<ServicesView>('GET', '/v1/stats/services', { query: viewQuery(opts, { service }) })
+    await client.request<ServicesView>('GET', '/v1/stats/services', {
+      query: viewQuery(opts, { service, by: opts.by }),
+    })
   ).body;
 }
 
+/** `svc/NAME` and `service/NAME` name a service as a bare NAME does (as `linkerd viz stat`). */
+export function serviceArg(arg: string | undefined): string | undefined {
+  if (arg === undefined) return undefined;
+  const m = /^(?:svc|service|services)\/(.+)$/.exec(arg);
+  if (m) return m[1];
+  if (arg.includes('/'))
+    throw new UsageError(`expected a service as NAME or svc/NAME, got ${JSON.stringify(arg)}`);
+  return arg;
+}
+
 export function servicesTable(view: ServicesView): string {
+  const by = view.by;
   return formatTable(
-    ['NAMESPACE', 'SERVICE', 'INSTANCES', 'SUCCESS', 'RPS', 'P50', 'P95', 'P99', 'MTLS'],
+    [
+      'NAMESPACE',
+      'SERVICE',
+      ...(by ? [by.toUpperCase()] : []),
+      'INSTANCES',
+      'SUCCESS',
+      'RPS',
+      'P50',
+      'P95',
+      'P99',
+      'MTLS',
+    ],
     view.services.map((s) => [
       s.namespace,
       s.service,
+      ...(by ? [s[by] || '-'] : []),
       s.stale ? `${s.instances - s.stale}/${s.instances} (${s.stale} stale)` : String(s.instances),
       fmtPercent(s.successRate),
       fmtRps(s.rps),
@@ -135,21 +174,31 @@ export function statCommand(): Command {
       .description(
         'golden signals per service: success rate, rps, p50/p95/p99 latency, instances, mTLS share',
       )
-      .argument('[service]', 'only this service'),
+      .argument('[service]', 'only this service (NAME or svc/NAME)'),
   )
+    .addOption(
+      new Option('--by <split>', 'one row per version, revision or instance of each service').choices(
+        STAT_SPLITS,
+      ),
+    )
     .addHelpText(
       'after',
       `
 Figures are the server side of each service (its own sidecars' inbound traffic).
-Instances that did not answer their last metrics scrape are shown as stale.
+Instances that did not answer their last metrics scrape are shown as stale. --by
+splits a service by the instances that served the requests: their "version" label,
+their rollout revision, or each instance (a 50/50 canary shows as two rows).
 
 Examples:
   hexmesh stat
   hexmesh stat reviews -w 5m -o json
+  hexmesh stat svc/reviews --by version
+  hexmesh stat reviews --by instance
   hexmesh stat --prometheus http://127.0.0.1:9090`,
     )
-    .action((service: string | undefined, opts: ViewOptions) =>
+    .action((arg: string | undefined, opts: ViewOptions) =>
       runWithClient('stat', opts, async (client) => {
+        const service = serviceArg(arg);
         const view = await withProgress('querying', loadServices(client, opts, service));
         requireRows('stat', service, view.services.length, opts);
         writeView(opts, view, () => servicesTable(view));

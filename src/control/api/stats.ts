@@ -2,17 +2,21 @@
  * `GET /v1/stats/{services,edges,routes,timeseries,targets}`: the embedded metrics views
  * (docs/observability.md). Common query: `?window=1m` (default 1m, at most the history
  * kept), `?namespace=`. Answered by the leader, which is the replica that collects.
+ * `services` and `edges` take `?by=version|revision|instance` to split each service (each
+ * edge's destination) by the instances that served it.
  */
 import { parseDuration } from '../../config/duration.ts';
 import { ApiError, badRequest } from '../http/error-response.ts';
 import type { ApiRequest, Router } from '../http/router.ts';
 import type { MetricsCollector } from '../metrics/collector.ts';
 import {
+  STAT_SPLITS,
   TIMESERIES_METRICS,
   edgesView,
   routesView,
   servicesView,
   timeseriesView,
+  type StatSplit,
   type TimeseriesMetric,
   type ViewQuery,
 } from '../metrics/views.ts';
@@ -36,6 +40,14 @@ function required(req: ApiRequest, name: string): string {
   return v;
 }
 
+function splitParam(req: ApiRequest): StatSplit | undefined {
+  const by = req.query.get('by');
+  if (by === null || by === '') return undefined;
+  if (!STAT_SPLITS.includes(by as StatSplit))
+    throw badRequest(`by: expected one of ${STAT_SPLITS.join(', ')}, got ${JSON.stringify(by)}`);
+  return by as StatSplit;
+}
+
 export function statsRoutes(router: Router, ctx: ApiContext, collector: MetricsCollector): void {
   const retention = collector.window.retentionMs;
   const query = (req: ApiRequest): ViewQuery => {
@@ -55,14 +67,14 @@ export function statsRoutes(router: Router, ctx: ApiContext, collector: MetricsC
     '/v1/stats/services',
     async (req) => {
       const service = req.query.get('service') || undefined;
-      return { json: servicesView(collector, { ...query(req), service }) };
+      return { json: servicesView(collector, { ...query(req), service, by: splitParam(req) }) };
     },
     'stats:read',
   );
   router.add(
     'GET',
     '/v1/stats/edges',
-    async (req) => ({ json: edgesView(collector, query(req)) }),
+    async (req) => ({ json: edgesView(collector, { ...query(req), by: splitParam(req) }) }),
     'stats:read',
   );
   router.add(

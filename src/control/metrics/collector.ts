@@ -13,6 +13,7 @@
  */
 import { KEYS, type Store } from '../../store/store.ts';
 import type { Instance } from '../catalog/instance.ts';
+import { REVISION_LABEL } from '../../rollout/rollout-status.ts';
 import { parsePromText, type Sample } from './prom-text.ts';
 import { BUCKETS, REQUESTS, WindowStore, type TargetCounters } from './window-store.ts';
 
@@ -43,6 +44,10 @@ export interface TargetStatus {
   namespace: string;
   /** `host:port` of its admin listener; absent for instances without a sidecar (not scraped). */
   adminAddress?: string;
+  /** Its `version` label, if any (`hexmesh stat --by version`). */
+  version?: string;
+  /** Its rollout revision label (`hexmesh.io/revision`), if any. */
+  revision?: string;
   /** Where it was found: a catalog instance, or a connected proxy not in the catalog. */
   source: 'catalog' | 'proxy';
   /** Last scrape failed, or none succeeded yet. Never true for unscraped instances. */
@@ -165,11 +170,15 @@ export class MetricsCollector {
       const key = admin ?? `id:${p.namespace}/${p.service}/${p.id}`;
       if (next.has(key)) return;
       const prev = this.#targets.get(key);
+      const version = p.labels?.version;
+      const revision = p.labels?.[REVISION_LABEL];
       const status: TargetStatus = {
         id: p.id,
         service: p.service,
         namespace: typeof p.namespace === 'string' ? p.namespace : 'default',
         ...(admin !== undefined && { adminAddress: admin }),
+        ...(typeof version === 'string' && { version }),
+        ...(typeof revision === 'string' && { revision }),
         source,
         stale: prev ? prev.status.stale : admin !== undefined,
         ...(prev?.status.lastScrape !== undefined && { lastScrape: prev.status.lastScrape }),
@@ -207,7 +216,11 @@ export class MetricsCollector {
       const text = await res.text();
       const samples: Sample[] = [];
       parsePromText(text, (x) => samples.push(x), KEPT);
-      this.window.ingest(t.counters, s.namespace, samples, this.#now());
+      this.window.ingest(t.counters, s.namespace, samples, this.#now(), {
+        instance: s.id,
+        version: s.version ?? '',
+        revision: s.revision ?? '',
+      });
       s.stale = false;
       s.lastScrape = this.#now();
       delete s.error;

@@ -13,8 +13,15 @@
  * - a **route** is a client-side route: outbound series to the service, by `route`.
  */
 import { histogramQuantile, type Bucket } from './histogram.ts';
-import type { MetricsCollector } from './collector.ts';
+import type { MetricsCollector, TargetStatus } from './collector.ts';
 import type { Aggregate, SeriesLabels } from './window-store.ts';
+
+/**
+ * How a view may split a service's figures (`?by=`): by the version or revision label of
+ * the instance whose sidecar served them, or by that instance.
+ */
+export type StatSplit = 'version' | 'revision' | 'instance';
+export const STAT_SPLITS: readonly StatSplit[] = ['version', 'revision', 'instance'];
 
 export interface LatencyMs {
   p50: number | null;
@@ -38,6 +45,26 @@ export interface ServiceStat {
   instances: number;
   /** Of those, how many did not answer their last scrape. */
   stale: number;
+  /** With `by=version`: the instances' `version` label ('' for those without one). */
+  version?: string;
+  /** With `by=revision`: the instances' rollout revision ('' outside a rollout). */
+  revision?: string;
+  /** With `by=instance`: the instance id. */
+  instance?: string;
+}
+
+/**
+ * One part of an edge, split by the destination's instances (`by=`): the server side of
+ * the edge (dst's inbound series from src) reported by the instances of that version,
+ * revision or id — during a canary, how the caller's traffic lands on each version.
+ */
+export interface EdgeSplitStat {
+  /** The version, revision or instance id ('' for instances without the label). */
+  value: string;
+  requests: number;
+  rps: number;
+  successRate: number | null;
+  p99Ms: number | null;
 }
 
 export interface EdgeStat {
@@ -50,6 +77,8 @@ export interface EdgeStat {
   successRate: number | null;
   p99Ms: number | null;
   tlsPercent: number | null;
+  /** With `by=`: the edge per destination version, revision or instance, busiest first. */
+  split?: EdgeSplitStat[];
 }
 
 export interface RouteStat {
@@ -69,9 +98,12 @@ export interface ViewMeta {
 }
 
 export interface ServicesView extends ViewMeta {
+  /** Set when each row is one version, revision or instance of its service. */
+  by?: StatSplit;
   services: ServiceStat[];
 }
 export interface EdgesView extends ViewMeta {
+  by?: StatSplit;
   edges: EdgeStat[];
 }
 export interface RoutesView extends ViewMeta {
@@ -118,18 +150,36 @@ const ratio = (part: number, whole: number) => (whole > 0 ? part / whole : null)
 const percent = (part: number, whole: number) =>
   whole > 0 ? Math.round((part / whole) * 10000) / 100 : null;
 
-/** Per service: rps, success rate, latency, mTLS share, instances and stale instances. */
-export function servicesView(c: MetricsCollector, q: ViewQuery & { service?: string }): ServicesView {
+/** The part of a series' origin a split groups by ('' without a split). */
+function splitValue(s: SeriesLabels, by: StatSplit | undefined): string {
+  return by === undefined ? '' : s[by];
+}
+
+function targetSplitValue(t: TargetStatus, by: StatSplit | undefined): string {
+  if (by === undefined) return '';
+  return by === 'instance' ? t.id : (t[by] ?? '');
+}
+
+/**
+ * Per service (or, with `by`, per version, revision or instance of each service): rps,
+ * success rate, latency, mTLS share, instances and stale instances.
+ */
+export function servicesView(
+  c: MetricsCollector,
+  q: ViewQuery & { service?: string; by?: StatSplit },
+): ServicesView {
   const { from, to } = c.window.range(q.windowMs);
   const keep = (ns: string, svc: string) =>
     (q.namespace === undefined || ns === q.namespace) && (q.service === undefined || svc === q.service);
   const groups = c.window.aggregate(from, to, (s) =>
-    s.direction === 'inbound' && keep(s.namespace, s.dst) ? s.namespace + SEP + s.dst : undefined,
+    s.direction === 'inbound' && keep(s.namespace, s.dst)
+      ? s.namespace + SEP + s.dst + SEP + splitValue(s, q.by)
+      : undefined,
   );
   const instances = new Map<string, { n: number; stale: number }>();
   for (const t of c.targets()) {
     if (!keep(t.namespace, t.service)) continue;
-    const k = t.namespace + SEP + t.service;
+    const k = t.namespace + SEP + t.service + SEP + targetSplitValue(t, q.by);
     const i = instances.get(k) ?? { n: 0, stale: 0 };
     i.n++;
     if (t.stale) i.stale++;
@@ -137,12 +187,13 @@ export function servicesView(c: MetricsCollector, q: ViewQuery & { service?: str
   }
   const keys = new Set([...groups.keys(), ...instances.keys()]);
   const services = [...keys].map((k): ServiceStat => {
-    const [namespace, service] = k.split(SEP);
+    const [namespace, service, part] = k.split(SEP);
     const a = groups.get(k);
     const i = instances.get(k);
     return {
       namespace,
       service,
+      ...(q.by !== undefined && { [q.by]: part }),
       requests: a?.requests ?? 0,
       rps: rate(a?.requests ?? 0, q.windowMs),
       successRate: ratio(a?.ok ?? 0, a?.requests ?? 0),
@@ -152,12 +203,27 @@ export function servicesView(c: MetricsCollector, q: ViewQuery & { service?: str
       stale: i?.stale ?? 0,
     };
   });
-  services.sort((a, b) => a.namespace.localeCompare(b.namespace) || a.service.localeCompare(b.service));
-  return { source: 'control-plane', windowMs: q.windowMs, services };
+  const part = (x: ServiceStat) => (q.by === undefined ? '' : (x[q.by] ?? ''));
+  services.sort(
+    (a, b) =>
+      a.namespace.localeCompare(b.namespace) ||
+      a.service.localeCompare(b.service) ||
+      part(a).localeCompare(part(b), undefined, { numeric: true }),
+  );
+  return {
+    source: 'control-plane',
+    windowMs: q.windowMs,
+    ...(q.by !== undefined && { by: q.by }),
+    services,
+  };
 }
 
-/** Who calls whom: client-side figures per src → dst, TLS share from the server side. */
-export function edgesView(c: MetricsCollector, q: ViewQuery): EdgesView {
+/**
+ * Who calls whom: client-side figures per src → dst, TLS share from the server side. With
+ * `by`, each edge also carries its server side split by the destination's version,
+ * revision or instance.
+ */
+export function edgesView(c: MetricsCollector, q: ViewQuery & { by?: StatSplit }): EdgesView {
   const { from, to } = c.window.range(q.windowMs);
   const out = c.window.aggregate(from, to, (s) =>
     s.direction === 'outbound' && (q.namespace === undefined || s.namespace === q.namespace)
@@ -167,6 +233,28 @@ export function edgesView(c: MetricsCollector, q: ViewQuery): EdgesView {
   const inb = c.window.aggregate(from, to, (s) =>
     s.direction === 'inbound' ? s.src + SEP + s.dst : undefined,
   );
+  const parts = new Map<string, EdgeSplitStat[]>();
+  if (q.by !== undefined) {
+    const by = q.by;
+    const split = c.window.aggregate(from, to, (s) =>
+      s.direction === 'inbound' ? s.src + SEP + s.dst + SEP + s[by] : undefined,
+    );
+    for (const [k, a] of split) {
+      const cut = k.lastIndexOf(SEP);
+      const edge = k.slice(0, cut);
+      const list = parts.get(edge) ?? [];
+      list.push({
+        value: k.slice(cut + 1),
+        requests: a.requests,
+        rps: rate(a.requests, q.windowMs),
+        successRate: ratio(a.ok, a.requests),
+        p99Ms: quantileMs(0.99, buckets(a)),
+      });
+      parts.set(edge, list);
+    }
+    for (const list of parts.values())
+      list.sort((a, b) => b.requests - a.requests || a.value.localeCompare(b.value));
+  }
   const edges = [...out].map(([k, a]): EdgeStat => {
     const [namespace, src, dst] = k.split(SEP);
     const server = inb.get(src + SEP + dst);
@@ -179,10 +267,11 @@ export function edgesView(c: MetricsCollector, q: ViewQuery): EdgesView {
       successRate: ratio(a.ok, a.requests),
       p99Ms: quantileMs(0.99, buckets(a)),
       tlsPercent: server ? percent(server.tls, server.requests) : null,
+      ...(q.by !== undefined && { split: parts.get(src + SEP + dst) ?? [] }),
     };
   });
   edges.sort((a, b) => a.src.localeCompare(b.src) || a.dst.localeCompare(b.dst));
-  return { source: 'control-plane', windowMs: q.windowMs, edges };
+  return { source: 'control-plane', windowMs: q.windowMs, ...(q.by !== undefined && { by: q.by }), edges };
 }
 
 /** Per client-side route to `service`. */

@@ -5,8 +5,9 @@
  * Only what the views need is kept: `hexmesh_requests_total` reduced to success or not
  * (status < 500 and gRPC status 0 or none), and the `hexmesh_request_duration_seconds`
  * buckets. Series of all proxies that share labels are summed into one ring (instances of
- * a service add up), keyed by the reporting proxy's namespace plus direction, source,
- * destination, route and TLS. A proxy that disappears leaves its history behind; its
+ * a service add up), keyed by the reporting proxy's namespace, instance id, version and
+ * revision labels plus direction, source, destination, route and TLS — so a view can sum
+ * a service's instances, or split them by version or by instance (`hexmesh stat --by`). A proxy that disappears leaves its history behind; its
  * last raw values are forgotten.
  *
  * Memory is bounded: at most `maxSeries` rings (default 5000, ~22 MiB at 1 h / 10 s);
@@ -23,7 +24,22 @@ export interface SeriesLabels {
   readonly dst: string;
   readonly route: string;
   readonly tls: boolean;
+  /** Id of the reporting proxy's instance ('' when unknown). */
+  readonly instance: string;
+  /** Its `version` label ('' without one). */
+  readonly version: string;
+  /** Its rollout revision label (`hexmesh.io/revision`; '' without one). */
+  readonly revision: string;
 }
+
+/** Who reported a scrape: the instance, and its version and revision labels. */
+export interface SeriesOrigin {
+  instance: string;
+  version: string;
+  revision: string;
+}
+
+const NO_ORIGIN: SeriesOrigin = { instance: '', version: '', revision: '' };
 
 interface RequestSeries extends SeriesLabels {
   readonly ok: boolean;
@@ -116,14 +132,17 @@ export class WindowStore {
    * Record one scrape of a proxy in `namespace`. `samples` yields the raw samples of the
    * two kept families; increases go to the slot of `atMs`. A counter lower than last
    * time was reset (proxy restarted): its whole value is the increase. A series new on a
-   * primed target started from 0 since the last scrape.
+   * primed target started from 0 since the last scrape. `origin` says which instance
+   * reported (its series are kept apart from other instances').
    */
   ingest(
     target: TargetCounters,
     namespace: string,
     samples: Iterable<{ name: string; labels: Record<string, string>; value: number }>,
     atMs = this.#now(),
+    origin: SeriesOrigin = NO_ORIGIN,
   ): void {
+    const originKey = origin.instance + SEP + origin.version + SEP + origin.revision;
     const slot = this.slotOf(atMs);
     const next = new Map<string, number>();
     for (const s of samples) {
@@ -160,9 +179,12 @@ export class WindowStore {
         dst: l.dst_service ?? '',
         route: l.route ?? '',
         tls: l.tls === 'true',
+        ...origin,
       };
       const key =
         namespace +
+        SEP +
+        originKey +
         SEP +
         base.direction +
         SEP +
