@@ -55,7 +55,13 @@ export function originalDestinationUnavailable(): string | undefined {
   return loadError;
 }
 
-/** The socket's file descriptor (libuv's TCP handle; absent on a wrapped or closed socket). */
+/** The TCP socket under `socket`: itself, or the raw socket a server-side TLSSocket wraps. */
+function tcpSocket(socket: net.Socket): net.Socket {
+  const parent = (socket as unknown as { _parent?: net.Socket | null })._parent;
+  return 'encrypted' in socket && parent ? parent : socket;
+}
+
+/** The socket's file descriptor (libuv's TCP handle; absent on a closed socket). */
 function fdOf(socket: net.Socket): number | undefined {
   const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
   return typeof fd === 'number' && fd >= 0 ? fd : undefined;
@@ -104,7 +110,8 @@ function compressV6(g: string[]): string {
  * not redirected (no conntrack entry, or the original destination is the listener itself: the
  * app dialled the proxy directly).
  */
-export function originalDestination(socket: net.Socket): OriginalDestination | undefined {
+export function originalDestination(wrapped: net.Socket): OriginalDestination | undefined {
+  const socket = tcpSocket(wrapped);
   const fn = load();
   const fd = fdOf(socket);
   if (!fn || fd === undefined) return undefined;
