@@ -207,7 +207,9 @@ const timeouts = z.object({ request: duration.optional(), backendRequest: durati
 const routeRetry = z
   .object({
     codes: z.array(z.number().int().min(400).max(599)).optional(),
-    attempts: z.number().int().min(0).max(10).optional(),
+    // Gateway API sets no maximum; upstream's own conformance manifest asks for 100
+    // (HTTPRouteRetryConnectionError). The retry budget bounds what retries cost.
+    attempts: z.number().int().min(0).max(100).optional(),
     backoff: duration.optional(),
     /** hexmesh extension: allow retrying non-idempotent methods (POST) on this rule. */
     retryNonIdempotent: z.boolean().optional(),
@@ -807,6 +809,18 @@ export const rolloutSchema = z
       .object({
         /** The service whose traffic moves (its instances are the stable revision). */
         service: dnsLabel,
+        /**
+         * On Kubernetes: the Deployment whose pod template is the revision to run
+         * (src/control/kubernetes/deployment-rollouts.ts); in place of `template`.
+         */
+        workloadRef: z
+          .object({
+            apiVersion: z.literal('apps/v1').default('apps/v1'),
+            kind: z.literal('Deployment').default('Deployment'),
+            name: dnsLabel,
+          })
+          .strict()
+          .optional(),
         /** The revision to run: new instances from this template, never changes to running ones. */
         template: z
           .object({
@@ -825,7 +839,8 @@ export const rolloutSchema = z
               ])
               .optional(),
           })
-          .strict(),
+          .strict()
+          .optional(),
         strategy: z
           .object({
             canary: z
@@ -858,7 +873,10 @@ export const rolloutSchema = z
         /** The new revision must be healthy within this, or the rollout fails (stable untouched). */
         progressDeadline: duration.default(600_000),
       })
-      .strict(),
+      .strict()
+      .refine((s) => (s.template ? 1 : 0) + (s.workloadRef ? 1 : 0) === 1, {
+        message: 'set exactly one of template (local processes), workloadRef (a Kubernetes Deployment)',
+      }),
   })
   .strict();
 

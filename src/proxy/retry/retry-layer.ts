@@ -10,7 +10,7 @@
  * ends before the deadline. Each try calls `next` again, so the balancer below picks anew.
  */
 import { ERROR_CODES, isSafeToRetry, HexmeshError } from '../../errors/hexmesh-error.ts';
-import { sleep } from '../core/cancel.ts';
+import { sleep, type CancelSignal } from '../core/cancel.ts';
 import { header, type Layer, type MeshRequest, type MeshResponse, type Service } from '../core/dispatch.ts';
 import { ERROR_HEADER } from '../core/error-response.ts';
 import { discardBody } from '../timeout/discard-body.ts';
@@ -137,8 +137,14 @@ class Retrier {
       )
         return finish(res, err);
       const wait = backoffDelay(attempt + 1, opts.backoff.base, opts.backoff.max, this.random);
-      // A retry that cannot start before the deadline would only turn this outcome into a timeout.
-      if (this.now() + wait + MIN_TRY_MS > ctx.deadline) return finish(res, err);
+      // The request timeout covers every try and backoff (Gateway API): a retry the deadline
+      // leaves no time for ends the request as a timeout, as Envoy's route timeout firing
+      // during the backoff does — not with the outcome that asked for the retry.
+      if (this.now() + wait + MIN_TRY_MS > ctx.deadline) {
+        discardBody(res?.body);
+        scope?.release();
+        return this.outOfTime(req, parent);
+      }
       if (this.limiter) {
         if (!this.limiter.tryAcquire()) return finish(res, err);
         limited = true;
@@ -159,6 +165,23 @@ class Retrier {
         throw parent.reason;
       }
     }
+  }
+
+  /**
+   * Wait out the deadline and fail with the timeout that ends it: the request timeout layer's
+   * (it aborts `parent` then), or HEXMESH_ERR_TIMEOUT where nothing aborts at the deadline (a
+   * caller's gRPC deadline alone).
+   */
+  private async outOfTime(req: MeshRequest, parent: CancelSignal): Promise<never> {
+    const ctx = req.ctx;
+    const left = ctx.deadline - this.now();
+    if (left > 0) await sleep(left, parent);
+    if (parent.aborted) throw parent.reason;
+    throw new HexmeshError(
+      'HEXMESH_ERR_TIMEOUT',
+      `timeout calling ${ctx.dstService}: no time left for retry ${ctx.attempt + 1}`,
+      { context: { service: ctx.dstService, timeout: 'request' } },
+    );
   }
 
   private judgeResponse(req: MeshRequest, res: MeshResponse): Verdict {
