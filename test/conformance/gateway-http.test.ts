@@ -145,8 +145,9 @@ describe('Gateway-profile HTTPRoute tests on a Service parent', () => {
             { ...prefix('/path3'), method: 'PATCH' },
             { ...prefix('/path4'), headers: version('three'), method: 'DELETE' },
           ),
-          to('echo-v1', { ...prefix('/path5'), method: 'PATCH' }),
-          to('echo-v2', { headers: version('four'), method: 'PATCH' }),
+          to('echo-v1', prefix('/path5')),
+          to('echo-v2', { method: 'PATCH' }),
+          to('echo-v3', { headers: version('four') }),
         ],
       }),
     ]);

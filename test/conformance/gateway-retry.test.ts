@@ -63,28 +63,53 @@ async function expectRetryBehaviour(path: string, sim: Record<string, string>, s
 }
 
 describe('Gateway-profile timeout tests on a Service parent', () => {
-  for (const [name, field, path] of [
-    ['HTTPRouteTimeoutRequest', 'request', 'request-timeout'],
-    ['HTTPRouteTimeoutBackendRequest', 'backendRequest', 'backend-timeout'],
-  ] as const)
-    test(name, async (t) => {
-      mesh.apply([
-        httpRoute(`${path}`, {
-          parentRefs: [parent],
-          rules: [
-            rule(`/${path}`, { timeouts: { [field]: '500ms' } }),
-            rule(`/disable-${path}`, { timeouts: { [field]: '0s' } }),
-          ],
-        }),
-      ]);
-      const cases: ExpectedResponse[] = [
-        { request: { path: `/${path}` }, response: { statusCode: 200 }, namespace: MESH_NS },
-        { request: { path: `/${path}?delay=1s` }, response: { statusCode: 504 }, namespace: MESH_NS },
-        { request: { path: `/disable-${path}?delay=1s` }, response: { statusCode: 200 }, namespace: MESH_NS },
-      ];
-      for (const [i, tc] of cases.entries())
-        await t.test(caseName(tc, i), () => expectResponse(mesh.clients[MESH_NS], tc));
-    });
+  const timeoutRule = (path: string, timeouts: Record<string, string>) => ({
+    matches: [{ path: { type: 'PathPrefix', value: path } }],
+    backendRefs: [{ name: 'echo-v1', port: 80 }],
+    timeouts,
+  });
+
+  test('HTTPRouteTimeoutRequest', async (t) => {
+    mesh.apply([
+      httpRoute('request-timeout', {
+        parentRefs: [parent],
+        rules: [
+          timeoutRule('/request-timeout', { request: '500ms' }),
+          timeoutRule('/disable-request-timeout', { request: '0s' }),
+        ],
+      }),
+    ]);
+    const cases: ExpectedResponse[] = [
+      { request: { path: '/request-timeout' }, response: { statusCode: 200 }, namespace: MESH_NS },
+      { request: { path: '/request-timeout?delay=1s' }, response: { statusCode: 504 }, namespace: MESH_NS },
+      {
+        request: { path: '/disable-request-timeout?delay=1s' },
+        response: { statusCode: 200 },
+        namespace: MESH_NS,
+      },
+    ];
+    for (const [i, tc] of cases.entries())
+      await t.test(caseName(tc, i), () => expectResponse(mesh.clients[MESH_NS], tc));
+  });
+
+  test('HTTPRouteTimeoutBackendRequest', async (t) => {
+    mesh.apply([
+      httpRoute('backend-request-timeout', {
+        parentRefs: [parent],
+        rules: [
+          timeoutRule('/backend-timeout', { backendRequest: '500ms' }),
+          timeoutRule('/disabled-backend-timeout', { backendRequest: '0s' }),
+        ],
+      }),
+    ]);
+    const cases: ExpectedResponse[] = [
+      { request: { path: '/backend-timeout' }, response: { statusCode: 200 } },
+      { request: { path: '/backend-timeout?delay=1s' }, response: { statusCode: 504 } },
+      { request: { path: '/disabled-backend-timeout?delay=1s' }, response: { statusCode: 200 } },
+    ];
+    for (const [i, tc] of cases.entries())
+      await t.test(caseName(tc, i), () => expectResponse(mesh.clients[MESH_NS], tc));
+  });
 });
 
 describe('Gateway-profile retry tests on a Service parent', () => {
@@ -95,6 +120,7 @@ describe('Gateway-profile retry tests on a Service parent', () => {
         rules: [
           rule('/retry/code-500-attempts-3', { retry: { codes: [500], attempts: 3 } }),
           rule('/retry/code-all-attempts-2', { retry: { codes: [500, 502, 503, 504], attempts: 2 } }),
+          rule('/retry/code-all-attempts-0', { retry: { codes: [500, 502, 503, 504], attempts: 0 } }),
         ],
       }),
     ]);
@@ -142,12 +168,12 @@ describe('Gateway-profile retry tests on a Service parent', () => {
         parentRefs: [parent],
         rules: [
           rule('/retry/backend-request-timeout-200ms', {
+            retry: { attempts: 2 },
             timeouts: { backendRequest: '200ms' },
-            retry: { codes: [500, 504], attempts: 2 },
           }),
           rule('/retry/request-timeout-200ms', {
-            timeouts: { request: '200ms' },
-            retry: { codes: [500], attempts: 3 },
+            retry: { codes: [500], attempts: 5 },
+            timeouts: { backendRequest: '200ms', request: '400ms' },
           }),
         ],
       }),
@@ -156,19 +182,19 @@ describe('Gateway-profile retry tests on a Service parent', () => {
       [
         'succeeds after 2 retries on backend timeout with max attempts is 3',
         '/retry/backend-request-timeout-200ms',
-        { responseCode: '500', succeedAfter: '2', delayRetry: '300ms' },
+        { responseCode: '500', succeedAfter: '2', delayRetry: '1s' },
         200,
       ],
       [
         'fails when required retries on backend timeout exceed max attempts',
         '/retry/backend-request-timeout-200ms',
-        { responseCode: '500', succeedAfter: '3', delayRetry: '300ms' },
+        { responseCode: '500', succeedAfter: '3', delayRetry: '1s' },
         504,
       ],
       [
         'succeeds when retries complete within the request timeout',
         '/retry/request-timeout-200ms',
-        { responseCode: '500', succeedAfter: '1' },
+        { responseCode: '500', succeedAfter: '4' },
         200,
       ],
       [
@@ -190,7 +216,8 @@ describe('Gateway-profile retry tests on a Service parent', () => {
           {
             matches: [{ path: { type: 'PathPrefix', value: '/retry-on-connection-errors' } }],
             backendRefs: [{ name: 'infra-backend-connection-error', port: 80 }],
-            retry: { attempts: 3 },
+            // As upstream: set high so that a run is very unlikely to miss the healthy pod.
+            retry: { attempts: 100 },
           },
         ],
       }),

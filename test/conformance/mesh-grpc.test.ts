@@ -8,7 +8,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import {
-  SERVICE,
   expectGrpc,
   expectGrpcDistribution,
   grpcRoute,
@@ -41,27 +40,27 @@ const apply = (resources: unknown[]) => mesh.apply(resources);
 describe('MESH-GRPC', () => {
   test('MeshGRPCRouteRequestHeaderModifier', async (t) => {
     const rule = (value: string, requestHeaderModifier: Record<string, unknown>, to: PodName) => ({
-      matches: [{ method: { service: SERVICE, method: 'Echo' }, headers: [{ name: 'x-test-case', value }] }],
+      matches: [{ headers: [{ name: 'x-test-case', value }] }],
       filters: [{ type: 'RequestHeaderModifier', requestHeaderModifier }],
       backendRefs: [{ name: to, port: 7070 }],
     });
     apply([
       grpcRoute('grpc-request-header-modifier', [
-        rule('set', { set: [{ name: 'X-Header-Set', value: 'set-overwrites-values' }] }, 'echo-v1'),
-        rule('add', { add: [{ name: 'X-Header-Add', value: 'add-appends-values' }] }, 'echo-v1'),
-        rule('remove', { remove: ['X-Header-Remove'] }, 'echo-v1'),
+        rule('set', { set: [{ name: 'x-header-set', value: 'set-overwrites-values' }] }, 'echo-v1'),
+        rule('add', { add: [{ name: 'x-header-add', value: 'add-appends-values' }] }, 'echo-v1'),
+        rule('remove', { remove: ['x-header-remove'] }, 'echo-v1'),
         rule(
           'multi',
           {
             set: [
-              { name: 'X-Header-Set-1', value: 'header-set-1' },
-              { name: 'X-Header-Set-2', value: 'header-set-2' },
+              { name: 'x-header-set-1', value: 'header-set-1' },
+              { name: 'x-header-set-2', value: 'header-set-2' },
             ],
             add: [
-              { name: 'X-Header-Add-1', value: 'header-add-1' },
-              { name: 'X-Header-Add-2', value: 'header-add-2' },
+              { name: 'x-header-add-1', value: 'header-add-1' },
+              { name: 'x-header-add-2', value: 'header-add-2' },
             ],
-            remove: ['X-Header-Remove-1', 'X-Header-Remove-2'],
+            remove: ['x-header-remove-1', 'x-header-remove-2'],
           },
           'echo-v2',
         ),
@@ -188,12 +187,13 @@ describe('MESH-GRPC', () => {
           backendRefs: [
             { name: 'echo-v1', port: 7070, weight: 70 },
             { name: 'echo-v2', port: 7070, weight: 30 },
+            { name: 'echo-v3', port: 7070, weight: 0 },
           ],
         },
       ]),
     ]);
     await t.test('Requests should have a distribution that matches the weight', () =>
-      expectGrpcDistribution(mesh, { 'echo-v1': 0.7, 'echo-v2': 0.3 }),
+      expectGrpcDistribution(mesh, { 'echo-v1': 0.7, 'echo-v2': 0.3, 'echo-v3': 0 }),
     );
   });
 });

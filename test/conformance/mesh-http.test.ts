@@ -50,7 +50,7 @@ describe('MESH-HTTP core', () => {
 
   test('MeshPorts', async (t) => {
     mesh.apply([
-      httpRoute('mesh-ports', {
+      httpRoute('mesh-split-v1', {
         parentRefs: [{ group: '', kind: 'Service', name: 'echo-v1', port: 80 }],
         rules: [
           {
@@ -64,7 +64,7 @@ describe('MESH-HTTP core', () => {
           },
         ],
       }),
-      httpRoute('mesh-ports-v2', {
+      httpRoute('mesh-split-v2', {
         parentRefs: [{ group: '', kind: 'Service', name: 'echo-v2' }],
         rules: [
           {
@@ -108,7 +108,7 @@ describe('MESH-HTTP core', () => {
   });
 
   const meshFrontend = () =>
-    httpRoute('mesh-frontend', {
+    httpRoute('mesh-split-v1', {
       parentRefs: [{ group: '', kind: 'Service', name: 'echo-v2' }],
       rules: [
         {
@@ -154,7 +154,7 @@ describe('MESH-HTTP core', () => {
   test('MeshTrafficSplit', async (t) => {
     mesh.apply([
       httpRoute('mesh-split', {
-        parentRefs: [echoParent],
+        parentRefs: [{ group: '', kind: 'Service', name: 'echo' }],
         rules: [
           { matches: [exact('/v1')], backendRefs: [backend('echo-v1')] },
           { matches: [exact('/v2')], backendRefs: [backend('echo-v2')] },
@@ -180,10 +180,13 @@ describe('MESH-HTTP core', () => {
       httpRoute('mesh-matching', {
         parentRefs: [echoParent],
         rules: [
-          { matches: [prefix('/')], backendRefs: [backend('echo-v1')] },
+          {
+            matches: [prefix('/'), { headers: [{ name: 'version', value: 'one' }] }],
+            backendRefs: [backend('echo-v1', 8080)],
+          },
           {
             matches: [prefix('/v2'), { headers: [{ name: 'version', value: 'two' }] }],
-            backendRefs: [backend('echo-v2')],
+            backendRefs: [backend('echo-v2', 8080)],
           },
         ],
       }),
@@ -294,15 +297,15 @@ describe('MESH-HTTP extended', () => {
       httpRoute('mesh-query-param-matching', {
         parentRefs: [echoParent],
         rules: [
-          { matches: [{ queryParams: [q('animal', 'whale')] }], backendRefs: [backend('echo-v1')] },
-          { matches: [{ queryParams: [q('animal', 'dolphin')] }], backendRefs: [backend('echo-v2')] },
+          { matches: [{ queryParams: [q('animal', 'whale')] }], backendRefs: [backend('echo-v1', 8080)] },
+          { matches: [{ queryParams: [q('animal', 'dolphin')] }], backendRefs: [backend('echo-v2', 8080)] },
           {
             matches: [{ ...prefix('/path1'), queryParams: [q('animal', 'whale')] }],
-            backendRefs: [backend('echo-v1')],
+            backendRefs: [backend('echo-v1', 8080)],
           },
           {
             matches: [{ headers: [{ name: 'version', value: 'one' }], queryParams: [q('animal', 'whale')] }],
-            backendRefs: [backend('echo-v2')],
+            backendRefs: [backend('echo-v2', 8080)],
           },
           {
             matches: [
@@ -313,10 +316,10 @@ describe('MESH-HTTP extended', () => {
                 queryParams: [q('animal', 'kraken')],
               },
             ],
-            backendRefs: [backend('echo-v1')],
+            backendRefs: [backend('echo-v1', 8080)],
           },
-          { matches: [prefix('/path5')], backendRefs: [backend('echo-v1')] },
-          { matches: [{ queryParams: [q('animal', 'hydra')] }], backendRefs: [backend('echo-v2')] },
+          { matches: [prefix('/path5')], backendRefs: [backend('echo-v1', 8080)] },
+          { matches: [{ queryParams: [q('animal', 'hydra')] }], backendRefs: [backend('echo-v2', 8080)] },
         ],
       }),
     ]);
@@ -478,8 +481,8 @@ describe('MESH-HTTP extended', () => {
     return modifiers.map(([path, requestHeaderModifier]) => {
       const filters = [{ type: 'RequestHeaderModifier', requestHeaderModifier }];
       return where === 'rule'
-        ? { matches: [exact(path)], filters, backendRefs: [backend('echo-v1')] }
-        : { matches: [exact(path)], backendRefs: [backend('echo-v1', 80, { filters })] };
+        ? { matches: [prefix(path)], filters, backendRefs: [backend('echo-v1', 8080)] }
+        : { matches: [prefix(path)], backendRefs: [backend('echo-v1', 8080, { filters })] };
     });
   };
 
@@ -495,7 +498,7 @@ describe('MESH-HTTP extended', () => {
 
   test('MeshHTTPRouteBackendRequestHeaderModifier', async (t) => {
     mesh.apply([
-      httpRoute('mesh-request-header-modifier-backend', {
+      httpRoute('mesh-request-header-modifier', {
         parentRefs: [echoParent],
         rules: headerModifierRules('backend'),
       }),
