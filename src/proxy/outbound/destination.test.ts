@@ -1,8 +1,13 @@
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { test, type TestContext } from 'node:test';
 import { meshServiceSchema } from '../../config/proxy-config.ts';
 import { trafficPolicySpecSchema } from '../../config/resources.ts';
 import { ProxyMetrics } from '../../telemetry/metrics.ts';
+import { resolveResilience } from '../retry/resilience-options.ts';
+import { retryLayer } from '../retry/retry-layer.ts';
+import { fakeRequest, readAll } from '../retry/test-support.ts';
 import { PLAINTEXT } from '../transport/hop-security.ts';
 import type { TransportSettings } from '../transport/transport-pool.ts';
 import { Destination } from './destination.ts';
@@ -14,6 +19,8 @@ const transport: TransportSettings = {
   maxConnections: 4,
   security: PLAINTEXT,
 };
+
+const T = { timeout: 30_000 };
 
 const service = meshServiceSchema.parse({
   name: 'reviews',
@@ -126,4 +133,63 @@ test('a prepared update is not in force until committed; abort drops it', (t) =>
   const v = dst.prepare(service, policy({ circuitBreaker: { requestVolumeThreshold: 1 } }));
   v.commit();
   assert.equal(dst.breaker, v.parts.breaker);
+});
+
+/** Real HTTP servers on port 0, each answering its own port; `failing` ones answer 503 at once. */
+async function endpoints(t: TestContext, count: number, failing: number[]) {
+  const tries: number[][] = [];
+  const ports: number[] = [];
+  for (let i = 0; i < count; i++) {
+    const seen: number[] = [];
+    tries.push(seen);
+    const server = http.createServer((req, res) => {
+      seen.push(Number(req.headers['x-try']));
+      res.writeHead(failing.includes(i) ? 503 : 200).end(String(i));
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    t.after(() => new Promise<void>((r) => server.close(() => r())));
+    ports.push((server.address() as AddressInfo).port);
+  }
+  const svc = meshServiceSchema.parse({
+    name: 'reviews',
+    endpoints: ports.map((port) => ({ address: '127.0.0.1', port })),
+  });
+  const dst = new Destination(
+    svc,
+    undefined,
+    transport,
+    new ProxyMetrics({ service: 'web', namespace: 'default' }),
+    false,
+  );
+  t.after(() => dst.destroy());
+  // One retry on 503, as a route's `retry: { codes: [503], attempts: 1 }`; each try tells its number.
+  const retrying = retryLayer(resolveResilience({ retry: { codes: [503], attempts: 1 } }), {
+    random: () => 0,
+  })((req) => {
+    req.headers['x-try'] = String(req.ctx.attempt);
+    return dst.send(req);
+  });
+  return { dst, tries, retrying };
+}
+
+test('a retry skips the endpoint that just failed when another healthy one exists', T, async (t) => {
+  // Endpoint 0 fails fast: peak-EWMA finds it cheapest and, before, sent it its own retries.
+  const { tries, retrying } = await endpoints(t, 3, [0]);
+  for (let i = 0; i < 40; i++) {
+    const res = await retrying(fakeRequest());
+    const body = (await readAll(res.body)).toString();
+    assert.equal(res.status, 200, `request ${i} answered ${res.status} by endpoint ${body}`);
+    assert.notEqual(body, '0');
+  }
+  assert.ok(tries[0].length > 0, 'the failing endpoint was tried at all');
+  assert.deepEqual(new Set(tries[0]), new Set([0]), 'the failing endpoint only ever got first tries');
+});
+
+test('a retry goes back to the endpoint that failed when no other is eligible', T, async (t) => {
+  const { dst, tries, retrying } = await endpoints(t, 2, [0, 1]);
+  dst.balancer.endpoints[1].ejected = true;
+  const res = await retrying(fakeRequest());
+  assert.equal(res.status, 503);
+  assert.deepEqual(tries[0], [0, 1], 'both tries on the only eligible endpoint');
+  assert.deepEqual(tries[1], []);
 });
