@@ -72,6 +72,11 @@ export const serviceSchema = z
         selector: z.record(z.string(), z.string()).optional(),
         /** Name of the service whose instances this one selects from (reviews-v2 selects from reviews). */
         instancesOf: dnsLabel.optional(),
+        /**
+         * Virtual addresses (a Kubernetes Service's cluster IPs): a captured connection to
+         * `<address>:<port>` goes to this service (docs/kubernetes.md, "Transparent capture").
+         */
+        addresses: z.array(z.union([z.ipv4(), z.ipv6()])).optional(),
       })
       .strict(),
   })

@@ -160,6 +160,17 @@ describe('kubernetes: Services and EndpointSlices → the catalog → a sidecar'
     assert.equal(endpoints[0].address, hostIp);
     assert.equal(endpoints[0].port, app.port);
     assert.equal(endpoints[0].labels?.['topology.kubernetes.io/zone'], 'zone-a');
+    // The cluster IP the API server allocated is the service's virtual address: where
+    // transparent capture finds the service a redirected connection was going to (issue 13).
+    const created = await kube.must<{ spec: { clusterIPs: string[] } }>(
+      'GET',
+      '/api/v1/namespaces/default/services/web',
+    );
+    assert.ok(created.spec.clusterIPs?.length, 'the API server allocated a cluster IP');
+    assert.deepEqual(
+      sidecar.proxy.config.services.find((s) => s.name === 'web')?.addresses,
+      created.spec.clusterIPs,
+    );
     const res = await get(sidecar.addr.outbound.port, 'web');
     assert.equal(res.status, 200);
     assert.equal(res.body, 'web app');

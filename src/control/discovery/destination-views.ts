@@ -97,6 +97,7 @@ export function buildView(state: MeshState, key: string, trustDomain?: string): 
     ports?: { name?: string; port: number; protocol?: string }[];
     selector?: Record<string, string>;
     instancesOf?: string;
+    addresses?: string[];
   };
   // reviews-v2 = instances of reviews carrying version=v2 (Service.spec.instancesOf + selector).
   const instanceSet = `${ns}/${typeof spec.instancesOf === 'string' ? spec.instancesOf : name}`;
@@ -144,6 +145,7 @@ export function buildView(state: MeshState, key: string, trustDomain?: string): 
       name,
       namespace: ns,
       ports,
+      ...(Array.isArray(spec.addresses) && spec.addresses.length ? { addresses: spec.addresses } : {}),
       endpoints,
       ...(strict && { mtls: 'STRICT' }),
     });

@@ -53,6 +53,18 @@ describe('kubernetes translate', () => {
     assert.equal(serviceResource(svc([{ port: 80 }], { type: 'ExternalName' })), undefined);
   });
 
+  it('serviceResource: cluster IPs become the addresses transparent capture routes by (issue 13)', () => {
+    const dual = serviceResource(
+      svc([{ port: 80 }], { clusterIP: '10.96.0.10', clusterIPs: ['10.96.0.10', 'fd00:10:96::a'] }),
+    )!;
+    assert.deepEqual((dual.spec as { addresses?: string[] }).addresses, ['10.96.0.10', 'fd00:10:96::a']);
+    const single = serviceResource(svc([{ port: 80 }], { clusterIP: '10.96.0.11' }))!;
+    assert.deepEqual((single.spec as { addresses?: string[] }).addresses, ['10.96.0.11']);
+    // Headless: no virtual address (clients dial the pods, which capture finds as endpoints).
+    const headless = serviceResource(svc([{ port: 80 }], { clusterIP: 'None', clusterIPs: ['None'] }))!;
+    assert.equal((headless.spec as { addresses?: string[] }).addresses, undefined);
+  });
+
   it('sliceInstances: one per address on the first port; readiness, zone, node and pod', () => {
     const s = svc([
       { name: 'http', port: 80 },

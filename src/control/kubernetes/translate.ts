@@ -4,6 +4,7 @@
  * hexmesh CRD object becomes the resource of the same kind, validated by the same schema as
  * the REST API. Pure functions over the objects' JSON, so each rule is testable alone.
  */
+import { isIP } from 'node:net';
 import type { Instance } from '../catalog/instance.ts';
 import { ConfigError } from '../../config/load.ts';
 import { validateResources, type StoredDoc } from '../validate-resource.ts';
@@ -86,9 +87,17 @@ function tcpPorts(svc: KubeObject): KubeServicePort[] {
   return ports.filter((p) => (p.protocol ?? 'TCP') === 'TCP' && Number.isInteger(p.port));
 }
 
+/** A Service's cluster IPs (`clusterIPs`, else `clusterIP`), none for a headless one. */
+export function clusterIps(svc: KubeObject): string[] {
+  const spec = svc.spec ?? {};
+  const ips = Array.isArray(spec.clusterIPs) ? spec.clusterIPs : spec.clusterIP ? [spec.clusterIP] : [];
+  return ips.filter((ip): ip is string => typeof ip === 'string' && isIP(ip) !== 0);
+}
+
 /**
  * The hexmesh Service for a Kubernetes Service, or undefined for one hexmesh does not
- * route (ExternalName, no TCP port).
+ * route (ExternalName, no TCP port). Its cluster IPs become `addresses`: where transparent
+ * capture finds the service a connection was going to.
  */
 export function serviceResource(svc: KubeObject): StoredDoc | undefined {
   if (svc.spec?.type === 'ExternalName') return undefined;
@@ -105,6 +114,7 @@ export function serviceResource(svc: KubeObject): StoredDoc | undefined {
         ...(typeof p.targetPort === 'number' ? { targetPort: p.targetPort } : {}),
         protocol: portProtocol(p),
       })),
+      ...(clusterIps(svc).length ? { addresses: clusterIps(svc) } : {}),
     },
   };
   return validateResources([doc], `Service ${svc.metadata?.namespace}/${svc.metadata?.name}`)[0].doc;
