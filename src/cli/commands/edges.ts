@@ -4,16 +4,7 @@ import { PrometheusViews } from '../../control/metrics/prometheus-views.ts';
 import type { ControlClient } from '../client/control-client.ts';
 import { formatTable, runWithClient, UsageError } from '../client/command-support.ts';
 import { STAT_SPLITS, type EdgesView } from '../../control/metrics/views.ts';
-import {
-  fmtMs,
-  fmtPercent,
-  fmtRps,
-  viewQuery,
-  withProgress,
-  withViewOptions,
-  writeView,
-  type ViewOptions,
-} from './stat.ts';
+import { fmtMs, fmtPercent, fmtRps, showView, viewQuery, withViewOptions, type ViewOptions } from './stat.ts';
 
 export async function loadEdges(client: ControlClient, opts: ViewOptions): Promise<EdgesView> {
   const q = { windowMs: opts.window, namespace: opts.namespace };
@@ -78,8 +69,7 @@ canary, how the caller's traffic lands on each version.`,
     )
     .action((opts: ViewOptions) =>
       runWithClient('edges', opts, async (client) => {
-        const view = await withProgress('querying', loadEdges(client, opts));
-        writeView(opts, view, () => edgesTable(view));
+        await showView('hexmesh edges', opts, () => loadEdges(client, opts), edgesTable);
       }),
     );
 }

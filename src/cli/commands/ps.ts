@@ -1,5 +1,7 @@
 /** `hexmesh ps`: the instances of the mesh `hexmesh up` runs, from its state.json. */
 import { Command, Option } from 'commander';
+import { runLocal } from '../client/command-support.ts';
+import { FrameWriter, INTERVAL_OPTION, WATCH_OPTION, intervalMs, watchFrames } from '../client/watch.ts';
 import type { InstanceInfo } from '../../runtime/runtime.ts';
 
 function uptime(ms: number): string {
@@ -69,24 +71,33 @@ export function psCommand(): Command {
         .choices(['table', 'json'])
         .default('table'),
     )
-    .action(async (opts: { file?: string; dataDir?: string; output: 'table' | 'json' }) => {
-      const { resolveDataDir, readMeshState, liveSupervisor } = await import('../../runtime/state-file.ts');
-      const dataDir = await resolveDataDir(opts);
-      const st = readMeshState(dataDir);
-      const alive = liveSupervisor(dataDir) !== undefined;
-      if (opts.output === 'json') {
-        process.stdout.write(
-          `${JSON.stringify(st ? { ...st, supervisorAlive: alive } : { instances: [] }, null, 2)}\n`,
-        );
-        return;
-      }
-      if (!st) {
-        process.stdout.write(`no mesh running from ${dataDir}\n`);
-        return;
-      }
-      process.stdout.write(
-        `mesh ${st.file}: ${st.phase}${alive ? '' : ' (supervisor not running: run hexmesh down to clean up)'}, control plane ${st.controlUrl}\n`,
-      );
-      process.stdout.write(table(instanceRows(st.instances, Date.now())));
-    });
+    .option(...WATCH_OPTION)
+    .option(...INTERVAL_OPTION)
+    .action(
+      async (opts: {
+        file?: string;
+        dataDir?: string;
+        output: 'table' | 'json';
+        watch?: boolean;
+        interval?: string;
+      }) =>
+        runLocal('ps', async () => {
+          const { resolveDataDir, readMeshState, liveSupervisor } =
+            await import('../../runtime/state-file.ts');
+          const dataDir = await resolveDataDir(opts);
+          const render = async (): Promise<string> => {
+            const st = readMeshState(dataDir);
+            const alive = liveSupervisor(dataDir) !== undefined;
+            if (opts.output === 'json')
+              return `${JSON.stringify(st ? { ...st, supervisorAlive: alive } : { instances: [] }, null, 2)}\n`;
+            if (!st) return `no mesh running from ${dataDir}\n`;
+            return (
+              `mesh ${st.file}: ${st.phase}${alive ? '' : ' (supervisor not running: run hexmesh down to clean up)'}, control plane ${st.controlUrl}\n` +
+              table(instanceRows(st.instances, Date.now()))
+            );
+          };
+          if (!opts.watch) return void process.stdout.write(await render());
+          await watchFrames('hexmesh ps', intervalMs(opts), render, new FrameWriter());
+        }),
+    );
 }

@@ -8,11 +8,10 @@ import {
   fmtLatency,
   fmtPercent,
   fmtRps,
+  showView,
   viewQuery,
-  withProgress,
   withViewOptions,
   requireRows,
-  writeView,
   type ViewOptions,
 } from './stat.ts';
 
@@ -55,9 +54,13 @@ counted by the callers' sidecars.`,
     )
     .action((service: string, opts: ViewOptions) =>
       runWithClient('routes', opts, async (client) => {
-        const view = await withProgress('querying', loadRoutes(client, opts, service));
-        requireRows('routes', service, view.routes.length, opts);
-        writeView(opts, view, () => routesTable(view));
+        await showView(
+          `hexmesh routes ${service}`,
+          opts,
+          () => loadRoutes(client, opts, service),
+          routesTable,
+          (view) => requireRows('routes', service, view.routes.length, opts),
+        );
       }),
     );
 }

@@ -25,6 +25,7 @@ import {
   withControl,
 } from '../client/command-support.ts';
 import { EXIT } from '../exit-codes.ts';
+import { INTERVAL_OPTION, WATCH_OPTION, intervalMs, watchFrames } from '../client/watch.ts';
 
 export interface ViewOptions {
   control?: string;
@@ -34,6 +35,9 @@ export interface ViewOptions {
   namespace?: string;
   /** Split each service by the version, revision or id of the instances that served it. */
   by?: StatSplit;
+  /** Redraw every `interval` (src/cli/client/watch.ts). */
+  watch?: boolean;
+  interval?: string;
 }
 
 function windowMs(v: string): number {
@@ -49,7 +53,30 @@ export function withViewOptions(cmd: Command): Command {
     .option('-w, --window <duration>', 'time window of the figures', windowMs, 60_000)
     .addOption(outputOption(['table', 'json', 'yaml'], 'table'))
     .option('-n, --namespace <namespace>', 'only this namespace')
-    .option('--prometheus <url>', 'answer from this Prometheus (PromQL) instead of the control plane');
+    .option('--prometheus <url>', 'answer from this Prometheus (PromQL) instead of the control plane')
+    .option(...WATCH_OPTION)
+    .option(...INTERVAL_OPTION);
+}
+
+/**
+ * Print a view once (`-o` as asked; `check` may refuse it, e.g. an empty named service), or
+ * with `--watch` redraw it every `--interval` until Ctrl-C. A watch shows empty views too:
+ * traffic may yet come.
+ */
+export async function showView<V>(
+  title: string,
+  opts: ViewOptions,
+  load: () => Promise<V>,
+  table: (view: V) => string,
+  check: (view: V) => void = () => {},
+): Promise<void> {
+  const text = (v: V) => (opts.output === 'table' ? table(v) : formatData(v, opts.output));
+  if (!opts.watch) {
+    const view = await withProgress('querying', load());
+    check(view);
+    return writeOut(text(view));
+  }
+  await watchFrames(title, intervalMs(opts), async () => text(await load()));
 }
 
 /** Await `p`, showing `what…` on stderr after 1 s if stderr is a terminal. */
@@ -78,11 +105,6 @@ export const fmtLatency = (l: LatencyMs): string[] => [fmtMs(l.p50), fmtMs(l.p95
 
 export function writeOut(text: string): void {
   process.stdout.write(text);
-}
-
-/** A view as `-o` asks: its table, or the whole view as JSON or YAML. */
-export function writeView(opts: ViewOptions, view: unknown, table: () => string): void {
-  writeOut(opts.output === 'table' ? table() : formatData(view, opts.output));
 }
 
 /**
@@ -194,14 +216,19 @@ Examples:
   hexmesh stat reviews -w 5m -o json
   hexmesh stat svc/reviews --by version
   hexmesh stat reviews --by instance
+  hexmesh stat --watch --interval 5s
   hexmesh stat --prometheus http://127.0.0.1:9090`,
     )
     .action((arg: string | undefined, opts: ViewOptions) =>
       runWithClient('stat', opts, async (client) => {
         const service = serviceArg(arg);
-        const view = await withProgress('querying', loadServices(client, opts, service));
-        requireRows('stat', service, view.services.length, opts);
-        writeView(opts, view, () => servicesTable(view));
+        await showView(
+          `hexmesh stat${service ? ` ${service}` : ''}`,
+          opts,
+          () => loadServices(client, opts, service),
+          servicesTable,
+          (view) => requireRows('stat', service, view.services.length, opts),
+        );
       }),
     );
 }

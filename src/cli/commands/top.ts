@@ -1,7 +1,8 @@
 /**
  * `hexmesh top SERVICE`: the busiest paths through a service's proxies right now, from the
- * tap stream, over a sliding 10 s window: count, success rate, p50 and p99 latency. On a
- * terminal the table is redrawn in place every second; `--once` watches for `--for` (default
+ * tap stream, over a sliding 10 s window: count, success rate, p50 and p99 latency. The
+ * table is redrawn every second, in place on a terminal, appended blocks into a pipe
+ * (FrameWriter, as every `--watch`); `--once` watches for `--for` (default
  * 5 s), prints one table (or `-o json`) and exits, for scripts.
  *
  * Tap is rate-limited per proxy (`--rate`, default 100/s): beyond that, counts are of the
@@ -11,6 +12,7 @@ import { Command, Option } from 'commander';
 import { parseDuration } from '../../config/duration.ts';
 import { describeFailure, formatTable, openControlClient, UsageError } from '../client/command-support.ts';
 import { EXIT } from '../exit-codes.ts';
+import { FrameWriter } from '../client/watch.ts';
 import { streamTap, tapOptions, tapQuery, type TapFlags, type TapLine } from './tap.ts';
 
 /** Most distinct rows kept (a path flood must not grow memory without bound). */
@@ -150,18 +152,17 @@ export function topCommand(): Command {
           const forMs = parseDuration(f.for);
           if (forMs === undefined || forMs <= 0)
             throw new UsageError(`--for must be a duration like 5s (got ${JSON.stringify(f.for)})`);
-          const live = !f.once && process.stdout.isTTY === true && f.output === 'table';
+          const frames = new FrameWriter();
           if (f.once) timer = setTimeout(stop, forMs);
-          else if (live)
+          else if (f.output === 'table')
             timer = setInterval(
               () =>
-                process.stdout.write(
-                  `\x1b[H\x1b[2J${service}: ${win.events} events, ${win.dropped} dropped\n\n${table(win.rows())}`,
+                frames.write(
+                  `hexmesh top ${service}: ${win.events} events, ${win.dropped} dropped    ${new Date().toISOString()}`,
+                  table(win.rows()),
                 ),
               1000,
             );
-          else if (f.output === 'table')
-            timer = setInterval(() => process.stdout.write(`${table(win.rows())}\n`), 1000);
           else
             timer = setInterval(
               () => process.stdout.write(`${JSON.stringify({ service, rows: win.rows() })}\n`),
