@@ -4,7 +4,7 @@
  * The route attaches to Service `echo` port 7070 instead of a Gateway; grpc-infra-backend-vN is
  * echo-vN; port 8080 of upstream's backendRefs is 7070 here (grpc-harness.ts).
  */
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import {
   SERVICE,
@@ -13,22 +13,15 @@ import {
   grpcCaseName,
   grpcRoute,
   header,
-  startGrpcMesh,
   type EchoMethod,
   type GrpcExpected,
-  type GrpcMesh,
   type GrpcPod,
 } from './grpc-harness.ts';
 import { MESH_NS } from './mesh-harness.ts';
+import { MODIFY_HEADERS, useGrpcMesh } from './suite.ts';
 import assert from 'node:assert/strict';
 
-let mesh: GrpcMesh;
-before(async () => {
-  mesh = await startGrpcMesh();
-});
-after(async () => {
-  await mesh?.close();
-});
+const mesh = useGrpcMesh();
 
 const ns = MESH_NS;
 const backend = (name: GrpcPod, extra: Record<string, unknown> = {}) => ({ name, port: 7070, ...extra });
@@ -257,20 +250,7 @@ describe('Gateway-profile GRPCRoute tests on a Service parent', () => {
         },
         {
           matches: [method('EchoTwo')],
-          filters: [
-            {
-              type: 'RequestHeaderModifier',
-              requestHeaderModifier: {
-                set: [{ name: 'X-Header-Set', value: 'set-overwrites-values' }],
-                add: [
-                  { name: 'X-Header-Add', value: 'header-val-1' },
-                  { name: 'X-Header-Add-Append', value: 'header-val-2' },
-                ],
-                remove: ['X-Header-Remove'],
-              },
-            },
-            mirror,
-          ],
+          filters: [MODIFY_HEADERS, mirror],
           backendRefs: [backend('echo-v1', { namespace: ns })],
         },
       ]),

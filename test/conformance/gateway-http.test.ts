@@ -6,45 +6,22 @@
  */
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import {
   MESH_NS,
   caseName,
   expectResponse,
   httpRoute,
   send,
-  startMesh,
   type Echoed,
   type ExpectedResponse,
-  type Mesh,
 } from './mesh-harness.ts';
+import { MODIFY_HEADERS, backend, echoParent as parent, prefix, useMesh } from './suite.ts';
 
-let mesh: Mesh;
-before(async () => {
-  mesh = await startMesh();
-});
-after(async () => {
-  await mesh?.close();
-});
-
-const parent = { group: '', kind: 'Service', name: 'echo', port: 80 };
-const backend = (name: string) => ({ name, port: 80 });
-const prefix = (value: string) => ({ path: { type: 'PathPrefix', value } });
+const mesh = useMesh();
 const client = () => mesh.clients[MESH_NS];
 const ns = MESH_NS;
 
-/** The header edits several upstream manifests share (`*-and-modify-headers` rules). */
-const modifyHeaders = {
-  type: 'RequestHeaderModifier',
-  requestHeaderModifier: {
-    set: [{ name: 'X-Header-Set', value: 'set-overwrites-values' }],
-    add: [
-      { name: 'X-Header-Add', value: 'header-val-1' },
-      { name: 'X-Header-Add-Append', value: 'header-val-2' },
-    ],
-    remove: ['X-Header-Remove'],
-  },
-};
 const modifiedRequest = (path: string) => ({
   request: {
     path,
@@ -281,7 +258,7 @@ describe('Gateway-profile HTTPRoute tests on a Service parent', () => {
   test('HTTPRouteRewriteHost', async (t) => {
     const rewrite = (path: string, hostname: string, to: string, headers = false) => ({
       matches: [prefix(path)],
-      filters: [{ type: 'URLRewrite', urlRewrite: { hostname } }, ...(headers ? [modifyHeaders] : [])],
+      filters: [{ type: 'URLRewrite', urlRewrite: { hostname } }, ...(headers ? [MODIFY_HEADERS] : [])],
       backendRefs: [backend(to)],
     });
     mesh.apply([
@@ -331,7 +308,7 @@ describe('Gateway-profile HTTPRoute tests on a Service parent', () => {
           { matches: [prefix('/mirror')], filters: [mirrorTo('echo-v2')], backendRefs: [backend('echo-v1')] },
           {
             matches: [prefix('/mirror-and-modify-headers')],
-            filters: [modifyHeaders, mirrorTo('echo-v2')],
+            filters: [MODIFY_HEADERS, mirrorTo('echo-v2')],
             backendRefs: [backend('echo-v1')],
           },
         ],
@@ -371,7 +348,7 @@ describe('Gateway-profile HTTPRoute tests on a Service parent', () => {
           },
           {
             matches: [prefix('/multi-mirror-and-modify-request-headers')],
-            filters: [modifyHeaders, mirrorTo('echo-v2'), mirrorTo('echo-v3')],
+            filters: [MODIFY_HEADERS, mirrorTo('echo-v2'), mirrorTo('echo-v3')],
             backendRefs: [backend('echo-v1')],
           },
         ],
@@ -416,7 +393,7 @@ describe('Gateway-profile HTTPRoute tests on a Service parent', () => {
           },
           {
             matches: [prefix('/percent-mirror-and-modify-headers')],
-            filters: [modifyHeaders, mirrorTo('echo-v2', { percent: 35 })],
+            filters: [MODIFY_HEADERS, mirrorTo('echo-v2', { percent: 35 })],
             backendRefs: [backend('echo-v1')],
           },
         ],

@@ -4,8 +4,9 @@
  * upstream echo-basic's retry simulation (mesh-harness.ts): per `uuid`, `responseCode` for the
  * first `succeedAfter` requests, each after `delayRetry`, then 200. infra-backend-v3 is echo-v3.
  */
+import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import {
   MESH_NS,
   caseName,
@@ -13,24 +14,15 @@ import {
   expectResponse,
   httpRoute,
   send,
-  startMesh,
   type ExpectedResponse,
-  type Mesh,
 } from './mesh-harness.ts';
-import assert from 'node:assert/strict';
+import { backend, echoParent as parent, prefix, useMesh } from './suite.ts';
 
-let mesh: Mesh;
-before(async () => {
-  mesh = await startMesh();
-});
-after(async () => {
-  await mesh?.close();
-});
+const mesh = useMesh();
 
-const parent = { group: '', kind: 'Service', name: 'echo', port: 80 };
 const rule = (path: string, extra: Record<string, unknown>) => ({
-  matches: [{ path: { type: 'PathPrefix', value: path } }],
-  backendRefs: [{ name: 'echo-v3', port: 80 }],
+  matches: [prefix(path)],
+  backendRefs: [backend('echo-v3')],
   ...extra,
 });
 
@@ -64,8 +56,8 @@ async function expectRetryBehaviour(path: string, sim: Record<string, string>, s
 
 describe('Gateway-profile timeout tests on a Service parent', () => {
   const timeoutRule = (path: string, timeouts: Record<string, string>) => ({
-    matches: [{ path: { type: 'PathPrefix', value: path } }],
-    backendRefs: [{ name: 'echo-v1', port: 80 }],
+    matches: [prefix(path)],
+    backendRefs: [backend('echo-v1')],
     timeouts,
   });
 
@@ -214,8 +206,8 @@ describe('Gateway-profile retry tests on a Service parent', () => {
         parentRefs: [parent],
         rules: [
           {
-            matches: [{ path: { type: 'PathPrefix', value: '/retry-on-connection-errors' } }],
-            backendRefs: [{ name: 'infra-backend-connection-error', port: 80 }],
+            matches: [prefix('/retry-on-connection-errors')],
+            backendRefs: [backend('infra-backend-connection-error')],
             // As upstream: set high so that a run is very unlikely to miss the healthy pod.
             retry: { attempts: 100 },
           },

@@ -17,7 +17,7 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { parseProxyConfig } from '../../src/config/load.ts';
 import { startProxy, type RunningProxy } from '../support/mesh.ts';
-import { MESH_NS } from './mesh-harness.ts';
+import { MESH_NS, eventually } from './mesh-harness.ts';
 
 export const SERVICE = 'gateway_api_conformance.echo_basic.grpcecho.GrpcEcho';
 export type GrpcPod = 'echo-v1' | 'echo-v2' | 'echo-v3';
@@ -258,23 +258,17 @@ export function grpcProblems(exp: GrpcExpected, got: GrpcResult): string[] {
   return out;
 }
 
-/** Upstream's MakeRequestAndExpectEventuallyConsistentResponse: `threshold` calls in a row as expected. */
-export async function expectGrpc(
+/** Upstream's MakeRequestAndExpectEventuallyConsistentResponse (mesh-harness.ts `eventually`). */
+export function expectGrpc(
   mesh: GrpcMesh,
   exp: GrpcExpected,
-  { threshold = 3, timeoutMs = 10_000 } = {},
+  options?: { threshold?: number; timeoutMs?: number },
 ): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let ok = 0;
-  let last: string[];
-  for (;;) {
-    last = grpcProblems(exp, await mesh.call(exp.method ?? 'Echo', exp.metadata));
-    ok = last.length === 0 ? ok + 1 : 0;
-    if (ok >= threshold) return;
-    if (Date.now() > deadline) break;
-    if (last.length) await new Promise((r) => setTimeout(r, 50));
-  }
-  assert.fail(`${grpcCaseName(exp, -1)}: ${last.join('; ')}`);
+  return eventually(
+    grpcCaseName(exp, -1),
+    async () => grpcProblems(exp, await mesh.call(exp.method ?? 'Echo', exp.metadata)),
+    options,
+  );
 }
 
 /** Upstream's GetTestCaseName: `<i> request to '/<service>/<Method>' with headers '{K:v}' should …`. */

@@ -6,26 +6,13 @@
  * (grpc-harness.ts).
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
-import {
-  expectGrpc,
-  expectGrpcDistribution,
-  grpcRoute,
-  header,
-  startGrpcMesh,
-  type GrpcExpected,
-  type GrpcMesh,
-} from './grpc-harness.ts';
+import { describe, test } from 'node:test';
+import { expectGrpc, expectGrpcDistribution, grpcRoute, header, type GrpcExpected } from './grpc-harness.ts';
 import { MESH_NS } from './mesh-harness.ts';
+import { MODIFY_HEADERS, useGrpcMesh } from './suite.ts';
 
 type PodName = 'echo-v1' | 'echo-v2';
-let mesh: GrpcMesh;
-before(async () => {
-  mesh = await startGrpcMesh();
-});
-after(async () => {
-  await mesh?.close();
-});
+const mesh = useGrpcMesh();
 
 interface Expectation extends GrpcExpected {
   headers: Record<string, string>;
@@ -130,20 +117,7 @@ describe('MESH-GRPC', () => {
         },
         {
           matches: [{ headers: [{ name: 'x-mirror-and-modify', value: 'true' }] }],
-          filters: [
-            {
-              type: 'RequestHeaderModifier',
-              requestHeaderModifier: {
-                set: [{ name: 'X-Header-Set', value: 'set-overwrites-values' }],
-                add: [
-                  { name: 'X-Header-Add', value: 'header-val-1' },
-                  { name: 'X-Header-Add-Append', value: 'header-val-2' },
-                ],
-                remove: ['X-Header-Remove'],
-              },
-            },
-            mirror,
-          ],
+          filters: [MODIFY_HEADERS, mirror],
           backendRefs: [{ name: 'echo-v1', port: 7070 }],
         },
       ]),

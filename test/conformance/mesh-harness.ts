@@ -369,25 +369,38 @@ export function compare(exp: ExpectedResponse, got: Captured): string[] {
 }
 
 /**
- * Upstream's `MakeRequestAndExpectEventuallyConsistentResponse`: the expectation must hold on
- * `threshold` consecutive requests (routes settle) within `timeoutMs`.
+ * Upstream's `AwaitConvergence`: `probe` must report no problem on `threshold` consecutive
+ * probes (routes settle) within `timeoutMs`; otherwise fail with `what` and the last problems.
  */
-export async function expectResponse(
-  client: RunningProxy,
-  exp: ExpectedResponse,
+export async function eventually(
+  what: string,
+  probe: () => Promise<string[]>,
   { threshold = 3, timeoutMs = 10_000 } = {},
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let ok = 0;
   let last: string[];
   for (;;) {
-    last = compare(exp, await send(client, exp.request));
+    last = await probe();
     ok = last.length === 0 ? ok + 1 : 0;
     if (ok >= threshold) return;
     if (Date.now() > deadline) break;
     if (last.length) await new Promise((r) => setTimeout(r, 50));
   }
-  assert.fail(`${describe(exp.request)}: ${last.join('; ')}`);
+  assert.fail(`${what}: ${last.join('; ')}`);
+}
+
+/** Upstream's `MakeRequestAndExpectEventuallyConsistentResponse` (see {@link eventually}). */
+export function expectResponse(
+  client: RunningProxy,
+  exp: ExpectedResponse,
+  options?: { threshold?: number; timeoutMs?: number },
+): Promise<void> {
+  return eventually(
+    describe(exp.request),
+    async () => compare(exp, await send(client, exp.request)),
+    options,
+  );
 }
 
 /** Upstream's `GetTestCaseName`: `<index> request to '<host><path>'…`. */

@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import {
   CONSUMER_NS,
   MESH_NS,
@@ -14,23 +14,11 @@ import {
   expectResponse,
   httpRoute,
   send,
-  startMesh,
   type ExpectedResponse,
-  type Mesh,
 } from './mesh-harness.ts';
+import { MODIFY_HEADERS, backend, echoParent, exact, prefix, useMesh } from './suite.ts';
 
-let mesh: Mesh;
-before(async () => {
-  mesh = await startMesh();
-});
-after(async () => {
-  await mesh?.close();
-});
-
-const echoParent = { group: '', kind: 'Service', name: 'echo', port: 80 };
-const backend = (name: string, port = 80, extra: Record<string, unknown> = {}) => ({ name, port, ...extra });
-const prefix = (value: string) => ({ path: { type: 'PathPrefix', value } });
-const exact = (value: string) => ({ path: { type: 'Exact', value } });
+const mesh = useMesh();
 
 /** Run upstream's table: one subtest per case, named as upstream names it. */
 async function runCases(
@@ -670,24 +658,7 @@ describe('MESH-HTTP extended', () => {
   test('MeshHTTPRouteRewritePath', async (t) => {
     const rewrite = (path: string, p: Record<string, unknown>, headers = false) => ({
       matches: [prefix(path)],
-      filters: [
-        { type: 'URLRewrite', urlRewrite: { path: p } },
-        ...(headers
-          ? [
-              {
-                type: 'RequestHeaderModifier',
-                requestHeaderModifier: {
-                  set: [{ name: 'X-Header-Set', value: 'set-overwrites-values' }],
-                  add: [
-                    { name: 'X-Header-Add', value: 'header-val-1' },
-                    { name: 'X-Header-Add-Append', value: 'header-val-2' },
-                  ],
-                  remove: ['X-Header-Remove'],
-                },
-              },
-            ]
-          : []),
-      ],
+      filters: [{ type: 'URLRewrite', urlRewrite: { path: p } }, ...(headers ? [MODIFY_HEADERS] : [])],
       backendRefs: [backend('echo-v1')],
     });
     mesh.apply([
