@@ -121,6 +121,16 @@ export const proxySettingsSchema = z
      * the streams of one connection the proxy works on at once (docs/security.md).
      */
     maxConcurrentStreams: z.number().int().min(1).max(10_000).default(100),
+    /**
+     * Client connections open at once on all listeners together (each costs a file
+     * descriptor, two when forwarded); over it a new connection is closed at accept.
+     */
+    maxDownstreamConnections: z.number().int().min(1).max(1_000_000).default(8192),
+    /**
+     * Client connections open at once from one source address, and from one mTLS peer
+     * identity: one client cannot take every connection (docs/security.md).
+     */
+    maxConnectionsPerClient: z.number().int().min(1).max(1_000_000).default(1024),
     /** Downstream keep-alive idle timeout. */
     idleTimeout: duration.default(300_000),
     drainTimeout: duration.default(30_000),

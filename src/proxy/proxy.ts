@@ -29,6 +29,7 @@ import { detect, TUNNEL_HEADER_LENGTH, tunnelHeader } from './listen/detect.ts';
 import { H2Server } from './listen/h2-server.ts';
 import { Http1Server } from './listen/http1-server.ts';
 import { MeshListener, type ConnectionHandlers } from './listen/mesh-listener.ts';
+import { ConnectionLimiter, type ConnectionLimits } from './listen/connection-limit.ts';
 import { CLIENT_HEADER, serviceKey } from './outbound/destination.ts';
 import { parseAuthority } from './route/authority.ts';
 import {
@@ -39,7 +40,7 @@ import {
 import { PLAINTEXT, type HopSecurity, type PeerInfo } from './transport/hop-security.ts';
 import { ALPN_TUNNEL, inboundTlsMode, MeshTls } from './transport/mtls.ts';
 import { originalDestination, type OriginalDestination } from './capture/original-destination.ts';
-import { APP_TARGET } from './listen/request-context.ts';
+import { APP_TARGET, PEER_IDENTITY } from './listen/request-context.ts';
 import { ClientClosedError, forwardTcp } from './transport/tcp-forward.ts';
 import { TransportPool, type TransportSettings } from './transport/transport-pool.ts';
 import { failUpgrade, proxyUpgrade } from './transport/upgrade.ts';
@@ -86,6 +87,8 @@ export class Proxy {
   /** L4 authorization for connections forwarded to the app as opaque bytes. */
   #connectionGate: ConnectionGate = () => true;
   readonly #listeners: MeshListener[] = [];
+  /** Client connections: total and per client, over every listener. */
+  readonly #connections: ConnectionLimiter;
   readonly #http: HttpPair[] = [];
   #outboundHttp: HttpPair | undefined;
   #inboundHttp: HttpPair | undefined;
@@ -141,6 +144,7 @@ export class Proxy {
     this.#telemetry = (svc) => telemetry(tracing(grpcTimeout(svc)));
     this.#appTransports = new TransportPool({ ...TRANSPORT_DEFAULTS, idleTimeout: 300_000 });
     this.mtls = new MeshTls({ registry: this.metrics.registry });
+    this.#connections = new ConnectionLimiter(connectionLimits(config), { registry: this.metrics.registry });
     this.#transport = Object.freeze({ ...TRANSPORT_DEFAULTS, security: this.mtls });
     this.#applyTlsMode(config);
     if (opts.identity) this.setIdentity(opts.identity);
@@ -282,6 +286,8 @@ export class Proxy {
     // mTLS: the decrypted stream is detected again and handled like plaintext; plaintext
     // itself passes only in PERMISSIVE mode (STRICT closes it, counted).
     this.mtls.onSecureConnection((s) => {
+      const peer = (s as { [PEER_IDENTITY]?: string })[PEER_IDENTITY];
+      if (peer !== undefined && !this.#connections.admitIdentity(s, peer, 'inbound')) return void s.destroy();
       this.#acceptDecrypted(s, inboundHandlers).catch(() => s.destroy());
     });
     const admit =
@@ -374,6 +380,7 @@ export class Proxy {
     this.#rejected = undefined;
     this.#config = next;
     this.#applyTlsMode(next);
+    this.#connections.setLimits(connectionLimits(next));
     this.#outbound = outbound;
     this.#inboundGate = gate;
     this.#connectionGate = connectionGate;
@@ -421,7 +428,14 @@ export class Proxy {
     handlers: ConnectionHandlers,
   ): Promise<net.AddressInfo> {
     const l = new MeshListener(
-      { name, address, port, opaque, detectTimeout: this.#config.proxy.detectTimeout },
+      {
+        name,
+        address,
+        port,
+        opaque,
+        detectTimeout: this.#config.proxy.detectTimeout,
+        limiter: this.#connections,
+      },
       handlers,
     );
     this.#listeners.push(l);
@@ -710,4 +724,11 @@ function svcPort(config: ProxyConfig, name: string): number {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+function connectionLimits(config: ProxyConfig): ConnectionLimits {
+  return {
+    maxConnections: config.proxy.maxDownstreamConnections,
+    maxPerClient: config.proxy.maxConnectionsPerClient,
+  };
 }

@@ -4,6 +4,7 @@
  */
 import net from 'node:net';
 import { HexmeshError } from '../../errors/hexmesh-error.ts';
+import type { ConnectionLimiter } from './connection-limit.ts';
 import { detect, looksLikeTls, type Detected } from './detect.ts';
 
 export interface ConnectionHandlers {
@@ -24,6 +25,8 @@ export interface MeshListenerOptions {
   opaque?: boolean;
   /** Called when a connection is accepted (metrics). */
   onConnection?: (kind: Detected) => void;
+  /** Connection limits (total, per client), shared by the proxy's listeners. */
+  limiter?: ConnectionLimiter;
 }
 
 export class MeshListener {
@@ -84,7 +87,7 @@ export class MeshListener {
   }
 
   async #accept(socket: net.Socket): Promise<void> {
-    if (this.#closing) {
+    if (this.#closing || this.#opts.limiter?.admit(socket, this.#opts.name) === false) {
       socket.destroy();
       return;
     }
