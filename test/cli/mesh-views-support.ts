@@ -67,6 +67,9 @@ export async function startViewsMesh(opts: { auth?: boolean } = {}): Promise<Vie
     const app = await startHttpServer((req, res) => {
       req.resume();
       if (req.url?.startsWith('/fail')) return void res.writeHead(503).end();
+      // A gRPC-style failure: HTTP 200 with grpc-status 14 (UNAVAILABLE) in the headers.
+      if (req.url?.includes('grpc-unavailable'))
+        return void res.writeHead(200, { 'content-type': 'application/grpc', 'grpc-status': '14' }).end();
       res.end(id);
     });
     closers.push(() => app.close());

@@ -1,12 +1,14 @@
 /**
  * `hexmesh tap SERVICE`: live requests through the service's proxies, from the control
- * plane's fan-in (`GET /v1/tap`). One line per request; `-o json` prints the stream's NDJSON
- * as received (requests, drops, proxies going away).
+ * plane's fan-in (`GET /v1/tap`). One row per request under a header (TAP_COLUMNS: the
+ * names `top` uses); `-o json` prints the stream's NDJSON as received (requests, drops,
+ * proxies going away).
  */
 import { Command, Option } from 'commander';
 import type { ControlClient } from '../client/control-client.ts';
 import { runWithClient, withControl, type ControlOpts } from '../client/command-support.ts';
 import { EXIT } from '../exit-codes.ts';
+import { fmtMs } from './stat.ts';
 
 export interface TapFlags extends ControlOpts {
   namespace?: string;
@@ -76,16 +78,103 @@ export async function streamTap(
   }
 }
 
-/** `12:01:02.345 → ratings GET /api 200 3.1ms client→ratings tls [ratings-1]` */
-export function formatTapLine(l: TapLine): string | undefined {
-  if (l.type === 'request') {
-    const time = String(l.time).slice(11, 23);
-    const dir = l.direction === 'inbound' ? 'in ' : 'out';
-    const grpc = l.grpcStatus ? ` grpc=${String(l.grpcStatus)}` : '';
-    const err = l.error ? ` error=${String(l.error)}` : '';
-    const id = l.srcIdentity ?? l.dstIdentity;
-    return `${time} ${dir} ${String(l.srcService)} → ${String(l.dstService)} ${String(l.method)} ${String(l.authority)}${String(l.path)} ${String(l.status)}${grpc} ${String(l.latencyMs)}ms ${l.tls ? 'tls' : 'plaintext'}${id ? ` id=${String(id)}` : ''}${err} [${String(l.proxy)}]`;
-  }
+/** gRPC status names by code (grpc/doc/statuscodes.md). */
+const GRPC_NAMES = [
+  'OK',
+  'CANCELLED',
+  'UNKNOWN',
+  'INVALID_ARGUMENT',
+  'DEADLINE_EXCEEDED',
+  'NOT_FOUND',
+  'ALREADY_EXISTS',
+  'PERMISSION_DENIED',
+  'RESOURCE_EXHAUSTED',
+  'FAILED_PRECONDITION',
+  'ABORTED',
+  'OUT_OF_RANGE',
+  'UNIMPLEMENTED',
+  'INTERNAL',
+  'UNAVAILABLE',
+  'DATA_LOSS',
+  'UNAUTHENTICATED',
+];
+
+/** `14 UNAVAILABLE` for a gRPC status code, `-` for none (not gRPC). */
+export function grpcCell(v: unknown): string {
+  if (v === null || v === undefined || v === '') return '-';
+  const name = GRPC_NAMES[Number(v)];
+  return name && /^\d+$/.test(String(v)) ? `${String(v)} ${name}` : String(v);
+}
+
+const str = (v: unknown): string => (v === null || v === undefined || v === '' ? '-' : String(v));
+
+interface TapColumn {
+  head: string;
+  width: number;
+  cell: (l: TapLine) => string;
+  /** Only with `-o wide`. */
+  wide?: true;
+}
+
+/**
+ * The columns of `hexmesh tap`'s text output. Names are the ones `hexmesh top` uses (SOURCE,
+ * DESTINATION, METHOD, PATH), and each maps to one field of the tap JSON and of the access
+ * log — the table in docs/cli.md lists them side by side.
+ */
+export const TAP_COLUMNS: readonly TapColumn[] = [
+  { head: 'TIME', width: 12, cell: (l) => String(l.time).slice(11, 23) },
+  { head: 'DIRECTION', width: 9, cell: (l) => str(l.direction) },
+  { head: 'SOURCE', width: 12, cell: (l) => str(l.srcService) },
+  { head: 'DESTINATION', width: 12, cell: (l) => str(l.dstService) },
+  { head: 'METHOD', width: 6, cell: (l) => str(l.method) },
+  { head: 'AUTHORITY', width: 16, cell: (l) => str(l.authority), wide: true },
+  { head: 'PATH', width: 20, cell: (l) => str(l.path) },
+  { head: 'ROUTE', width: 12, cell: (l) => str(l.route), wide: true },
+  { head: 'STATUS', width: 6, cell: (l) => str(l.status) },
+  { head: 'GRPC', width: 14, cell: (l) => grpcCell(l.grpcStatus) },
+  { head: 'LATENCY', width: 8, cell: (l) => fmtMs(typeof l.latencyMs === 'number' ? l.latencyMs : null) },
+  { head: 'TLS', width: 3, cell: (l) => (l.tls ? 'yes' : 'no') },
+  {
+    head: 'IDENTITY',
+    width: 24,
+    cell: (l) => str(l.direction === 'outbound' ? l.dstIdentity : l.srcIdentity),
+    wide: true,
+  },
+  { head: 'ENDPOINT', width: 15, cell: (l) => str(l.endpoint), wide: true },
+  { head: 'ERROR', width: 12, cell: (l) => str(l.error) },
+  { head: 'PROXY', width: 0, cell: (l) => str(l.proxy) },
+];
+
+/** The columns of `-o text` or `-o wide`. */
+export const tapColumns = (wide: boolean): readonly TapColumn[] => TAP_COLUMNS.filter((c) => wide || !c.wide);
+
+/** One row of fixed-width cells (a wider value pushes the rest right, never truncated). */
+function tapRow(cells: readonly string[], cols: readonly TapColumn[]): string {
+  return cells
+    .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(cols[i].width)))
+    .join('  ')
+    .trimEnd();
+}
+
+export const tapHeader = (cols: readonly TapColumn[]): string =>
+  tapRow(
+    cols.map((c) => c.head),
+    cols,
+  );
+
+/**
+ * A stream line as text: a request as a row of `cols`; drops, proxies going away, the start
+ * and the end as `# …` notes (on stderr).
+ */
+export function formatTapLine(
+  l: TapLine,
+  cols: readonly TapColumn[] = tapColumns(false),
+): string | undefined {
+  if (l.type === 'request')
+    return tapRow(
+      cols.map((c) => c.cell(l)),
+      cols,
+    );
   if (l.type === 'dropped')
     return `# dropped ${String(l.count)} events${l.proxy ? ` at ${String(l.proxy)}` : ''} (rate limit or slow reader)`;
   if (l.type === 'proxy-gone') return `# proxy ${String(l.proxy)} gone: ${String(l.reason)}`;
@@ -117,11 +206,21 @@ export function tapCommand(): Command {
     .option('--rate <n>', 'events per second per proxy (default 100)')
     .option('--limit <n>', 'stop after this many events')
     .addOption(
-      new Option('-o, --output <format>', 'output format: text | json')
-        .choices(['text', 'json'])
+      new Option('-o, --output <format>', 'output format: text | wide | json')
+        .choices(['text', 'wide', 'json'])
         .default('text'),
     )
-    .action(async (service: string, f: TapFlags & { output: 'text' | 'json' }) => {
+    .addHelpText(
+      'after',
+      `
+Columns: TIME DIRECTION SOURCE DESTINATION METHOD PATH STATUS GRPC LATENCY TLS ERROR PROXY;
+-o wide adds AUTHORITY, ROUTE, IDENTITY (the peer's mTLS identity) and ENDPOINT. The
+header is printed once, before the first request. docs/cli.md maps each column to its
+field in -o json and in the access log.`,
+    )
+    .action(async (service: string, f: TapFlags & { output: 'text' | 'wide' | 'json' }) => {
+      const cols = tapColumns(f.output === 'wide');
+      let headed = false;
       const ac = new AbortController();
       const stop = () => ac.abort();
       process.once('SIGINT', stop);
@@ -133,9 +232,12 @@ export function tapCommand(): Command {
             tapQuery(service, f),
             (l) => {
               if (f.output === 'json') return void process.stdout.write(`${JSON.stringify(l)}\n`);
-              const s = formatTapLine(l);
+              const s = formatTapLine(l, cols);
               if (s === undefined) return;
-              (l.type === 'request' ? process.stdout : process.stderr).write(`${s}\n`);
+              if (l.type !== 'request') return void process.stderr.write(`${s}\n`);
+              if (!headed) process.stdout.write(`${tapHeader(cols)}\n`);
+              headed = true;
+              process.stdout.write(`${s}\n`);
             },
             ac.signal,
           );
