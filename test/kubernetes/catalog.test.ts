@@ -4,7 +4,6 @@
  * endpoints, readiness, zones, app protocols — and leave it again when deleted.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import http from 'node:http';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -20,7 +19,8 @@ import { SqliteStore } from '../../src/store/sqlite-store.ts';
 import { KEYS } from '../../src/store/store.ts';
 import { KubeApiServer, kubeApiserverMissingReason } from '../support/kube-apiserver.ts';
 import { AppHost, netnsMissingReason } from '../support/netns.ts';
-import { BIN, ROOT } from '../support/cli.ts';
+import { ROOT } from '../support/cli.ts';
+import { spawnKubeControl } from '../support/kube-control.ts';
 import { until } from '../control/discovery-support.ts';
 
 /**
@@ -265,36 +265,10 @@ describe('kubernetes: Services and EndpointSlices → the catalog → a sidecar'
   });
 
   it('hexmesh control --kubernetes (the real command) mirrors the cluster and serves it', async () => {
-    const data = mkdtempSync(join(tmpdir(), 'hexmesh-k8s-cli-'));
-    const child = spawn(
-      process.execPath,
-      [
-        BIN,
-        'control',
-        '--kubernetes',
-        '--kubeconfig',
-        kube.kubeconfig,
-        '--listen',
-        '127.0.0.1:0',
-        '--data-dir',
-        data,
-        '--auth',
-        'off',
-      ],
-      { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d: Buffer) => (out += d));
-    child.stderr.on('data', (d: Buffer) => (err += d));
-    const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+    const control = spawnKubeControl(kube.kubeconfig);
     try {
-      const port = await until(
-        () => /listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(out)?.[1],
-        60_000,
-        `listening line (stderr: ${err})`,
-      );
-      assert.match(out, new RegExp(`mirroring Kubernetes at ${kube.url.replace(/\./g, '\\.')}`));
+      const port = await control.line(/listening on http:\/\/127\.0\.0\.1:(\d+)/, 60_000, 'listening line');
+      assert.match(control.out, new RegExp(`mirroring Kubernetes at ${kube.url.replace(/\./g, '\\.')}`));
       const doc = await until(
         async () => {
           const r = await fetch(`http://127.0.0.1:${port}/v1/resources/Service/default/rpc`);
@@ -306,11 +280,9 @@ describe('kubernetes: Services and EndpointSlices → the catalog → a sidecar'
         'rpc served by the CLI control plane',
       );
       assert.equal(doc.spec.ports[0].protocol, 'http2');
-      child.kill('SIGTERM');
-      assert.equal(await exited, 0, err);
+      assert.equal(await control.stop(), 0, control.err);
     } finally {
-      child.kill('SIGKILL');
-      rmSync(data, { recursive: true, force: true });
+      control.close();
     }
   });
 

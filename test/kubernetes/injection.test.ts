@@ -5,7 +5,6 @@
  * annotated out or already injected.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,8 +17,7 @@ import {
   type Pod,
 } from '../../src/control/kubernetes/injector.ts';
 import { SqliteStore } from '../../src/store/sqlite-store.ts';
-import { BIN, ROOT } from '../support/cli.ts';
-import { until } from '../control/discovery-support.ts';
+import { spawnKubeControl } from '../support/kube-control.ts';
 import { KubeApiServer, kubeApiserverMissingReason } from '../support/kube-apiserver.ts';
 
 const skip = kubeApiserverMissingReason();
@@ -148,40 +146,15 @@ describe('kubernetes: sidecar injection by a mutating webhook', { skip }, () => 
       'DELETE',
       '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/hexmesh-injector',
     );
-    const data = mkdtempSync(join(tmpdir(), 'hexmesh-k8s-injcli-'));
-    const child = spawn(
-      process.execPath,
-      [
-        BIN,
-        'control',
-        '--kubernetes',
-        '--kubeconfig',
-        kube.kubeconfig,
-        '--listen',
-        '127.0.0.1:0',
-        '--data-dir',
-        data,
-        '--auth',
-        'off',
-        '--inject-listen',
-        '127.0.0.1:0',
-        '--proxy-image',
-        'hexmesh/proxy:cli',
-      ],
-      { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d: Buffer) => (out += d));
-    child.stderr.on('data', (d: Buffer) => (err += d));
-    const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+    const control = spawnKubeControl(kube.kubeconfig, [
+      '--inject-listen',
+      '127.0.0.1:0',
+      '--proxy-image',
+      'hexmesh/proxy:cli',
+    ]);
     try {
-      const hook = await until(
-        () => /injection webhook on (https:\/\/\S+)/.exec(out)?.[1],
-        60_000,
-        `webhook line (stderr: ${err})`,
-      );
-      const api = await until(() => /listening on (http:\/\/\S+)/.exec(out)?.[1], 10_000, 'listening line');
+      const hook = await control.line(/injection webhook on (https:\/\/\S+)/, 60_000, 'webhook line');
+      const api = await control.line(/listening on (http:\/\/\S+)/, 10_000, 'listening line');
       const bundlePem = await (await fetch(`${api}/v1/identity/bundle`)).text();
       await kube.must(
         'POST',
@@ -201,11 +174,9 @@ describe('kubernetes: sidecar injection by a mutating webhook', { skip }, () => 
       }
       assert.equal(got?.spec.initContainers?.[0]?.image, 'hexmesh/proxy:cli');
       assert.equal(got?.metadata.annotations?.['hexmesh.io/injected'], 'hexmesh/proxy:cli');
-      child.kill('SIGTERM');
-      assert.equal(await exited, 0, err);
+      assert.equal(await control.stop(), 0, control.err);
     } finally {
-      child.kill('SIGKILL');
-      rmSync(data, { recursive: true, force: true });
+      control.close();
     }
   });
 });
