@@ -7,6 +7,7 @@
  * appears (a rotation started) it re-issues soon, after a jittered delay that lets every
  * peer learn the new root first.
  */
+import { readFile } from 'node:fs/promises';
 import { HexmeshError } from '../errors/hexmesh-error.ts';
 import type { IdentitySource, WorkloadCertificate } from './identity-source.ts';
 import { createKeyAndCsr, renewalSignature } from './csr.ts';
@@ -25,6 +26,12 @@ export interface ControlIdentitySourceOptions {
   controlCaPem?: string;
   /** Proof for the first certificate (and whenever a renewal proof is refused). */
   joinToken?: string;
+  /**
+   * Instead of `joinToken`: a file holding the proof — a projected ServiceAccount token
+   * (audience `hexmesh`) on Kubernetes. Read at each use, so the token the kubelet rotates
+   * in place is the one sent (docs/kubernetes.md).
+   */
+  tokenFile?: string;
   /** Tracked per proxy on the control plane (rotation status, `hexmesh check`). */
   proxyId?: string;
   /** Ask for this SPIFFE ID; default: the identity the join token grants. */
@@ -168,11 +175,11 @@ export class ControlIdentitySource implements IdentitySource {
               csr: kc.csrPem,
               renewal: { certificate: cur.certChainPem, signature: renewalSignature(cur.keyPem, kc.csrPem) },
             }
-          : { csr: kc.csrPem, token: this.#o.joinToken },
+          : { csr: kc.csrPem, token: await this.#token() },
       );
       // A renewal proof can be refused (the old root was removed by force): the token may still do.
-      if (answer.status === 401 && renewable && this.#o.joinToken)
-        answer = await this.#request({ csr: kc.csrPem, token: this.#o.joinToken });
+      if (answer.status === 401 && renewable && (this.#o.joinToken || this.#o.tokenFile))
+        answer = await this.#request({ csr: kc.csrPem, token: await this.#token() });
       if (answer.status !== 200) throw new HexmeshError('HEXMESH_ERR_UNAUTHENTICATED', answer.message);
       const next = workloadCertificate(answer.certChainPem!, kc.keyPem);
       this.#cert = next;
@@ -193,6 +200,19 @@ export class ControlIdentitySource implements IdentitySource {
       this.#scheduleIssue(wait);
     } finally {
       this.#issuing = false;
+    }
+  }
+
+  /** The join token, or the token file's current content (re-read each time: it rotates). */
+  async #token(): Promise<string | undefined> {
+    if (this.#o.joinToken || !this.#o.tokenFile) return this.#o.joinToken;
+    try {
+      return (await readFile(this.#o.tokenFile, 'utf8')).trim() || undefined;
+    } catch (e) {
+      throw new HexmeshError(
+        'HEXMESH_ERR_UNAUTHENTICATED',
+        `cannot read the token file ${this.#o.tokenFile}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+      );
     }
   }
 

@@ -5,13 +5,14 @@
  * TokenReview; tokens of another audience or of a deleted ServiceAccount buy nothing.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ControlPlane } from '../../src/control/control-plane.ts';
 import { TokenReviewer } from '../../src/control/kubernetes/token-review.ts';
 import { CertificateAuthority } from '../../src/identity/ca.ts';
+import { ControlIdentitySource } from '../../src/identity/control-identity-source.ts';
 import { createKeyAndCsr } from '../../src/identity/csr.ts';
 import { certInfo } from '../../src/identity/x509.ts';
 import { SqliteStore } from '../../src/store/sqlite-store.ts';
@@ -130,6 +131,53 @@ describe('kubernetes: ServiceAccount tokens checked by TokenReview', { skip }, (
       const other = await post(`spiffe://${TD}/ns/shop/sa/db`);
       assert.equal(other.status, 403, JSON.stringify(other.body));
     } finally {
+      await cp.close();
+    }
+  });
+
+  it("a sidecar's --token-file is read at each request: a rotated token is the one sent (issue 13)", async () => {
+    const cp = new ControlPlane({
+      listen: { address: '127.0.0.1', port: 0 },
+      store,
+      identity: { dataDir: dir, trustDomain: TD, platformToken: (t) => reviewer.review(t) },
+      auth: { mode: 'enforce' },
+      dashboard: false,
+    });
+    const { port } = await cp.start();
+    // As the kubelet writes a projected token: a new file renamed over the old one.
+    const file = join(dir, 'token');
+    const put = (t: string) => {
+      writeFileSync(`${file}.new`, t);
+      renameSync(`${file}.new`, file);
+    };
+    // First the wrong audience (the API server's own): refused, retried.
+    put(await token('web'));
+    const logs: string[] = [];
+    const source = new ControlIdentitySource({
+      urls: [`http://127.0.0.1:${port}`],
+      tokenFile: file,
+      retryBaseMs: 50,
+      retryMaxMs: 200,
+      log: (l) => logs.push(l),
+    });
+    try {
+      source.start();
+      const deadline = Date.now() + 20_000;
+      while (!logs.some((l) => l.includes('certificate request failed')) && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 50));
+      assert.ok(
+        logs.some((l) => l.includes('certificate request failed')),
+        logs.join('\n'),
+      );
+      assert.equal(source.current(), undefined);
+      // Rotated to a hexmesh-audience token: the next retry reads it and gets the certificate.
+      put(await token('web', ['hexmesh']));
+      await source.ready(AbortSignal.timeout(20_000));
+      assert.equal(source.current()?.spiffeId, `spiffe://${TD}/ns/shop/sa/web`);
+      // Never logged: the token itself.
+      assert.ok(!logs.some((l) => l.includes('eyJ')), 'a token reached the log');
+    } finally {
+      source.close();
       await cp.close();
     }
   });

@@ -40,8 +40,16 @@ const pod = (
 interface PodOut {
   metadata: { annotations?: Record<string, string> };
   spec: {
-    initContainers?: { name: string; image?: string; restartPolicy?: string; args: string[] }[];
+    initContainers?: {
+      name: string;
+      image?: string;
+      restartPolicy?: string;
+      args: string[];
+      securityContext?: { runAsUser?: number; capabilities?: { add?: string[] } };
+    }[];
     containers: { name: string }[];
+    serviceAccountName?: string;
+    volumes?: { name: string; projected?: { sources: { serviceAccountToken?: { audience?: string } }[] } }[];
   };
 }
 
@@ -111,6 +119,16 @@ describe('kubernetes: sidecar injection by a mutating webhook', { skip }, () => 
       ['app'],
     );
     assert.equal(out!.metadata.annotations?.['hexmesh.io/injected'], '0.1.0');
+    // The API server accepted the capture init container (root, NET_ADMIN) and the projected
+    // ServiceAccount token the proxy reads (issue 13).
+    const capture = out!.spec.initContainers?.[1];
+    assert.equal(capture?.name, 'hexmesh-capture');
+    assert.equal(capture?.args[0], 'capture');
+    assert.deepEqual(capture?.securityContext?.capabilities?.add, ['NET_ADMIN', 'NET_RAW']);
+    assert.match(args, /--capture/);
+    assert.match(args, /--token-file \/var\/run\/secrets\/hexmesh\/token/);
+    const token = out!.spec.volumes?.find((v) => v.name === 'hexmesh-token');
+    assert.equal(token?.projected?.sources[0].serviceAccountToken?.audience, 'hexmesh');
   });
 
   it('a Pod in an unlabelled namespace is left alone unless it opts in with its label', async () => {
@@ -135,7 +153,12 @@ describe('kubernetes: sidecar injection by a mutating webhook', { skip }, () => 
       apiVersion: 'v1',
       kind: 'Pod',
       metadata: { name: 'twice-2', labels: { app: 'twice' } },
-      spec: { initContainers: once.spec.initContainers, containers: [pod('x').spec.containers[0]] },
+      spec: {
+        initContainers: once.spec.initContainers,
+        volumes: once.spec.volumes,
+        serviceAccountName: once.spec.serviceAccountName,
+        containers: [pod('x').spec.containers[0]],
+      },
     });
     assert.equal(again.spec.initContainers?.filter((c) => c.name === 'hexmesh-proxy').length, 1);
   });

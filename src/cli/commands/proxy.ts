@@ -48,6 +48,10 @@ export function proxyCommand(): Command {
       'with --control: join token for the workload certificate (or env HEXMESH_JOIN_TOKEN), see docs/identity.md',
     )
     .option(
+      '--token-file <file>',
+      'with --control: file holding the token for the workload certificate, re-read at each use (a projected ServiceAccount token, audience hexmesh; docs/kubernetes.md)',
+    )
+    .option(
       '--control-ca <file>',
       'with an https:// --control: PEM of the CA that vouches for the control plane (or env HEXMESH_CONTROL_CA; `hexmesh control --tls` writes <data-dir>/ca-bundle.pem)',
     )

@@ -65,14 +65,39 @@ describe('kubernetes injector', () => {
     );
     assert.deepEqual(
       ops.map((o) => o.path),
-      ['/spec/initContainers/0', '/spec/initContainers/1', '/metadata/annotations/hexmesh.io~1injected'],
+      [
+        '/spec/initContainers/0',
+        '/spec/initContainers/1',
+        '/spec/volumes',
+        '/spec/serviceAccountName',
+        '/metadata/annotations/hexmesh.io~1injected',
+      ],
     );
     const c = ops[0].value as { restartPolicy: string; securityContext: { runAsUser: number } };
     assert.equal(c.restartPolicy, 'Always');
     assert.equal(c.securityContext.runAsUser, 2102);
     assert.deepEqual(
       injectionPatch(pod(), OPTS).map((o) => o.path),
-      ['/spec/initContainers', '/metadata/annotations'],
+      ['/spec/initContainers', '/spec/volumes', '/spec/serviceAccountName', '/metadata/annotations'],
+    );
+  });
+
+  it('mounts a projected ServiceAccount token (audience hexmesh) the proxy reads with --token-file', () => {
+    const ops = injectionPatch(pod({}, { containers: [{ name: 'app' }], volumes: [{ name: 'data' }] }), OPTS);
+    const vol = ops.find((o) => o.path === '/spec/volumes/-')?.value as {
+      name: string;
+      projected: { sources: { serviceAccountToken: { audience: string; path: string } }[] };
+    };
+    assert.equal(vol.name, 'hexmesh-token');
+    assert.equal(vol.projected.sources[0].serviceAccountToken.audience, 'hexmesh');
+    const proxy = (
+      ops[0].value as { args: string[]; volumeMounts: { name: string; mountPath: string }[] }[]
+    )[0];
+    const i = proxy.args.indexOf('--token-file');
+    assert.equal(proxy.args[i + 1], '/var/run/secrets/hexmesh/token');
+    assert.deepEqual(
+      proxy.volumeMounts.map((m) => [m.name, m.mountPath]),
+      [['hexmesh-token', '/var/run/secrets/hexmesh']],
     );
   });
 
@@ -132,7 +157,7 @@ describe('kubernetes injector', () => {
     };
     assert.equal(r.response.uid, 'u1');
     assert.equal(r.response.patchType, 'JSONPatch');
-    assert.equal((JSON.parse(Buffer.from(r.response.patch, 'base64').toString()) as unknown[]).length, 2);
+    assert.equal((JSON.parse(Buffer.from(r.response.patch, 'base64').toString()) as unknown[]).length, 4);
     const skipped = admissionResponse(
       review(pod({ annotations: { 'hexmesh.io/inject': 'false' } })),
       OPTS,

@@ -38,6 +38,14 @@ export const OUTBOUND_POLICY_ANNOTATION = 'hexmesh.io/outbound-traffic-policy';
 /** The proxy's uid: the capture rules exclude it, so its own traffic is not redirected back to it. */
 export const PROXY_UID = 2102;
 export const INBOUND_PORT = 4143;
+/**
+ * The projected ServiceAccount token the proxy proves its identity with (audience `hexmesh`,
+ * checked by TokenReview: token-review.ts); the kubelet rewrites it before it expires and the
+ * proxy re-reads it at each certificate request (`--token-file`).
+ */
+export const TOKEN_VOLUME = 'hexmesh-token';
+export const TOKEN_DIR = '/var/run/secrets/hexmesh';
+export const TOKEN_AUDIENCE = 'hexmesh';
 export const OUTBOUND_PORT = 4140;
 export const ADMIN_PORT = 4191;
 
@@ -64,7 +72,12 @@ export interface Pod {
     labels?: Record<string, string>;
     annotations?: Record<string, string>;
   };
-  spec?: { containers?: Container[]; initContainers?: Container[]; serviceAccountName?: string };
+  spec?: {
+    containers?: Container[];
+    initContainers?: Container[];
+    serviceAccountName?: string;
+    volumes?: { name: string; [k: string]: unknown }[];
+  };
 }
 
 type PatchOp = { op: 'add' | 'replace'; path: string; value: unknown };
@@ -131,6 +144,8 @@ export function proxyContainer(pod: Pod, opts: InjectorOptions): Record<string, 
       `0.0.0.0:${INBOUND_PORT}`,
       '--label',
       'hexmesh.io/pod=$(HEXMESH_POD_NAME)',
+      '--token-file',
+      `${TOKEN_DIR}/token`,
       ...(appPort ? ['--app-port', String(appPort)] : []),
       ...(captured(pod) ? ['--capture', '--outbound-traffic-policy', outboundPolicy(pod)] : []),
     ],
@@ -141,6 +156,7 @@ export function proxyContainer(pod: Pod, opts: InjectorOptions): Record<string, 
       fieldEnv('HEXMESH_SERVICE_ACCOUNT', 'spec.serviceAccountName'),
     ],
     ports: [{ name: 'hexmesh-inbound', containerPort: INBOUND_PORT, protocol: 'TCP' }],
+    volumeMounts: [{ name: TOKEN_VOLUME, mountPath: TOKEN_DIR, readOnly: true }],
     resources: { requests: { cpu: '10m', memory: '64Mi' }, limits: { memory: '256Mi' } },
     securityContext: {
       runAsUser: PROXY_UID,
@@ -214,6 +230,21 @@ export function injectionPatch(pod: Pod, opts: InjectorOptions): PatchOp[] {
   if (pod.spec?.initContainers?.length)
     added.forEach((c, i) => ops.push({ op: 'add', path: `/spec/initContainers/${i}`, value: c }));
   else ops.push({ op: 'add', path: '/spec/initContainers', value: added });
+  const volume = {
+    name: TOKEN_VOLUME,
+    projected: {
+      sources: [
+        { serviceAccountToken: { audience: TOKEN_AUDIENCE, expirationSeconds: 3600, path: 'token' } },
+      ],
+    },
+  };
+  if (pod.spec?.volumes) ops.push({ op: 'add', path: '/spec/volumes/-', value: volume });
+  else ops.push({ op: 'add', path: '/spec/volumes', value: [volume] });
+  // A projected token names an account: the API server refuses it on a Pod without one. The
+  // ServiceAccount admission plugin normally sets `default` before webhooks run; where it has
+  // not (disabled), name the same account it would.
+  if (!pod.spec?.serviceAccountName)
+    ops.push({ op: 'add', path: '/spec/serviceAccountName', value: 'default' });
   if (pod.metadata?.annotations)
     ops.push({ op: 'add', path: `/metadata/annotations/${seg(INJECTED_ANNOTATION)}`, value: opts.version });
   else ops.push({ op: 'add', path: '/metadata/annotations', value: { [INJECTED_ANNOTATION]: opts.version } });
@@ -251,7 +282,8 @@ export function admissionResponse(review: unknown, opts: InjectorOptions): Recor
  */
 export function webhookConfiguration(opts: {
   name?: string;
-  caBundlePem: string;
+  /** Absent: left for the control plane to write (webhook-ca.ts), as the install manifests do. */
+  caBundlePem?: string;
   url?: string;
   service?: { name: string; namespace: string; port?: number };
   failurePolicy?: 'Ignore' | 'Fail';
@@ -261,7 +293,7 @@ export function webhookConfiguration(opts: {
     ...(opts.service
       ? { service: { ...opts.service, path: '/inject', port: opts.service.port ?? 443 } }
       : {}),
-    caBundle: Buffer.from(opts.caBundlePem).toString('base64'),
+    ...(opts.caBundlePem !== undefined ? { caBundle: Buffer.from(opts.caBundlePem).toString('base64') } : {}),
   };
   const common = {
     clientConfig,

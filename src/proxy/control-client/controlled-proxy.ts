@@ -34,7 +34,7 @@ export interface ControlledProxyOptions {
    * the discovery stream and renewals (mTLS); `controlCaPem` vouches for the control plane's
    * server certificate before the trust bundle is known (default: the system roots).
    */
-  identity?: { joinToken?: string; spiffeId?: string; controlCaPem?: string };
+  identity?: { joinToken?: string; tokenFile?: string; spiffeId?: string; controlCaPem?: string };
   /**
    * Keep the last good config and the workload certificate here (0700 dir, 0600 files) and
    * start from them when the control plane does not answer within `cacheAfterMs`

@@ -26,6 +26,8 @@ export interface ControlFlags {
   cacheDir?: string;
   /** Join token for the workload certificate (or HEXMESH_JOIN_TOKEN). */
   joinToken?: string;
+  /** A file holding the token, re-read at each use (a projected ServiceAccount token). */
+  tokenFile?: string;
   /** PEM file of the CA that vouches for an HTTPS control plane (or env HEXMESH_CONTROL_CA). */
   controlCa?: string;
   /** `proxy.tracing` (docs/observability.md): endpoint turns it on. */
@@ -134,7 +136,14 @@ export async function runControlledProxy(f: ControlFlags): Promise<void> {
     ...(f.id ? { id: f.id } : {}),
     ...(f.advertise ? { advertise: f.advertise } : {}),
     ...(f.cacheDir ? { cacheDir: f.cacheDir } : {}),
-    ...(joinToken ? { identity: { joinToken, ...(controlCaPem ? { controlCaPem } : {}) } } : {}),
+    ...(joinToken || f.tokenFile
+      ? {
+          identity: {
+            ...(joinToken ? { joinToken } : { tokenFile: f.tokenFile }),
+            ...(controlCaPem ? { controlCaPem } : {}),
+          },
+        }
+      : {}),
     onExit: () => process.exit(0),
     client: { log: (l) => process.stderr.write(`hexmesh proxy: ${l}\n`) },
   });
