@@ -21,7 +21,7 @@ import { HexmeshError } from '../errors/hexmesh-error.ts';
 import { StoreConflictError, type Store } from '../store/store.ts';
 import { spiffeId as makeSpiffeId, parseSpiffeId, uriSans } from './identity-source.ts';
 import { checkCsr } from './csr-policy.ts';
-import { JoinTokens } from './join-tokens.ts';
+import { INSTANCE_ID, JoinTokens } from './join-tokens.ts';
 import { controlPlaneSpiffeId } from './control-tls.ts';
 import {
   readOrCreateSealKey,
@@ -413,12 +413,22 @@ export class CertificateAuthority {
    * authority. `caller`: the SPIFFE ID the API authenticated the caller as (mTLS, join token);
    * a proof granting another identity is then refused (a workload never gets another's).
    */
-  async sign(req: SignRequest, caller?: string): Promise<Issued> {
+  async sign(req: SignRequest, caller?: { spiffeId: string; instance?: string }): Promise<Issued> {
     const { state, rev } = await this.#state();
     const csr = await checkCsr(req.csr);
-    const granted = await this.#grantedIdentity(req, state);
-    if (caller !== undefined && caller !== granted)
-      throw denied(`caller ${caller} may not get a certificate for ${granted}`);
+    const { spiffeId: granted, instance } = await this.#grantedIdentity(req, state);
+    if (caller !== undefined && caller.spiffeId !== granted)
+      throw denied(`caller ${caller.spiffeId} may not get a certificate for ${granted}`);
+    // Instances of one identity are kept apart too: a proof bound to one instance (its join
+    // token, or a certificate got with it) gets certificates for that instance only.
+    if (caller?.instance !== undefined && caller.instance !== instance)
+      throw denied(
+        `caller ${caller.spiffeId} is bound to instance ${caller.instance} and may not get a certificate for ${instance === undefined ? 'any instance' : `instance ${instance}`}`,
+      );
+    if (instance !== undefined && req.proxyId !== undefined && req.proxyId !== instance)
+      throw denied(
+        `the ${req.token ? 'join token' : 'current certificate'} is bound to instance ${instance}, not ${req.proxyId}`,
+      );
     if (csr.requestedId !== undefined && csr.requestedId !== granted)
       throw denied(
         `CSR asks for ${csr.requestedId} but the ${req.token ? 'join token' : 'current certificate'} grants ${granted}`,
@@ -435,7 +445,14 @@ export class CertificateAuthority {
     const backdate = Math.min(60_000, this.leafTtlMs / 10);
     const notBefore = new Date(Math.max(now - backdate, Date.parse(inter.validFrom)));
     const leaf = await createLeafCert(
-      { spiffeId: granted, publicKey: csr.publicKey, serial, notBefore, notAfter: new Date(notAfter) },
+      {
+        spiffeId: granted,
+        ...(instance !== undefined && { instance }),
+        publicKey: csr.publicKey,
+        serial,
+        notBefore,
+        notAfter: new Date(notAfter),
+      },
       { certPem: active.intermediateCertPem, key },
     );
     const issued: Issued = {
@@ -447,7 +464,7 @@ export class CertificateAuthority {
       authority: active.id,
     };
     const record: IssuedRecord = {
-      proxyId: req.proxyId ?? serial,
+      proxyId: req.proxyId ?? instance ?? serial,
       spiffeId: granted,
       serial,
       authority: active.id,
@@ -507,7 +524,8 @@ export class CertificateAuthority {
     };
   }
 
-  async #grantedIdentity(req: SignRequest, state: CaState): Promise<string> {
+  /** The identity (and the one instance of it, if bound) the request's proof grants. */
+  async #grantedIdentity(req: SignRequest, state: CaState): Promise<{ spiffeId: string; instance?: string }> {
     if (req.token) {
       // Not one of our join tokens (`hxjt.…`): a platform token, when one is trusted
       // (Kubernetes: a projected ServiceAccount token, checked by TokenReview).
@@ -515,10 +533,13 @@ export class CertificateAuthority {
         const who = await this.#opts.platformToken(req.token);
         if (!who)
           throw new HexmeshError('HEXMESH_ERR_UNAUTHENTICATED', 'the platform token was not accepted');
-        return makeSpiffeId(state.trustDomain, who.namespace, who.serviceAccount);
+        return { spiffeId: makeSpiffeId(state.trustDomain, who.namespace, who.serviceAccount) };
       }
       const t = await this.tokens.verify(req.token);
-      return makeSpiffeId(state.trustDomain, t.namespace, t.serviceAccount);
+      return {
+        spiffeId: makeSpiffeId(state.trustDomain, t.namespace, t.serviceAccount),
+        ...(t.instance !== undefined && { instance: t.instance }),
+      };
     }
     if (req.renewal) return this.#renewalIdentity(req.csr, req.renewal, state);
     throw new HexmeshError(
@@ -532,7 +553,7 @@ export class CertificateAuthority {
     csrPem: string,
     renewal: { certificate: string; signature: string },
     state: CaState,
-  ): string {
+  ): { spiffeId: string; instance?: string } {
     const leaf = parseCert(renewal.certificate);
     const now = this.#now();
     if (Date.parse(leaf.validTo) <= now || Date.parse(leaf.validFrom) > now)
@@ -573,7 +594,9 @@ export class CertificateAuthority {
         'HEXMESH_ERR_UNAUTHENTICATED',
         'renewal refused: the certificate carries no SPIFFE ID of this trust domain',
       );
-    return id;
+    // The instance it was bound to carries over: a renewal never widens or moves it.
+    const instance = instanceOfSubject(leaf.subject);
+    return { spiffeId: id, ...(instance !== undefined && { instance }) };
   }
 
   async #signingKey(a: Authority, rev: number): Promise<CryptoKey> {
@@ -655,6 +678,12 @@ export class CertificateAuthority {
 }
 
 /** Where an issued record lives: under its SPIFFE ID, then the proxy id. */
+/** The instance a workload certificate is bound to: its subject CN (see createLeafCert). */
+export function instanceOfSubject(subject: string): string | undefined {
+  const cn = /^CN=(.+)$/m.exec(subject)?.[1];
+  return cn !== undefined && INSTANCE_ID.test(cn) ? cn : undefined;
+}
+
 function issuedKey(spiffeId: string, proxyId: string): string {
   return `${CA_KEYS.issued}${encodeURIComponent(spiffeId)}/${encodeURIComponent(proxyId)}`;
 }

@@ -16,6 +16,11 @@ export interface JoinTokenRecord {
   readonly id: string;
   readonly namespace: string;
   readonly serviceAccount: string;
+  /**
+   * The one instance (proxy id) the token acts for, and that the certificates it gets are
+   * bound to; none: any instance of the identity.
+   */
+  readonly instance?: string;
   /** hex SHA-256 of the secret part. */
   readonly hash: string;
   readonly createdAt: string;
@@ -26,6 +31,8 @@ export interface JoinTokenRecord {
 export type JoinTokenInfo = Omit<JoinTokenRecord, 'hash'>;
 
 const NAME = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
+/** An instance id as the catalog and discovery take it (the proxy id of a certificate request). */
+export const INSTANCE_ID = /^[A-Za-z0-9][-A-Za-z0-9_.]{0,252}$/;
 
 const unauthenticated = (why: string) =>
   new HexmeshError('HEXMESH_ERR_UNAUTHENTICATED', `join token refused: ${why}`);
@@ -39,11 +46,15 @@ export class JoinTokens {
     this.#now = now;
   }
 
-  /** Create a token for `namespace`/`serviceAccount` valid for `ttlMs`; the text is returned only here. */
+  /**
+   * Create a token for `namespace`/`serviceAccount` (and only `instance` of it, if given)
+   * valid for `ttlMs`; the text is returned only here.
+   */
   async create(
     namespace: string,
     serviceAccount: string,
     ttlMs: number,
+    instance?: string,
   ): Promise<{ token: string; info: JoinTokenInfo }> {
     for (const [field, v] of [
       ['namespace', namespace],
@@ -54,6 +65,11 @@ export class JoinTokens {
           'HEXMESH_ERR_BAD_REQUEST',
           `${field} must be a DNS-1123 name (lower-case letters, digits, '-', '.'), got ${JSON.stringify(v)}`,
         );
+    if (instance !== undefined && !INSTANCE_ID.test(instance))
+      throw new HexmeshError(
+        'HEXMESH_ERR_BAD_REQUEST',
+        `instance must be letters, digits, '-', '_', '.' (an instance id), got ${JSON.stringify(instance)}`,
+      );
     if (!(ttlMs > 0)) throw new HexmeshError('HEXMESH_ERR_BAD_REQUEST', 'ttl must be positive');
     const { token, id, hash } = mintSecret('hxjt');
     const now = this.#now();
@@ -61,6 +77,7 @@ export class JoinTokens {
       id,
       namespace,
       serviceAccount,
+      ...(instance !== undefined && { instance }),
       hash,
       createdAt: new Date(now).toISOString(),
       expiresAt: new Date(now + ttlMs).toISOString(),

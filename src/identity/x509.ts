@@ -129,6 +129,8 @@ export async function createIntermediateCert(
 
 export interface LeafParams {
   readonly spiffeId: string;
+  /** The one instance of the identity the certificate is bound to, as its subject CN. */
+  readonly instance?: string;
   readonly publicKey: x509.PublicKey;
   readonly serial: string;
   readonly notBefore: Date;
@@ -149,7 +151,7 @@ export async function createLeafCert(
   const issuerCert = new x509.X509Certificate(issuer.certPem);
   const cert = await x509.X509CertificateGenerator.create({
     serialNumber: p.serial,
-    subject: 'O=hexmesh',
+    subject: p.instance === undefined ? 'O=hexmesh' : `O=hexmesh, CN=${p.instance}`,
     issuer: issuerCert.subject,
     notBefore: p.notBefore,
     notAfter: p.notAfter,

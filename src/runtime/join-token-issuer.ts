@@ -1,15 +1,23 @@
 /**
  * Join tokens for the sidecars a runtime starts (docs/identity.md): least privilege — a
- * sidecar gets a token for its own workload identity (namespace + service account) only,
- * which authenticates its discovery stream and gets it a workload certificate (so the hops
- * between sidecars are mutual TLS). One token per identity is shared by its instances and
- * their restarts; a new one is made once less than half of its lifetime is left, so a
+ * sidecar gets a token for its own workload identity (namespace + service account) and its
+ * own instance only, which authenticates its discovery stream and gets it a workload
+ * certificate bound to that instance (so the hops between sidecars are mutual TLS). One
+ * token per instance is shared by its restarts; a new one is made once less than half of
+ * its lifetime is left, so a
  * sidecar started late still has a token that outlives it by at least half the TTL.
  */
 import type { ControlClient } from '../cli/client/control-client.ts';
 
-/** Where a runtime gets a sidecar's join token. */
-export type JoinTokenSource = (namespace: string, serviceAccount: string) => Promise<string>;
+/**
+ * Where a runtime gets a sidecar's join token: bound to the sidecar's instance id, so that
+ * neither the token nor the certificate it gets can act for a sibling instance.
+ */
+export type JoinTokenSource = (
+  namespace: string,
+  serviceAccount: string,
+  instance: string,
+) => Promise<string>;
 
 /**
  * Default lifetime: a dev session and then some. A sidecar re-authenticates with its join
@@ -27,7 +35,7 @@ export class JoinTokenIssuer {
   readonly #client: ControlClient;
   readonly #ttlMs: number;
   readonly #now: () => number;
-  /** In-flight or issued, per `namespace/serviceAccount`: concurrent starts share one token. */
+  /** In-flight or issued, per `namespace/serviceAccount/instance`: concurrent starts share one token. */
   readonly #tokens = new Map<string, Promise<Issued>>();
 
   /** `client` must carry a credential with `identity:admin` (the bootstrap admin token). */
@@ -37,16 +45,16 @@ export class JoinTokenIssuer {
     this.#now = opts.now ?? Date.now;
   }
 
-  /** A join token for `namespace`/`serviceAccount`, valid for at least half the TTL. */
-  readonly get: JoinTokenSource = async (namespace, serviceAccount) => {
-    const key = `${namespace}/${serviceAccount}`;
+  /** A join token for `instance` of `namespace`/`serviceAccount`, valid for at least half the TTL. */
+  readonly get: JoinTokenSource = async (namespace, serviceAccount, instance) => {
+    const key = `${namespace}/${serviceAccount}/${instance}`;
     const cached = this.#tokens.get(key);
     if (cached) {
       const t = await cached.catch(() => undefined);
       if (t && t.expiresAt - this.#now() > this.#ttlMs / 2) return t.token;
-      if (this.#tokens.get(key) !== cached) return this.get(namespace, serviceAccount);
+      if (this.#tokens.get(key) !== cached) return this.get(namespace, serviceAccount, instance);
     }
-    const next = this.#create(namespace, serviceAccount);
+    const next = this.#create(namespace, serviceAccount, instance);
     this.#tokens.set(key, next);
     // A failure is not cached: the next start asks again.
     next.catch(() => {
@@ -55,12 +63,12 @@ export class JoinTokenIssuer {
     return (await next).token;
   };
 
-  async #create(namespace: string, serviceAccount: string): Promise<Issued> {
+  async #create(namespace: string, serviceAccount: string, instance: string): Promise<Issued> {
     const r = await this.#client.request<{ token: string; id: string; expiresAt: string }>(
       'POST',
       '/v1/identity/tokens',
       {
-        body: { namespace, serviceAccount, ttl: `${this.#ttlMs}ms` },
+        body: { namespace, serviceAccount, instance, ttl: `${this.#ttlMs}ms` },
         signal: AbortSignal.timeout(10_000),
       },
     );

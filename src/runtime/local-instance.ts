@@ -211,7 +211,7 @@ export class LocalInstance {
     this.#setState(this.#policy.crashLooping ? 'CrashLoop' : 'starting');
     let joinToken: string | undefined;
     try {
-      joinToken = await this.#o.joinToken?.(this.spec.namespace, serviceAccountOf(this.spec));
+      joinToken = await this.#o.joinToken?.(this.spec.namespace, serviceAccountOf(this.spec), this.spec.id);
     } catch (err) {
       this.#line(`cannot get a join token for the sidecar: ${(err as Error).message}`);
       this.#retryLater();

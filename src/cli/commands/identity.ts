@@ -89,6 +89,10 @@ function tokenCreate(): Command {
       .description('create a join token granting one identity (printed once; only its hash is stored)')
       .requiredOption('--namespace <ns>', 'namespace of the identity')
       .requiredOption('--service-account <sa>', 'service account of the identity')
+      .option(
+        '--instance <id>',
+        'bind the token, and the certificates it gets, to this one instance id (the proxy --id)',
+      )
       .option('--ttl <duration>', 'how long the token may be used', durationMs, 24 * 3_600_000)
       .addOption(outputOption(['table', 'json'], 'table')),
   )
@@ -98,18 +102,29 @@ function tokenCreate(): Command {
     )
     .action(
       async (
-        opts: ControlOpts & { namespace: string; serviceAccount: string; ttl: number; output: OutputFormat },
+        opts: ControlOpts & {
+          namespace: string;
+          serviceAccount: string;
+          instance?: string;
+          ttl: number;
+          output: OutputFormat;
+        },
       ) => {
         await runWithClient('identity token create', opts, async (client) => {
           const r = await client.request<{ token: string } & JoinTokenInfo>('POST', '/v1/identity/tokens', {
-            body: { namespace: opts.namespace, serviceAccount: opts.serviceAccount, ttl: `${opts.ttl}ms` },
+            body: {
+              namespace: opts.namespace,
+              serviceAccount: opts.serviceAccount,
+              ...(opts.instance !== undefined && { instance: opts.instance }),
+              ttl: `${opts.ttl}ms`,
+            },
           });
           if (opts.output === 'json') process.stdout.write(formatData(r.body, 'json'));
           else {
             // The token alone on stdout, so `$(...)` captures it; the rest on stderr.
             process.stdout.write(`${r.body.token}\n`);
             process.stderr.write(
-              `join token ${r.body.id} for spiffe://…/ns/${r.body.namespace}/sa/${r.body.serviceAccount}, expires ${r.body.expiresAt}\n`,
+              `join token ${r.body.id} for spiffe://…/ns/${r.body.namespace}/sa/${r.body.serviceAccount}${r.body.instance ? ` (instance ${r.body.instance})` : ''}, expires ${r.body.expiresAt}\n`,
             );
           }
         });
@@ -134,6 +149,7 @@ function tokenList(): Command {
         Date.parse(t.expiresAt) <= now ? 'expired' : t.expiresAt,
       ]);
     },
+    wide: { header: ['CREATED'], cells: (t) => [t.createdAt] },
   });
 }
 
@@ -240,6 +256,7 @@ export function identityCommand(): Command {
     path: '/v1/identity/certificates',
     header: ['PROXY', 'IDENTITY', 'SERIAL', 'AUTHORITY', 'EXPIRES'],
     rows: (list) => list.map((r) => [r.proxyId, r.spiffeId, r.serial, r.authority, r.notAfter]),
+    wide: { header: ['ISSUED'], cells: (r) => [r.issuedAt] },
   });
   return new Command('identity')
     .description('workload identity: join tokens, trust bundle, certificates, root rotation')

@@ -32,6 +32,8 @@ const signBody = z.strictObject({
 const tokenBody = z.strictObject({
   namespace: z.string(),
   serviceAccount: z.string(),
+  /** Bind the token (and the certificates it gets) to this one instance id. */
+  instance: z.string().optional(),
   ttl: z.union([z.string(), z.number()]).optional(),
 });
 
@@ -57,9 +59,12 @@ export function identityRoutes(router: Router, ctx: ApiContext, ca: CertificateA
       const b = await body(req, signBody);
       // Public: the body carries the proof (join token or current certificate), checked by the
       // CA. A caller that also authenticated as a workload may only get its own identity.
+      const p = req.principal;
       const issued = await ca.sign(
         b,
-        req.principal?.kind === 'workload' ? req.principal.spiffeId : undefined,
+        p?.kind === 'workload'
+          ? { spiffeId: p.spiffeId, ...(p.instance !== undefined && { instance: p.instance }) }
+          : undefined,
       );
       return { json: issued };
     },
@@ -101,7 +106,7 @@ export function identityRoutes(router: Router, ctx: ApiContext, ca: CertificateA
       const ttl = b.ttl === undefined ? 24 * 3_600_000 : parseDuration(b.ttl);
       if (ttl === undefined || ttl <= 0)
         throw badRequest(`ttl must be a positive duration like 24h (got ${JSON.stringify(b.ttl)})`);
-      const { token, info } = await ca.tokens.create(b.namespace, b.serviceAccount, ttl);
+      const { token, info } = await ca.tokens.create(b.namespace, b.serviceAccount, ttl, b.instance);
       return { status: 201, json: { token, ...info } };
     },
     'identity:admin',

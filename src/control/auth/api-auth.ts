@@ -18,7 +18,7 @@ import type { IncomingMessage } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import { HexmeshError } from '../../errors/hexmesh-error.ts';
 import { parseSpiffeId, uriSans } from '../../identity/identity-source.ts';
-import type { JoinTokens } from '../../identity/join-tokens.ts';
+import { INSTANCE_ID, type JoinTokens } from '../../identity/join-tokens.ts';
 import type { ApiTokens } from './api-tokens.ts';
 import { JOIN_TOKEN_PERMISSIONS, ROLE_PERMISSIONS, type Permission, type Role } from './roles.ts';
 
@@ -100,7 +100,9 @@ export class ApiAuth {
         );
       const uri = uris[0]?.startsWith('spiffe://') ? uris[0] : undefined;
       const id = uri ? parseSpiffeId(uri) : undefined;
-      if (id && id.trustDomain === (await this.#opts.trustDomain()))
+      if (id && id.trustDomain === (await this.#opts.trustDomain())) {
+        // A certificate got with an instance-bound join token names its instance (CN).
+        const instance = instanceOf(cert?.subject?.CN);
         return {
           kind: 'workload',
           role: 'workload',
@@ -108,7 +110,9 @@ export class ApiAuth {
           spiffeId: uri!,
           namespace: id.namespace,
           serviceAccount: id.serviceAccount,
+          ...(instance !== undefined && { instance }),
         };
+      }
       if (uri !== undefined)
         throw new HexmeshError(
           'HEXMESH_ERR_UNAUTHENTICATED',
@@ -134,6 +138,7 @@ export class ApiAuth {
         spiffeId: `spiffe://${td}/ns/${t.namespace}/sa/${t.serviceAccount}`,
         namespace: t.namespace,
         serviceAccount: t.serviceAccount,
+        ...(t.instance !== undefined && { instance: t.instance }),
       };
     }
     const t = await this.#opts.tokens.verify(token);
@@ -211,6 +216,11 @@ export class ApiAuth {
     this.authorize(p, typeof permission === 'function' ? permission({ query, params }) : permission, what);
     return p;
   }
+}
+
+/** The instance a workload certificate's subject CN names (the CA sets it; see ca.ts). */
+function instanceOf(cn: string | string[] | undefined): string | undefined {
+  return typeof cn === 'string' && INSTANCE_ID.test(cn) ? cn : undefined;
 }
 
 /** The TLS verification error of a client certificate that was presented but not verified. */
