@@ -9,14 +9,12 @@ import type { MeshService } from '../../config/proxy-config.ts';
 import type { TrafficPolicySpec } from '../../config/resources.ts';
 import { HexmeshError } from '../../errors/hexmesh-error.ts';
 import type { ProxyMetrics } from '../../telemetry/metrics.ts';
-import { createBalancer, type Balancer } from '../balance/balancer.ts';
+import { createBalancer } from '../balance/balancer.ts';
 import { end, endpointKey, EndpointState, isEligible, start } from '../balance/endpoint-state.ts';
-import { hashKeyExtractor, type HashKeyExtractor } from '../balance/hash-key.ts';
+import { hashKeyExtractor } from '../balance/hash-key.ts';
 import type { Bulkhead, RetryLimiter } from '../breaker/bulkhead.ts';
-import type { CircuitBreaker } from '../breaker/circuit-breaker.ts';
 import type { MeshRequest, MeshResponse, Service } from '../core/dispatch.ts';
-import type { HealthChecker } from '../health/health-checker.ts';
-import type { OutlierDetector, Outcome } from '../outlier/outlier-detector.ts';
+import type { Outcome } from '../outlier/outlier-detector.ts';
 import type { RetryBudget } from '../retry/retry-budget.ts';
 import { closeParts, POLICY_SECTIONS, type DestinationParts, type PartsContext } from './policy-parts.ts';
 import type { PeerInfo } from '../transport/hop-security.ts';
@@ -50,20 +48,20 @@ export interface DestinationUpdate {
   abort(): void;
 }
 
-export class Destination implements DestinationParts {
+/**
+ * A base class whose instances have the fields of {@link DestinationParts}, so that they are
+ * declared once (policy-parts.ts); a Destination sets them all in `#commit`.
+ */
+const WithParts = class {} as new () => DestinationParts;
+
+export class Destination extends WithParts {
   readonly name: string;
   readonly namespace: string;
   readonly key: string;
   service: MeshService;
   policy: TrafficPolicySpec | undefined;
-  balancer: Balancer;
-  hashKey: HashKeyExtractor;
-  outlier: OutlierDetector | undefined;
-  health: HealthChecker | undefined;
-  breaker: CircuitBreaker | undefined;
-  bulkhead: Bulkhead;
-  retryLimiter: RetryLimiter;
-  budget: RetryBudget;
+  /** The parts in force (the same objects as this Destination's part fields). */
+  #parts: DestinationParts;
   /** The terminal service: pick an endpoint, send, record the outcome. Built once. */
   readonly send: Service;
   readonly #transports: TransportPool;
@@ -82,6 +80,7 @@ export class Destination implements DestinationParts {
     metrics: ProxyMetrics,
     h2Hop: boolean,
   ) {
+    super();
     this.name = service.name;
     this.namespace = service.namespace;
     this.key = serviceKey(service.name, service.namespace);
@@ -90,11 +89,18 @@ export class Destination implements DestinationParts {
     this.#transports = new TransportPool(transport);
     this.#metrics = metrics;
     this.#h2Hop = h2Hop;
-    this.balancer = createBalancer(undefined, []);
-    this.hashKey = hashKeyExtractor(undefined);
-    this.bulkhead = undefined as unknown as Bulkhead;
-    this.retryLimiter = undefined as unknown as RetryLimiter;
-    this.budget = undefined as unknown as RetryBudget;
+    // Placeholders until the first update builds every part.
+    this.#parts = {
+      balancer: createBalancer(undefined, []),
+      hashKey: hashKeyExtractor(undefined),
+      outlier: undefined,
+      health: undefined,
+      breaker: undefined,
+      bulkhead: undefined as unknown as Bulkhead,
+      retryLimiter: undefined as unknown as RetryLimiter,
+      budget: undefined as unknown as RetryBudget,
+    };
+    Object.assign(this, this.#parts);
     this.send = (req) => this.#send(req);
     this.update(service, policy);
   }
@@ -119,16 +125,7 @@ export class Destination implements DestinationParts {
   prepare(service: MeshService, policy: TrafficPolicySpec | undefined): DestinationUpdate {
     const first = this.#sections.size === 0;
     const sections = new Map(this.#sections);
-    const current: DestinationParts = {
-      balancer: this.balancer,
-      hashKey: this.hashKey,
-      outlier: this.outlier,
-      health: this.health,
-      breaker: this.breaker,
-      bulkhead: this.bulkhead,
-      retryLimiter: this.retryLimiter,
-      budget: this.budget,
-    };
+    const current = this.#parts;
     const next: DestinationParts = { ...current };
     const built: Partial<DestinationParts>[] = [];
     const ctx: PartsContext = {
@@ -190,14 +187,8 @@ export class Destination implements DestinationParts {
       next.breaker?.onStateChange((state) => this.#metrics.setCircuitState(this.name, state));
       this.#metrics.setCircuitState(this.name, 'closed');
     }
-    this.balancer = next.balancer;
-    this.hashKey = next.hashKey;
-    this.outlier = next.outlier;
-    this.health = next.health;
-    this.breaker = next.breaker;
-    this.bulkhead = next.bulkhead;
-    this.retryLimiter = next.retryLimiter;
-    this.budget = next.budget;
+    this.#parts = next;
+    Object.assign(this, next);
     const endpoints = choosableEndpoints(service);
     this.balancer.update(endpoints.map((e) => new EndpointState({ ...e, meshed: e.meshed })));
     this.#peers.clear();
