@@ -7,9 +7,10 @@
  * the request context for the telemetry layer), and every labelled metric is bound
  * by a cardinality guard (see cardinality-guard.ts).
  */
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import type { Direction } from '../proxy/core/dispatch.ts';
 import { BoundedFamily, SeriesBudget } from './cardinality-guard.ts';
+import { LeanCounter, LeanHistogram } from './lean-metric.ts';
 import { RequestSeriesCache, type RequestSeries } from './request-series.ts';
 
 /**
@@ -127,19 +128,20 @@ export class ProxyMetrics {
       registers,
     });
 
-    const requests = new Counter({
-      name: 'hexmesh_requests_total',
-      help: 'HTTP and gRPC requests that completed (response body ended, failed or was aborted).',
-      labelNames: ['direction', 'src_service', 'dst_service', 'route', 'status_code', 'grpc_status', 'tls'],
+    // Recorded once per request: lean families, not prom-client's (see lean-metric.ts).
+    const requests = new LeanCounter(
+      'hexmesh_requests_total',
+      'HTTP and gRPC requests that completed (response body ended, failed or was aborted).',
+      ['direction', 'src_service', 'dst_service', 'route', 'status_code', 'grpc_status', 'tls'],
       registers,
-    });
-    const durations = new Histogram({
-      name: 'hexmesh_request_duration_seconds',
-      help: 'Time from the request reaching the proxy to the end of the response body.',
-      labelNames: ['direction', 'src_service', 'dst_service', 'route', 'tls'],
-      buckets: [...DURATION_BUCKETS],
+    );
+    const durations = new LeanHistogram(
+      'hexmesh_request_duration_seconds',
+      'Time from the request reaching the proxy to the end of the response body.',
+      ['direction', 'src_service', 'dst_service', 'route', 'tls'],
+      DURATION_BUCKETS,
       registers,
-    });
+    );
     this.requestCache = new RequestSeriesCache(
       requests,
       durations,

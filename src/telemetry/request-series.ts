@@ -2,10 +2,10 @@
  * The per-request series: `hexmesh_requests_total` and
  * `hexmesh_request_duration_seconds`, cached so that recording one request costs
  * a few Map lookups and one inc + one observe, with no key string built and no
- * label object allocated (prom-client's own `labels()` allocates per call, so its
- * children are bound once per label set and kept).
+ * label object allocated (children are bound once per label set and kept; they are
+ * lean-metric.ts children, since prom-client's allocate and hash on every call).
  */
-import type { Counter, Histogram } from 'prom-client';
+import type { LeanCounter, LeanCounterChild, LeanHistogram, LeanHistogramChild } from './lean-metric.ts';
 import type { Direction } from '../proxy/core/dispatch.ts';
 import { OVERFLOW, SeriesBudget } from './cardinality-guard.ts';
 
@@ -47,13 +47,13 @@ export function grpcStatusLabel(index: number): string {
  */
 export class RequestSeries {
   /** Counter children by `status * 32 + grpcIndex + 1`; bounded by status × grpc values. */
-  private readonly byStatus = new Map<number, Counter.Internal>();
+  private readonly byStatus = new Map<number, LeanCounterChild>();
 
   constructor(
     private readonly cache: RequestSeriesCache,
     /** direction, src_service, dst_service, route, tls; all `overflow` for the overflow series. */
     readonly labels: readonly [string, string, string, string, string],
-    private readonly duration: Histogram.Internal<DurationLabel>,
+    private readonly duration: LeanHistogramChild,
   ) {}
 
   /**
@@ -82,11 +82,13 @@ export class RequestSeriesCache {
   /** Indexed by `(direction === 'inbound' ? 0 : 2) + (tls ? 1 : 0)`. */
   private readonly roots: ByDst[] = [new Map(), new Map(), new Map(), new Map()];
   private overflowSeries: RequestSeries | undefined;
-  private overflowCounterChild: Counter.Internal | undefined;
+  private overflowCounterChild: LeanCounterChild | undefined;
 
   constructor(
-    private readonly requests: Counter<RequestLabel>,
-    private readonly durations: Histogram<DurationLabel>,
+    /** Labels in {@link RequestLabel} order. */
+    private readonly requests: LeanCounter,
+    /** Labels in {@link DurationLabel} order. */
+    private readonly durations: LeanHistogram,
     private readonly requestBudget: SeriesBudget,
     private readonly durationBudget: SeriesBudget,
   ) {}
@@ -118,7 +120,7 @@ export class RequestSeriesCache {
   }
 
   /** @internal Bind the counter child for one status of a series (or the overflow child). */
-  bindStatus(series: RequestSeries, status: number, grpcIndex: number): Counter.Internal {
+  bindStatus(series: RequestSeries, status: number, grpcIndex: number): LeanCounterChild {
     if (series === this.overflowSeries) {
       this.requestBudget.countOverflow();
       return this.overflowCounter();
@@ -129,7 +131,7 @@ export class RequestSeriesCache {
   }
 
   /** @internal The `requests_total` child every over-the-cap label set counts into. */
-  overflowCounter(): Counter.Internal {
+  overflowCounter(): LeanCounterChild {
     if (this.overflowCounterChild === undefined) {
       this.overflowCounterChild = this.requests.labels(
         OVERFLOW,
