@@ -25,7 +25,7 @@ import { rolloutSchema, type Rollout } from '../config/resources.ts';
 import { HexmeshError } from '../errors/hexmesh-error.ts';
 import type { Runtime } from '../runtime/runtime.ts';
 import { OwnerLease } from './owner-lease.ts';
-import { Inbox, runRevision, type RevisionSet } from './rollout-run.ts';
+import { Inbox, hasTemplate, runRevision, type RevisionSet, type TemplateRollout } from './rollout-run.ts';
 import {
   REVISION_LABEL,
   TERMINAL_PHASES,
@@ -157,7 +157,8 @@ export class RolloutController {
   #onResource(doc: StoredResource): void {
     if (this.#closed || !this.#lease.held) return;
     const parsed = rolloutSchema.safeParse(stripServerFields(doc));
-    if (!parsed.success) return;
+    // A workloadRef Rollout is the Kubernetes controller's (deployment-rollouts.ts).
+    if (!parsed.success || !hasTemplate(parsed.data)) return;
     const r = parsed.data;
     const t = this.#track(r.metadata.namespace, r.metadata.name);
     const json = JSON.stringify(r.spec.template);
@@ -188,7 +189,7 @@ export class RolloutController {
    * runs now; a revision that never ended (its controller died) is marked Failed and the
    * route goes back to stable; the template is run only if no revision ran it to the end.
    */
-  async #resume(t: Tracked, r: Rollout, json: string): Promise<void> {
+  async #resume(t: Tracked, r: TemplateRollout, json: string): Promise<void> {
     const ns = r.metadata.namespace;
     await this.#loadHistory(t, ns, r.metadata.name);
     let status: RolloutStatus | undefined;
@@ -297,7 +298,7 @@ export class RolloutController {
     else if (c.action === 'undo') this.#enqueue(t, () => this.#undo(t, c.toRevision));
   }
 
-  async #rollout(t: Tracked, r: Rollout): Promise<void> {
+  async #rollout(t: Tracked, r: TemplateRollout): Promise<void> {
     const ns = r.metadata.namespace;
     const traffic = new RolloutTraffic(this.#client, ns, r.spec.service);
     await this.#loadHistory(t, ns, r.metadata.name);

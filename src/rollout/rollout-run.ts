@@ -16,10 +16,16 @@ import {
   type RolloutCommand,
   type RolloutStatus,
 } from './rollout-status.ts';
-import type { RolloutTraffic, Selector } from './traffic.ts';
+import type { Selector, TrafficWriter } from './traffic.ts';
 import { callWebhooks, type Webhook, type WebhookPayload } from './webhooks.ts';
 
-export type Template = Rollout['spec']['template'];
+export type Template = NonNullable<Rollout['spec']['template']>;
+/** A Rollout of local processes (`spec.template`); a `workloadRef` one runs on Kubernetes. */
+export type TemplateRollout = Rollout & { spec: { template: Template } };
+
+export function hasTemplate(r: Rollout): r is TemplateRollout {
+  return r.spec.template !== undefined;
+}
 
 /** A set of instances of one revision. */
 export interface RevisionSet {
@@ -55,11 +61,11 @@ export class Inbox {
 }
 
 export interface RunContext {
-  rollout: Rollout;
+  rollout: TemplateRollout;
   revision: number;
   stable: RevisionSet;
   runtime: Runtime;
-  traffic: RolloutTraffic;
+  traffic: TrafficWriter;
   status: RolloutStatus;
   inbox: Inbox;
   /** Write `status` (the controller serialises and publishes it). */
@@ -76,6 +82,16 @@ export interface RunContext {
   graceMs?: number;
   /** Blue/green: keep the old set this long, then drain it (controller-owned timer). */
   retire(old: RevisionSet, delayMs: number): void;
+  /**
+   * Canary: run only as many new instances as the weight asks for, `ceil(weight% × replicas)`
+   * and at least one (Argo Rollouts' canary scale), instead of all of them from the start.
+   */
+  scaleWithWeight?: boolean;
+  /**
+   * Canary: begin at this step, the new instances scaled and weighted as the steps before it
+   * left them (a controller resuming a revision it finds half done; default 0).
+   */
+  fromStep?: number;
   now: () => number;
 }
 
@@ -114,6 +130,12 @@ export async function runRevision(ctx: RunContext): Promise<RunResult> {
   const previewName = bg ? (bg.previewService ?? `${spec.service}-preview`) : undefined;
   const ids = Array.from({ length: t.replicas }, (_, i) => `${spec.service}-r${revision}-${i + 1}`);
   const metrics = new RevisionMetrics();
+  /** The new instances started so far (a prefix of `ids`). */
+  let running: string[] = [];
+  const wanted = (weight: number) =>
+    ctx.scaleWithWeight
+      ? Math.min(ids.length, Math.max(1, Math.ceil((weight * ids.length) / 100)))
+      : ids.length;
   let paused = false;
   let promoteNow = false;
   let started = false;
@@ -144,6 +166,29 @@ export async function runRevision(ctx: RunContext): Promise<RunResult> {
       .list()
       .filter((i) => ids.includes(i.id))
       .map((i) => `127.0.0.1:${i.adminPort}`);
+  /** Start new instances up to `n` and wait, within the progress deadline, until they are healthy. */
+  const scaleTo = async (n: number): Promise<void> => {
+    if (n <= running.length) return;
+    const more = ids.slice(running.length, n);
+    started = true;
+    running = ids.slice(0, n);
+    await Promise.all(more.map((id) => runtime.startInstance(instanceSpec(rollout, id, revision))));
+    await set({
+      instances: { stable: ctx.stable.ids, canary: running },
+      message: `waiting for ${more.length} new instance(s) to be healthy`,
+    });
+    try {
+      await Promise.race([
+        runtime.waitHealthy(more, spec.progressDeadline),
+        // The deadline holds even if the runtime's wait overruns it.
+        sleep(spec.progressDeadline + 2000).then(() => {
+          throw new Error(`not healthy after ${spec.progressDeadline} ms`);
+        }),
+      ]);
+    } catch (err) {
+      throw new Stop('Failed', `progress deadline exceeded: ${(err as Error).message}`);
+    }
+  };
 
   /** Take pending commands; abort/undo stop the run. */
   const handle = (c: RolloutCommand | undefined): void => {
@@ -198,30 +243,21 @@ export async function runRevision(ctx: RunContext): Promise<RunResult> {
     // service, or the service's plain balancing would send it a share at once.
     await routing(0);
     await sleep(ctx.settleMs);
-    started = true;
-    await Promise.all(ids.map((id) => runtime.startInstance(instanceSpec(rollout, id, revision))));
-    await set({
-      instances: { stable: ctx.stable.ids, canary: ids },
-      message: 'waiting for the new instances to be healthy',
-    });
-    try {
-      await Promise.race([
-        runtime.waitHealthy(ids, spec.progressDeadline),
-        // The deadline holds even if the runtime's wait overruns it.
-        sleep(spec.progressDeadline + 2000).then(() => {
-          throw new Error(`not healthy after ${spec.progressDeadline} ms`);
-        }),
-      ]);
-    } catch (err) {
-      throw new Stop('Failed', `progress deadline exceeded: ${(err as Error).message}`);
-    }
+    const from = Math.min(ctx.fromStep ?? 0, steps.length);
+    const resumeWeight = steps.slice(0, from).reduce((w, s) => (s.kind === 'setWeight' ? s.weight : w), 0);
+    await scaleTo(wanted(resumeWeight));
     await set({ phase: 'Progressing', message: 'new revision healthy' });
+    if (resumeWeight > 0) {
+      await routing(resumeWeight);
+      await set({ weight: resumeWeight, message: `resumed at step ${from}: weight ${resumeWeight}%` });
+    }
 
     if (canary) {
-      for (let i = 0; i < steps.length && !promoteNow; i++) {
+      for (let i = from; i < steps.length && !promoteNow; i++) {
         const s = steps[i];
         await set({ step: i });
         if (s.kind === 'setWeight') {
+          await scaleTo(wanted(s.weight));
           await routing(s.weight);
           await set({ weight: s.weight, message: `weight ${s.weight}%` });
         } else if (s.kind === 'pause') {
@@ -255,6 +291,7 @@ export async function runRevision(ctx: RunContext): Promise<RunResult> {
     }
 
     // Promotion: all traffic to the new revision, then it becomes the stable one.
+    await scaleTo(ids.length);
     await set({ phase: 'Promoting', message: 'all traffic to the new revision' });
     const old = ctx.stable;
     const fresh: RevisionSet = { revision, selector: canarySel, ids, template: t };
@@ -296,7 +333,7 @@ export async function runRevision(ctx: RunContext): Promise<RunResult> {
     if (started) {
       await sleep(ctx.settleMs);
       const healthy = status.phase !== 'Initializing';
-      await Promise.all(ids.map((id) => stopQuietly(runtime, id, healthy, ctx.graceMs)));
+      await Promise.all(running.map((id) => stopQuietly(runtime, id, healthy, ctx.graceMs)));
     }
     await callWebhooks(hooks, 'rollback', payload());
     await set({
@@ -323,7 +360,7 @@ async function stopQuietly(runtime: Runtime, id: string, drain: boolean, graceMs
 }
 
 /** The runtime spec of one new instance: the template, plus the revision label. */
-export function instanceSpec(r: Rollout, id: string, revision: number): InstanceSpec {
+export function instanceSpec(r: TemplateRollout, id: string, revision: number): InstanceSpec {
   const t = r.spec.template;
   return {
     id,

@@ -18,7 +18,12 @@ export interface TrafficState {
   preview?: { name: string; selector: Selector };
 }
 
-export class RolloutTraffic {
+/** Where a rollout's routing goes: the control plane API (RolloutTraffic), or Kubernetes objects. */
+export interface TrafficWriter {
+  apply(s: TrafficState): Promise<void>;
+}
+
+export class RolloutTraffic implements TrafficWriter {
   readonly #client: ControlClient;
   readonly namespace: string;
   readonly service: string;

@@ -22,8 +22,11 @@ import {
   SOURCE_VALUE,
   instanceEssence,
   mirroredResource,
-  serviceResource,
+  PORT_OF_LABEL,
+  serviceResources,
   sliceInstances,
+  type KubeServicePort,
+  type PortService,
   type KubeEndpointSlice,
   type KubeObject,
 } from './translate.ts';
@@ -283,24 +286,71 @@ export class KubernetesSource {
       : this.#reconcileResource(key.slice(4));
   }
 
-  /** A Service and its EndpointSlices → the Service resource and its catalog instances. */
+  /**
+   * A Service and its EndpointSlices → the Service resource and its catalog instances; a
+   * multi-port Service → one Service per port (translate.ts `serviceResources`), and the
+   * per-port Services of ports it no longer has are removed.
+   */
   async #reconcileService(id: string): Promise<void> {
     const [ns, name] = id.split('/');
     const svc = this.#services?.get(name, ns) as KubeObject | undefined;
+    if (!svc) {
+      // A per-port Service (a resync found it in the store) belongs to its base Service.
+      const cur = await this.#store.get(KEYS.resource('Service', ns, name));
+      const base = cur ? (JSON.parse(cur.value) as StoredDoc).metadata.labels : undefined;
+      const of = (base as Record<string, string> | undefined)?.[PORT_OF_LABEL];
+      if (of && of !== name && this.#services?.get(of, ns)) return this.#reconcileService(`${ns}/${of}`);
+    }
     const slices = svc
       ? ((this.#slices?.list(ns) ?? []) as KubeEndpointSlice[]).filter(
           (s) => s.metadata?.labels?.[SERVICE_NAME_LABEL] === name,
         )
       : [];
-    let doc: StoredDoc | undefined;
+    let docs: PortService[] = [];
     try {
-      doc = svc ? serviceResource(svc) : undefined;
+      docs = svc ? serviceResources(svc) : [];
     } catch (e) {
       this.#log(`kubernetes: Service ${id}: ${(e as Error).message}`);
     }
-    await this.#putResource('Service', ns, name, doc, svc);
+    const [base, ...perPort] = docs;
+    await this.#syncService(ns, name, base, svc, slices);
+    const wanted = new Set<string>();
+    for (const p of perPort) {
+      // A Kubernetes Service of that very name is its own: never overwritten by a port of ours.
+      if (this.#services?.get(p.name, ns)) {
+        this.#log(
+          `kubernetes: Service ${id} port ${p.port.name ?? p.port.port}: ${p.name} is another Service; port not routed`,
+        );
+        continue;
+      }
+      wanted.add(p.name);
+      await this.#syncService(ns, p.name, p, svc, slices);
+    }
+    const stored = await this.#store.range(`${KEYS.resources}Service/${ns}/`);
+    for (const kv of stored.kvs) {
+      const doc = JSON.parse(kv.value) as StoredDoc;
+      const of = (doc.metadata.labels as Record<string, string> | undefined)?.[PORT_OF_LABEL];
+      if (of === name && fromKubernetes(doc) && !wanted.has(doc.metadata.name))
+        await this.#syncService(ns, doc.metadata.name, undefined, undefined, []);
+    }
+  }
+
+  /** One hexmesh Service (or its absence) and its instances, from the slices' port `p.port`. */
+  async #syncService(
+    ns: string,
+    name: string,
+    p: { doc: StoredDoc; port: KubeServicePort } | undefined,
+    svc: KubeObject | undefined,
+    slices: KubeEndpointSlice[],
+  ): Promise<void> {
+    await this.#putResource('Service', ns, name, p?.doc, svc);
     const now = new Date(this.#now()).toISOString();
-    const desired = new Map((svc && doc ? sliceInstances(svc, slices, now) : []).map((i) => [i.id, i]));
+    const desired = new Map(
+      (svc && p ? sliceInstances(svc, slices, now, { service: name, port: p.port }) : []).map((i) => [
+        i.id,
+        i,
+      ]),
+    );
     const current = await this.#store.range(`${KEYS.instances}${ns}/${name}/`);
     for (const kv of current.kvs) {
       const have = JSON.parse(kv.value) as Instance;
@@ -444,7 +494,12 @@ export class KubernetesSource {
   /** hexmesh CRD status: `conditions` and `observedGeneration`. */
   async #writeStatus(m: Mirrored, obj: KubeObject, conditions: Condition[]): Promise<void> {
     const prev = (obj.status?.conditions ?? []) as Condition[];
-    const next = this.#conditions(conditions, prev, obj.metadata?.generation);
+    const ours = this.#conditions(conditions, prev, obj.metadata?.generation);
+    // Conditions of other writers (a Rollout's Progressing, deployment-rollouts.ts) stay, in place.
+    const next = [
+      ...prev.map((c) => ours.find((o) => o.type === c.type) ?? c),
+      ...ours.filter((o) => !prev.some((c) => c.type === o.type)),
+    ];
     if (
       JSON.stringify(next) === JSON.stringify(prev) &&
       obj.status?.observedGeneration === obj.metadata?.generation
