@@ -23,7 +23,11 @@ export interface KubeControl {
   close(): void;
 }
 
-export function spawnKubeControl(kubeconfig: string, extraArgs: string[] = []): KubeControl {
+export function spawnKubeControl(
+  kubeconfig: string,
+  extraArgs: string[] = [],
+  env: Record<string, string> = {},
+): KubeControl {
   const data = mkdtempSync(join(tmpdir(), 'hexmesh-k8s-cli-'));
   const child = spawn(
     process.execPath,
@@ -41,7 +45,7 @@ export function spawnKubeControl(kubeconfig: string, extraArgs: string[] = []): 
       'off',
       ...extraArgs,
     ],
-    { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
+    { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } },
   );
   let out = '';
   let err = '';

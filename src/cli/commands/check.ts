@@ -115,7 +115,12 @@ export function checkCommand(): Command {
       .option('--strict', 'exit 1 on warnings too')
       .option(
         '--kubernetes',
-        'also check the cluster: CRDs established, injection webhook trusting the mesh CA, proxy images of injected Pods',
+        "also check the cluster: CRDs established, the control plane's RBAC, injection webhook trusting the mesh CA, proxy images of injected Pods",
+      )
+      .option(
+        '--control-namespace <ns>',
+        "with --kubernetes: the control plane's namespace (its ServiceAccount's RBAC is checked)",
+        'hexmesh',
       )
       .option(
         '--kubeconfig <file>',
@@ -140,11 +145,13 @@ export function checkCommand(): Command {
           dataDir: string;
           kubernetes?: boolean;
           kubeconfig?: string;
+          controlNamespace: string;
         },
       ) => {
         await runWithClient('check', opts, async (client) => {
           const results = await runChecks({ client, now: Date.now(), dataDir: opts.dataDir });
-          if (opts.kubernetes) results.push(...(await kubernetesChecks(client, opts.kubeconfig)));
+          if (opts.kubernetes)
+            results.push(...(await kubernetesChecks(client, opts.kubeconfig, opts.controlNamespace)));
           if (opts.output === 'json') process.stdout.write(formatData(results, 'json'));
           else for (const r of results) process.stdout.write(`${MARK[r.status]} ${r.name}: ${r.message}\n`);
           const failed = results.some((r) => r.status === 'fail' || (opts.strict && r.status === 'warn'));
@@ -155,7 +162,11 @@ export function checkCommand(): Command {
 }
 
 /** `--kubernetes`: the cluster's side of the mesh (src/control/kubernetes/kube-checks.ts). */
-async function kubernetesChecks(client: ControlClient, kubeconfig?: string): Promise<CheckResult[]> {
+async function kubernetesChecks(
+  client: ControlClient,
+  kubeconfig: string | undefined,
+  controlNamespace: string,
+): Promise<CheckResult[]> {
   const [{ KubeApi }, k] = await Promise.all([
     import('../../control/kubernetes/kube-api.ts'),
     import('../../control/kubernetes/kube-checks.ts'),
@@ -165,6 +176,7 @@ async function kubernetesChecks(client: ControlClient, kubeconfig?: string): Pro
     const bundle = await client.request<{ roots: string[] }>('GET', '/v1/identity/bundle?format=json');
     return [
       ...(await k.checkCrds(api)),
+      ...(await k.checkRbac(api, controlNamespace)),
       ...(await k.checkWebhook(api, bundle.body.roots.join(''))),
       ...(await k.checkSidecars(api)),
     ];

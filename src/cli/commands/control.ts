@@ -218,13 +218,33 @@ Example:
           }
           cp.onClose(() => source.close());
           process.stdout.write(`hexmesh control: mirroring Kubernetes at ${source.server}\n`);
+          // Rollouts of Deployments (Rollout.spec.workloadRef), one acting replica by Lease.
+          const { DeploymentRollouts } = await import('../../control/kubernetes/deployment-rollouts.ts');
+          const rollouts = new DeploymentRollouts({
+            kubeconfig: opts.kubeconfig,
+            id: cp.id,
+            lease: { namespace: process.env.POD_NAMESPACE ?? 'default', durationMs: opts.leaderTtl },
+            log: (m) => process.stderr.write(`hexmesh control: ${m}\n`),
+          });
+          try {
+            await rollouts.start();
+          } catch (err) {
+            await cp.close();
+            await store.close();
+            throw err;
+          }
+          cp.onClose(() => rollouts.close());
           if (opts.injectListen) {
             const { startInjector } = await import('../../control/kubernetes/injector-server.ts');
             const ns = process.env.POD_NAMESPACE ?? 'default';
             const injector = await startInjector({
               ca: cp.identity,
               listen: opts.injectListen,
-              dnsNames: [`hexmesh-control.${ns}.svc`, `hexmesh-control.${ns}.svc.cluster.local`],
+              // The webhook's Service (hexmesh install --kubernetes), and the control plane's.
+              dnsNames: ['hexmesh-injector', 'hexmesh-control'].flatMap((s) => [
+                `${s}.${ns}.svc`,
+                `${s}.${ns}.svc.cluster.local`,
+              ]),
               image: opts.proxyImage,
               control: (opts.injectControl ?? `http://hexmesh-control.${ns}.svc:7070`).split(','),
               onError: (err) =>
@@ -235,6 +255,17 @@ Example:
               throw err;
             });
             cp.onClose(() => injector.close());
+            // The MutatingWebhookConfiguration's caBundle is ours to write (the manifests leave it out).
+            const [{ KubeApi }, { keepWebhookCaBundle }] = await Promise.all([
+              import('../../control/kubernetes/kube-api.ts'),
+              import('../../control/kubernetes/webhook-ca.ts'),
+            ]);
+            const caKeeper = keepWebhookCaBundle(
+              await KubeApi.load(opts.kubeconfig),
+              async () => (await cp.identity.bundle()).pem,
+              { log: (m) => process.stderr.write(`hexmesh control: ${m}\n`) },
+            );
+            cp.onClose(() => caKeeper.close());
             process.stdout.write(`hexmesh control: injection webhook on ${injector.url}\n`);
           }
         }

@@ -1,4 +1,7 @@
 /**
+ * `hexmesh install --kubernetes`: print the manifests of the mesh's cluster side for
+ * `kubectl apply -f -` (src/deploy/kubernetes-manifests.ts).
+ *
  * `hexmesh install --systemd control|sidecar -- <flags>`: render the systemd unit that runs
  * this node's control-plane replica or one app's sidecar with exactly the flags given after
  * `--` (checked by the real `hexmesh control` / `hexmesh proxy` parsers first), plus the
@@ -6,7 +9,7 @@
  */
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
 import { controlCommand } from './control.ts';
 import { proxyCommand } from './proxy.ts';
 
@@ -32,11 +35,31 @@ function parseFlags(install: Command, cmd: Command, args: string[]): Record<stri
 export function installCommand(): Command {
   return new Command('install')
     .description(
-      "render and install systemd units for this node's control plane or an app's sidecar (docs/install.md)",
+      "print the Kubernetes manifests of the mesh (docs/kubernetes.md), or render and install systemd units for this node's control plane or an app's sidecar (docs/install.md)",
     )
-    .argument('<role>', 'control | sidecar')
+    .argument('[role]', 'with --systemd: control | sidecar')
     .argument('[flags...]', 'after --: the `hexmesh control` or `hexmesh proxy` flags the unit runs with')
-    .option('--systemd', 'systemd units (the only kind so far)')
+    .option('--systemd', 'systemd units')
+    .option(
+      '--kubernetes',
+      'print the manifests for `kubectl apply -f -`: namespace, CRDs, RBAC, control plane, webhook',
+    )
+    .option('--namespace <ns>', "with --kubernetes: the control plane's namespace", 'hexmesh')
+    .option(
+      '--image <image>',
+      'with --kubernetes: the image with the hexmesh package, for the control plane and injected proxies (default hexmesh/hexmesh:<version>)',
+    )
+    .option(
+      '--trust-domain <domain>',
+      'with --kubernetes: SPIFFE trust domain of workload identities',
+      'hexmesh.local',
+    )
+    .option('--replicas <n>', 'with --kubernetes: control plane replicas', '1')
+    .addOption(
+      new Option('-o, --output <format>', 'with --kubernetes: manifest format')
+        .choices(['yaml', 'json'])
+        .default('yaml'),
+    )
     .option('--root <dir>', 'write under this root instead of / (image builds, review)', '/')
     .option('--print', 'print the files instead of writing them')
     .option('--app-unit <unit>', "sidecar: the app's unit; the sidecar starts after it")
@@ -48,6 +71,8 @@ export function installCommand(): Command {
       'after',
       `
 Examples:
+  hexmesh install --kubernetes | kubectl apply -f -
+  hexmesh install --kubernetes --namespace mesh --image registry.example/hexmesh:0.1.0 -o json
   hexmesh install --systemd control -- --listen 0.0.0.0:7070 --store etcd://10.0.0.1:2379,10.0.0.2:2379 --tls --advertise 10.0.0.1
   hexmesh install --systemd sidecar --join-token hxjt.… -- --control https://10.0.0.1:7070,https://10.0.0.2:7070 \\
       --service web --app-port 8080 --advertise 10.0.0.3 --control-ca /etc/hexmesh/ca-bundle.pem
@@ -59,12 +84,45 @@ systemctl enable --now <unit>.`,
     )
     .action(
       async (
-        role: string,
+        role: string | undefined,
         flags: string[],
-        opts: { systemd?: boolean; root: string; print?: boolean; appUnit?: string; joinToken?: string },
+        opts: {
+          systemd?: boolean;
+          kubernetes?: boolean;
+          namespace: string;
+          image?: string;
+          trustDomain: string;
+          replicas: string;
+          output: 'yaml' | 'json';
+          root: string;
+          print?: boolean;
+          appUnit?: string;
+          joinToken?: string;
+        },
         cmd: Command,
       ) => {
-        if (!opts.systemd) cmd.error('error: say what to install: --systemd (the only kind so far)');
+        if (opts.kubernetes) {
+          if (opts.systemd || role) cmd.error('error: --kubernetes takes no role and goes without --systemd');
+          const replicas = Number(opts.replicas);
+          if (!Number.isInteger(replicas) || replicas < 1)
+            cmd.error(`error: --replicas: expected a whole number ≥ 1, got ${JSON.stringify(opts.replicas)}`);
+          if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(opts.namespace))
+            cmd.error(`error: --namespace: not a DNS label: ${JSON.stringify(opts.namespace)}`);
+          const [k8s, { hexmeshVersion }] = await Promise.all([
+            import('../../deploy/kubernetes-manifests.ts'),
+            import('../build-info.ts'),
+          ]);
+          const objects = k8s.kubernetesManifests({
+            namespace: opts.namespace,
+            image: opts.image ?? `hexmesh/hexmesh:${hexmeshVersion()}`,
+            trustDomain: opts.trustDomain,
+            replicas,
+          });
+          process.stdout.write(k8s.formatManifests(objects, opts.output));
+          return;
+        }
+        if (!opts.systemd) cmd.error('error: say what to install: --kubernetes or --systemd');
+        if (role === undefined) cmd.error('error: --systemd needs a role: control or sidecar');
         if (role !== 'control' && role !== 'sidecar')
           cmd.error(`error: role must be control or sidecar, got ${JSON.stringify(role)}`);
         const systemd = await import('../../deploy/systemd.ts');

@@ -86,6 +86,72 @@ export async function checkWebhook(
   return out;
 }
 
+/**
+ * The control plane's ServiceAccount holds every permission its code uses (rbac.ts), asked
+ * of the API server one by one (SubjectAccessReview: whatever grants it, not only our roles).
+ */
+export async function checkRbac(
+  api: KubeApi,
+  namespace: string,
+  serviceAccount = 'hexmesh-control',
+): Promise<CheckResult[]> {
+  const sa = await api.request('GET', `/api/v1/namespaces/${namespace}/serviceaccounts/${serviceAccount}`);
+  if (sa.status === 404)
+    return [
+      {
+        name: 'kubernetes-rbac',
+        status: 'warn',
+        message: `no ServiceAccount ${namespace}/${serviceAccount}: the control plane is not installed there (hexmesh install --kubernetes; --control-namespace names another)`,
+      },
+    ];
+  const { CLUSTER_RULES, NAMESPACE_RULES, grants } = await import('./rbac.ts');
+  const asks = [
+    ...grants(CLUSTER_RULES).map((g) => ({ ...g, namespace: undefined as string | undefined })),
+    ...grants(NAMESPACE_RULES).map((g) => ({ ...g, namespace })),
+  ];
+  const missing: string[] = [];
+  for (const a of asks) {
+    const r = await api.request('POST', '/apis/authorization.k8s.io/v1/subjectaccessreviews', {
+      apiVersion: 'authorization.k8s.io/v1',
+      kind: 'SubjectAccessReview',
+      spec: {
+        user: `system:serviceaccount:${namespace}:${serviceAccount}`,
+        groups: ['system:serviceaccounts', `system:serviceaccounts:${namespace}`, 'system:authenticated'],
+        resourceAttributes: {
+          group: a.group,
+          resource: a.resource,
+          verb: a.verb,
+          ...(a.subresource ? { subresource: a.subresource } : {}),
+          ...(a.name ? { name: a.name } : {}),
+          ...(a.namespace ? { namespace: a.namespace } : {}),
+        },
+      },
+    });
+    if (r.status !== 201 && r.status !== 200)
+      return [
+        {
+          name: 'kubernetes-rbac',
+          status: 'fail',
+          message: `cannot ask the API server (SubjectAccessReview): HTTP ${r.status}`,
+        },
+      ];
+    if (!(JSON.parse(r.body) as { status?: { allowed?: boolean } }).status?.allowed)
+      missing.push(
+        `${a.verb} ${a.resource}${a.subresource ? `/${a.subresource}` : ''}${a.group ? `.${a.group}` : ''}${a.name ? ` ${a.name}` : ''}${a.namespace ? ` in ${a.namespace}` : ''}`,
+      );
+  }
+  const who = `ServiceAccount ${namespace}/${serviceAccount}`;
+  return missing.length
+    ? [{ name: 'kubernetes-rbac', status: 'fail', message: `${who} may not: ${missing.join(', ')}` }]
+    : [
+        {
+          name: 'kubernetes-rbac',
+          status: 'ok',
+          message: `${who} holds all ${asks.length} permissions the control plane uses`,
+        },
+      ];
+}
+
 /** Injected Pods by proxy image: more than one image is a rollout of the mesh in progress (or stuck). */
 export async function checkSidecars(api: KubeApi): Promise<CheckResult[]> {
   const r = await getJson<{

@@ -1,0 +1,331 @@
+/**
+ * `hexmesh install --kubernetes` against a real kube-apiserver: its output applies cleanly
+ * (server-side apply, as `kubectl apply --server-side`) and again without changing anything;
+ * the real `hexmesh control --kubernetes` then runs as the installed ServiceAccount — a token
+ * from the TokenRequest API, so it holds exactly the installed RBAC and nothing else — and
+ * mirrors the cluster, takes its Leases, writes the webhook's caBundle and runs a Rollout;
+ * `hexmesh check --kubernetes` reports CRDs, RBAC and webhook ok.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { runCli } from '../support/cli.ts';
+import { KubeApiServer, kubeApiserverMissingReason } from '../support/kube-apiserver.ts';
+import { spawnKubeControl, type KubeControl } from '../support/kube-control.ts';
+import { playControllers } from '../support/kube-controllers.ts';
+import { until } from '../control/discovery-support.ts';
+
+const skip = kubeApiserverMissingReason();
+const NS = 'hx-system';
+
+interface Manifest {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace?: string; resourceVersion?: string };
+}
+
+/** Where an object of a kind the install prints lives in the API. */
+function pathOf(o: Manifest): string {
+  const [group, version] = o.apiVersion.includes('/') ? o.apiVersion.split('/') : ['', o.apiVersion];
+  const plural: Record<string, string> = {
+    Namespace: 'namespaces',
+    CustomResourceDefinition: 'customresourcedefinitions',
+    ServiceAccount: 'serviceaccounts',
+    ClusterRole: 'clusterroles',
+    ClusterRoleBinding: 'clusterrolebindings',
+    Role: 'roles',
+    RoleBinding: 'rolebindings',
+    Service: 'services',
+    Deployment: 'deployments',
+    MutatingWebhookConfiguration: 'mutatingwebhookconfigurations',
+  };
+  assert.ok(plural[o.kind], `unexpected kind ${o.kind}`);
+  const base = group ? `/apis/${group}/${version}` : `/api/${version}`;
+  const ns = o.metadata.namespace ? `/namespaces/${o.metadata.namespace}` : '';
+  return `${base}${ns}/${plural[o.kind]}/${o.metadata.name}`;
+}
+
+describe('kubernetes: hexmesh install --kubernetes', { skip }, () => {
+  let kube: KubeApiServer;
+  let objects: Manifest[];
+  let dir: string;
+  let control: KubeControl | undefined;
+  let stopPlaying: (() => Promise<void>) | undefined;
+
+  /** Server-side apply of every object, as kubectl apply --server-side; the resourceVersions after. */
+  const apply = async (): Promise<string[]> => {
+    const versions: string[] = [];
+    for (const o of objects) {
+      const r = await kube.request(
+        'PATCH',
+        `${pathOf(o)}?fieldManager=kubectl&force=true`,
+        JSON.stringify(o),
+        { 'content-type': 'application/apply-patch+yaml' },
+      );
+      assert.ok(r.status === 200 || r.status === 201, `${o.kind} ${o.metadata.name}: ${r.status} ${r.body}`);
+      versions.push(`${o.kind}/${o.metadata.name}@${(r.json() as Manifest).metadata.resourceVersion}`);
+      if (o.kind === 'CustomResourceDefinition')
+        await until(
+          async () => {
+            const c = await kube.must<{ status?: { conditions?: { type: string; status: string }[] } }>(
+              'GET',
+              pathOf(o),
+            );
+            return (
+              c.status?.conditions?.some((x) => x.type === 'Established' && x.status === 'True') || undefined
+            );
+          },
+          60_000,
+          `CRD ${o.metadata.name} established`,
+        );
+    }
+    return versions;
+  };
+
+  before(async () => {
+    kube = await KubeApiServer.start();
+    dir = mkdtempSync(join(tmpdir(), 'hexmesh-k8s-install-'));
+  });
+
+  after(async () => {
+    control?.close();
+    await stopPlaying?.();
+    await kube?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('prints manifests that apply cleanly, and re-apply without a change', async () => {
+    const r = await runCli([
+      'install',
+      '--kubernetes',
+      '--namespace',
+      NS,
+      '--image',
+      'registry.example/hexmesh:test',
+      '--trust-domain',
+      'test.example',
+      '-o',
+      'json',
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    objects = (JSON.parse(r.stdout) as { kind: string; items: Manifest[] }).items;
+    const kinds = objects.map((o) => o.kind);
+    for (const k of [
+      'Namespace',
+      'ServiceAccount',
+      'ClusterRole',
+      'Deployment',
+      'MutatingWebhookConfiguration',
+    ])
+      assert.ok(kinds.includes(k), `no ${k} in ${kinds.join(', ')}`);
+    assert.equal(kinds.filter((k) => k === 'CustomResourceDefinition').length, 7);
+    await apply();
+    // Each object as it stands once settled (a CRD's status moves while it gets Established).
+    const settled = await Promise.all(
+      objects.map(
+        async (o) =>
+          `${o.kind}/${o.metadata.name}@${(await kube.must<Manifest>('GET', pathOf(o))).metadata.resourceVersion}`,
+      ),
+    );
+    const second = await apply();
+    assert.deepEqual(second, settled, 'a second apply changes no object');
+    // The YAML form is the same objects.
+    const y = await runCli([
+      'install',
+      '--kubernetes',
+      '--namespace',
+      NS,
+      '--image',
+      'registry.example/hexmesh:test',
+      '--trust-domain',
+      'test.example',
+    ]);
+    const { parseAllDocuments } = await import('yaml');
+    assert.deepEqual(
+      parseAllDocuments(y.stdout).map((d) => d.toJS() as unknown),
+      objects,
+    );
+  });
+
+  it('the control plane works with only the installed RBAC, and check reports ok', async () => {
+    // A token of the installed ServiceAccount, and a kubeconfig with nothing else in it.
+    const tr = await kube.must<{ status: { token: string } }>(
+      'POST',
+      `/api/v1/namespaces/${NS}/serviceaccounts/hexmesh-control/token`,
+      { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenRequest', spec: { expirationSeconds: 3600 } },
+    );
+    const saConfig = join(dir, 'sa.kubeconfig');
+    writeFileSync(
+      saConfig,
+      `apiVersion: v1
+kind: Config
+clusters:
+- name: c
+  cluster:
+    server: ${kube.url}
+    certificate-authority-data: ${Buffer.from(kube.caPem).toString('base64')}
+users:
+- name: sa
+  user:
+    token: ${tr.status.token}
+contexts:
+- name: c
+  context: {cluster: c, user: sa}
+current-context: c
+`,
+      { mode: 0o600 },
+    );
+    // Least privilege: what the control plane never does, it may not do.
+    const asSa = async (method: string, path: string) =>
+      (await kube.request(method, path, undefined, { authorization: `Bearer ${tr.status.token}` })).status;
+    assert.equal(await asSa('GET', '/api/v1/secrets'), 403);
+    assert.equal(await asSa('GET', '/api/v1/pods'), 403);
+    assert.equal(await asSa('DELETE', '/apis/apps/v1/namespaces/default/deployments/x'), 403);
+    assert.equal(
+      await asSa('GET', '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/other'),
+      403,
+    );
+
+    // An app with a Deployment (and the ReplicaSet its controller would have made) to roll out.
+    await kube.must('POST', '/api/v1/namespaces/default/services', {
+      metadata: { name: 'shop' },
+      spec: { selector: { app: 'shop' }, ports: [{ name: 'http', port: 80, targetPort: 8080 }] },
+    });
+    const tpl = (image: string, labels: Record<string, string> = { app: 'shop' }) => ({
+      metadata: { labels },
+      spec: { containers: [{ name: 'shop', image }] },
+    });
+    const d = await kube.must<{ metadata: { uid: string } }>(
+      'POST',
+      '/apis/apps/v1/namespaces/default/deployments',
+      {
+        metadata: { name: 'shop' },
+        spec: { replicas: 2, selector: { matchLabels: { app: 'shop' } }, template: tpl('shop:v1') },
+      },
+    );
+    await kube.must('POST', '/apis/apps/v1/namespaces/default/replicasets', {
+      metadata: {
+        name: 'shop-aaa111',
+        labels: { app: 'shop', 'pod-template-hash': 'aaa111' },
+        ownerReferences: [
+          { apiVersion: 'apps/v1', kind: 'Deployment', name: 'shop', uid: d.metadata.uid, controller: true },
+        ],
+      },
+      spec: {
+        replicas: 2,
+        selector: { matchLabels: { app: 'shop', 'pod-template-hash': 'aaa111' } },
+        template: tpl('shop:v1', { app: 'shop', 'pod-template-hash': 'aaa111' }),
+      },
+    });
+    stopPlaying = playControllers(kube, 'default', 'shop', d.metadata.uid);
+
+    control = spawnKubeControl(
+      saConfig,
+      ['--inject-listen', '127.0.0.1:0', '--trust-domain', 'test.example'],
+      {
+        POD_NAMESPACE: NS,
+      },
+    );
+    const url = await control.line(/listening on (http:\/\/\S+)/, 120_000, 'control plane listening');
+    // The mirror reads Services cluster-wide.
+    await until(
+      async () =>
+        (await fetch(`${url}/v1/resources/Service/default/shop`)).status === 200 ? true : undefined,
+      60_000,
+      `Service mirrored\n${control.err}`,
+    );
+    // Both elections take their Lease in the control plane's namespace.
+    for (const lease of ['hexmesh-kubernetes', 'hexmesh-rollouts'])
+      await until(
+        async () =>
+          (await kube.request('GET', `/apis/coordination.k8s.io/v1/namespaces/${NS}/leases/${lease}`))
+            .status === 200 || undefined,
+        60_000,
+        `Lease ${lease}\n${control.err}`,
+      );
+    // The webhook's caBundle is written by the control plane (the manifests leave it out).
+    await until(
+      async () => {
+        const w = await kube.must<{ webhooks: { clientConfig: { caBundle?: string } }[] }>(
+          'GET',
+          '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/hexmesh-injector',
+        );
+        return w.webhooks.every((h) => h.clientConfig.caBundle) || undefined;
+      },
+      60_000,
+      `caBundle written\n${control.err}`,
+    );
+    // A Rollout runs end to end: Deployments, ReplicaSets, Services and HTTPRoutes written as the ServiceAccount.
+    await kube.must('POST', '/apis/hexmesh.io/v1alpha1/namespaces/default/rollouts', {
+      apiVersion: 'hexmesh.io/v1alpha1',
+      kind: 'Rollout',
+      metadata: { name: 'shop' },
+      spec: {
+        service: 'shop',
+        workloadRef: { kind: 'Deployment', name: 'shop' },
+        strategy: { canary: { steps: [{ setWeight: 50 }] } },
+      },
+    });
+    const rolloutStatus = async () =>
+      (
+        await kube.must<{
+          status?: {
+            phase?: string;
+            stableRevision?: number;
+            conditions?: { type: string; status: string }[];
+          };
+        }>('GET', '/apis/hexmesh.io/v1alpha1/namespaces/default/rollouts/shop')
+      ).status ?? {};
+    await until(
+      async () => (await rolloutStatus()).phase === 'Succeeded' || undefined,
+      60_000,
+      `adopted\n${control.err}`,
+    );
+    await kube.request(
+      'PATCH',
+      '/apis/apps/v1/namespaces/default/deployments/shop',
+      JSON.stringify({ spec: { template: tpl('shop:v2') } }),
+      { 'content-type': 'application/merge-patch+json' },
+    );
+    await until(
+      async () => ((await rolloutStatus()).stableRevision === 1 ? true : undefined),
+      90_000,
+      `revision 1 promoted\n${control.err}`,
+    );
+    const st = await rolloutStatus();
+    assert.equal(st.phase, 'Succeeded');
+    // The mirror's Accepted and the rollout's Progressing live side by side.
+    await until(
+      async () => {
+        const types = ((await rolloutStatus()).conditions ?? []).map((c) => c.type).sort();
+        return types.join() === 'Accepted,Progressing' || undefined;
+      },
+      30_000,
+      'both conditions',
+    );
+    assert.doesNotMatch(control.err, /forbidden/i, control.err);
+
+    const check = await runCli(
+      [
+        'check',
+        '--kubernetes',
+        '--kubeconfig',
+        kube.kubeconfig,
+        '--control-namespace',
+        NS,
+        '--control',
+        url,
+        '-o',
+        'json',
+      ],
+      120_000,
+    );
+    const results = JSON.parse(check.stdout) as { name: string; status: string; message: string }[];
+    const by = Object.fromEntries(results.map((x) => [x.name, x]));
+    for (const name of ['kubernetes-crds', 'kubernetes-rbac', 'kubernetes-webhook'])
+      assert.equal(by[name]?.status, 'ok', `${name}: ${by[name]?.message}`);
+    assert.match(by['kubernetes-rbac'].message, /holds all \d+ permissions/);
+  });
+});
