@@ -161,6 +161,7 @@ export class H2Server {
     const cancel = new Cancel();
     if (stream.closed || stream.destroyed) return;
     stream.once('close', () => {
+      conn.requests.delete(stream.id ?? 0);
       // Reset or cut short: abort the request's work; else drop the listeners still attached.
       if (stream.rstCode !== NGHTTP2_NO_ERROR || !stream.writableFinished) cancel.abort();
       else cancel.clear();
@@ -218,7 +219,8 @@ export class H2Server {
  * Malformed request trailers (RFC 9113 §8.1.1) are a stream error, found by the header
  * inspector before nghttp2 reads them (which would drop a bad field and end the body as if
  * complete): the body fails, so the upstream request is aborted, never completed, and the
- * stream is reset with PROTOCOL_ERROR. Valid trailers are not relayed.
+ * stream is reset with PROTOCOL_ERROR. Valid trailers are not relayed. The entry goes when
+ * the stream closes (`#handle`).
  */
 function stopOnBadTrailers(conn: InspectedSocket, stream: Stream, body: Readable, cancel: Cancel): void {
   const id = stream.id ?? 0;
@@ -231,7 +233,6 @@ function stopOnBadTrailers(conn: InspectedSocket, stream: Stream, body: Readable
     body.destroy(new HexmeshError('HEXMESH_ERR_BAD_REQUEST', `bad request: ${problem}`));
     resetStream(stream, NGHTTP2_PROTOCOL_ERROR);
   });
-  stream.once('close', () => conn.requests.delete(id));
 }
 
 /** Reset a stream ourselves (not counted as a client reset). */
