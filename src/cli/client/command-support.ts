@@ -145,19 +145,32 @@ export interface ListVerb<T> {
   path: string;
   header: readonly string[];
   rows: (list: T[]) => (readonly string[])[];
+  /** `-o wide`: columns added after the table's, and each row's cells for them. */
+  wide: { header: readonly string[]; cells: (item: T) => readonly string[] };
 }
 
-/** A control-plane verb that GETs a list and prints it as a table, or as JSON with `-o json`. */
+/**
+ * A control-plane verb that GETs a list and prints it as a table (`-o wide`: with the
+ * spec's extra columns), or as JSON or YAML.
+ */
 export function listCommand<T>(spec: ListVerb<T>): Command {
   return withControl(
     new Command(spec.name)
       .description(spec.description)
-      .addOption(outputOption(['table', 'json', 'yaml'], 'table')),
-  ).action(async (opts: ControlOpts & { output: OutputFormat }) => {
+      .addOption(outputOption(['table', 'wide', 'json', 'yaml'], 'table')),
+  ).action(async (opts: ControlOpts & { output: ListFormat }) => {
     await runWithClient(spec.verb, opts, async (client) => {
       const list = (await client.request<T[]>('GET', spec.path)).body;
-      if (opts.output !== 'table') return void process.stdout.write(formatData(list, opts.output));
-      process.stdout.write(formatTable(spec.header, spec.rows(list)));
+      if (opts.output === 'json' || opts.output === 'yaml')
+        return void process.stdout.write(formatData(list, opts.output));
+      const rows = spec.rows(list);
+      if (opts.output === 'table') return void process.stdout.write(formatTable(spec.header, rows));
+      process.stdout.write(
+        formatTable(
+          [...spec.header, ...spec.wide.header],
+          rows.map((r, i) => [...r, ...spec.wide.cells(list[i])]),
+        ),
+      );
     });
   });
 }

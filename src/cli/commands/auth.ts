@@ -111,6 +111,7 @@ function tokenList(): Command {
         age(t.createdAt),
         t.expiresAt ?? 'never',
       ]),
+    wide: { header: ['CREATED'], cells: (t) => [t.createdAt] },
   });
 }
 

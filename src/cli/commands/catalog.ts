@@ -9,10 +9,12 @@ import { parseDuration } from '../../config/duration.ts';
 import type { NodeCheck } from '../../control/discovery/protocol.ts';
 import { AppChecks } from '../../proxy/control-client/app-checks.ts';
 import { ControlApiError, type ControlClient } from '../client/control-client.ts';
+import type { ServiceStat, ServicesView } from '../../control/metrics/views.ts';
 import {
   CliFailure,
   UsageError,
   collect,
+  describeFailure,
   formatData,
   formatTable,
   outputOption,
@@ -20,43 +22,77 @@ import {
   runWithClient,
   withControl,
   type ControlOpts,
-  type OutputFormat,
   type ListFormat,
 } from '../client/command-support.ts';
 import { sleep } from '../client/blocking-query.ts';
 import { EXIT } from '../exit-codes.ts';
+import { fmtMs, fmtPercent, fmtRps } from './stat.ts';
 
 export function servicesCommand(): Command {
   return withControl(
     new Command('services')
       .description('list the services in the catalog with their instances and health')
       .option('-n, --namespace <ns>', 'only this namespace')
-      .addOption(outputOption(['table', 'json', 'yaml'], 'table')),
+      .addOption(outputOption(['table', 'wide', 'json', 'yaml'], 'table')),
   )
     .addHelpText(
       'after',
-      "\nExamples:\n  hexmesh services\n  hexmesh services -o json | jq '.[] | select(.critical > 0)'",
+      "\n-o wide adds each service's golden signals over the last minute (SUCCESS, RPS, P99: hexmesh stat).\n\nExamples:\n  hexmesh services\n  hexmesh services -o wide\n  hexmesh services -o json | jq '.[] | select(.critical > 0)'",
     )
-    .action(async (opts: ControlOpts & { namespace?: string; output: OutputFormat }) => {
+    .action(async (opts: ControlOpts & { namespace?: string; output: ListFormat }) => {
       await runWithClient('services', opts, async (client) => {
         let list = (await client.services()).body;
         if (opts.namespace) list = list.filter((s) => s.namespace === opts.namespace);
-        if (opts.output !== 'table') return void process.stdout.write(formatData(list, opts.output));
+        if (opts.output === 'json' || opts.output === 'yaml')
+          return void process.stdout.write(formatData(list, opts.output));
         if (list.length === 0) return void process.stderr.write('No services registered.\n');
+        const wide = opts.output === 'wide' ? await goldenSignals(client) : undefined;
         process.stdout.write(
           formatTable(
-            ['SERVICE', 'NAMESPACE', 'INSTANCES', 'PASSING/WARNING/CRITICAL', 'VERSIONS'],
-            list.map((s) => [
-              s.name,
-              s.namespace,
-              String(s.instances),
-              `${s.passing}/${s.warning}/${s.critical}`,
-              s.versions.join(',') || '-',
-            ]),
+            [
+              'SERVICE',
+              'NAMESPACE',
+              'INSTANCES',
+              'PASSING/WARNING/CRITICAL',
+              'VERSIONS',
+              ...(wide ? ['SUCCESS', 'RPS', 'P99'] : []),
+            ],
+            list.map((s) => {
+              const g = wide?.get(`${s.namespace}/${s.name}`);
+              return [
+                s.name,
+                s.namespace,
+                String(s.instances),
+                `${s.passing}/${s.warning}/${s.critical}`,
+                s.versions.join(',') || '-',
+                ...(wide
+                  ? g
+                    ? [fmtPercent(g.successRate), fmtRps(g.rps), fmtMs(g.latencyMs.p99)]
+                    : ['-', '-', '-']
+                  : []),
+              ];
+            }),
           ),
         );
       });
     });
+}
+
+/**
+ * `services -o wide`: the last minute's figures by `namespace/service`. Best effort: the
+ * catalog listing stands without them (a replica that does not collect, a token without
+ * `stats:read`), with a note on stderr saying why the columns are empty.
+ */
+async function goldenSignals(client: ControlClient): Promise<Map<string, ServiceStat>> {
+  try {
+    const view = (
+      await client.request<ServicesView>('GET', '/v1/stats/services', { query: { window: '1m' } })
+    ).body;
+    return new Map(view.services.map((s) => [`${s.namespace}/${s.service}`, s]));
+  } catch (err) {
+    process.stderr.write(`hexmesh services: no golden signals: ${describeFailure(err).message}\n`);
+    return new Map();
+  }
 }
 
 export function endpointsCommand(): Command {

@@ -18,7 +18,7 @@ import {
   formatTable,
   outputOption,
   runLocal,
-  type OutputFormat,
+  type ListFormat,
 } from '../client/command-support.ts';
 import { EXIT } from '../exit-codes.ts';
 
@@ -54,12 +54,12 @@ export function contextCommand(): Command {
     .command('list', { isDefault: true })
     .description('list the contexts; * marks the current one')
     .option(...fileOption)
-    .addOption(outputOption(['table', 'json', 'yaml'], 'table'))
-    .action(async (opts: ContextOpts & { output: OutputFormat }) => {
+    .addOption(outputOption(['table', 'wide', 'json', 'yaml'], 'table'))
+    .action(async (opts: ContextOpts & { output: ListFormat }) => {
       await runLocal('context list', async () => {
-        const { file } = load(opts);
+        const { path, file } = load(opts);
         const current = currentName(file);
-        if (opts.output !== 'table')
+        if (opts.output === 'json' || opts.output === 'yaml')
           return void process.stdout.write(
             formatData(
               {
@@ -69,10 +69,17 @@ export function contextCommand(): Command {
               opts.output,
             ),
           );
+        // -o wide: whether the context carries a token (never the token), and the file it is in.
+        const wide = opts.output === 'wide';
         process.stdout.write(
           formatTable(
-            ['CURRENT', 'NAME', 'CONTROL'],
-            file.contexts.map((c) => [c.name === current ? '*' : '', c.name, c.control]),
+            ['CURRENT', 'NAME', 'CONTROL', ...(wide ? ['TOKEN', 'FILE'] : [])],
+            file.contexts.map((c) => [
+              c.name === current ? '*' : '',
+              c.name,
+              c.control,
+              ...(wide ? [c.token ? 'set' : 'none', path] : []),
+            ]),
           ),
         );
       });

@@ -17,11 +17,13 @@ export async function loadEdges(client: ControlClient, opts: ViewOptions): Promi
   ).body;
 }
 
-export function edgesTable(view: EdgesView): string {
+/** The edges view as a table; `wide` adds the request count. */
+export function edgesTable(view: EdgesView, wide = false): string {
   const by = view.by;
+  const more = wide ? ['REQUESTS'] : [];
   if (by)
     return formatTable(
-      ['NAMESPACE', 'SRC', 'DST', by.toUpperCase(), 'SUCCESS', 'RPS', 'P99', 'MTLS'],
+      ['NAMESPACE', 'SRC', 'DST', by.toUpperCase(), 'SUCCESS', 'RPS', 'P99', 'MTLS', ...more],
       view.edges.flatMap((e) =>
         (e.split ?? []).map((p) => [
           e.namespace,
@@ -32,11 +34,12 @@ export function edgesTable(view: EdgesView): string {
           fmtRps(p.rps),
           fmtMs(p.p99Ms),
           fmtPercent(e.tlsPercent, false),
+          ...(wide ? [String(p.requests)] : []),
         ]),
       ),
     );
   return formatTable(
-    ['NAMESPACE', 'SRC', 'DST', 'SUCCESS', 'RPS', 'P99', 'MTLS'],
+    ['NAMESPACE', 'SRC', 'DST', 'SUCCESS', 'RPS', 'P99', 'MTLS', ...more],
     view.edges.map((e) => [
       e.namespace,
       e.src,
@@ -45,6 +48,7 @@ export function edgesTable(view: EdgesView): string {
       fmtRps(e.rps),
       fmtMs(e.p99Ms),
       fmtPercent(e.tlsPercent, false),
+      ...(wide ? [String(e.requests)] : []),
     ]),
   );
 }

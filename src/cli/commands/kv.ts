@@ -12,6 +12,7 @@ import {
   withControl,
   type ControlOpts,
   type OutputFormat,
+  type ListFormat,
 } from '../client/command-support.ts';
 import { EXIT } from '../exit-codes.ts';
 
@@ -110,18 +111,27 @@ function kvLs(): Command {
     new Command('ls')
       .description('list keys under a prefix (keep the trailing slash: app/ lists app/..., not apple)')
       .argument('[prefix]', 'key prefix (default: every key)', '')
-      .addOption(outputOption(['table', 'json'], 'table')),
+      .addOption(outputOption(['table', 'wide', 'json'], 'table')),
   )
-    .addHelpText('after', '\nExamples:\n  hexmesh kv ls app/\n  hexmesh kv ls -o json')
-    .action(async (prefix: string, opts: ControlOpts & { output: OutputFormat }) => {
+    .addHelpText(
+      'after',
+      "\n-o wide adds CREATEREVISION and BYTES (the whole value's size).\n\nExamples:\n  hexmesh kv ls app/\n  hexmesh kv ls -o json",
+    )
+    .action(async (prefix: string, opts: ControlOpts & { output: ListFormat }) => {
       await runWithClient('kv ls', opts, async (client) => {
         const list = (await client.kvList(prefix)).body;
         if (opts.output === 'json') return void process.stdout.write(formatData(list, 'json'));
         if (list.length === 0) return void process.stderr.write(`No keys under "${prefix}".\n`);
+        const wide = opts.output === 'wide';
         process.stdout.write(
           formatTable(
-            ['KEY', 'MODREVISION', 'VALUE'],
-            list.map((e) => [e.key, String(e.modRevision), preview(e.value)]),
+            ['KEY', 'MODREVISION', ...(wide ? ['CREATEREVISION', 'BYTES'] : []), 'VALUE'],
+            list.map((e) => [
+              e.key,
+              String(e.modRevision),
+              ...(wide ? [String(e.createRevision), String(Buffer.byteLength(e.value))] : []),
+              preview(e.value),
+            ]),
           ),
         );
       });

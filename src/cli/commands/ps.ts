@@ -26,7 +26,14 @@ export function table(rows: string[][]): string {
   );
 }
 
-export function instanceRows(list: readonly InstanceInfo[], now: number): string[][] {
+/** The rollout revision label of an instance (runtime spec labels). */
+const REVISION = 'hexmesh.io/revision';
+
+/**
+ * The table's rows (header first). `wide` adds the namespace, rollout revision, the app's
+ * and sidecar's pids and the app's log file — what `kill`, `strace` or `tail -f` need.
+ */
+export function instanceRows(list: readonly InstanceInfo[], now: number, wide = false): string[][] {
   const rows = [
     [
       'SERVICE',
@@ -40,6 +47,7 @@ export function instanceRows(list: readonly InstanceInfo[], now: number): string
       'ADMIN',
       'RESTARTS',
       'UPTIME',
+      ...(wide ? ['NAMESPACE', 'REVISION', 'APP-PID', 'SIDECAR-PID', 'LOG'] : []),
     ],
   ];
   for (const i of list)
@@ -57,6 +65,15 @@ export function instanceRows(list: readonly InstanceInfo[], now: number): string
       i.startedAt && (i.state === 'running' || i.state === 'CrashLoop') && i.appPid
         ? uptime(now - i.startedAt)
         : '-',
+      ...(wide
+        ? [
+            i.namespace,
+            i.labels?.[REVISION] ?? '-',
+            i.appPid === undefined ? '-' : String(i.appPid),
+            i.sidecarPid === undefined ? '-' : String(i.sidecarPid),
+            i.logFile,
+          ]
+        : []),
     ]);
   return rows;
 }
@@ -67,8 +84,8 @@ export function psCommand(): Command {
     .option('-f, --file <mesh.yaml>', 'the mesh file (its data dir holds the state)')
     .option('--data-dir <dir>', 'the data dir directly')
     .addOption(
-      new Option('-o, --output <format>', 'output format: table | json')
-        .choices(['table', 'json'])
+      new Option('-o, --output <format>', 'output format: table | wide | json')
+        .choices(['table', 'wide', 'json'])
         .default('table'),
     )
     .option(...WATCH_OPTION)
@@ -77,7 +94,7 @@ export function psCommand(): Command {
       async (opts: {
         file?: string;
         dataDir?: string;
-        output: 'table' | 'json';
+        output: 'table' | 'wide' | 'json';
         watch?: boolean;
         interval?: string;
       }) =>
@@ -93,7 +110,7 @@ export function psCommand(): Command {
             if (!st) return `no mesh running from ${dataDir}\n`;
             return (
               `mesh ${st.file}: ${st.phase}${alive ? '' : ' (supervisor not running: run hexmesh down to clean up)'}, control plane ${st.controlUrl}\n` +
-              table(instanceRows(st.instances, Date.now()))
+              table(instanceRows(st.instances, Date.now(), opts.output === 'wide'))
             );
           };
           if (!opts.watch) return void process.stdout.write(await render());

@@ -18,6 +18,7 @@ import {
   withControl,
   type ControlOpts,
   type OutputFormat,
+  type ListFormat,
 } from '../client/command-support.ts';
 import { EXIT } from '../exit-codes.ts';
 import {
@@ -157,9 +158,9 @@ function historyCommand(): Command {
       new Command('history')
         .description('every revision with what changed and how it ended')
         .argument('<name>', 'the Rollout')
-        .addOption(outputOption(['table', 'json'], 'table')),
+        .addOption(outputOption(['table', 'wide', 'json'], 'table')),
     ),
-  ).action(async (name: string, o: Opts & { output: OutputFormat }) => {
+  ).action(async (name: string, o: Opts & { output: ListFormat }) => {
     await runWithClient('rollout history', o, async (client) => {
       const e = (await client.kvGet(rolloutKeys.history(o.namespace, name))).body;
       if (!e) throw new CliFailure(`rollout "${name}" has no history`, EXIT.NOT_FOUND);
@@ -167,13 +168,22 @@ function historyCommand(): Command {
       if (o.output === 'json') return void process.stdout.write(formatData(h, 'json'));
       const st = (await client.kvGet(rolloutKeys.status(o.namespace, name))).body;
       const status = st ? (JSON.parse(st.value) as RolloutStatus) : undefined;
+      // -o wide: when it ended, how long it ran, and the version label it ran.
+      const wide = o.output === 'wide';
       process.stdout.write(
         formatTable(
-          ['REVISION', 'STARTED', 'OUTCOME', 'CHANGES'],
+          ['REVISION', 'STARTED', 'OUTCOME', ...(wide ? ['FINISHED', 'DURATION', 'VERSION'] : []), 'CHANGES'],
           h.map((x) => [
             String(x.revision),
             new Date(x.startedAt).toISOString(),
             historyOutcome(x, status),
+            ...(wide
+              ? [
+                  x.finishedAt === undefined ? '-' : new Date(x.finishedAt).toISOString(),
+                  x.finishedAt === undefined ? '-' : `${Math.round((x.finishedAt - x.startedAt) / 1000)}s`,
+                  x.template?.labels?.version ?? '-',
+                ]
+              : []),
             x.changes.join('; '),
           ]),
         ),

@@ -27,15 +27,17 @@ export async function loadRoutes(
   ).body;
 }
 
-export function routesTable(view: RoutesView): string {
+/** The routes view as a table; `wide` adds the destination service and the request count. */
+export function routesTable(view: RoutesView, wide = false): string {
   return formatTable(
-    ['NAMESPACE', 'ROUTE', 'SUCCESS', 'RPS', 'P50', 'P95', 'P99'],
+    ['NAMESPACE', 'ROUTE', 'SUCCESS', 'RPS', 'P50', 'P95', 'P99', ...(wide ? ['SERVICE', 'REQUESTS'] : [])],
     view.routes.map((r) => [
       r.namespace,
       r.route,
       fmtPercent(r.successRate),
       fmtRps(r.rps),
       ...fmtLatency(r.latencyMs),
+      ...(wide ? [r.service, String(r.requests)] : []),
     ]),
   );
 }

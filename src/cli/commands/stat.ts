@@ -30,7 +30,7 @@ import { INTERVAL_OPTION, WATCH_OPTION, intervalMs, watchFrames } from '../clien
 export interface ViewOptions {
   control?: string;
   window: number;
-  output: 'table' | 'json' | 'yaml';
+  output: 'table' | 'wide' | 'json' | 'yaml';
   prometheus?: string;
   namespace?: string;
   /** Split each service by the version, revision or id of the instances that served it. */
@@ -51,7 +51,7 @@ function windowMs(v: string): number {
 export function withViewOptions(cmd: Command): Command {
   return withControl(cmd)
     .option('-w, --window <duration>', 'time window of the figures', windowMs, 60_000)
-    .addOption(outputOption(['table', 'json', 'yaml'], 'table'))
+    .addOption(outputOption(['table', 'wide', 'json', 'yaml'], 'table'))
     .option('-n, --namespace <namespace>', 'only this namespace')
     .option('--prometheus <url>', 'answer from this Prometheus (PromQL) instead of the control plane')
     .option(...WATCH_OPTION)
@@ -67,10 +67,11 @@ export async function showView<V>(
   title: string,
   opts: ViewOptions,
   load: () => Promise<V>,
-  table: (view: V) => string,
+  table: (view: V, wide: boolean) => string,
   check: (view: V) => void = () => {},
 ): Promise<void> {
-  const text = (v: V) => (opts.output === 'table' ? table(v) : formatData(v, opts.output));
+  const out = opts.output;
+  const text = (v: V) => (out === 'json' || out === 'yaml' ? formatData(v, out) : table(v, out === 'wide'));
   if (!opts.watch) {
     const view = await withProgress('querying', load());
     check(view);
@@ -162,7 +163,8 @@ export function serviceArg(arg: string | undefined): string | undefined {
   return arg;
 }
 
-export function servicesTable(view: ServicesView): string {
+/** The services view as a table; `wide` adds the request count and the stale instances. */
+export function servicesTable(view: ServicesView, wide = false): string {
   const by = view.by;
   return formatTable(
     [
@@ -176,6 +178,7 @@ export function servicesTable(view: ServicesView): string {
       'P95',
       'P99',
       'MTLS',
+      ...(wide ? ['REQUESTS', 'STALE'] : []),
     ],
     view.services.map((s) => [
       s.namespace,
@@ -186,6 +189,7 @@ export function servicesTable(view: ServicesView): string {
       fmtRps(s.rps),
       ...fmtLatency(s.latencyMs),
       fmtPercent(s.tlsPercent, false),
+      ...(wide ? [String(s.requests), String(s.stale)] : []),
     ]),
   );
 }
