@@ -29,11 +29,16 @@ export class ConnectionLimiter {
   readonly #perClient = new Map<string, number>();
   readonly #refused: Counter<'listener' | 'reason'> | undefined;
   readonly #log: (line: string) => void;
+  readonly #now: () => number;
   /** Per reason: when the last line was logged, and refusals since. */
   readonly #logState = new Map<Reason, { at: number; since: number }>();
 
-  constructor(limits: ConnectionLimits, opts: { registry?: Registry; log?: (line: string) => void } = {}) {
+  constructor(
+    limits: ConnectionLimits,
+    opts: { registry?: Registry; log?: (line: string) => void; now?: () => number } = {},
+  ) {
     this.#limits = limits;
+    this.#now = opts.now ?? Date.now;
     this.#log = opts.log ?? ((l) => process.stderr.write(`hexmesh proxy: ${l}\n`));
     if (opts.registry)
       this.#refused = new Counter({
@@ -109,7 +114,7 @@ export class ConnectionLimiter {
 
   #refuse(reason: Reason, listener: string, why: string): void {
     this.#refused?.inc({ listener, reason });
-    const now = Date.now();
+    const now = this.#now();
     const s = this.#logState.get(reason);
     if (s && now - s.at < LOG_EVERY_MS) {
       s.since++;
