@@ -264,6 +264,89 @@ describe('kubernetes: Services and EndpointSlices → the catalog → a sidecar'
     await until(async () => ((await body()) === 'shop v1' ? true : undefined), 10_000, 'route gone');
   });
 
+  it('a multi-port Service: each port is its own upstream with its own protocol and endpoints (issue 13)', async () => {
+    const web = await hostApp('multi web');
+    const admin = await hostApp('multi admin');
+    await kube.must(
+      'POST',
+      '/api/v1/namespaces/default/services',
+      service('multi', [
+        { name: 'http', port: 80 },
+        { name: 'admin', port: 9000, appProtocol: 'http' },
+      ]),
+    );
+    await kube.must('POST', '/apis/discovery.k8s.io/v1/namespaces/default/endpointslices', {
+      ...slice('multi-1', 'multi', web.port, [{ address: hostIp }]),
+      ports: [
+        { name: 'http', port: web.port, protocol: 'TCP' },
+        { name: 'admin', port: admin.port, protocol: 'TCP' },
+      ],
+    });
+    const perPort = await until(
+      async () => (await store.get(KEYS.resource('Service', 'default', 'multi-admin'))) ?? undefined,
+      10_000,
+      'the admin port as its own Service',
+    );
+    const doc = JSON.parse(perPort.value) as {
+      metadata: { labels: Record<string, string> };
+      spec: { ports: { port: number; protocol: string }[]; addresses?: string[] };
+    };
+    assert.equal(doc.metadata.labels['hexmesh.io/port-of'], 'multi');
+    assert.deepEqual(doc.spec.ports, [{ name: 'admin', port: 9000, targetPort: 9000, protocol: 'http' }]);
+    const created = await kube.must<{ spec: { clusterIPs: string[] } }>(
+      'GET',
+      '/api/v1/namespaces/default/services/multi',
+    );
+    assert.deepEqual(doc.spec.addresses, created.spec.clusterIPs, 'shares the cluster IP');
+    const instances = async (svc: string) =>
+      (await store.range(`${KEYS.instances}default/${svc}/`)).kvs.map(
+        (kv) => (JSON.parse(kv.value) as { port: number }).port,
+      );
+    await until(
+      async () => ((await instances('multi-admin')).length ? true : undefined),
+      10_000,
+      'admin instances',
+    );
+    assert.deepEqual(await instances('multi'), [web.port]);
+    assert.deepEqual(await instances('multi-admin'), [admin.port]);
+    // Through the sidecar: each port reaches its own pods' port — by the per-port name, and by
+    // the Service's own name with that port (the cluster IP says which Service owns it).
+    assert.equal(await sidecar.client.ensure('multi.default'), true);
+    assert.equal(await sidecar.client.ensure('multi-admin.default'), true);
+    await until(
+      async () =>
+        (await get(sidecar.addr.outbound.port, 'multi:9000')).body === 'multi admin' ? true : undefined,
+      10_000,
+      'multi:9000 routed to the admin port',
+    );
+    assert.equal((await get(sidecar.addr.outbound.port, 'multi')).body, 'multi web');
+    assert.equal((await get(sidecar.addr.outbound.port, 'multi:80')).body, 'multi web');
+    assert.equal((await get(sidecar.addr.outbound.port, 'multi-admin')).body, 'multi admin');
+    assert.equal(
+      (await get(sidecar.addr.outbound.port, 'multi.default.svc.cluster.local:9000')).body,
+      'multi admin',
+    );
+    // The port removed from the Service: its per-port Service and instances go.
+    const cur = await kube.must<{ metadata: { resourceVersion: string }; spec: Record<string, unknown> }>(
+      'GET',
+      '/api/v1/namespaces/default/services/multi',
+    );
+    await kube.must('PUT', '/api/v1/namespaces/default/services/multi', {
+      ...cur,
+      spec: { ...cur.spec, ports: [{ name: 'http', port: 80, protocol: 'TCP', targetPort: 80 }] },
+    });
+    await until(
+      async () => ((await store.get(KEYS.resource('Service', 'default', 'multi-admin'))) ? undefined : true),
+      10_000,
+      "the removed port's Service gone",
+    );
+    await until(
+      async () => ((await instances('multi-admin')).length ? undefined : true),
+      10_000,
+      'its instances gone',
+    );
+  });
+
   it('hexmesh control --kubernetes (the real command) mirrors the cluster and serves it', async () => {
     const control = spawnKubeControl(kube.kubeconfig);
     try {

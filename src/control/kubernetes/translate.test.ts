@@ -5,7 +5,9 @@ import { hexmeshCrds, structural } from './crds.ts';
 import {
   mirroredResource,
   portProtocol,
+  portServiceName,
   serviceResource,
+  serviceResources,
   sliceInstances,
   type KubeEndpointSlice,
   type KubeObject,
@@ -63,6 +65,61 @@ describe('kubernetes translate', () => {
     // Headless: no virtual address (clients dial the pods, which capture finds as endpoints).
     const headless = serviceResource(svc([{ port: 80 }], { clusterIP: 'None', clusterIPs: ['None'] }))!;
     assert.equal((headless.spec as { addresses?: string[] }).addresses, undefined);
+  });
+
+  it('serviceResources: a multi-port Service is one Service per port, each with its protocol (issue 13)', () => {
+    const s = svc(
+      [
+        { name: 'http', port: 80, targetPort: 8080 },
+        { name: 'grpc-api', port: 9090 },
+        { port: 5432, appProtocol: 'tcp' },
+        { name: 'dns', port: 53, protocol: 'UDP' },
+      ],
+      { clusterIP: '10.96.0.20' },
+    );
+    const all = serviceResources(s);
+    assert.deepEqual(
+      all.map((p) => [p.name, p.port.port]),
+      [
+        ['web', 80],
+        ['web-grpc-api', 9090],
+        ['web-5432', 5432],
+      ],
+    );
+    assert.deepEqual(all[0].doc, serviceResource(s), 'the first port keeps the Service as before');
+    const grpc = all[1].doc as {
+      metadata: { labels: Record<string, string> };
+      spec: Record<string, unknown>;
+    };
+    assert.deepEqual(grpc.spec, {
+      ports: [{ name: 'grpc-api', port: 9090, protocol: 'grpc' }],
+      addresses: ['10.96.0.20'],
+    });
+    assert.equal(grpc.metadata.labels['hexmesh.io/port-of'], 'web');
+    assert.equal(grpc.metadata.labels['hexmesh.io/source'], 'kubernetes');
+    assert.deepEqual((all[2].doc.spec as { ports: unknown[] }).ports, [{ port: 5432, protocol: 'tcp' }]);
+    assert.deepEqual(serviceResources(svc([{ port: 53, protocol: 'UDP' }])), []);
+    assert.equal(portServiceName('a'.repeat(60), { name: 'metrics', port: 1 }).length, 63);
+    assert.equal(portServiceName('web', { name: 'Admin_UI', port: 1 }), 'web-admin-ui');
+    // Instances of a per-port Service: the slice port of that name, under the per-port name.
+    const got = sliceInstances(
+      s,
+      [
+        slice(
+          [
+            { name: 'http', port: 8080 },
+            { name: 'grpc-api', port: 19090 },
+          ],
+          [{ addresses: ['10.1.0.5'] }],
+        ),
+      ],
+      '2026-01-01T00:00:00.000Z',
+      { service: 'web-grpc-api', port: all[1].port },
+    );
+    assert.deepEqual(
+      got.map((i) => [i.service, i.address, i.port]),
+      [['web-grpc-api', '10.1.0.5', 19090]],
+    );
   });
 
   it('sliceInstances: one per address on the first port; readiness, zone, node and pod', () => {

@@ -16,6 +16,8 @@ export const SOURCE_VALUE = 'kubernetes';
 export const ZONE_LABEL = 'topology.kubernetes.io/zone';
 export const NODE_LABEL = 'kubernetes.io/hostname';
 export const POD_LABEL = 'hexmesh.io/pod';
+/** On the Service made for one more port of a multi-port Kubernetes Service: that Service's name. */
+export const PORT_OF_LABEL = 'hexmesh.io/port-of';
 
 /** The JSON of an object as the API server sends it (only what is read here). */
 export interface KubeObject {
@@ -120,20 +122,80 @@ export function serviceResource(svc: KubeObject): StoredDoc | undefined {
   return validateResources([doc], `Service ${svc.metadata?.namespace}/${svc.metadata?.name}`)[0].doc;
 }
 
+/** One hexmesh Service of a Kubernetes Service: its name and the port its instances are on. */
+export interface PortService {
+  name: string;
+  port: KubeServicePort;
+  doc: StoredDoc;
+}
+
+/** `<service>-<port name, or number>` as a DNS-1123 label (63 at most). */
+export function portServiceName(service: string, p: KubeServicePort): string {
+  const suffix = (p.name ?? String(p.port)).toLowerCase().replace(/[^a-z0-9-]/g, '-');
+  return `${service}-${suffix}`.slice(0, 63).replace(/-+$/, '');
+}
+
+/**
+ * Every hexmesh Service of a Kubernetes Service. hexmesh balances one port per service, so a
+ * multi-port Service becomes one per TCP port, each its own upstream with its own protocol and
+ * endpoints (Istio's cluster per service port): the first port keeps the Service's name (as
+ * `serviceResource`); each further port is `<name>-<port name>` (or `-<number>`), labelled
+ * PORT_OF_LABEL, declaring only that port and sharing the cluster IPs — so a captured
+ * connection to `<cluster IP>:<port>`, or a request to `<name>:<port>`, reaches that port's
+ * pods (outbound-stack.ts). Empty for a Service hexmesh does not route.
+ */
+export function serviceResources(svc: KubeObject): PortService[] {
+  const base = serviceResource(svc);
+  const ports = tcpPorts(svc);
+  if (!base) return [];
+  const name = svc.metadata?.name ?? '';
+  const out: PortService[] = [{ name, port: ports[0], doc: base }];
+  const addresses = clusterIps(svc);
+  for (const p of ports.slice(1)) {
+    const derived = portServiceName(name, p);
+    const m = meta(svc);
+    const doc = {
+      apiVersion: 'hexmesh.io/v1alpha1',
+      kind: 'Service',
+      metadata: {
+        ...m,
+        name: derived,
+        labels: { ...(m.labels as Record<string, string>), [PORT_OF_LABEL]: name },
+      },
+      spec: {
+        ports: [
+          {
+            ...(p.name ? { name: p.name } : {}),
+            port: p.port,
+            ...(typeof p.targetPort === 'number' ? { targetPort: p.targetPort } : {}),
+            protocol: portProtocol(p),
+          },
+        ],
+        ...(addresses.length ? { addresses } : {}),
+      },
+    };
+    const label = `Service ${svc.metadata?.namespace}/${name} port ${p.name ?? p.port}`;
+    out.push({ name: derived, port: p, doc: validateResources([doc], label)[0].doc });
+  }
+  return out;
+}
+
 /**
  * Catalog instances of a Service from its EndpointSlices: one per endpoint address, on the
- * slice port named like the Service's first TCP port (hexmesh routes one port per service:
- * docs/kubernetes.md). Ready endpoints are `passing`, the rest `critical` (not routed to);
- * the zone, node and pod go into labels.
+ * slice port named like `port` (default: the Service's first TCP port), registered under
+ * `service` (default: the Service's name; a per-port Service's name: `serviceResources`).
+ * Ready endpoints are `passing`, the rest `critical` (not routed to); the zone, node and pod
+ * go into labels.
  */
 export function sliceInstances(
   svc: KubeObject,
   slices: readonly KubeEndpointSlice[],
   now: string,
+  port?: { service: string; port: KubeServicePort },
 ): Instance[] {
   const ns = svc.metadata?.namespace ?? 'default';
-  const name = svc.metadata?.name ?? '';
-  const first = tcpPorts(svc)[0];
+  const name = port?.service ?? svc.metadata?.name ?? '';
+  const first = port?.port ?? tcpPorts(svc)[0];
   if (!first) return [];
   const out = new Map<string, Instance>();
   for (const slice of slices) {

@@ -368,26 +368,44 @@ export function buildOutbound(
    * A service's virtual addresses (cluster IPs) as authorities: `http://<cluster IP>:<port>/`
    * from an app under transparent capture names the service by its address, as Istio's
    * virtual hosts list the cluster IP among a service's domains. Port 80 also without `:80`.
+   * Two services on one address and port (a multi-port Kubernetes Service and the per-port
+   * Service made for that port, translate.ts): the one declaring fewer ports is that port's.
    */
-  const byVip = new Map<string, Resolved>();
+  const byVip = new Map<string, Resolved & { ports: number }>();
+  const addressesOf = new Map<Entry, readonly string[]>();
   for (const svc of config.services) {
     const e = entries.get(serviceKey(svc.name, svc.namespace));
-    if (!e) continue;
+    if (!e || !svc.addresses.length) continue;
+    addressesOf.set(e, svc.addresses);
     for (const a of svc.addresses)
       for (const p of svc.ports) {
         const key = endpointKey(a, p.port);
-        if (!byVip.has(key)) byVip.set(key, { e, entry: onPort(e, p.port) });
-        if (p.port === 80 && !byVip.has(key.slice(0, key.lastIndexOf(':'))))
-          byVip.set(key.slice(0, key.lastIndexOf(':')), { e, entry: onPort(e, 80) });
+        const keys = p.port === 80 ? [key, key.slice(0, key.lastIndexOf(':'))] : [key];
+        for (const k of keys) {
+          const had = byVip.get(k);
+          if (!had || had.ports > svc.ports.length)
+            byVip.set(k, { e, entry: onPort(e, p.port), ports: svc.ports.length });
+        }
       }
   }
+  /** `<name>:<port>` where another service owns that port of `e`'s addresses: that one. */
+  const portOwner = (e: Entry, port: number | undefined): Resolved | undefined => {
+    if (port === undefined) return undefined;
+    for (const a of addressesOf.get(e) ?? []) {
+      const r = byVip.get(endpointKey(a, port));
+      if (r && r.e !== e) return r;
+    }
+    return undefined;
+  };
   const byAuthority = new Map<string, Resolved | null>();
   const resolve = (authority: string): Resolved | undefined => {
     let r = byAuthority.get(authority);
     if (r === undefined) {
       const t = parseAuthority(authority, ns);
       const e = t && entries.get(serviceKey(t.name, t.namespace));
-      r = e ? { e, entry: onPort(e, t.port) } : (byVip.get(authority) ?? toEndpoint(authority) ?? null);
+      r = e
+        ? (portOwner(e, t.port) ?? { e, entry: onPort(e, t.port) })
+        : (byVip.get(authority) ?? toEndpoint(authority) ?? null);
       if (byAuthority.size < AUTHORITY_CACHE_LIMIT) byAuthority.set(authority, r);
     }
     return r ?? undefined;
