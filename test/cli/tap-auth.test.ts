@@ -62,8 +62,9 @@ test(
       base,
     );
     t.after(() => top.child.kill());
-    await new Promise((res) => setTimeout(res, 1500)); // process start and attach
-    await load(1500);
+    // Load until top has watched its --for and exited, however long its start and attach take.
+    const end = Date.now() + 60_000;
+    while (top.child.exitCode === null && top.child.signalCode === null && Date.now() < end) await load(200);
     const te = await top.exited;
     assert.equal(te.code, 0, top.stderr);
     const view = JSON.parse(top.stdout) as { rows: { path: string }[] };

@@ -58,10 +58,11 @@ test(
     await tap.waitFor(/"type":"start"/, 30_000); // the first run may rebuild the bundle
     const top = new Running(['top', 'ratings', '--once', '--for', '6s', '-o', 'json'], env);
     t.after(() => top.child.kill());
-    await new Promise((r) => setTimeout(r, 1500)); // process start and attach
+    // Load until top has watched its --for and exited (it prints only then), however long the
+    // process takes to start and attach on a loaded machine; bounded in time.
     let next = 0;
-    const end = Date.now() + 2500;
-    while (Date.now() < end) {
+    const end = Date.now() + 60_000;
+    while (top.child.exitCode === null && top.child.signalCode === null && Date.now() < end) {
       await m.call(next % 4 === 0 ? '/fail/x' : `/busy/${next % 2}`);
       next++;
     }
