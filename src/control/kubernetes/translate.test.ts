@@ -87,7 +87,7 @@ describe('kubernetes translate', () => {
       ],
     );
     assert.deepEqual(all[0].doc, serviceResource(s), 'the first port keeps the Service as before');
-    const grpc = all[1].doc as {
+    const grpc = all[1].doc as unknown as {
       metadata: { labels: Record<string, string> };
       spec: Record<string, unknown>;
     };
