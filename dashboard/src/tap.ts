@@ -15,8 +15,13 @@ export interface TapEvent {
   path: string;
   status: number | undefined;
   latencyMs: number | undefined;
+  /** Calling and called service (as `hexmesh tap`'s SOURCE and DESTINATION), else an identity. */
   src: string;
   dst: string;
+  /** The peer's verified identity (the caller's inbound, the callee's outbound), if any. */
+  identity: string | undefined;
+  /** gRPC status code from headers or trailers; undefined when not gRPC. */
+  grpcStatus: string | undefined;
   tls: boolean | undefined;
   /** `x-hexmesh-error` code of a proxy-made response. */
   error: string | undefined;
@@ -76,8 +81,10 @@ export function toTapEvent(o: Raw): TapEvent | undefined {
     latencyMs:
       num(pick(o, 'latencyMs', 'durationMs', 'latency_ms', 'duration')) ??
       num(pick(res, 'latencyMs', 'durationMs')),
-    src: peer(pick(o, 'src', 'source', 'srcIdentity', 'sourceIdentity', 'srcService', 'client')),
-    dst: peer(pick(o, 'dst', 'destination', 'dstIdentity', 'destinationIdentity', 'dstService', 'server')),
+    src: peer(pick(o, 'srcService', 'src', 'source', 'srcIdentity', 'sourceIdentity', 'client')),
+    dst: peer(pick(o, 'dstService', 'dst', 'destination', 'dstIdentity', 'destinationIdentity', 'server')),
+    identity: str(o.direction === 'outbound' ? o.dstIdentity : o.srcIdentity),
+    grpcStatus: str(pick(o, 'grpcStatus', 'grpc_status')) ?? str(pick(res, 'grpcStatus')),
     tls: typeof tlsRaw === 'boolean' ? tlsRaw : tlsRaw && typeof tlsRaw === 'object' ? true : undefined,
     error:
       str(pick(o, 'error', 'errorCode', 'hexmeshError', 'x-hexmesh-error')) ??

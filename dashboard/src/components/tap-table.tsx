@@ -2,7 +2,36 @@ import type { TapEvent } from '../tap.ts';
 import { fmtMs } from '../format.ts';
 import { LockIcon } from './lock-icon.tsx';
 
-/** Tap events, newest first. */
+/** gRPC status names by code, so a failure reads `14 UNAVAILABLE` as in `hexmesh tap`. */
+const GRPC_NAMES = [
+  'OK',
+  'CANCELLED',
+  'UNKNOWN',
+  'INVALID_ARGUMENT',
+  'DEADLINE_EXCEEDED',
+  'NOT_FOUND',
+  'ALREADY_EXISTS',
+  'PERMISSION_DENIED',
+  'RESOURCE_EXHAUSTED',
+  'FAILED_PRECONDITION',
+  'ABORTED',
+  'OUT_OF_RANGE',
+  'UNIMPLEMENTED',
+  'INTERNAL',
+  'UNAVAILABLE',
+  'DATA_LOSS',
+  'UNAUTHENTICATED',
+];
+const grpcCell = (v: string | undefined): string =>
+  v === undefined ? '–' : GRPC_NAMES[Number(v)] && /^\d+$/.test(v) ? `${v} ${GRPC_NAMES[Number(v)]}` : v;
+/** A failure as the CLI counts one: 5xx, a proxy error, or a gRPC status other than OK. */
+const failed = (e: TapEvent) =>
+  (e.status ?? 0) >= 500 || e.error !== undefined || (e.grpcStatus !== undefined && e.grpcStatus !== '0');
+
+/**
+ * Tap events, newest first. Columns and their names follow `hexmesh tap` (docs/cli.md):
+ * direction, source, destination, …, status, grpc.
+ */
 export function TapTable(props: { events: TapEvent[]; empty: string }) {
   if (props.events.length === 0) return <div className="empty">{props.empty}</div>;
   return (
@@ -10,11 +39,14 @@ export function TapTable(props: { events: TapEvent[]; empty: string }) {
       <thead>
         <tr>
           <th>time</th>
-          <th>source → destination</th>
+          <th>direction</th>
+          <th>source</th>
+          <th>destination</th>
           <th>method</th>
           <th>authority</th>
           <th>path</th>
           <th>status</th>
+          <th>grpc</th>
           <th>error</th>
           <th className="num">latency</th>
           <th>tls</th>
@@ -22,19 +54,20 @@ export function TapTable(props: { events: TapEvent[]; empty: string }) {
       </thead>
       <tbody>
         {props.events.map((e) => (
-          <tr
-            key={e.seq}
-            className={(e.status ?? 0) >= 500 || e.error ? 'bad' : undefined}
-            data-testid="tap-row"
-          >
+          <tr key={e.seq} className={failed(e) ? 'bad' : undefined} data-testid="tap-row">
             <td className="mono">{new Date(e.time).toLocaleTimeString([], { hour12: false })}</td>
-            <td className="mono">
-              {e.src || '?'} → {e.dst || '?'}
+            <td>{e.direction ?? '–'}</td>
+            <td className="mono" title={e.direction === 'inbound' ? e.identity : undefined}>
+              {e.src || '?'}
+            </td>
+            <td className="mono" title={e.direction === 'outbound' ? e.identity : undefined}>
+              {e.dst || '?'}
             </td>
             <td>{e.method}</td>
             <td className="mono">{e.authority}</td>
             <td className="mono path">{e.path}</td>
             <td>{e.status ?? '–'}</td>
+            <td className="mono">{grpcCell(e.grpcStatus)}</td>
             <td className="mono">{e.error ?? ''}</td>
             <td className="num">{fmtMs(e.latencyMs)}</td>
             <td>{e.tls ? <LockIcon title="mTLS" /> : e.tls === false ? 'plain' : ''}</td>
