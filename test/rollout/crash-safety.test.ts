@@ -6,36 +6,19 @@
  */
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { test } from 'node:test';
-import { ControlClient } from '../../src/cli/client/control-client.ts';
-import { waitForBootstrapToken, credentialsFile } from '../../src/runtime/bootstrap-token.ts';
-import { JoinTokenIssuer } from '../../src/runtime/join-token-issuer.ts';
-import { LocalProcessRuntime } from '../../src/runtime/local-process-runtime.ts';
-import { freePort } from '../../src/runtime/ports.ts';
-import type { InstanceSpec } from '../../src/runtime/runtime.ts';
 import { RolloutController } from '../../src/rollout/rollout-controller.ts';
 import { rolloutKeys, type RolloutStatus } from '../../src/rollout/rollout-status.ts';
-import { ControlProcess } from '../support/control-process.ts';
+import {
+  FLAKY_APP,
+  flakyAppSpec as appSpec,
+  startProcessControlMesh,
+  until as poll,
+} from '../support/local-runtime.ts';
 
-const APP = join(import.meta.dirname, 'fixtures', 'flaky-app.mjs');
-
-function appSpec(id: string, service: string, env: Record<string, string>, labels: Record<string, string>) {
-  return {
-    id,
-    service,
-    namespace: 'default',
-    labels,
-    command: process.execPath,
-    args: [APP],
-    env,
-    cwd: process.cwd(),
-    port: 'auto',
-    healthCheck: { type: 'http', path: '/healthz' },
-  } satisfies InstanceSpec;
-}
+/** Wait for `fn` to give a value; its errors count as "not yet" (the control plane may be down). */
+const until = <T>(what: string, ms: number, fn: () => Promise<T | undefined>) =>
+  poll(what, ms, fn, { retryErrors: true });
 
 /** Bounded load through the client sidecar: six workers, until stopped or the deadline. */
 class Load {
@@ -79,34 +62,14 @@ class Load {
   }
 }
 
-async function until<T>(what: string, ms: number, fn: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await fn().catch(() => undefined);
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
-
 test(
   'control plane SIGKILLed while a canary is analysed: the route keeps pointing at running instances, status, abort and undo work after its restart',
   { timeout: 150_000 },
   async (t) => {
-    const dir = mkdtempSync(join(tmpdir(), 'hexmesh-rollout-crash-'));
-    const cp = new ControlProcess(await freePort(), join(dir, 'data'));
-    await cp.start();
-    const token = await waitForBootstrapToken(credentialsFile(cp.dataDir), cp.url);
-    const api = new ControlClient(cp.url, { token });
-    const joinTokens = new JoinTokenIssuer(api, { ttlMs: 3_600_000 });
-    const runtime = new LocalProcessRuntime({
-      controlUrl: cp.url,
-      token,
-      joinToken: joinTokens.get,
-      logDir: join(dir, 'logs'),
-      healthPollMs: 250,
+    const mesh = await startProcessControlMesh('hexmesh-rollout-crash-', () => ({
       deregisterSettleMs: 1000,
-    });
+    }));
+    const { cp, token, api, runtime } = mesh;
     const log: string[] = [];
     const controller = new RolloutController({
       controlUrl: cp.url,
@@ -118,16 +81,13 @@ test(
       log: (l) => log.push(l),
     });
     const loads: Load[] = [];
-    t.after(async () => {
-      // The controller and runtime deregister through it on the way out.
-      if (!cp.running) await cp.start().catch(() => {});
-      await Promise.all(loads.map((l) => l.stop()));
-      await controller.close();
-      await runtime.close();
-      await api.destroy();
-      await cp.kill();
-      rmSync(dir, { recursive: true, force: true });
-    });
+    // The controller and runtime deregister through the control plane on the way out.
+    t.after(() =>
+      mesh.close(async () => {
+        await Promise.all(loads.map((l) => l.stop()));
+        await controller.close();
+      }),
+    );
     await Promise.all([
       runtime.startInstance(appSpec('reviews-1', 'reviews', { VERSION: 'v1' }, { version: 'v1' })),
       runtime.startInstance(appSpec('client-1', 'client', { VERSION: 'c' }, { version: 'c' })),
@@ -169,7 +129,7 @@ test(
           service: 'reviews',
           template: {
             command: process.execPath,
-            args: [APP],
+            args: [FLAKY_APP],
             env: { VERSION: 'v2' },
             labels: { version: 'v2' },
             replicas: 1,

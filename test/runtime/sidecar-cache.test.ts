@@ -12,32 +12,21 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, wr
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { ControlClient } from '../../src/cli/client/control-client.ts';
-import { credentialsFile, waitForBootstrapToken } from '../../src/runtime/bootstrap-token.ts';
-import { JoinTokenIssuer } from '../../src/runtime/join-token-issuer.ts';
-import { LocalProcessRuntime } from '../../src/runtime/local-process-runtime.ts';
 import { freePort } from '../../src/runtime/ports.ts';
 import type { InstanceSpec } from '../../src/runtime/runtime.ts';
 import { workloadCertificate } from '../../src/identity/static-identity-source.ts';
 import { BIN } from '../support/cli.ts';
-import { ControlProcess } from '../support/control-process.ts';
+import { flakyAppSpec, startProcessControlMesh, until as poll } from '../support/local-runtime.ts';
 import { TestCa } from '../support/pki.ts';
 
-const APP = join(import.meta.dirname, '..', 'rollout', 'fixtures', 'flaky-app.mjs');
-
-const spec = (id: string, service: string, version: string): InstanceSpec => ({
-  id,
-  service,
-  namespace: 'default',
-  labels: { version },
-  command: process.execPath,
-  args: [APP],
-  env: { VERSION: version },
-  cwd: process.cwd(),
-  port: 'auto',
-  healthCheck: { type: 'http', path: '/healthz' },
-  restart: { initialBackoffMs: 200, maxBackoffMs: 1000 },
-});
+const spec = (id: string, service: string, version: string): InstanceSpec =>
+  flakyAppSpec(
+    id,
+    service,
+    { VERSION: version },
+    { version },
+    { restart: { initialBackoffMs: 200, maxBackoffMs: 1000 } },
+  );
 
 /** `n` sequential requests through the client sidecar (bounded); answers by body or error. */
 async function requests(port: number, n: number): Promise<{ ok: Map<string, number>; failed: string[] }> {
@@ -70,42 +59,21 @@ async function requests(port: number, n: number): Promise<{ ok: Map<string, numb
   return { ok, failed };
 }
 
-async function until<T>(what: string, ms: number, fn: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await fn().catch(() => undefined);
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
+/** Wait for `fn` to give a value; its errors count as "not yet" (the control plane may be down). */
+const until = <T>(what: string, ms: number, fn: () => Promise<T | undefined>) =>
+  poll(what, ms, fn, { everyMs: 250, retryErrors: true });
 
 test(
   'control plane down: a restarted sidecar starts from its cached config and certificate and serves; one with no cache is skipped by its peers',
   { timeout: 180_000 },
   async (t) => {
-    const dir = mkdtempSync(join(tmpdir(), 'hexmesh-sidecar-cache-'));
-    const cp = new ControlProcess(await freePort(), join(dir, 'data'));
-    await cp.start();
-    const token = await waitForBootstrapToken(credentialsFile(cp.dataDir), cp.url);
-    const api = new ControlClient(cp.url, { token });
-    const cacheDir = join(dir, 'cache');
-    const runtime = new LocalProcessRuntime({
-      controlUrl: cp.url,
-      token,
-      joinToken: new JoinTokenIssuer(api, { ttlMs: 3_600_000 }).get,
-      logDir: join(dir, 'logs'),
-      cacheDir,
-      healthPollMs: 250,
+    const mesh = await startProcessControlMesh('hexmesh-sidecar-cache-', (dir) => ({
+      cacheDir: join(dir, 'cache'),
       deregisterSettleMs: 200,
-    });
-    t.after(async () => {
-      if (!cp.running) await cp.start().catch(() => {});
-      await runtime.close();
-      await api.destroy();
-      await cp.kill();
-      rmSync(dir, { recursive: true, force: true });
-    });
+    }));
+    t.after(() => mesh.close());
+    const { cp, api, runtime } = mesh;
+    const cacheDir = join(mesh.dir, 'cache');
     await Promise.all([
       runtime.startInstance(spec('reviews-1', 'reviews', 'v1')),
       runtime.startInstance(spec('reviews-2', 'reviews', 'v1')),
