@@ -15,31 +15,9 @@ import { startCp } from '../control/helpers.ts';
 import { ControlClient } from '../../src/cli/client/control-client.ts';
 import { JoinTokenIssuer } from '../../src/runtime/join-token-issuer.ts';
 import { LocalProcessRuntime } from '../../src/runtime/local-process-runtime.ts';
-import type { InstanceSpec } from '../../src/runtime/runtime.ts';
 import { RolloutController } from '../../src/rollout/rollout-controller.ts';
 import { rolloutKeys, type RolloutStatus } from '../../src/rollout/rollout-status.ts';
-
-const APP = join(import.meta.dirname, 'fixtures', 'flaky-app.mjs');
-
-function appSpec(
-  id: string,
-  service: string,
-  env: Record<string, string>,
-  labels: Record<string, string>,
-): InstanceSpec {
-  return {
-    id,
-    service,
-    namespace: 'default',
-    labels,
-    command: process.execPath,
-    args: [APP],
-    env,
-    cwd: process.cwd(),
-    port: 'auto',
-    healthCheck: { type: 'http', path: '/healthz' },
-  };
-}
+import { FLAKY_APP as APP, flakyAppSpec as appSpec, until } from '../support/local-runtime.ts';
 
 interface Tally {
   total: number;
@@ -99,20 +77,6 @@ class Load {
     await this.#done;
     this.#agent.destroy();
     return this.tally;
-  }
-}
-
-async function until<T>(
-  what: string,
-  ms: number,
-  fn: () => Promise<T | undefined> | T | undefined,
-): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
   }
 }
 
