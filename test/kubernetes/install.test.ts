@@ -23,7 +23,7 @@ const NS = 'hx-system';
 interface Manifest {
   apiVersion: string;
   kind: string;
-  metadata: { name: string; namespace?: string; resourceVersion?: string };
+  metadata: { name: string; namespace?: string; resourceVersion?: string; generation?: number };
 }
 
 /** Where an object of a kind the install prints lives in the API. */
@@ -53,8 +53,35 @@ describe('kubernetes: hexmesh install --kubernetes', { skip }, () => {
   let dir: string;
   let control: KubeControl | undefined;
   let stopPlaying: (() => Promise<void>) | undefined;
+  let saConfig: string;
+  const tpl = (image: string, labels: Record<string, string> = { app: 'shop' }) => ({
+    metadata: { labels },
+    spec: { containers: [{ name: 'shop', image }] },
+  });
+  const rolloutStatus = async () =>
+    (
+      await kube.must<{
+        status?: {
+          phase?: string;
+          step?: number;
+          canaryWeight?: number;
+          stableRevision?: number;
+          conditions?: { type: string; status: string }[];
+        };
+      }>('GET', '/apis/hexmesh.io/v1alpha1/namespaces/default/rollouts/shop')
+    ).status ?? {};
+  const patch = (path: string, body: unknown) =>
+    kube.request('PATCH', path, JSON.stringify(body), { 'content-type': 'application/merge-patch+json' });
 
-  /** Server-side apply of every object, as kubectl apply --server-side; the resourceVersions after. */
+  /**
+   * What a re-apply must not change: the generation of objects with a spec the API server
+   * versions (a CRD's status keeps moving for a while after it is Established, which bumps its
+   * resourceVersion only), the resourceVersion of the others.
+   */
+  const version = (o: Manifest) =>
+    `${o.kind}/${o.metadata.name}@${o.metadata.generation !== undefined ? `g${o.metadata.generation}` : o.metadata.resourceVersion}`;
+
+  /** Server-side apply of every object, as kubectl apply --server-side; their versions after. */
   const apply = async (): Promise<string[]> => {
     const versions: string[] = [];
     for (const o of objects) {
@@ -65,7 +92,7 @@ describe('kubernetes: hexmesh install --kubernetes', { skip }, () => {
         { 'content-type': 'application/apply-patch+yaml' },
       );
       assert.ok(r.status === 200 || r.status === 201, `${o.kind} ${o.metadata.name}: ${r.status} ${r.body}`);
-      versions.push(`${o.kind}/${o.metadata.name}@${(r.json() as Manifest).metadata.resourceVersion}`);
+      versions.push(version(r.json() as Manifest));
       if (o.kind === 'CustomResourceDefinition')
         await until(
           async () => {
@@ -122,12 +149,9 @@ describe('kubernetes: hexmesh install --kubernetes', { skip }, () => {
       assert.ok(kinds.includes(k), `no ${k} in ${kinds.join(', ')}`);
     assert.equal(kinds.filter((k) => k === 'CustomResourceDefinition').length, 7);
     await apply();
-    // Each object as it stands once settled (a CRD's status moves while it gets Established).
+    // Each object as it stands after the first apply; the second must leave every one so.
     const settled = await Promise.all(
-      objects.map(
-        async (o) =>
-          `${o.kind}/${o.metadata.name}@${(await kube.must<Manifest>('GET', pathOf(o))).metadata.resourceVersion}`,
-      ),
+      objects.map(async (o) => version(await kube.must<Manifest>('GET', pathOf(o)))),
     );
     const second = await apply();
     assert.deepEqual(second, settled, 'a second apply changes no object');
@@ -156,7 +180,7 @@ describe('kubernetes: hexmesh install --kubernetes', { skip }, () => {
       `/api/v1/namespaces/${NS}/serviceaccounts/hexmesh-control/token`,
       { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenRequest', spec: { expirationSeconds: 3600 } },
     );
-    const saConfig = join(dir, 'sa.kubeconfig');
+    saConfig = join(dir, 'sa.kubeconfig');
     writeFileSync(
       saConfig,
       `apiVersion: v1
@@ -192,10 +216,6 @@ current-context: c
     await kube.must('POST', '/api/v1/namespaces/default/services', {
       metadata: { name: 'shop' },
       spec: { selector: { app: 'shop' }, ports: [{ name: 'http', port: 80, targetPort: 8080 }] },
-    });
-    const tpl = (image: string, labels: Record<string, string> = { app: 'shop' }) => ({
-      metadata: { labels },
-      spec: { containers: [{ name: 'shop', image }] },
     });
     const d = await kube.must<{ metadata: { uid: string } }>(
       'POST',
@@ -268,27 +288,12 @@ current-context: c
         strategy: { canary: { steps: [{ setWeight: 50 }] } },
       },
     });
-    const rolloutStatus = async () =>
-      (
-        await kube.must<{
-          status?: {
-            phase?: string;
-            stableRevision?: number;
-            conditions?: { type: string; status: string }[];
-          };
-        }>('GET', '/apis/hexmesh.io/v1alpha1/namespaces/default/rollouts/shop')
-      ).status ?? {};
     await until(
       async () => (await rolloutStatus()).phase === 'Succeeded' || undefined,
       60_000,
       `adopted\n${control.err}`,
     );
-    await kube.request(
-      'PATCH',
-      '/apis/apps/v1/namespaces/default/deployments/shop',
-      JSON.stringify({ spec: { template: tpl('shop:v2') } }),
-      { 'content-type': 'application/merge-patch+json' },
-    );
+    await patch('/apis/apps/v1/namespaces/default/deployments/shop', { spec: { template: tpl('shop:v2') } });
     await until(
       async () => ((await rolloutStatus()).stableRevision === 1 ? true : undefined),
       90_000,
@@ -327,5 +332,47 @@ current-context: c
     for (const name of ['kubernetes-crds', 'kubernetes-rbac', 'kubernetes-webhook'])
       assert.equal(by[name]?.status, 'ok', `${name}: ${by[name]?.message}`);
     assert.match(by['kubernetes-rbac'].message, /holds all \d+ permissions/);
+  });
+
+  it('a control plane killed mid-rollout (SIGKILL): its successor resumes the revision at its step', async () => {
+    await patch('/apis/hexmesh.io/v1alpha1/namespaces/default/rollouts/shop', {
+      spec: { strategy: { canary: { steps: [{ setWeight: 50 }, { pause: {} }] } } },
+    });
+    await patch('/apis/apps/v1/namespaces/default/deployments/shop', { spec: { template: tpl('shop:v3') } });
+    await until(
+      async () => {
+        const st = await rolloutStatus();
+        return (st.phase === 'Paused' && st.canaryWeight === 50) || undefined;
+      },
+      90_000,
+      `revision 2 paused at 50%\n${control!.err}`,
+    );
+    control!.close();
+    control = spawnKubeControl(saConfig, ['--trust-domain', 'test.example'], { POD_NAMESPACE: NS });
+    // The dead replica's Lease runs out (--leader-ttl, 10 s) before the successor acts.
+    const successor = control;
+    await until(
+      () => /resuming revision 2 at step 1/.test(successor.err) || undefined,
+      120_000,
+      `the successor resumes\n${successor.err}`,
+    );
+    await until(
+      async () => {
+        const st = await rolloutStatus();
+        return (st.phase === 'Paused' && st.canaryWeight === 50) || undefined;
+      },
+      60_000,
+      `paused again at 50%\n${control.err}`,
+    );
+    await patch('/apis/hexmesh.io/v1alpha1/namespaces/default/rollouts/shop', {
+      metadata: { annotations: { 'hexmesh.io/command': 'promote' } },
+    });
+    await until(
+      async () => ((await rolloutStatus()).stableRevision === 2 ? true : undefined),
+      60_000,
+      `revision 2 promoted\n${control.err}`,
+    );
+    assert.equal((await rolloutStatus()).phase, 'Succeeded');
+    assert.doesNotMatch(control.err, /forbidden/i, control.err);
   });
 });
