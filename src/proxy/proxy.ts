@@ -20,7 +20,7 @@ import { grpcTimeoutLayer } from './timeout/grpc-timeout.ts';
 import { dumpEndpoints } from './admin/endpoints-dump.ts';
 import { AdminServer } from './admin/admin-server.ts';
 import { end, start } from './balance/endpoint-state.ts';
-import type { MeshRequest, Service } from './core/dispatch.ts';
+import type { MeshRequest, MeshResponse, Service } from './core/dispatch.ts';
 import { buildSecurityLayers, securityGate } from './authz/security-stack.ts';
 import { buildConnectionGate, type ConnectionGate } from './authz/connection-gate.ts';
 import { toHexmeshError } from './core/error-response.ts';
@@ -40,7 +40,7 @@ import {
 import { PLAINTEXT, type HopSecurity, type PeerInfo } from './transport/hop-security.ts';
 import { ALPN_TUNNEL, inboundTlsMode, MeshTls } from './transport/mtls.ts';
 import { originalDestination, type OriginalDestination } from './capture/original-destination.ts';
-import { APP_TARGET, PEER_IDENTITY } from './listen/request-context.ts';
+import { ORIGINAL_DST, PEER_IDENTITY } from './listen/request-context.ts';
 import { ClientClosedError, forwardTcp } from './transport/tcp-forward.ts';
 import { TransportPool, type TransportSettings } from './transport/transport-pool.ts';
 import { failUpgrade, proxyUpgrade } from './transport/upgrade.ts';
@@ -80,6 +80,8 @@ export class Proxy {
   #config: ProxyConfig;
   #outbound: OutboundStack | undefined;
   readonly #appTransports: TransportPool;
+  /** Transparent capture: HTTP to an address that is no mesh service (ALLOW_ANY), plaintext. */
+  readonly #passthroughTransports = new TransportPool({ ...TRANSPORT_DEFAULTS, idleTimeout: 300_000 });
   readonly #accessLog: AccessLog | undefined;
   readonly #telemetry: ReturnType<typeof telemetryLayer>;
   /** Authn/authz for inbound WebSocket upgrades, which bypass the inbound service. */
@@ -218,7 +220,11 @@ export class Proxy {
     });
     const admin = await this.#admin.listen();
 
-    const outboundService = this.#telemetry((req) => this.#outbound!.service(req));
+    const outboundService = this.#telemetry((req) =>
+      c.capture
+        ? this.#outbound!.service(req).catch((err: unknown) => this.#passthroughHttp(req, err))
+        : this.#outbound!.service(req),
+    );
     this.#outboundHttp = this.#httpPair('outbound', outboundService, (req, socket, head) =>
       this.#upgradeOutbound(req, socket, head),
     );
@@ -254,7 +260,7 @@ export class Proxy {
       // Raw bytes pass no HTTP layer: L4 authorization decides the whole connection.
       if (!app || !this.#connectionGate(s)) return s.destroy();
       const m = this.metrics.tcpConnection('inbound', c.service);
-      const to = (s as { [APP_TARGET]?: { host: string; port: number } })[APP_TARGET];
+      const to = (s as { [ORIGINAL_DST]?: { host: string; port: number } })[ORIGINAL_DST];
       forwardTcp(s, {
         host: to?.host ?? app.host,
         port: to?.port ?? app.port,
@@ -534,12 +540,42 @@ export class Proxy {
       (s: net.Socket, head: Buffer): void => {
         const od = originalDestination(s);
         if (!od) return hs[kind]!(s, head);
+        if (kind !== 'tcp') {
+          // HTTP names its service by Host, which this sidecar may not know yet (control-plane
+          // mode learns services on first use): the HTTP path decides, and a request for no
+          // mesh service passes through to `od` (#passthroughHttp).
+          (s as { [ORIGINAL_DST]?: { host: string; port: number } })[ORIGINAL_DST] = {
+            host: od.address,
+            port: od.port,
+          };
+          return hs[kind]!(s, head);
+        }
         const key = this.#outbound?.serviceAt(od.address, od.port);
         if (!key) return this.#passthrough(s, head, od);
-        if (kind !== 'tcp') return hs[kind]!(s, head);
         this.#tunnel(key, s, head, od.port).catch(() => s.destroy());
       };
     return { http1: route('http1'), http2: route('http2'), tcp: route('tcp') };
+  }
+
+  /**
+   * An HTTP request on a captured connection that names no mesh service: under ALLOW_ANY it
+   * goes, unmeshed, to where the app sent the connection (Istio's PassthroughCluster); under
+   * REGISTRY_ONLY, or on a connection not captured, it fails as without capture.
+   */
+  #passthroughHttp(req: MeshRequest, err: unknown): Promise<MeshResponse> {
+    const { originalHost: host, originalPort: port } = req.ctx.notes;
+    const unknown = err instanceof HexmeshError && err.code === 'HEXMESH_ERR_UNKNOWN_SERVICE';
+    if (
+      !unknown ||
+      typeof host !== 'string' ||
+      typeof port !== 'number' ||
+      this.#config.proxy.capture?.outboundTrafficPolicy === 'REGISTRY_ONLY'
+    )
+      return Promise.reject(err);
+    const key = `${host}:${port}`;
+    req.ctx.dstService = 'passthrough';
+    req.ctx.endpoint = key;
+    return this.#passthroughTransports.request(key, host, port, false, req);
   }
 
   /** A captured connection to an address that is no mesh service (`proxy.capture.outboundTrafficPolicy`). */
@@ -572,7 +608,7 @@ export class Proxy {
     if (!this.#config.proxy.capture) return;
     const od = originalDestination(s);
     if (od)
-      (s as { [APP_TARGET]?: { host: string; port: number } })[APP_TARGET] = {
+      (s as { [ORIGINAL_DST]?: { host: string; port: number } })[ORIGINAL_DST] = {
         host: od.address,
         port: od.port,
       };
@@ -705,6 +741,7 @@ export class Proxy {
     }
     for (const d of this.#outbound?.destinations.values() ?? []) d.destroy();
     this.#appTransports.destroy();
+    this.#passthroughTransports.destroy();
     this.mtls.close();
     this.tap.close();
     void this.tracing.close();

@@ -102,7 +102,7 @@ s.on('error', (e) => { process.stderr.write(e.message); process.exit(2); });
 setTimeout(() => { process.stderr.write('client timeout'); process.exit(4); }, 20000);
 `;
 
-/** Apps of the server pods: HTTP on 8080, a TCP echo on 9000, plain TCP servers on 7000/7001. */
+/** Apps of the server pods: HTTP on 8080, a TCP echo on 9000, plain servers on 7000-7002. */
 const APPS_JS = `
 const http = require('node:http'), net = require('node:net');
 const which = process.argv[2];
@@ -113,6 +113,7 @@ else {
   net.createServer({ allowHalfOpen: true }, (s) => {
     let got = ''; s.on('data', (d) => (got += d)); s.on('end', () => s.end('echo ' + got));
   }).listen(9000, '0.0.0.0');
+  http.createServer((q, r) => { q.resume(); r.end('plain http from ' + q.socket.remoteAddress); }).listen(7002, '0.0.0.0');
   for (const p of [7000, 7001])
     net.createServer({ allowHalfOpen: true }, (s) => { s.resume(); s.on('end', () => s.end('plain' + p + ' from ' + s.remoteAddress)); })
       .listen(p, '0.0.0.0');
@@ -181,7 +182,7 @@ before(async () => {
   capture(a, '--exclude-outbound-ports 7000');
   // Server pods: everything inbound captured, but c's plain servers on 7000/7001.
   capture(b);
-  capture(c, '--exclude-inbound-ports 7000,7001');
+  capture(c, '--exclude-inbound-ports 7000,7001,7002');
 
   net.start(b, 'web app', `exec "${process.execPath}" apps.cjs web`, {}, work);
   net.start(c, 'tcp apps', `exec "${process.execPath}" apps.cjs tcp`, {}, work);
@@ -321,6 +322,14 @@ test(
       await metric(a, 'hexmesh_tcp_connections_total', { direction: 'outbound', peer: 'passthrough' }),
       before + 1,
     );
+    // HTTP to a non-mesh address: the HTTP path finds no service for its Host and passes the
+    // request through to where it was going, counted as a request to `passthrough`.
+    const web = await net.run(a, `curl -s --max-time 10 http://${c.ip}:7002/`);
+    assert.equal(web.stdout, `plain http from ${a.ip}`, web.stderr);
+    assert.equal(
+      await metric(a, 'hexmesh_requests_total', { direction: 'outbound', dst_service: 'passthrough' }),
+      1,
+    );
   },
 );
 
@@ -340,6 +349,9 @@ test(
       await metric(a, 'hexmesh_tcp_connections_total', { direction: 'outbound', peer: 'blackhole' }),
       1,
     );
+    // HTTP for no mesh service: refused as without capture (404 unknown-service).
+    const web = await net.run(a, `curl -s --max-time 10 -o /dev/null -w '%{http_code}' http://${c.ip}:7002/`);
+    assert.equal(web.stdout, '404', web.stderr);
     // Mesh services still work.
     const ok = await tcpClient(a, ECHO_VIP, 9000, 'again');
     assert.equal(ok.stdout, 'echo again', ok.stderr);

@@ -45,11 +45,11 @@ export function buildInbound(
       delete req.headers[CLIENT_HEADER];
     }
     // Transparent capture: the app where the peer sent the connection (request-context.ts).
-    const { appHost, appPort } = req.ctx.notes;
-    if (typeof appHost === 'string' && typeof appPort === 'number') {
-      const key = `${appHost}:${appPort}`;
+    const { originalHost: host, originalPort: port } = req.ctx.notes;
+    if (typeof host === 'string' && typeof port === 'number') {
+      const key = `${host}:${port}`;
       req.ctx.endpoint = key;
-      return transports.request(key, appHost, appPort, appH2 || req.grpc, req);
+      return transports.request(key, host, port, appH2 || req.grpc, req);
     }
     req.ctx.endpoint = appKey;
     return transports.request(appKey, app.host, app.port, appH2 || req.grpc, req);

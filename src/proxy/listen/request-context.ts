@@ -16,11 +16,12 @@ export interface ListenerIdentity {
 export const PEER_IDENTITY: unique symbol = Symbol('hexmesh.peerIdentity');
 
 /**
- * Set by the proxy on an inbound socket that transparent capture redirected: where the peer
- * sent it (pod address, original port), which is where the app is reached. Read into the
- * request's `notes.appHost` / `notes.appPort` (inbound-stack.ts).
+ * Set by the proxy on a socket that transparent capture redirected: where it was going
+ * (SO_ORIGINAL_DST). Read into the request's `notes.originalHost` / `notes.originalPort`:
+ * inbound, where the app is reached (inbound-stack.ts); outbound, where a request for no
+ * mesh service passes through to (proxy.ts).
  */
-export const APP_TARGET: unique symbol = Symbol('hexmesh.appTarget');
+export const ORIGINAL_DST: unique symbol = Symbol('hexmesh.originalDst');
 
 /** `socket`: the connection the request came on; its mTLS peer identity fills `peerIdentity`/`tls`. */
 export function newContext(
@@ -31,7 +32,9 @@ export function newContext(
 ): RequestContext {
   const outbound = id.direction === 'outbound';
   const peer = socket ? (socket as { [PEER_IDENTITY]?: string })[PEER_IDENTITY] : undefined;
-  const app = socket ? (socket as { [APP_TARGET]?: { host: string; port: number } })[APP_TARGET] : undefined;
+  const od = socket
+    ? (socket as { [ORIGINAL_DST]?: { host: string; port: number } })[ORIGINAL_DST]
+    : undefined;
   return {
     start: performance.now(),
     direction: id.direction,
@@ -45,7 +48,7 @@ export function newContext(
     endpoint: '',
     peerIdentity: peer ?? '',
     tls: peer !== undefined,
-    notes: app ? { appHost: app.host, appPort: app.port } : {},
+    notes: od ? { originalHost: od.host, originalPort: od.port } : {},
   };
 }
 
