@@ -98,6 +98,16 @@ test(
         assert.match(lines[1], /^NAMESPACE\s+SERVICE/);
       }
 
+      // -o json into a pipe: the frames are a stream of JSON documents (for jq), no titles.
+      const json = await watchRun([...args, '-o', 'json'], {
+        tty: false,
+        done: (o) => count(o, '"services"') >= 3,
+      });
+      assert.equal(json.code, 0, json.out);
+      const docs = json.out.trim().split(/\n(?=\{)/);
+      assert.ok(docs.length >= 3);
+      for (const d of docs.slice(0, 3)) assert.equal(JSON.parse(d).windowMs, 60_000);
+
       // ps, which reads the mesh's state file, not the control plane.
       const ps = await watchRun(['ps', '--watch', '--interval', '200ms', '--data-dir', dataDir], {
         tty: true,

@@ -7,7 +7,8 @@
  * erase-to-end-of-line) and erases whatever the previous, longer frame left below — no
  * stacking and no flicker. Into a pipe or file the frames are appended as plain blocks,
  * each headed by its time and separated by a blank line, with no control sequences (so
- * `hexmesh stat --watch | tee log` reads as a log).
+ * `hexmesh stat --watch | tee log` reads as a log). Frames without a title (`-o json` or
+ * `-o yaml`) are the documents alone — a JSON stream for `jq`, YAML documents after `---`.
  */
 import { parseDuration } from '../../config/duration.ts';
 import { UsageError } from './command-support.ts';
@@ -32,14 +33,19 @@ export class FrameWriter {
     return this.#tty;
   }
 
-  /** Show `body` (lines ending in `\n`) under a one-line `title`. */
-  write(title: string, body: string): void {
+  /**
+   * Show `body` (lines ending in `\n`) under a one-line `title`; without a title the body
+   * alone (`separator`, e.g. YAML's `---`, between frames into a pipe).
+   */
+  write(title: string | undefined, body: string, separator = ''): void {
     const first = this.#frames++ === 0;
+    const text = body.endsWith('\n') ? body : `${body}\n`;
     if (!this.#tty) {
-      this.#out.write(`${first ? '' : '\n'}${title}\n${body.endsWith('\n') ? body : `${body}\n`}`);
+      if (title === undefined) this.#out.write(`${first ? '' : separator}${text}`);
+      else this.#out.write(`${first ? '' : '\n'}${title}\n${text}`);
       return;
     }
-    const lines = `${title}\n\n${body}`.replace(/\n$/, '').split('\n');
+    const lines = (title === undefined ? body : `${title}\n\n${body}`).replace(/\n$/, '').split('\n');
     this.#out.write(
       (first ? CLEAR_SCREEN : '') + HOME + lines.map((l) => l + CLEAR_LINE).join('\n') + '\n' + CLEAR_BELOW,
     );
@@ -77,6 +83,8 @@ export async function watchFrames(
   everyMs: number,
   render: () => Promise<string>,
   out = new FrameWriter(),
+  /** `json` or `yaml`: frames are the documents alone (no title). */
+  data?: 'json' | 'yaml',
 ): Promise<void> {
   const ac = new AbortController();
   const stop = () => ac.abort();
@@ -86,7 +94,8 @@ export async function watchFrames(
     while (!ac.signal.aborted) {
       const body = await render();
       if (ac.signal.aborted) break;
-      out.write(`Every ${everyMs / 1000}s: ${title}    ${new Date().toISOString()}`, body);
+      if (data !== undefined) out.write(undefined, body, data === 'yaml' ? '---\n' : '');
+      else out.write(`Every ${everyMs / 1000}s: ${title}    ${new Date().toISOString()}`, body);
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, everyMs);
         ac.signal.addEventListener(

@@ -114,7 +114,13 @@ export function psCommand(): Command {
             );
           };
           if (!opts.watch) return void process.stdout.write(await render());
-          await watchFrames('hexmesh ps', intervalMs(opts), render, new FrameWriter());
+          await watchFrames(
+            'hexmesh ps',
+            intervalMs(opts),
+            render,
+            new FrameWriter(),
+            opts.output === 'json' ? 'json' : undefined,
+          );
         }),
     );
 }

@@ -25,7 +25,7 @@ import {
   withControl,
 } from '../client/command-support.ts';
 import { EXIT } from '../exit-codes.ts';
-import { INTERVAL_OPTION, WATCH_OPTION, intervalMs, watchFrames } from '../client/watch.ts';
+import { FrameWriter, INTERVAL_OPTION, WATCH_OPTION, intervalMs, watchFrames } from '../client/watch.ts';
 
 export interface ViewOptions {
   control?: string;
@@ -77,7 +77,8 @@ export async function showView<V>(
     check(view);
     return writeOut(text(view));
   }
-  await watchFrames(title, intervalMs(opts), async () => text(await load()));
+  const data = out === 'json' || out === 'yaml' ? out : undefined;
+  await watchFrames(title, intervalMs(opts), async () => text(await load()), new FrameWriter(), data);
 }
 
 /** Await `p`, showing `what…` on stderr after 1 s if stderr is a terminal. */
