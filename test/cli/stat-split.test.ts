@@ -29,6 +29,8 @@ test(
       const json = await runCli([
         'stat',
         'svc/ratings',
+        '-w',
+        '10m',
         '--by',
         'version',
         '-o',
@@ -55,7 +57,7 @@ test(
       );
       for (const s of view.services) assert.notEqual(s.latencyMs.p99, null);
 
-      const table = await runCli(['stat', 'ratings', '--by', 'version', '--control', m.cp.url]);
+      const table = await runCli(['stat', 'ratings', '-w', '10m', '--by', 'version', '--control', m.cp.url]);
       assert.equal(table.code, 0, table.stderr);
       const lines = table.stdout.trimEnd().split('\n');
       assert.match(
@@ -66,13 +68,24 @@ test(
       assert.match(lines[2], /^default\s+ratings\s+v2\s+1\s+50\.00%\s/);
       assert.equal(lines.length, 3);
 
-      const inst = await runCli(['stat', 'ratings', '--by', 'instance', '--control', m.cp.url]);
+      const inst = await runCli(['stat', 'ratings', '-w', '10m', '--by', 'instance', '--control', m.cp.url]);
       assert.equal(inst.code, 0, inst.stderr);
       assert.match(inst.stdout, /^NAMESPACE\s+SERVICE\s+INSTANCE\s+INSTANCES/);
       assert.match(inst.stdout, /^default\s+ratings\s+ratings-v1\s+1\s+100\.00%/m);
       assert.match(inst.stdout, /^default\s+ratings\s+ratings-v2\s+1\s+50\.00%/m);
 
-      const rev = await runCli(['stat', 'ratings', '--by', 'revision', '-o', 'json', '--control', m.cp.url]);
+      const rev = await runCli([
+        'stat',
+        'ratings',
+        '-w',
+        '10m',
+        '--by',
+        'revision',
+        '-o',
+        'json',
+        '--control',
+        m.cp.url,
+      ]);
       assert.equal(rev.code, 0, rev.stderr);
       assert.deepEqual(
         JSON.parse(rev.stdout).services.map((s: { revision: string }) => s.revision),
@@ -80,7 +93,7 @@ test(
       );
 
       // The edge client → ratings, split by the destination's version (the topology's canary view).
-      const edges = await call(m.cp.url, 'GET', '/v1/stats/edges?by=version');
+      const edges = await call(m.cp.url, 'GET', '/v1/stats/edges?by=version&window=10m');
       assert.equal(edges.status, 200);
       const edge = edges.body.edges.find(
         (e: { src: string; dst: string }) => e.src === 'client' && e.dst === 'ratings',
@@ -96,7 +109,7 @@ test(
           ['v2', 10, 0.5],
         ],
       );
-      const wide = await runCli(['edges', '--by', 'version', '--control', m.cp.url]);
+      const wide = await runCli(['edges', '-w', '10m', '--by', 'version', '--control', m.cp.url]);
       assert.equal(wide.code, 0, wide.stderr);
       assert.match(wide.stdout, /^default\s+client\s+ratings\s+v1\s+100\.00%/m);
       assert.match(wide.stdout, /^default\s+client\s+ratings\s+v2\s+50\.00%/m);

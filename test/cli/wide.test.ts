@@ -49,11 +49,11 @@ test('issue 15: -o wide on every list verb adds columns', { timeout: 120_000 }, 
       /\s90\.00%\s/,
     );
 
-    const stat = await wideOf(['stat', 'ratings', ...c], ['REQUESTS', 'STALE']);
+    const stat = await wideOf(['stat', 'ratings', '-w', '10m', ...c], ['REQUESTS', 'STALE']);
     assert.match(stat.rows[0], /\s20\s+0$/);
-    const edges = await wideOf(['edges', ...c], ['REQUESTS']);
+    const edges = await wideOf(['edges', '-w', '10m', ...c], ['REQUESTS']);
     assert.match(edges.rows[0], /^default\s+client\s+ratings\s.*\s20$/);
-    const routes = await wideOf(['routes', 'ratings', ...c], ['SERVICE', 'REQUESTS']);
+    const routes = await wideOf(['routes', 'ratings', '-w', '10m', ...c], ['SERVICE', 'REQUESTS']);
     assert.match(routes.rows[0], /\sratings\s+20$/);
 
     assert.equal((await runCli(['kv', 'put', 'app/greeting', 'héllo', ...c])).code, 0);
