@@ -138,6 +138,8 @@ interface Tracked {
   /** The status last written (newer than the informer's copy). */
   status: KubeRolloutStatus | undefined;
   seenCommands: Set<string>;
+  /** The last failure logged (a failure that repeats every retry is logged once). */
+  lastError: string | undefined;
 }
 
 /** A short, stable hash of a pod template (key order does not matter), as a label value. */
@@ -212,6 +214,8 @@ export class DeploymentRollouts {
     const informer = this.#api!.informer<T>(path);
     informer.on('add', onObject);
     informer.on('update', onObject);
+    // A deleted Rollout aborts its run; a deleted Deployment is reported by its Rollouts.
+    informer.on('delete', onObject);
     const restart = (err?: unknown) => {
       if (this.#closed) return;
       this.#log(`${path}: ${(err as Error)?.message ?? 'watch ended'}; watching again in 2 s`);
@@ -233,7 +237,15 @@ export class DeploymentRollouts {
     if (this.#closed || !this.isLeader) return;
     let t = this.#tracked.get(key);
     if (!t) {
-      t = { key, busy: false, again: false, run: undefined, status: undefined, seenCommands: new Set() };
+      t = {
+        key,
+        busy: false,
+        again: false,
+        run: undefined,
+        status: undefined,
+        seenCommands: new Set(),
+        lastError: undefined,
+      };
       this.#tracked.set(key, t);
     }
     const [ns, name] = key.split('/');
@@ -252,8 +264,11 @@ export class DeploymentRollouts {
     }
     t.busy = true;
     const p = this.#reconcile(t)
+      .then(() => (t.lastError = undefined))
       .catch((err: unknown) => {
-        this.#log(`${key}: ${(err as Error).message}; retrying in 2 s`);
+        const msg = (err as Error).message;
+        if (msg !== t.lastError) this.#log(`${key}: ${msg}; retrying every 2 s`);
+        t.lastError = msg;
         setTimeout(() => this.#enqueue(key), 2000).unref();
       })
       .finally(() => {
