@@ -1,6 +1,7 @@
 /** `hexmesh capture`: write the transparent-capture rules in this network namespace. */
 import { Command } from 'commander';
-import { HexmeshError } from '../../errors/hexmesh-error.ts';
+import { ConfigError } from '../../config/load.ts';
+import { EXIT } from '../exit-codes.ts';
 
 interface CaptureFlags {
   proxyUid: string;
@@ -16,12 +17,9 @@ interface CaptureFlags {
   remove?: boolean;
 }
 
-function usage(message: string): HexmeshError {
-  return new HexmeshError('HEXMESH_ERR_CONFIG_INVALID', `hexmesh capture: ${message}`);
-}
-
 function int(flag: string, v: string): number {
-  if (!/^\d+$/.test(v.trim())) throw usage(`--${flag} must be a number (got ${JSON.stringify(v)})`);
+  if (!/^\d+$/.test(v.trim()))
+    throw new ConfigError('hexmesh capture', [{ path: `--${flag}`, message: 'must be a number', value: v }]);
   return Number(v);
 }
 
@@ -75,36 +73,47 @@ Example:
   hexmesh capture --proxy-uid 2102 --exclude-inbound-ports 15021 --dry-run`,
     )
     .action(async (f: CaptureFlags) => {
-      const rules = await import('../../proxy/capture/iptables-rules.ts');
-      const families: (4 | 6)[] = f.ipv6 ? [4, 6] : [4];
-      if (f.remove) {
-        for (const fam of families) {
-          if (f.dryRun) process.stdout.write(rules.removeScript(rules.currentNat(fam)));
-          else rules.removeCapture(fam);
-        }
-        if (!f.dryRun) process.stdout.write('hexmesh capture: rules removed\n');
-        return;
+      try {
+        await capture(f);
+      } catch (e) {
+        if (e instanceof ConfigError) throw e;
+        // iptables' own failure (not root, not installed): its message, no stack.
+        process.stderr.write(`hexmesh capture: ${(e as Error).message}\n`);
+        process.exitCode = EXIT.RUNTIME;
       }
-      const o = rules.captureOptions({
-        proxyUid: int('proxy-uid', f.proxyUid),
-        ...(f.proxyGid !== undefined ? { proxyGid: int('proxy-gid', f.proxyGid) } : {}),
-        inboundPort: int('inbound-port', f.inboundPort),
-        outboundPort: int('outbound-port', f.outboundPort),
-        inboundPorts: f.inboundPorts.trim() === '*' ? '*' : ports('inbound-ports', f.inboundPorts),
-        excludeInboundPorts: ports('exclude-inbound-ports', f.excludeInboundPorts),
-        excludeOutboundPorts: ports('exclude-outbound-ports', f.excludeOutboundPorts),
-        excludeOutboundCidrs: list(f.excludeOutboundCidrs),
-      });
-      for (const fam of families) {
-        if (f.dryRun) {
-          // As if nothing were installed: the whole script, jumps included.
-          process.stdout.write(`# ${fam === 4 ? 'iptables' : 'ip6tables'}-restore --noflush\n`);
-          process.stdout.write(rules.restoreScript(o, fam));
-        } else rules.applyCapture(o, fam);
-      }
-      if (!f.dryRun)
-        process.stdout.write(
-          `hexmesh capture: inbound TCP -> :${o.inboundPort}, outbound TCP -> :${o.outboundPort} (uid ${o.proxyUid} excluded)\n`,
-        );
     });
+}
+
+async function capture(f: CaptureFlags): Promise<void> {
+  const rules = await import('../../proxy/capture/iptables-rules.ts');
+  const families: (4 | 6)[] = f.ipv6 ? [4, 6] : [4];
+  if (f.remove) {
+    for (const fam of families) {
+      if (f.dryRun) process.stdout.write(rules.removeScript(rules.currentNat(fam)));
+      else rules.removeCapture(fam);
+    }
+    if (!f.dryRun) process.stdout.write('hexmesh capture: rules removed\n');
+    return;
+  }
+  const o = rules.captureOptions({
+    proxyUid: int('proxy-uid', f.proxyUid),
+    ...(f.proxyGid !== undefined ? { proxyGid: int('proxy-gid', f.proxyGid) } : {}),
+    inboundPort: int('inbound-port', f.inboundPort),
+    outboundPort: int('outbound-port', f.outboundPort),
+    inboundPorts: f.inboundPorts.trim() === '*' ? '*' : ports('inbound-ports', f.inboundPorts),
+    excludeInboundPorts: ports('exclude-inbound-ports', f.excludeInboundPorts),
+    excludeOutboundPorts: ports('exclude-outbound-ports', f.excludeOutboundPorts),
+    excludeOutboundCidrs: list(f.excludeOutboundCidrs),
+  });
+  for (const fam of families) {
+    if (f.dryRun) {
+      // As if nothing were installed: the whole script, jumps included.
+      process.stdout.write(`# ${fam === 4 ? 'iptables' : 'ip6tables'}-restore --noflush\n`);
+      process.stdout.write(rules.restoreScript(o, fam));
+    } else rules.applyCapture(o, fam);
+  }
+  if (!f.dryRun)
+    process.stdout.write(
+      `hexmesh capture: inbound TCP -> :${o.inboundPort}, outbound TCP -> :${o.outboundPort} (uid ${o.proxyUid} excluded)\n`,
+    );
 }
