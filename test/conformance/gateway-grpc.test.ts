@@ -18,7 +18,7 @@ import {
   type GrpcPod,
 } from './grpc-harness.ts';
 import { MESH_NS } from './mesh-harness.ts';
-import { MODIFY_HEADERS, useGrpcMesh } from './suite.ts';
+import { HEADER_MATCHING_CASES, MODIFY_HEADERS, headerMatchingRules, useGrpcMesh } from './suite.ts';
 import assert from 'node:assert/strict';
 
 const mesh = useGrpcMesh();
@@ -51,45 +51,20 @@ describe('Gateway-profile GRPCRoute tests on a Service parent', () => {
   });
 
   test('GRPCRouteHeaderMatching', async (t) => {
-    const h = (...pairs: [string, string][]) => ({
-      headers: pairs.map(([name, value]) => ({ name, value })),
-    });
-    const to = (name: GrpcPod, ...matches: Record<string, unknown>[]) => ({
-      matches,
-      backendRefs: [backend(name)],
-    });
     mesh.apply([
-      grpcRoute('grpc-header-matching', [
-        to('echo-v1', h(['version', 'one'])),
-        to('echo-v2', h(['version', 'two'])),
-        to('echo-v1', h(['version', 'two'], ['color', 'orange'])),
-        to('echo-v1', h(['color', 'blue']), h(['color', 'green'])),
-        to('echo-v2', h(['color', 'red']), h(['color', 'yellow'])),
-      ]),
+      grpcRoute(
+        'grpc-header-matching',
+        headerMatchingRules((name) => backend(name as GrpcPod)),
+      ),
     ]);
-    const go = (metadata: Record<string, string>, b: GrpcPod): GrpcExpected => ({
-      metadata,
-      backend: b,
-      namespace: ns,
-    });
-    const miss = (metadata: Record<string, string>): GrpcExpected => ({
-      metadata,
-      code: grpc.status.UNIMPLEMENTED,
-      meshError: 'no-route',
-    });
-    await runCases(t, [
-      go({ Version: 'one' }, 'echo-v1'),
-      go({ Version: 'two' }, 'echo-v2'),
-      go({ Version: 'two', Color: 'orange' }, 'echo-v1'),
-      go({ Version: 'two', Color: 'blue' }, 'echo-v2'),
-      miss({ Color: 'orange' }),
-      miss({ 'Some-Other-Header': 'one' }),
-      go({ Color: 'blue' }, 'echo-v1'),
-      go({ Color: 'green' }, 'echo-v1'),
-      go({ Color: 'red' }, 'echo-v2'),
-      go({ Color: 'yellow' }, 'echo-v2'),
-      miss({ Color: 'purple' }),
-    ]);
+    await runCases(
+      t,
+      HEADER_MATCHING_CASES.map(([metadata, to]): GrpcExpected =>
+        to
+          ? { metadata, backend: to, namespace: ns }
+          : { metadata, code: grpc.status.UNIMPLEMENTED, meshError: 'no-route' },
+      ),
+    );
   });
 
   test('GRPCRouteWeight', async (t) => {

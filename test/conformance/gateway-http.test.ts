@@ -16,7 +16,15 @@ import {
   type Echoed,
   type ExpectedResponse,
 } from './mesh-harness.ts';
-import { MODIFY_HEADERS, backend, echoParent as parent, prefix, useMesh } from './suite.ts';
+import {
+  HEADER_MATCHING_CASES,
+  MODIFY_HEADERS,
+  backend,
+  echoParent as parent,
+  headerMatchingRules,
+  prefix,
+  useMesh,
+} from './suite.ts';
 
 const mesh = useMesh();
 const client = () => mesh.clients[MESH_NS];
@@ -58,47 +66,14 @@ const logMarks = () => ({
 
 describe('Gateway-profile HTTPRoute tests on a Service parent', () => {
   test('HTTPRouteHeaderMatching', async (t) => {
-    const h = (...pairs: [string, string][]) => ({
-      headers: pairs.map(([name, value]) => ({ name, value })),
-    });
-    const to = (name: string, ...matches: Record<string, unknown>[]) => ({
-      matches,
-      backendRefs: [backend(name)],
-    });
     mesh.apply([
-      httpRoute('matching', {
-        parentRefs: [parent],
-        rules: [
-          to('echo-v1', h(['version', 'one'])),
-          to('echo-v2', h(['version', 'two'])),
-          to('echo-v1', h(['version', 'two'], ['color', 'orange'])),
-          to('echo-v1', h(['color', 'blue']), h(['color', 'green'])),
-          to('echo-v2', h(['color', 'red']), h(['color', 'yellow'])),
-        ],
-      }),
+      httpRoute('matching', { parentRefs: [parent], rules: headerMatchingRules((name) => backend(name)) }),
     ]);
-    const go = (headers: Record<string, string>, b: string): ExpectedResponse => ({
-      request: { path: '/', headers },
-      backend: b,
-      namespace: ns,
-    });
-    const miss = (headers: Record<string, string>): ExpectedResponse => ({
-      request: { path: '/', headers },
-      response: { statusCode: 404 },
-    });
-    const cases = [
-      go({ Version: 'one' }, 'echo-v1'),
-      go({ Version: 'two' }, 'echo-v2'),
-      go({ Version: 'two', Color: 'orange' }, 'echo-v1'),
-      go({ Version: 'two', Color: 'blue' }, 'echo-v2'),
-      miss({ Color: 'orange' }),
-      miss({ 'Some-Other-Header': 'one' }),
-      go({ Color: 'blue' }, 'echo-v1'),
-      go({ Color: 'green' }, 'echo-v1'),
-      go({ Color: 'red' }, 'echo-v2'),
-      go({ Color: 'yellow' }, 'echo-v2'),
-      miss({ Color: 'purple' }),
-    ];
+    const cases = HEADER_MATCHING_CASES.map(([headers, to]): ExpectedResponse =>
+      to
+        ? { request: { path: '/', headers }, backend: to, namespace: ns }
+        : { request: { path: '/', headers }, response: { statusCode: 404 } },
+    );
     for (const [i, tc] of cases.entries()) await t.test(caseName(tc, i), () => expectResponse(client(), tc));
   });
 

@@ -61,47 +61,41 @@ describe('Gateway-profile timeout tests on a Service parent', () => {
     timeouts,
   });
 
-  test('HTTPRouteTimeoutRequest', async (t) => {
-    mesh.apply([
-      httpRoute('request-timeout', {
-        parentRefs: [parent],
-        rules: [
-          timeoutRule('/request-timeout', { request: '500ms' }),
-          timeoutRule('/disable-request-timeout', { request: '0s' }),
-        ],
-      }),
-    ]);
-    const cases: ExpectedResponse[] = [
-      { request: { path: '/request-timeout' }, response: { statusCode: 200 }, namespace: MESH_NS },
-      { request: { path: '/request-timeout?delay=1s' }, response: { statusCode: 504 }, namespace: MESH_NS },
-      {
-        request: { path: '/disable-request-timeout?delay=1s' },
-        response: { statusCode: 200 },
-        namespace: MESH_NS,
-      },
-    ];
-    for (const [i, tc] of cases.entries())
-      await t.test(caseName(tc, i), () => expectResponse(mesh.clients[MESH_NS], tc));
-  });
-
-  test('HTTPRouteTimeoutBackendRequest', async (t) => {
-    mesh.apply([
-      httpRoute('backend-request-timeout', {
-        parentRefs: [parent],
-        rules: [
-          timeoutRule('/backend-timeout', { backendRequest: '500ms' }),
-          timeoutRule('/disabled-backend-timeout', { backendRequest: '0s' }),
-        ],
-      }),
-    ]);
-    const cases: ExpectedResponse[] = [
-      { request: { path: '/backend-timeout' }, response: { statusCode: 200 } },
-      { request: { path: '/backend-timeout?delay=1s' }, response: { statusCode: 504 } },
-      { request: { path: '/disabled-backend-timeout?delay=1s' }, response: { statusCode: 200 } },
-    ];
-    for (const [i, tc] of cases.entries())
-      await t.test(caseName(tc, i), () => expectResponse(mesh.clients[MESH_NS], tc));
-  });
+  // Upstream's httproute-timeout-request.yaml and -backend-request.yaml: a 500 ms timeout on one
+  // path, `0s` (disabled) on the other; requests with echo-basic's `?delay=1s`.
+  for (const [name, route, field, path, disabled, ns] of [
+    [
+      'HTTPRouteTimeoutRequest',
+      'request-timeout',
+      'request',
+      '/request-timeout',
+      '/disable-request-timeout',
+      MESH_NS,
+    ],
+    [
+      'HTTPRouteTimeoutBackendRequest',
+      'backend-request-timeout',
+      'backendRequest',
+      '/backend-timeout',
+      '/disabled-backend-timeout',
+      undefined,
+    ],
+  ] as const)
+    test(name, async (t) => {
+      mesh.apply([
+        httpRoute(route, {
+          parentRefs: [parent],
+          rules: [timeoutRule(path, { [field]: '500ms' }), timeoutRule(disabled, { [field]: '0s' })],
+        }),
+      ]);
+      const cases: ExpectedResponse[] = [
+        { request: { path }, response: { statusCode: 200 }, namespace: ns },
+        { request: { path: `${path}?delay=1s` }, response: { statusCode: 504 }, namespace: ns },
+        { request: { path: `${disabled}?delay=1s` }, response: { statusCode: 200 }, namespace: ns },
+      ];
+      for (const [i, tc] of cases.entries())
+        await t.test(caseName(tc, i), () => expectResponse(mesh.clients[MESH_NS], tc));
+    });
 });
 
 describe('Gateway-profile retry tests on a Service parent', () => {

@@ -74,3 +74,37 @@ export const MODIFY_HEADERS = {
     remove: ['X-Header-Remove'],
   },
 };
+
+/**
+ * The rules of upstream's httproute-header-matching.yaml (grpcroute-header-matching has the
+ * same), each sending to `backendRef(name)`.
+ */
+export function headerMatchingRules(backendRef: (name: string) => unknown) {
+  const h = (...pairs: [string, string][]) => ({ headers: pairs.map(([name, value]) => ({ name, value })) });
+  const to = (name: string, ...matches: Record<string, unknown>[]) => ({
+    matches,
+    backendRefs: [backendRef(name)],
+  });
+  return [
+    to('echo-v1', h(['version', 'one'])),
+    to('echo-v2', h(['version', 'two'])),
+    to('echo-v1', h(['version', 'two'], ['color', 'orange'])),
+    to('echo-v1', h(['color', 'blue']), h(['color', 'green'])),
+    to('echo-v2', h(['color', 'red']), h(['color', 'yellow'])),
+  ];
+}
+
+/** Its cases (the same for both): the request's headers and the backend, or undefined for none. */
+export const HEADER_MATCHING_CASES: [Record<string, string>, 'echo-v1' | 'echo-v2' | undefined][] = [
+  [{ Version: 'one' }, 'echo-v1'],
+  [{ Version: 'two' }, 'echo-v2'],
+  [{ Version: 'two', Color: 'orange' }, 'echo-v1'],
+  [{ Version: 'two', Color: 'blue' }, 'echo-v2'],
+  [{ Color: 'orange' }, undefined],
+  [{ 'Some-Other-Header': 'one' }, undefined],
+  [{ Color: 'blue' }, 'echo-v1'],
+  [{ Color: 'green' }, 'echo-v1'],
+  [{ Color: 'red' }, 'echo-v2'],
+  [{ Color: 'yellow' }, 'echo-v2'],
+  [{ Color: 'purple' }, undefined],
+];
