@@ -310,6 +310,36 @@ current-context: c
       30_000,
       'both conditions',
     );
+    // The rollout's route reached the mesh: mirrored into the control plane with its weights,
+    // and Accepted in its Gateway API status.
+    await until(
+      async () => {
+        const r = await fetch(`${url}/v1/resources/HTTPRoute/default/shop-rollout`);
+        if (r.status !== 200) return undefined;
+        const doc = (await r.json()) as {
+          spec: { rules: { backendRefs: { name: string; weight: number }[] }[] };
+        };
+        const w = Object.fromEntries(doc.spec.rules[0].backendRefs.map((b) => [b.name, b.weight]));
+        return (w['shop-stable'] === 100 && w['shop-canary'] === 0) || undefined;
+      },
+      30_000,
+      `the rollout's HTTPRoute in the mesh\n${control.err}`,
+    );
+    await until(
+      async () => {
+        const route = await kube.must<{
+          status?: { parents?: { conditions?: { type: string; status: string }[] }[] };
+        }>('GET', '/apis/gateway.networking.k8s.io/v1/namespaces/default/httproutes/shop-rollout');
+        const c = route.status?.parents?.[0]?.conditions ?? [];
+        return (
+          (c.find((x) => x.type === 'Accepted')?.status === 'True' &&
+            c.find((x) => x.type === 'ResolvedRefs')?.status === 'True') ||
+          undefined
+        );
+      },
+      30_000,
+      `the rollout's HTTPRoute Accepted\n${control.err}`,
+    );
     assert.doesNotMatch(control.err, /forbidden/i, control.err);
 
     const check = await runCli(
