@@ -243,6 +243,7 @@ export class Proxy {
       c.outbound.port,
       false,
       c.capture ? this.#capturedOutbound(outboundHandlers) : outboundHandlers,
+      c.capture ? (s) => this.#capturedOpaque(s) : undefined,
     );
 
     const security = buildSecurityLayers(this.#config, { metrics: this.metrics });
@@ -432,6 +433,7 @@ export class Proxy {
     port: number,
     opaque: boolean,
     handlers: ConnectionHandlers,
+    opaqueWhen?: (socket: net.Socket) => boolean,
   ): Promise<net.AddressInfo> {
     const l = new MeshListener(
       {
@@ -439,6 +441,7 @@ export class Proxy {
         address,
         port,
         opaque,
+        ...(opaqueWhen ? { opaqueWhen } : {}),
         detectTimeout: this.#config.proxy.detectTimeout,
         limiter: this.#connections,
       },
@@ -576,6 +579,19 @@ export class Proxy {
     req.ctx.dstService = 'passthrough';
     req.ctx.endpoint = key;
     return this.#passthroughTransports.request(key, host, port, false, req);
+  }
+
+  /**
+   * A captured connection to a service port declared `tcp`/`opaque`: no protocol detection,
+   * so a server-first protocol (a database greeting its client) does not wait its timeout.
+   */
+  #capturedOpaque(s: net.Socket): boolean {
+    const od = originalDestination(s);
+    const key = od && this.#outbound?.serviceAt(od.address, od.port);
+    if (!key) return false;
+    const svc = this.#config.services.find((x) => serviceKey(x.name, x.namespace) === key);
+    const p = svc?.ports.find((x) => x.port === od.port);
+    return p?.protocol === 'tcp' || p?.protocol === 'opaque';
   }
 
   /** A captured connection to an address that is no mesh service (`proxy.capture.outboundTrafficPolicy`). */

@@ -25,6 +25,7 @@ const PROXY_UID = 2102;
 const SUBNET = '10.233.131';
 const WEB_VIP = '10.96.131.10';
 const ECHO_VIP = '10.96.131.11';
+const BANNER_VIP = '10.96.131.12';
 
 function missing(): string | undefined {
   return (
@@ -94,9 +95,10 @@ async function tcpClient(h: Host, host: string, port: number, data: string) {
 const CLIENT_JS = `
 const net = require('node:net');
 const [host, port, data] = process.argv.slice(2);
-const s = net.connect({ host, port: Number(port) }, () => s.end(data));
+// data '-': a server-first client, which sends nothing and leaves after the greeting.
+const s = net.connect({ host, port: Number(port) }, () => { if (data !== '-') s.end(data); });
 let out = '';
-s.on('data', (d) => (out += d));
+s.on('data', (d) => { out += d; if (data === '-') s.end(); });
 s.on('close', () => { process.stdout.write(out); process.exit(out ? 0 : 3); });
 s.on('error', (e) => { process.stderr.write(e.message); process.exit(2); });
 setTimeout(() => { process.stderr.write('client timeout'); process.exit(4); }, 20000);
@@ -114,6 +116,8 @@ else {
     let got = ''; s.on('data', (d) => (got += d)); s.on('end', () => s.end('echo ' + got));
   }).listen(9000, '0.0.0.0');
   http.createServer((q, r) => { q.resume(); r.end('plain http from ' + q.socket.remoteAddress); }).listen(7002, '0.0.0.0');
+  // Server-first (as a database greets its client).
+  net.createServer((s) => { s.on('error', () => {}); s.end('banner 9001'); }).listen(9001, '0.0.0.0');
   for (const p of [7000, 7001])
     net.createServer({ allowHalfOpen: true }, (s) => { s.resume(); s.on('end', () => s.end('plain' + p + ' from ' + s.remoteAddress)); })
       .listen(p, '0.0.0.0');
@@ -201,6 +205,13 @@ before(async () => {
       ports: [{ port: 9000, protocol: 'tcp' }],
       endpoints: [{ address: c.ip, port: 9000 }],
     },
+    {
+      // c's sidecar (identity tcpecho) delivers it to the original port, 9001.
+      name: 'banner',
+      addresses: [BANNER_VIP],
+      ports: [{ port: 9001, protocol: 'tcp' }],
+      endpoints: [{ address: c.ip, port: 9001, identity: ca.id('default', 'tcpecho') }],
+    },
   ];
   const procs = [
     startSidecar(
@@ -208,7 +219,12 @@ before(async () => {
       'client',
       proxyConfig(
         'client',
-        { tls: { ...tls.client, mode: 'STRICT' }, capture: { outboundTrafficPolicy: 'ALLOW_ANY' } },
+        {
+          tls: { ...tls.client, mode: 'STRICT' },
+          capture: { outboundTrafficPolicy: 'ALLOW_ANY' },
+          // Longer than any client here waits: a connection that waited for detection would fail.
+          detectTimeout: '60s',
+        },
         services,
       ),
     ),
@@ -296,6 +312,21 @@ test(
     );
     // c is STRICT: only an mTLS tunnel could have reached its app.
     assert.equal(await metric(c, 'hexmesh_tls_plaintext_refused_total', {}), 0);
+  },
+);
+
+test(
+  'capture: a server-first protocol on a tcp service port is not held for protocol detection',
+  { skip, timeout: 120_000 },
+  async () => {
+    // The client sends nothing: only the greeting of the app in c opens the conversation.
+    const r = await tcpClient(a, BANNER_VIP, 9001, '-');
+    assert.equal(r.code, 0, `${r.stderr}\n${net.logs()}`);
+    assert.equal(r.stdout, 'banner 9001');
+    assert.equal(
+      await metric(a, 'hexmesh_tcp_connections_total', { direction: 'outbound', peer: 'banner' }),
+      1,
+    );
   },
 );
 

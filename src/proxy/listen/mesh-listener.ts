@@ -23,6 +23,11 @@ export interface MeshListenerOptions {
   detectTimeout: number;
   /** Skip detection: every connection is opaque TCP (declared opaque / server-first ports). */
   opaque?: boolean;
+  /**
+   * Skip detection for one connection (transparent capture: a connection to a service port
+   * declared `tcp`/`opaque`, where a server-first protocol must not wait the detection timeout).
+   */
+  opaqueWhen?: (socket: net.Socket) => boolean;
   /** Called when a connection is accepted (metrics). */
   onConnection?: (kind: Detected) => void;
   /** Connection limits (total, per client), shared by the proxy's listeners. */
@@ -94,9 +99,10 @@ export class MeshListener {
     this.#sockets.add(socket);
     socket.once('close', () => this.#sockets.delete(socket));
     socket.on('error', () => {});
-    const { kind, head } = this.#opts.opaque
-      ? { kind: 'tcp' as const, head: Buffer.alloc(0) }
-      : await detect(socket, this.#opts.detectTimeout);
+    const { kind, head } =
+      this.#opts.opaque || this.#opts.opaqueWhen?.(socket)
+        ? { kind: 'tcp' as const, head: Buffer.alloc(0) }
+        : await detect(socket, this.#opts.detectTimeout);
     if (socket.destroyed) return;
     this.#opts.onConnection?.(kind);
     const tls = kind === 'tcp' ? this.#handlers.tls : undefined;
