@@ -47,7 +47,7 @@ test('the bootstrap token is waited for, and only taken for the URL its context 
   );
 });
 
-test('join tokens: one per identity, shared by concurrent starts, renewed past half life, revoked at close', async (t) => {
+test('join tokens: one per instance, shared by concurrent starts, renewed past half life, revoked at close', async (t) => {
   const { cp } = await setup(t);
   const { token } = await cp.cp.tokens.create({ name: 'runner', role: 'admin' });
   const client = new ControlClient(cp.url, { token });
@@ -55,29 +55,35 @@ test('join tokens: one per identity, shared by concurrent starts, renewed past h
   let now = Date.now();
   const issuer = new JoinTokenIssuer(client, { ttlMs: 3_600_000, now: () => now });
 
-  const [a, b] = await Promise.all([issuer.get('default', 'web'), issuer.get('default', 'web')]);
+  const [a, b] = await Promise.all([
+    issuer.get('default', 'web', 'web-1'),
+    issuer.get('default', 'web', 'web-1'),
+  ]);
   assert.equal(a, b, 'concurrent starts share one token');
   assert.match(a, /^hxjt\./);
-  const c = await issuer.get('default', 'cart');
+  const c = await issuer.get('default', 'cart', 'cart-1');
   assert.notEqual(c, a);
+  // A sibling instance of the same service gets its own token, bound to it.
+  const w2 = await issuer.get('default', 'web', 'web-2');
+  assert.notEqual(w2, a);
   const info = await cp.cp.identity.tokens.verify(a);
-  assert.deepEqual([info.namespace, info.serviceAccount], ['default', 'web']);
-  assert.equal((await cp.cp.identity.tokens.list()).length, 2);
+  assert.deepEqual([info.namespace, info.serviceAccount, info.instance], ['default', 'web', 'web-1']);
+  assert.equal((await cp.cp.identity.tokens.list()).length, 3);
 
   now += 1_000_000; // 3/4 of the life left: kept
-  assert.equal(await issuer.get('default', 'web'), a);
+  assert.equal(await issuer.get('default', 'web', 'web-1'), a);
   now += 1_000_000; // less than half left: a new one
-  const a2 = await issuer.get('default', 'web');
+  const a2 = await issuer.get('default', 'web', 'web-1');
   assert.notEqual(a2, a);
 
   await issuer.revokeAll();
-  for (const tok of [a2, c]) await assert.rejects(cp.cp.identity.tokens.verify(tok));
+  for (const tok of [a2, c, w2]) await assert.rejects(cp.cp.identity.tokens.verify(tok));
 
   // Without identity:admin (a viewer) nothing is issued, and the failure is not cached.
   const viewer = await cp.cp.tokens.create({ name: 'viewer', role: 'viewer' });
   const vc = new ControlClient(cp.url, { token: viewer.token });
   t.after(() => vc.destroy());
   const denied = new JoinTokenIssuer(vc);
-  await assert.rejects(denied.get('default', 'web'), /lacks permission identity:admin/);
-  await assert.rejects(denied.get('default', 'web'), /lacks permission identity:admin/);
+  await assert.rejects(denied.get('default', 'web', 'web-1'), /lacks permission identity:admin/);
+  await assert.rejects(denied.get('default', 'web', 'web-1'), /lacks permission identity:admin/);
 });
