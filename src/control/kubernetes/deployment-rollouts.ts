@@ -334,8 +334,9 @@ export class DeploymentRollouts {
     }
     if (inProgress) await this.#dropInterrupted(t, obj, r, 'superseded by a newer template');
     if (hash === st.stable.hash) return;
-    const failed = [...st.history].reverse().find((h) => h.hash === hash);
-    if (failed && failed.outcome !== 'Succeeded') return;
+    // The template that just failed waits for a change; one that failed before another ran may run again.
+    const last = st.history.at(-1);
+    if (last && last.hash === hash && last.outcome !== 'Succeeded') return;
     await this.#run(t, obj, r, d, Math.max(st.revision, st.stableRevision) + 1, hash, 0);
   }
 
