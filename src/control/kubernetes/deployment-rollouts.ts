@@ -216,9 +216,13 @@ export class DeploymentRollouts {
     informer.on('update', onObject);
     // A deleted Rollout aborts its run; a deleted Deployment is reported by its Rollouts.
     informer.on('delete', onObject);
+    let last = '';
+    informer.on('connect', () => (last = ''));
     const restart = (err?: unknown) => {
       if (this.#closed) return;
-      this.#log(`${path}: ${(err as Error)?.message ?? 'watch ended'}; watching again in 2 s`);
+      const msg = (err as Error)?.message ?? 'watch ended';
+      if (msg !== last) this.#log(`${path}: ${msg}; watching again every 2 s`);
+      last = msg;
       setTimeout(() => {
         if (!this.#closed) informer.start().then(() => this.#resync(), restart);
       }, 2000).unref();
