@@ -10,7 +10,26 @@ import { buildCli } from './program.ts';
 
 export { buildCli };
 
+/** Commands that run as services: their output going away must not stop them. */
+const DAEMONS = new Set(['proxy', 'control', 'up', 'demo']);
+
+/**
+ * A reader that goes away (`hexmesh install --kubernetes | head`, `hexmesh tap | grep -m1`)
+ * closes the pipe: a one-shot command ends quietly, as with SIGPIPE in a C program, instead
+ * of crashing on the write's EPIPE; a service keeps running without its output.
+ */
+function onClosedOutput(argv: string[]): void {
+  const daemon = DAEMONS.has(argv[2] ?? '');
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EPIPE') throw err;
+      if (!daemon) process.exit(process.exitCode ?? 0);
+    });
+  }
+}
+
 export async function main(argv: string[]): Promise<void> {
+  onClosedOutput(argv);
   try {
     await buildCli().parseAsync(argv);
   } catch (err) {

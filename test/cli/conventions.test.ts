@@ -4,10 +4,13 @@
  * views, and no terminal escape codes when stdout is not a terminal.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { test } from 'node:test';
 import { parse } from 'yaml';
 import { startViewsMesh } from './mesh-views-support.ts';
 import { hexmesh } from './control-support.ts';
+import { BIN } from '../support/cli.ts';
 
 test(
   'named-service views exit 4 when empty; -o yaml on services, endpoints, stat, edges, routes; no escapes off a TTY',
@@ -56,3 +59,16 @@ test(
       assert.ok(!(r.stdout + r.stderr).includes('\u001b['), 'no escape sequences');
   },
 );
+
+test('a reader that closes the pipe early ends a one-shot command quietly (no EPIPE crash)', async () => {
+  // `hexmesh install --kubernetes | head -1`: the output is far larger than a pipe buffer.
+  const child = spawn(process.execPath, [BIN, 'install', '--kubernetes'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  await once(child.stdout, 'readable');
+  child.stdout.destroy();
+  const [code, signal] = (await once(child, 'exit')) as [number | null, NodeJS.Signals | null];
+  assert.deepEqual({ code, signal, stderr }, { code: 0, signal: null, stderr: '' });
+});
