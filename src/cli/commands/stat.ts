@@ -14,6 +14,7 @@ import {
   type ServicesView,
   type StatSplit,
 } from '../../control/metrics/views.ts';
+import type { ErrorsView } from '../../control/metrics/errors-view.ts';
 import type { ControlClient } from '../client/control-client.ts';
 import {
   CliFailure,
@@ -164,6 +165,40 @@ export function serviceArg(arg: string | undefined): string | undefined {
   return arg;
 }
 
+/** How long ago `ms` was, coarsely (`4s`, `3m`, `2h`). */
+function ago(ms: number, now = Date.now()): string {
+  const s = Math.max(0, Math.round((now - ms) / 1000));
+  return s < 120 ? `${s}s` : s < 7200 ? `${Math.round(s / 60)}m` : `${Math.round(s / 3600)}h`;
+}
+
+/** A service's recent errors as a table, most recently seen first; `wide` adds the instances. */
+export function errorsTable(view: ErrorsView, wide = false): string {
+  return formatTable(
+    [
+      'LAST SEEN',
+      'SIDE',
+      'CALLER',
+      'STATUS',
+      'GRPC',
+      'KIND',
+      'VERSION',
+      'COUNT',
+      ...(wide ? ['NAMESPACE', 'INSTANCES'] : []),
+    ],
+    view.errors.map((e) => [
+      `${ago(e.lastSeen)} ago`,
+      e.side,
+      e.src || '-',
+      e.status || '-',
+      e.grpcStatus || '-',
+      e.kind || '-',
+      e.version || '-',
+      String(e.count),
+      ...(wide ? [e.namespace, e.instances.join(',') || '-'] : []),
+    ]),
+  );
+}
+
 /** The services view as a table; `wide` adds the request count and the stale instances. */
 export function servicesTable(view: ServicesView, wide = false): string {
   const by = view.by;
@@ -208,6 +243,10 @@ export function statCommand(): Command {
         STAT_SPLITS,
       ),
     )
+    .option(
+      '--errors',
+      "the named service's failed requests in the window, by status, gRPC status, error kind and version",
+    )
     .addHelpText(
       'after',
       `
@@ -215,18 +254,38 @@ Figures are the server side of each service (its own sidecars' inbound traffic).
 Instances that did not answer their last metrics scrape are shown as stale. --by
 splits a service by the instances that served the requests: their "version" label,
 their rollout revision, or each instance (a 50/50 canary shows as two rows).
+--errors lists a service's failed requests from the control plane's history: both
+its own sidecars' (side server) and its callers' (side client), by HTTP status, gRPC
+status, the x-hexmesh-error kind of responses a proxy made up, and version; with the
+count in the window and when each was last seen. It exits 0 with no rows.
 
 Examples:
   hexmesh stat
   hexmesh stat reviews -w 5m -o json
   hexmesh stat svc/reviews --by version
   hexmesh stat reviews --by instance
+  hexmesh stat svc/reviews --errors -w 15m
   hexmesh stat --watch --interval 5s
   hexmesh stat --prometheus http://127.0.0.1:9090`,
     )
-    .action((arg: string | undefined, opts: ViewOptions) =>
+    .action((arg: string | undefined, opts: ViewOptions & { errors?: boolean }) =>
       runWithClient('stat', opts, async (client) => {
         const service = serviceArg(arg);
+        if (opts.errors) {
+          if (service === undefined)
+            throw new UsageError('--errors needs a service: hexmesh stat svc/NAME --errors');
+          if (opts.prometheus || opts.by)
+            throw new UsageError(
+              "--errors reads the control plane's error history; it takes neither --prometheus nor --by",
+            );
+          const load = async () =>
+            (
+              await client.request<ErrorsView>('GET', '/v1/stats/errors', {
+                query: viewQuery(opts, { service }),
+              })
+            ).body;
+          return showView(`hexmesh stat ${service} --errors`, opts, load, errorsTable);
+        }
         await showView(
           `hexmesh stat${service ? ` ${service}` : ''}`,
           opts,

@@ -1,5 +1,5 @@
 /**
- * `GET /v1/stats/{services,edges,routes,timeseries,targets}`: the embedded metrics views
+ * `GET /v1/stats/{services,edges,routes,timeseries,errors,targets}`: the embedded metrics views
  * (docs/observability.md). Common query: `?window=1m` (default 1m, at most the history
  * kept), `?namespace=`. Answered by the leader, which is the replica that collects.
  * `services` and `edges` take `?by=version|revision|instance` to split each service (each
@@ -9,6 +9,7 @@ import { parseDuration } from '../../config/duration.ts';
 import { ApiError, badRequest } from '../http/error-response.ts';
 import type { ApiRequest, Router } from '../http/router.ts';
 import type { MetricsCollector } from '../metrics/collector.ts';
+import { errorsView } from '../metrics/errors-view.ts';
 import {
   STAT_SPLITS,
   TIMESERIES_METRICS,
@@ -102,6 +103,12 @@ export function statsRoutes(router: Router, ctx: ApiContext, collector: MetricsC
       if (windowMs / stepMs > 11_000) throw badRequest('step: too many points (window / step > 11000)');
       return { json: timeseriesView(collector, { ...q, windowMs, service, metric, stepMs }) };
     },
+    'stats:read',
+  );
+  router.add(
+    'GET',
+    '/v1/stats/errors',
+    async (req) => ({ json: errorsView(collector, { ...query(req), service: required(req, 'service') }) }),
     'stats:read',
   );
   router.add(

@@ -16,6 +16,7 @@ import type { Instance } from '../catalog/instance.ts';
 import { REVISION_LABEL } from '../../rollout/rollout-status.ts';
 import { parsePromText, type Sample } from './prom-text.ts';
 import { BUCKETS, REQUESTS, WindowStore, type TargetCounters } from './window-store.ts';
+import { ErrorHistory, SYNTHETIC } from './error-history.ts';
 
 export interface CollectorOptions {
   store: Store;
@@ -61,12 +62,16 @@ export interface TargetStatus {
 interface Target {
   status: TargetStatus;
   counters: TargetCounters;
+  /** The same proxy's counters as the error history reads them. */
+  errorCounters: TargetCounters;
 }
 
-const KEPT = (name: string) => name === REQUESTS || name === BUCKETS;
+const KEPT = (name: string) => name === REQUESTS || name === BUCKETS || name === SYNTHETIC;
 
 export class MetricsCollector {
   readonly window: WindowStore;
+  /** Failed requests by status and synthetic responses by code (`/v1/stats/errors`). */
+  readonly errors: ErrorHistory;
   readonly intervalMs: number;
   readonly #opts: CollectorOptions;
   readonly #now: () => number;
@@ -91,6 +96,8 @@ export class MetricsCollector {
       maxSeries: opts.maxSeries,
       now: this.#now,
     });
+    const w = this.window;
+    this.errors = new ErrorHistory((ms) => w.slotOf(ms), Math.ceil(w.retentionMs / w.resolutionMs) + 1);
   }
 
   /** True while this replica collects (it leads). */
@@ -143,6 +150,7 @@ export class MetricsCollector {
         this.#collecting = false;
         this.#targets = new Map();
         this.window.clear();
+        this.errors.clear();
       }
       return;
     }
@@ -187,7 +195,11 @@ export class MetricsCollector {
       if (admin === undefined) status.stale = false;
       // A different instance at the same address (a restart) starts new counters.
       const same = prev && prev.status.id === status.id && prev.status.service === status.service;
-      next.set(key, { status, counters: same ? prev.counters : WindowStore.newTarget() });
+      next.set(key, {
+        status,
+        counters: same ? prev.counters : WindowStore.newTarget(),
+        errorCounters: same ? prev.errorCounters : WindowStore.newTarget(),
+      });
     };
     for (const kv of instances.kvs) {
       try {
@@ -216,11 +228,10 @@ export class MetricsCollector {
       const text = await res.text();
       const samples: Sample[] = [];
       parsePromText(text, (x) => samples.push(x), KEPT);
-      this.window.ingest(t.counters, s.namespace, samples, this.#now(), {
-        instance: s.id,
-        version: s.version ?? '',
-        revision: s.revision ?? '',
-      });
+      const at = this.#now();
+      const origin = { instance: s.id, version: s.version ?? '', revision: s.revision ?? '' };
+      this.window.ingest(t.counters, s.namespace, samples, at, origin);
+      this.errors.ingest(t.errorCounters, s.namespace, samples, at, origin, s.service);
       s.stale = false;
       s.lastScrape = this.#now();
       delete s.error;
