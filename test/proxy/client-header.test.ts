@@ -66,3 +66,41 @@ test('x-hexmesh-client from the app is not forwarded on an upgrade to a mesh-les
   assert.match(head, /^HTTP\/1.1 101/);
   assert.equal(seen, '-');
 });
+
+test('a request the destination sidecar refuses (authz 403) is counted from its caller, not unknown', async (t) => {
+  const app = await startHttpServer((_req, res) => res.end('ok'));
+  const server = await startProxy({
+    proxy: { service: 'greeter', app: { host: '127.0.0.1', port: app.port, protocol: 'http' } },
+    resources: [
+      {
+        apiVersion: 'hexmesh.io/v1alpha1',
+        kind: 'AuthorizationPolicy',
+        metadata: { name: 'deny-admin' },
+        spec: {
+          targetRef: { kind: 'Service', name: 'greeter' },
+          action: 'DENY',
+          rules: [{ to: [{ operation: { paths: ['/admin'] } }] }],
+        },
+      },
+    ],
+  });
+  const client = await startProxy({
+    proxy: { service: 'web' },
+    services: [{ name: 'greeter', endpoints: [{ address: '127.0.0.1', port: server.inboundPort }] }],
+  });
+  t.after(async () => {
+    await client.close();
+    await server.close();
+    await app.close();
+  });
+  const denied = await request(`${client.outboundUrl}/admin`, { headers: { host: 'greeter' } });
+  await denied.body.dump();
+  assert.equal(denied.statusCode, 403);
+  assert.equal(denied.headers['x-hexmesh-error'], 'denied');
+  const metrics = await (await request(`${server.adminUrl}/metrics`)).body.text();
+  assert.match(
+    metrics,
+    /hexmesh_requests_total\{direction="inbound",src_service="web",dst_service="greeter",[^}]*status_code="403"/,
+  );
+  assert.doesNotMatch(metrics, /src_service="unknown"/);
+});

@@ -1,6 +1,7 @@
 /**
  * The inbound side: traffic from other sidecars to the local app.
  *
+ *   [caller (x-hexmesh-client names the source service)] →
  *   [authn (JWT) · authz (path normalisation, AuthorizationPolicy)] →
  *   [rate limit (policies targeting this service)] → [timeout (proxy.inboundTimeout)] →
  *   local app connection
@@ -39,11 +40,6 @@ export function buildInbound(
   const appKey = `${app.host}:${app.port}`;
   const appH2 = app.protocol === 'http2' || app.protocol === 'grpc';
   const terminal: Service = (req) => {
-    const client = header(req.headers, CLIENT_HEADER);
-    if (client !== undefined) {
-      req.ctx.srcService = client;
-      delete req.headers[CLIENT_HEADER];
-    }
     // Transparent capture: the app where the peer sent the connection (request-context.ts).
     const { originalHost: host, originalPort: port } = req.ctx.notes;
     if (typeof host === 'string' && typeof port === 'number') {
@@ -61,7 +57,7 @@ export function buildInbound(
       r.spec.targetRef.name === self &&
       r.metadata.namespace === config.proxy.namespace,
   );
-  const layers: Layer[] = [...(security.layers ?? buildSecurityLayers(config, security))];
+  const layers: Layer[] = [callerLayer, ...(security.layers ?? buildSecurityLayers(config, security))];
   if (policy?.kind === 'TrafficPolicy') {
     // Local rate limits protect the app from all its callers together (Envoy's inbound local_ratelimit).
     const res = resolveResilience(undefined, { rateLimit: policy.spec.rateLimit });
@@ -73,3 +69,17 @@ export function buildInbound(
   layers.push(timeoutLayer({ request: config.proxy.inboundTimeout }));
   return compose(layers, terminal);
 }
+
+/**
+ * Outermost: the calling service named by its sidecar (x-hexmesh-client) becomes the
+ * request's source before anything can refuse it, so a denied or rate-limited request is
+ * counted, tapped and logged from its caller, not from "unknown". The app never sees it.
+ */
+const callerLayer: Layer = (next) => (req) => {
+  const client = header(req.headers, CLIENT_HEADER);
+  if (client !== undefined) {
+    req.ctx.srcService = client;
+    delete req.headers[CLIENT_HEADER];
+  }
+  return next(req);
+};
