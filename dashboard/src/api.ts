@@ -21,6 +21,7 @@ export interface RoutesView {
   windowMs: number;
   routes: RouteStat[];
 }
+export type { ErrorRow, ErrorsView } from '../../src/control/metrics/errors-view.ts';
 export interface TimeseriesView {
   stepMs: number;
   points: [number, number | null][];

@@ -1,5 +1,6 @@
 import { useCallback, useState } from 'react';
 import type {
+  ErrorsView,
   Instance,
   RoutesView,
   ServicesView,
@@ -60,6 +61,7 @@ export function ServicePage(props: { namespace: string; service: string }) {
   );
   const targets = usePoll<TargetsView>('/v1/stats/targets');
   const routes = usePoll<RoutesView>(`/v1/stats/routes?window=${win.window}&${q}`);
+  const history = usePoll<ErrorsView>(`/v1/stats/errors?window=${win.window}&${q}`);
   const resources = usePoll<StoredResource[]>(`/v1/resources?namespace=${encodeURIComponent(ns)}`, 10_000);
   const accept = useCallback(isError, []);
   const errors = useTap({ service, namespace: ns }, { keep: 20, accept });
@@ -92,7 +94,7 @@ export function ServicePage(props: { namespace: string; service: string }) {
             </button>
           ))}
         </span>{' '}
-        <span className="muted small">figures, versions, routes and charts: last {win.label}</span>
+        <span className="muted small">figures, versions, routes, charts and errors: last {win.label}</span>
       </div>
       {problem ? <div className="notice warn">{problem}</div> : null}
       <div className="data">
@@ -289,7 +291,14 @@ export function ServicePage(props: { namespace: string; service: string }) {
           <div className="empty">No routes or policies for this service.</div>
         )}
 
-        <h2>Recent errors</h2>
+        <h2>
+          Recent errors <span className="muted small">last {win.label}</span>
+        </h2>
+        <ErrorHistory view={history.data} error={history.error} window={win.label} />
+
+        <h3>
+          Live <span className="muted small">failing requests the tap shows since this page opened</span>
+        </h3>
         {errors.status === 'unavailable' ? (
           <div className="notice" data-testid="errors-unavailable">
             Recent errors come from the live tap, which this control plane does not have. The success-rate
@@ -317,6 +326,61 @@ export function ServicePage(props: { namespace: string; service: string }) {
 function historyProblem(err: Error | undefined): string | undefined {
   const p = apiProblem(err);
   return p === undefined ? undefined : `history unavailable: ${p}`;
+}
+
+/**
+ * The server's history of the service's failed requests over the page's window (kept by the
+ * control plane, so a reload or a late visit still sees them): per side, caller, status,
+ * gRPC status, error kind and version, most recently seen first.
+ */
+function ErrorHistory(props: { view: ErrorsView | undefined; error: Error | undefined; window: string }) {
+  const problem = apiProblem(props.error);
+  if (problem) return <div className="notice warn">{`error history unavailable: ${problem}`}</div>;
+  if (!props.view) return <div className="empty">Loading…</div>;
+  if (props.view.errors.length === 0)
+    return (
+      <div className="empty" data-testid="error-history-empty">
+        No failed requests in the last {props.window}.
+      </div>
+    );
+  return (
+    <table data-testid="error-history">
+      <thead>
+        <tr>
+          <th>last seen</th>
+          <th>side</th>
+          <th>caller</th>
+          <th>status</th>
+          <th>gRPC</th>
+          <th>kind</th>
+          <th title="of the sidecars that saw them: the service's on server rows, the caller's on client rows">
+            version
+          </th>
+          <th className="num">count</th>
+          <th>instances</th>
+        </tr>
+      </thead>
+      <tbody>
+        {props.view.errors.map((e) => (
+          <tr
+            key={[e.namespace, e.side, e.src, e.status, e.grpcStatus, e.kind, e.version].join('|')}
+            data-side={e.side}
+            data-version={e.version}
+          >
+            <td>{fmtTime(e.lastSeen)}</td>
+            <td>{e.side}</td>
+            <td className="mono">{e.src || '–'}</td>
+            <td>{e.status || '–'}</td>
+            <td>{e.grpcStatus || '–'}</td>
+            <td className="mono">{e.kind || '–'}</td>
+            <td className="mono">{e.version || '–'}</td>
+            <td className="num">{e.count}</td>
+            <td className="mono small">{e.instances.join(', ')}</td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
+  );
 }
 
 function Figure(props: { label: string; value: string }) {
