@@ -3,14 +3,21 @@
  * tap stream, over a sliding 10 s window: count, success rate, p50 and p99 latency. The
  * table is redrawn every second, in place on a terminal, appended blocks into a pipe
  * (FrameWriter, as every `--watch`); `--once` watches for `--for` (default
- * 5 s), prints one table (or `-o json`) and exits, for scripts.
+ * 5 s), prints one table (or `-o json|yaml`) and exits, for scripts. `-o wide` adds the
+ * failed count, p95 and the slowest request.
  *
  * Tap is rate-limited per proxy (`--rate`, default 100/s): beyond that, counts are of the
  * events seen, and the JSON says how many were dropped.
  */
 import { Command, Option } from 'commander';
 import { parseDuration } from '../../config/duration.ts';
-import { describeFailure, formatTable, openControlClient, UsageError } from '../client/command-support.ts';
+import {
+  describeFailure,
+  formatData,
+  formatTable,
+  openControlClient,
+  UsageError,
+} from '../client/command-support.ts';
 import { EXIT } from '../exit-codes.ts';
 import { FrameWriter } from '../client/watch.ts';
 import { streamTap, tapOptions, tapQuery, type TapFlags, type TapLine } from './tap.ts';
@@ -33,15 +40,22 @@ export interface TopRow {
   path: string;
   count: number;
   successRate: number;
+  /** Requests that failed (5xx, or a gRPC status other than OK). */
+  failed: number;
   p50Ms: number;
+  p95Ms: number;
   p99Ms: number;
+  maxMs: number;
 }
 
 /** Rows of a sliding window of tap events. `now` is injectable for tests. */
 export class TopWindow {
   readonly #rows = new Map<
     string,
-    { key: Omit<TopRow, 'count' | 'successRate' | 'p50Ms' | 'p99Ms'>; samples: Sample[] }
+    {
+      key: Pick<TopRow, 'source' | 'destination' | 'method' | 'path'>;
+      samples: Sample[];
+    }
   >();
   events = 0;
   dropped = 0;
@@ -97,8 +111,11 @@ export class TopWindow {
         ...row.key,
         count: row.samples.length,
         successRate: ok / row.samples.length,
+        failed: row.samples.length - ok,
         p50Ms: quantile(lat, 0.5),
+        p95Ms: quantile(lat, 0.95),
         p99Ms: quantile(lat, 0.99),
+        maxMs: lat[lat.length - 1],
       });
     }
     return out.sort((a, b) => b.count - a.count || a.path.localeCompare(b.path));
@@ -110,9 +127,22 @@ function quantile(sorted: number[], q: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))];
 }
 
-function table(rows: TopRow[]): string {
+type TopOutput = 'table' | 'wide' | 'json' | 'yaml';
+
+/** The rows as a table; `wide` adds the failed count, p95 and the slowest request. */
+export function topTable(rows: TopRow[], wide = false): string {
   return formatTable(
-    ['SOURCE', 'DESTINATION', 'METHOD', 'PATH', 'COUNT', 'SUCCESS', 'P50', 'P99'],
+    [
+      'SOURCE',
+      'DESTINATION',
+      'METHOD',
+      'PATH',
+      'COUNT',
+      'SUCCESS',
+      'P50',
+      'P99',
+      ...(wide ? ['FAILED', 'P95', 'MAX'] : []),
+    ],
     rows.map((r) => [
       r.source,
       r.destination,
@@ -122,6 +152,7 @@ function table(rows: TopRow[]): string {
       `${(r.successRate * 100).toFixed(2)}%`,
       `${r.p50Ms}ms`,
       `${r.p99Ms}ms`,
+      ...(wide ? [String(r.failed), `${r.p95Ms}ms`, `${r.maxMs}ms`] : []),
     ]),
   );
 }
@@ -136,63 +167,67 @@ export function topCommand(): Command {
     .option('--once', 'watch for --for, print once, exit')
     .option('--for <duration>', 'with --once: how long to watch', '5s')
     .addOption(
-      new Option('-o, --output <format>', 'output format: table | json')
-        .choices(['table', 'json'])
+      new Option('-o, --output <format>', 'output format: table | wide | json | yaml')
+        .choices(['table', 'wide', 'json', 'yaml'])
         .default('table'),
     )
-    .action(
-      async (service: string, f: TapFlags & { once?: boolean; for: string; output: 'table' | 'json' }) => {
-        const ac = new AbortController();
-        const stop = () => ac.abort();
-        process.once('SIGINT', stop);
-        process.once('SIGTERM', stop);
-        const win = new TopWindow();
-        let timer: NodeJS.Timeout | undefined;
+    .action(async (service: string, f: TapFlags & { once?: boolean; for: string; output: TopOutput }) => {
+      const ac = new AbortController();
+      const stop = () => ac.abort();
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+      const win = new TopWindow();
+      let timer: NodeJS.Timeout | undefined;
+      try {
+        const forMs = parseDuration(f.for);
+        if (forMs === undefined || forMs <= 0)
+          throw new UsageError(`--for must be a duration like 5s (got ${JSON.stringify(f.for)})`);
+        const frames = new FrameWriter();
+        if (f.once) timer = setTimeout(stop, forMs);
+        else if (f.output === 'table' || f.output === 'wide')
+          timer = setInterval(
+            () =>
+              frames.write(
+                `hexmesh top ${service}: ${win.events} events, ${win.dropped} dropped    ${new Date().toISOString()}`,
+                topTable(win.rows(), f.output === 'wide'),
+              ),
+            1000,
+          );
+        else if (f.output === 'json')
+          timer = setInterval(
+            () => process.stdout.write(`${JSON.stringify({ service, rows: win.rows() })}\n`),
+            1000,
+          );
+        else
+          timer = setInterval(
+            () => process.stdout.write(`---\n${formatData({ service, rows: win.rows() }, 'yaml')}`),
+            1000,
+          );
+        const client = openControlClient(f);
         try {
-          const forMs = parseDuration(f.for);
-          if (forMs === undefined || forMs <= 0)
-            throw new UsageError(`--for must be a duration like 5s (got ${JSON.stringify(f.for)})`);
-          const frames = new FrameWriter();
-          if (f.once) timer = setTimeout(stop, forMs);
-          else if (f.output === 'table')
-            timer = setInterval(
-              () =>
-                frames.write(
-                  `hexmesh top ${service}: ${win.events} events, ${win.dropped} dropped    ${new Date().toISOString()}`,
-                  table(win.rows()),
-                ),
-              1000,
-            );
-          else
-            timer = setInterval(
-              () => process.stdout.write(`${JSON.stringify({ service, rows: win.rows() })}\n`),
-              1000,
-            );
-          const client = openControlClient(f);
-          try {
-            await streamTap(client, tapQuery(service, f), (l) => win.add(l), ac.signal);
-          } finally {
-            await client.destroy();
-          }
-          if (f.once) {
-            const rows = win.rows();
-            process.stdout.write(
-              f.output === 'json'
-                ? `${JSON.stringify({ service, windowMs: win.windowMs, events: win.events, dropped: win.dropped, rows }, null, 2)}\n`
-                : table(rows),
-            );
-          }
-          process.exitCode = EXIT.OK;
-        } catch (err) {
-          const { code, message } = describeFailure(err);
-          process.stderr.write(`hexmesh top: ${message}\n`);
-          process.exitCode = code;
+          await streamTap(client, tapQuery(service, f), (l) => win.add(l), ac.signal);
         } finally {
-          clearTimeout(timer);
-          clearInterval(timer);
-          process.off('SIGINT', stop);
-          process.off('SIGTERM', stop);
+          await client.destroy();
         }
-      },
-    );
+        if (f.once) {
+          const rows = win.rows();
+          const view = { service, windowMs: win.windowMs, events: win.events, dropped: win.dropped, rows };
+          process.stdout.write(
+            f.output === 'json' || f.output === 'yaml'
+              ? formatData(view, f.output)
+              : topTable(rows, f.output === 'wide'),
+          );
+        }
+        process.exitCode = EXIT.OK;
+      } catch (err) {
+        const { code, message } = describeFailure(err);
+        process.stderr.write(`hexmesh top: ${message}\n`);
+        process.exitCode = code;
+      } finally {
+        clearTimeout(timer);
+        clearInterval(timer);
+        process.off('SIGINT', stop);
+        process.off('SIGTERM', stop);
+      }
+    });
 }
