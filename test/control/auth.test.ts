@@ -98,6 +98,13 @@ const ROWS: Row[] = [
     permission: 'stats:read',
   },
   {
+    what: 'error history',
+    method: 'GET',
+    path: '/v1/stats/errors?service=ratings',
+    allowed: ['admin', 'operator', 'viewer'],
+    permission: 'stats:read',
+  },
+  {
     what: 'prometheus sd',
     method: 'GET',
     path: '/v1/sd/prometheus',
