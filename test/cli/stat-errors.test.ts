@@ -118,6 +118,13 @@ test(
       assert.equal(json.code, 0, json.stderr);
       assert.equal(JSON.parse(json.stdout).total, 8);
 
+      // A known service without failures: no rows, exit 0; an unknown one: exit 4.
+      const clean = await runCli(['stat', 'svc/client', '--errors', '-w', '10m', '--control', m.cp.url]);
+      assert.equal(clean.code, 0, clean.stderr);
+      assert.equal(clean.stdout.trimEnd().split('\n').length, 1, clean.stdout);
+      const unknown = await runCli(['stat', 'svc/nosuch', '--errors', '--control', m.cp.url]);
+      assert.equal(unknown.code, 4, unknown.stderr);
+      assert.match(unknown.stderr, /no figures for service "nosuch"/);
       const none = await runCli(['stat', '--errors', '--control', m.cp.url]);
       assert.equal(none.code, 2, none.stderr);
       assert.match(none.stderr, /--errors needs a service/);

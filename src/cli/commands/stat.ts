@@ -257,7 +257,8 @@ their rollout revision, or each instance (a 50/50 canary shows as two rows).
 --errors lists a service's failed requests from the control plane's history: both
 its own sidecars' (side server) and its callers' (side client), by HTTP status, gRPC
 status, the x-hexmesh-error kind of responses a proxy made up, and version; with the
-count in the window and when each was last seen. It exits 0 with no rows.
+count in the window and when each was last seen. No rows exits 0 for a service the
+control plane knows (no failures), 4 for one it does not.
 
 Examples:
   hexmesh stat
@@ -278,13 +279,21 @@ Examples:
             throw new UsageError(
               "--errors reads the control plane's error history; it takes neither --prometheus nor --by",
             );
-          const load = async () =>
-            (
+          // No errors is an answer for a service the views know; for one they do not, exit 4.
+          let known = true;
+          const load = async () => {
+            const view = (
               await client.request<ErrorsView>('GET', '/v1/stats/errors', {
                 query: viewQuery(opts, { service }),
               })
             ).body;
-          return showView(`hexmesh stat ${service} --errors`, opts, load, errorsTable);
+            if (!opts.watch && view.errors.length === 0)
+              known = (await loadServices(client, opts, service)).services.length > 0;
+            return view;
+          };
+          return showView(`hexmesh stat ${service} --errors`, opts, load, errorsTable, () =>
+            requireRows('stat', service, known ? 1 : 0, opts),
+          );
         }
         await showView(
           `hexmesh stat${service ? ` ${service}` : ''}`,
