@@ -51,7 +51,11 @@ function windowMs(v: string): number {
 /** Add the options every stats view takes. */
 export function withViewOptions(cmd: Command): Command {
   return withControl(cmd)
-    .option('-w, --window <duration>', 'time window of the figures', windowMs, 60_000)
+    .addOption(
+      new Option('-w, --window <duration>', 'time window of the figures')
+        .argParser(windowMs)
+        .default(60_000, '1m'),
+    )
     .addOption(outputOption(['table', 'wide', 'json', 'yaml'], 'table'))
     .option('-n, --namespace <namespace>', 'only this namespace')
     .option('--prometheus <url>', 'answer from this Prometheus (PromQL) instead of the control plane')

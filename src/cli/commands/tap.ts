@@ -145,13 +145,24 @@ export const TAP_COLUMNS: readonly TapColumn[] = [
   { head: 'PROXY', width: 0, cell: (l) => str(l.proxy) },
 ];
 
-/** The columns of `-o text` or `-o wide`. */
-export const tapColumns = (wide: boolean): readonly TapColumn[] => TAP_COLUMNS.filter((c) => wide || !c.wide);
+/** The columns of `-o text` or `-o wide`: a copy per output, whose widths grow with what it printed. */
+export const tapColumns = (wide: boolean): TapColumn[] =>
+  TAP_COLUMNS.filter((c) => wide || !c.wide).map((c) => ({ ...c }));
 
-/** One row of fixed-width cells (a wider value pushes the rest right, never truncated). */
+/**
+ * One row of cells, never truncated. A value wider than its column pushes the rest of its row
+ * right and widens the column for the rows after it (as `docker stats` does), so a stream
+ * realigns after one long path instead of staggering every row that has one.
+ */
 function tapRow(cells: readonly string[], cols: readonly TapColumn[]): string {
   return cells
-    .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(cols[i].width)))
+    .map((c, i) => {
+      if (i === cells.length - 1) return c;
+      const col = cols[i];
+      const padded = c.padEnd(col.width);
+      if (c.length > col.width) col.width = c.length;
+      return padded;
+    })
     .join('  ')
     .trimEnd();
 }
