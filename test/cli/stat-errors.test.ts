@@ -60,6 +60,9 @@ test(
         30_000,
       );
       const rows = view!.errors;
+      const targets = await call(m.cp.url, 'GET', '/v1/stats/targets');
+      assert.ok(targets.body.errorSeries >= 4, JSON.stringify(targets.body));
+      assert.equal(targets.body.errorDroppedSamples, 0);
       const find = (p: Partial<ErrorRow>) =>
         rows.filter((e) => Object.entries(p).every(([k, v]) => e[k as keyof ErrorRow] === v));
       // The app's 503s of v2, seen by v2's own sidecar and by its caller's.

@@ -121,6 +121,8 @@ export function statsRoutes(router: Router, ctx: ApiContext, collector: MetricsC
         series: collector.window.seriesCount,
         maxSeries: collector.window.maxSeries,
         droppedSamples: collector.window.droppedSamples,
+        errorSeries: collector.errors.seriesCount,
+        errorDroppedSamples: collector.errors.droppedSamples,
         targets: collector.targets(),
       },
     }),
