@@ -27,7 +27,7 @@ const synth = (direction: string, code: string, value: number) => ({
   labels: { direction, dst_service: 'ratings', code },
   value,
 });
-const origin = { instance: 'ratings-1', version: 'v2', revision: '2' };
+const origin = { instance: 'ratings-1', version: 'v2', revision: '2', deployment: '' };
 
 test('error history: failures only, baseline, resets, last seen, kinds', () => {
   const h = new ErrorHistory((ms) => Math.floor(ms / 1000), 61);
