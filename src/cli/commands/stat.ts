@@ -123,10 +123,13 @@ export function requireRows(
   service: string | undefined,
   rows: number,
   opts: ViewOptions,
+  what = `service "${service}"`,
 ): void {
   if (service === undefined || rows > 0) return;
+  const list =
+    what === `service "${service}"` ? 'hexmesh services lists the catalog' : 'hexmesh stat deploy lists them';
   throw new CliFailure(
-    `no figures for service "${service}" in the last ${opts.window / 1000}s (no such service, or no traffic in that window; hexmesh services lists the catalog)`,
+    `no figures for ${what} in the last ${opts.window / 1000}s (no such ${what.split(' ')[0]}, or no traffic in that window; ${list})`,
     EXIT.NOT_FOUND,
   );
 }
@@ -167,6 +170,58 @@ export function serviceArg(arg: string | undefined): string | undefined {
   if (arg.includes('/'))
     throw new UsageError(`expected a service as NAME or svc/NAME, got ${JSON.stringify(arg)}`);
   return arg;
+}
+
+/** What `hexmesh stat` was asked about: a service (or all), a namespace, or Deployments. */
+export type StatTarget =
+  | { kind: 'service'; name?: string }
+  | { kind: 'namespace'; name: string }
+  | { kind: 'deployment'; name?: string };
+
+/**
+ * The resource argument of `hexmesh stat`, as `linkerd viz stat` takes it: NAME or svc/NAME
+ * (a service), ns/NAME (a namespace's services), deploy, deploy/NAME (Kubernetes Deployments).
+ */
+export function statTarget(arg: string | undefined): StatTarget {
+  if (arg === undefined) return { kind: 'service' };
+  const m = /^([a-z]+)(?:\/(.*))?$/.exec(arg);
+  const kind = m?.[1];
+  if (kind === 'deploy' || kind === 'deployment' || kind === 'deployments') {
+    if (m?.[2] === '') throw new UsageError('expected deploy or deploy/NAME, got ' + JSON.stringify(arg));
+    return { kind: 'deployment', name: m?.[2] };
+  }
+  if ((kind === 'ns' || kind === 'namespace' || kind === 'namespaces') && m?.[2] !== undefined) {
+    if (!m[2]) throw new UsageError('expected ns/NAME, got ' + JSON.stringify(arg));
+    return { kind: 'namespace', name: m[2] };
+  }
+  if (kind === 'ns' || kind === 'namespace' || kind === 'namespaces')
+    throw new UsageError('expected a namespace as ns/NAME (or --namespace NAME)');
+  return { kind: 'service', name: serviceArg(arg) };
+}
+
+/**
+ * The rows of `hexmesh stat deploy[/NAME]`: each service's figures per Deployment of the
+ * instances that served it (`?by=deployment`), without the instances outside one. A control
+ * plane that knows instances but none of a Deployment is not reading Kubernetes (`hexmesh
+ * up`, hand-registered instances): a usage error naming what to ask instead.
+ */
+export async function loadDeployments(
+  client: ControlClient,
+  opts: ViewOptions,
+  name: string | undefined,
+): Promise<ServicesView> {
+  if (opts.prometheus)
+    throw new UsageError(
+      "deploy/NAME needs the control plane's metrics (it knows each instance's Deployment), not --prometheus",
+    );
+  const view = await loadServices(client, { ...opts, by: 'deployment' });
+  const inDeployment = view.services.filter((s) => s.deployment);
+  if (view.services.length > 0 && inDeployment.length === 0)
+    throw new UsageError(
+      'no instance the control plane knows belongs to a Kubernetes Deployment (Deployments exist only with hexmesh control --kubernetes); ' +
+        'ask by service instead: hexmesh stat svc/NAME --by version|revision|instance',
+    );
+  return { ...view, services: inDeployment.filter((s) => name === undefined || s.deployment === name) };
 }
 
 /** How long ago `ms` was, coarsely (`4s`, `3m`, `2h`). */
@@ -240,12 +295,16 @@ export function statCommand(): Command {
       .description(
         'golden signals per service: success rate, rps, p50/p95/p99 latency, instances, mTLS share',
       )
-      .argument('[service]', 'only this service (NAME or svc/NAME)'),
+      .argument(
+        '[resource]',
+        'only this service (NAME or svc/NAME), namespace (ns/NAME) or Deployments (deploy, deploy/NAME)',
+      ),
   )
     .addOption(
-      new Option('--by <split>', 'one row per version, revision or instance of each service').choices(
-        STAT_SPLITS,
-      ),
+      new Option(
+        '--by <split>',
+        'one row per version, revision, instance or Kubernetes Deployment of each service',
+      ).choices(STAT_SPLITS),
     )
     .option(
       '--errors',
@@ -257,7 +316,12 @@ export function statCommand(): Command {
 Figures are the server side of each service (its own sidecars' inbound traffic).
 Instances that did not answer their last metrics scrape are shown as stale. --by
 splits a service by the instances that served the requests: their "version" label,
-their rollout revision, or each instance (a 50/50 canary shows as two rows).
+their rollout revision, each instance (a 50/50 canary shows as two rows), or their
+Kubernetes Deployment. As linkerd viz stat: ns/NAME shows the services of one
+namespace (as --namespace NAME); deploy lists every Deployment's figures (one row per
+service a Deployment serves; -n limits it to a namespace) and deploy/NAME one
+Deployment's. Deployments exist with hexmesh control --kubernetes only: elsewhere deploy
+exits 2 (ask by service, --by version|revision|instance).
 --errors lists a service's failed requests from the control plane's history: both
 its own sidecars' (side server) and its callers' (side client), by HTTP status, gRPC
 status, the x-hexmesh-error kind of responses a proxy made up, and version; with the
@@ -269,13 +333,37 @@ Examples:
   hexmesh stat reviews -w 5m -o json
   hexmesh stat svc/reviews --by version
   hexmesh stat reviews --by instance
+  hexmesh stat deploy -n shop
+  hexmesh stat deploy/reviews-v2 -n shop
+  hexmesh stat ns/shop
   hexmesh stat svc/reviews --errors -w 15m
   hexmesh stat --watch --interval 5s
   hexmesh stat --prometheus http://127.0.0.1:9090`,
     )
     .action((arg: string | undefined, opts: ViewOptions & { errors?: boolean }) =>
       runWithClient('stat', opts, async (client) => {
-        const service = serviceArg(arg);
+        const target = statTarget(arg);
+        if (target.kind === 'namespace') {
+          if (opts.namespace !== undefined && opts.namespace !== target.name)
+            throw new UsageError(`ns/${target.name} and --namespace ${opts.namespace} disagree`);
+          opts.namespace = target.name;
+        }
+        if (target.kind === 'deployment') {
+          if (opts.errors || opts.by)
+            throw new UsageError(
+              'deploy[/NAME] takes neither --errors nor --by (its rows are per Deployment)',
+            );
+          const name = target.name;
+          const label = name === undefined ? 'deployments' : `deployment "${name}"`;
+          return showView(
+            `hexmesh stat deploy${name ? `/${name}` : ''}`,
+            opts,
+            () => loadDeployments(client, opts, name),
+            servicesTable,
+            (view) => requireRows('stat', name, view.services.length, opts, label),
+          );
+        }
+        const service = target.kind === 'service' ? target.name : undefined;
         if (opts.errors) {
           if (service === undefined)
             throw new UsageError('--errors needs a service: hexmesh stat svc/NAME --errors');

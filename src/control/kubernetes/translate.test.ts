@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { hexmeshCrds, structural } from './crds.ts';
 import {
   mirroredResource,
+  podWorkload,
   portProtocol,
   portServiceName,
   serviceResource,
@@ -119,6 +120,52 @@ describe('kubernetes translate', () => {
     assert.deepEqual(
       got.map((i) => [i.service, i.address, i.port]),
       [['web-grpc-api', '10.1.0.5', 19090]],
+    );
+  });
+
+  it("podWorkload: a Deployment's pod name gives its Deployment and ReplicaSet; other names none", () => {
+    assert.deepEqual(podWorkload('reviews-v2-7d4f9c8b5-x2kq9'), {
+      deployment: 'reviews-v2',
+      replicaSet: 'reviews-v2-7d4f9c8b5',
+    });
+    assert.deepEqual(podWorkload('web-5b7f6d4c9-zz2bb'), { deployment: 'web', replicaSet: 'web-5b7f6d4c9' });
+    // A StatefulSet's pod, a bare pod, a ReplicaSet's pod (no hash), vowels or 0/1/3 in a generated part.
+    for (const name of [
+      'web-0',
+      'web',
+      'web-x2kq9',
+      'web-7d4f9c8b5-x2ka9',
+      'web-7d4f9c8b1-x2kq9',
+      'web--x2kq9',
+    ])
+      assert.equal(podWorkload(name), undefined, name);
+  });
+
+  it("sliceInstances: an endpoint of a Deployment's pod is labelled with its Deployment and ReplicaSet", () => {
+    const got = sliceInstances(
+      svc([{ name: 'http', port: 80 }]),
+      [
+        slice(
+          [{ name: 'http', port: 8080 }],
+          [
+            { addresses: ['10.0.0.1'], targetRef: { kind: 'Pod', name: 'web-v1-6c8f7b9d4-qw7rt' } },
+            { addresses: ['10.0.0.2'], targetRef: { kind: 'Pod', name: 'web-0' } },
+          ],
+        ),
+      ],
+      'now',
+    );
+    assert.deepEqual(
+      got.map((i) => i.labels),
+      [
+        {
+          'hexmesh.io/source': 'kubernetes',
+          'hexmesh.io/pod': 'web-v1-6c8f7b9d4-qw7rt',
+          'hexmesh.io/deployment': 'web-v1',
+          'hexmesh.io/replicaset': 'web-v1-6c8f7b9d4',
+        },
+        { 'hexmesh.io/source': 'kubernetes', 'hexmesh.io/pod': 'web-0' },
+      ],
     );
   });
 

@@ -16,6 +16,9 @@ export const SOURCE_VALUE = 'kubernetes';
 export const ZONE_LABEL = 'topology.kubernetes.io/zone';
 export const NODE_LABEL = 'kubernetes.io/hostname';
 export const POD_LABEL = 'hexmesh.io/pod';
+/** The Deployment and ReplicaSet of an endpoint's Pod (`podWorkload`): `hexmesh stat deploy/NAME`. */
+export const DEPLOYMENT_LABEL = 'hexmesh.io/deployment';
+export const REPLICASET_LABEL = 'hexmesh.io/replicaset';
 /** On the Service made for one more port of a multi-port Kubernetes Service: that Service's name. */
 export const PORT_OF_LABEL = 'hexmesh.io/port-of';
 
@@ -180,12 +183,30 @@ export function serviceResources(svc: KubeObject): PortService[] {
   return out;
 }
 
+/** The alphabet of Kubernetes' generated name parts (k8s.io/apimachinery rand.SafeEncodeString). */
+const SAFE = '[bcdfghjklmnpqrstvwxz2456789]';
+const DEPLOYMENT_POD = new RegExp(`^([a-z0-9]([-a-z0-9]*[a-z0-9])?)-(${SAFE}{1,10})-${SAFE}{5}$`);
+
+/**
+ * The Deployment and ReplicaSet a Pod belongs to, read from its name alone: the Deployment
+ * controller names a ReplicaSet `<deployment>-<pod-template-hash>` and the ReplicaSet names
+ * its Pods `<replicaset>-<5 random>`, both parts in Kubernetes' safe alphabet (no vowels, no
+ * 0/1/3). The control plane does not read Pods (no RBAC on them), so this is the EndpointSlice
+ * targetRef name; undefined for a name that does not have that shape (a bare Pod, a
+ * StatefulSet's `web-0`, a name the API server truncated past 58 characters).
+ */
+export function podWorkload(pod: string): { deployment: string; replicaSet: string } | undefined {
+  const m = DEPLOYMENT_POD.exec(pod);
+  if (!m) return undefined;
+  return { deployment: m[1], replicaSet: `${m[1]}-${m[3]}` };
+}
+
 /**
  * Catalog instances of a Service from its EndpointSlices: one per endpoint address, on the
  * slice port named like `port` (default: the Service's first TCP port), registered under
  * `service` (default: the Service's name; a per-port Service's name: `serviceResources`).
- * Ready endpoints are `passing`, the rest `critical` (not routed to); the zone, node and pod
- * go into labels.
+ * Ready endpoints are `passing`, the rest `critical` (not routed to); the zone, node, pod and
+ * the pod's Deployment and ReplicaSet (`podWorkload`) go into labels.
  */
 export function sliceInstances(
   svc: KubeObject,
@@ -209,7 +230,14 @@ export function sliceInstances(
         const labels: Record<string, string> = { [SOURCE_LABEL]: SOURCE_VALUE };
         if (ep.zone) labels[ZONE_LABEL] = ep.zone;
         if (ep.nodeName) labels[NODE_LABEL] = ep.nodeName;
-        if (ep.targetRef?.kind === 'Pod' && ep.targetRef.name) labels[POD_LABEL] = ep.targetRef.name;
+        if (ep.targetRef?.kind === 'Pod' && ep.targetRef.name) {
+          labels[POD_LABEL] = ep.targetRef.name;
+          const owner = podWorkload(ep.targetRef.name);
+          if (owner) {
+            labels[DEPLOYMENT_LABEL] = owner.deployment;
+            labels[REPLICASET_LABEL] = owner.replicaSet;
+          }
+        }
         const prev = out.get(id);
         // The same address in two slices (a slice being replaced): ready wins.
         if (prev && prev.status === 'passing') continue;

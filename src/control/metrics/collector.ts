@@ -14,6 +14,7 @@
 import { KEYS, type Store } from '../../store/store.ts';
 import type { Instance } from '../catalog/instance.ts';
 import { REVISION_LABEL } from '../../rollout/rollout-status.ts';
+import { DEPLOYMENT_LABEL } from '../kubernetes/translate.ts';
 import { parsePromText, type Sample } from './prom-text.ts';
 import { BUCKETS, REQUESTS, WindowStore, type TargetCounters } from './window-store.ts';
 import { ErrorHistory, SYNTHETIC } from './error-history.ts';
@@ -49,6 +50,8 @@ export interface TargetStatus {
   version?: string;
   /** Its rollout revision label (`hexmesh.io/revision`), if any. */
   revision?: string;
+  /** Its Kubernetes Deployment (`hexmesh.io/deployment`), if any. */
+  deployment?: string;
   /** Where it was found: a catalog instance, or a connected proxy not in the catalog. */
   source: 'catalog' | 'proxy';
   /** Last scrape failed, or none succeeded yet. Never true for unscraped instances. */
@@ -180,6 +183,7 @@ export class MetricsCollector {
       const prev = this.#targets.get(key);
       const version = p.labels?.version;
       const revision = p.labels?.[REVISION_LABEL];
+      const deployment = p.labels?.[DEPLOYMENT_LABEL];
       const status: TargetStatus = {
         id: p.id,
         service: p.service,
@@ -187,6 +191,7 @@ export class MetricsCollector {
         ...(admin !== undefined && { adminAddress: admin }),
         ...(typeof version === 'string' && { version }),
         ...(typeof revision === 'string' && { revision }),
+        ...(typeof deployment === 'string' && { deployment }),
         source,
         stale: prev ? prev.status.stale : admin !== undefined,
         ...(prev?.status.lastScrape !== undefined && { lastScrape: prev.status.lastScrape }),
@@ -229,7 +234,12 @@ export class MetricsCollector {
       const samples: Sample[] = [];
       parsePromText(text, (x) => samples.push(x), KEPT);
       const at = this.#now();
-      const origin = { instance: s.id, version: s.version ?? '', revision: s.revision ?? '' };
+      const origin = {
+        instance: s.id,
+        version: s.version ?? '',
+        revision: s.revision ?? '',
+        deployment: s.deployment ?? '',
+      };
       this.window.ingest(t.counters, s.namespace, samples, at, origin);
       this.errors.ingest(t.errorCounters, s.namespace, samples, at, origin, s.service);
       s.stale = false;

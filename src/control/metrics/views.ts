@@ -18,10 +18,11 @@ import type { Aggregate, SeriesLabels } from './window-store.ts';
 
 /**
  * How a view may split a service's figures (`?by=`): by the version or revision label of
- * the instance whose sidecar served them, or by that instance.
+ * the instance whose sidecar served them, by that instance, or by its Kubernetes Deployment
+ * (`hexmesh.io/deployment`, set on instances of Pods a Deployment owns: translate.ts).
  */
-export type StatSplit = 'version' | 'revision' | 'instance';
-export const STAT_SPLITS: readonly StatSplit[] = ['version', 'revision', 'instance'];
+export type StatSplit = 'version' | 'revision' | 'instance' | 'deployment';
+export const STAT_SPLITS: readonly StatSplit[] = ['version', 'revision', 'instance', 'deployment'];
 
 export interface LatencyMs {
   p50: number | null;
@@ -51,6 +52,8 @@ export interface ServiceStat {
   revision?: string;
   /** With `by=instance`: the instance id. */
   instance?: string;
+  /** With `by=deployment`: the instances' Kubernetes Deployment ('' for those outside one). */
+  deployment?: string;
 }
 
 /**

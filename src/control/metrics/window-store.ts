@@ -30,13 +30,16 @@ export interface SeriesLabels {
   readonly version: string;
   /** Its rollout revision label (`hexmesh.io/revision`; '' without one). */
   readonly revision: string;
+  /** Its Kubernetes Deployment (`hexmesh.io/deployment`; '' without one). */
+  readonly deployment: string;
 }
 
-/** Who reported a scrape: the instance, and its version and revision labels. */
+/** Who reported a scrape: the instance, and its version, revision and Deployment labels. */
 export interface SeriesOrigin {
   instance: string;
   version: string;
   revision: string;
+  deployment?: string;
 }
 
 const NO_ORIGIN: SeriesOrigin = { instance: '', version: '', revision: '' };
@@ -142,7 +145,8 @@ export class WindowStore {
     atMs = this.#now(),
     origin: SeriesOrigin = NO_ORIGIN,
   ): void {
-    const originKey = origin.instance + SEP + origin.version + SEP + origin.revision;
+    const deployment = origin.deployment ?? '';
+    const originKey = origin.instance + SEP + origin.version + SEP + origin.revision + SEP + deployment;
     const slot = this.slotOf(atMs);
     const next = new Map<string, number>();
     for (const s of samples) {
@@ -180,6 +184,7 @@ export class WindowStore {
         route: l.route ?? '',
         tls: l.tls === 'true',
         ...origin,
+        deployment,
       };
       const key =
         namespace +
