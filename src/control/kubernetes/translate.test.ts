@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import { z } from 'zod';
 import { hexmeshCrds, structural } from './crds.ts';
 import {
+  instanceDeployment,
   mirroredResource,
   podWorkload,
   portProtocol,
@@ -139,6 +140,11 @@ describe('kubernetes translate', () => {
       'web--x2kq9',
     ])
       assert.equal(podWorkload(name), undefined, name);
+    // An instance's Deployment: its own label (an EndpointSlice endpoint's), else its pod's.
+    assert.equal(instanceDeployment({ 'hexmesh.io/deployment': 'api' }), 'api');
+    assert.equal(instanceDeployment({ 'hexmesh.io/pod': 'api-5b7f6d4c9-zz2bb' }), 'api');
+    assert.equal(instanceDeployment({ 'hexmesh.io/pod': 'api-0' }), undefined);
+    assert.equal(instanceDeployment({ version: 'v1' }), undefined);
   });
 
   it("sliceInstances: an endpoint of a Deployment's pod is labelled with its Deployment and ReplicaSet", () => {

@@ -202,6 +202,18 @@ export function podWorkload(pod: string): { deployment: string; replicaSet: stri
 }
 
 /**
+ * The Deployment of a catalog instance: its `hexmesh.io/deployment` label (an EndpointSlice
+ * endpoint's, `sliceInstances`), else the one its `hexmesh.io/pod` label names (an injected
+ * sidecar registers itself with the pod's name: injector.ts).
+ */
+export function instanceDeployment(labels: Record<string, string> | undefined): string | undefined {
+  const own = labels?.[DEPLOYMENT_LABEL];
+  if (typeof own === 'string' && own) return own;
+  const pod = labels?.[POD_LABEL];
+  return typeof pod === 'string' ? podWorkload(pod)?.deployment : undefined;
+}
+
+/**
  * Catalog instances of a Service from its EndpointSlices: one per endpoint address, on the
  * slice port named like `port` (default: the Service's first TCP port), registered under
  * `service` (default: the Service's name; a per-port Service's name: `serviceResources`).

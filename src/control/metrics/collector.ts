@@ -14,7 +14,7 @@
 import { KEYS, type Store } from '../../store/store.ts';
 import type { Instance } from '../catalog/instance.ts';
 import { REVISION_LABEL } from '../../rollout/rollout-status.ts';
-import { DEPLOYMENT_LABEL } from '../kubernetes/translate.ts';
+import { instanceDeployment } from '../kubernetes/translate.ts';
 import { parsePromText, type Sample } from './prom-text.ts';
 import { BUCKETS, REQUESTS, WindowStore, type TargetCounters } from './window-store.ts';
 import { ErrorHistory, SYNTHETIC } from './error-history.ts';
@@ -50,7 +50,7 @@ export interface TargetStatus {
   version?: string;
   /** Its rollout revision label (`hexmesh.io/revision`), if any. */
   revision?: string;
-  /** Its Kubernetes Deployment (`hexmesh.io/deployment`), if any. */
+  /** Its Kubernetes Deployment (`hexmesh.io/deployment`, or its `hexmesh.io/pod`'s), if any. */
   deployment?: string;
   /** Where it was found: a catalog instance, or a connected proxy not in the catalog. */
   source: 'catalog' | 'proxy';
@@ -183,7 +183,7 @@ export class MetricsCollector {
       const prev = this.#targets.get(key);
       const version = p.labels?.version;
       const revision = p.labels?.[REVISION_LABEL];
-      const deployment = p.labels?.[DEPLOYMENT_LABEL];
+      const deployment = instanceDeployment(p.labels);
       const status: TargetStatus = {
         id: p.id,
         service: p.service,
