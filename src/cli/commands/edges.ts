@@ -60,7 +60,7 @@ export function edgesCommand(): Command {
     .addOption(
       new Option(
         '--by <split>',
-        "one row per version, revision or instance of each edge's destination",
+        "one row per version, revision, instance or Kubernetes Deployment of each edge's destination",
       ).choices(STAT_SPLITS),
     )
     .addHelpText(
@@ -68,7 +68,7 @@ export function edgesCommand(): Command {
       `
 Figures are the caller's side (its sidecar's outbound traffic); MTLS is the share the
 destination's sidecars received over mTLS. With --by, the rows are the destination's
-side instead, one per version (revision, instance) that served the caller: during a
+side instead, one per version (revision, instance, Deployment) that served the caller: during a
 canary, how the caller's traffic lands on each version.`,
     )
     .action((opts: ViewOptions) =>

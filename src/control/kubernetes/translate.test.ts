@@ -130,6 +130,11 @@ describe('kubernetes translate', () => {
       replicaSet: 'reviews-v2-7d4f9c8b5',
     });
     assert.deepEqual(podWorkload('web-5b7f6d4c9-zz2bb'), { deployment: 'web', replicaSet: 'web-5b7f6d4c9' });
+    // A Rollout's ReplicaSet: the Deployment's name and 10 hex digits of the template's hash.
+    assert.deepEqual(podWorkload('web-0a1e3f5b7c-zz2bb'), {
+      deployment: 'web',
+      replicaSet: 'web-0a1e3f5b7c',
+    });
     // A StatefulSet's pod, a bare pod, a ReplicaSet's pod (no hash), vowels or 0/1/3 in a generated part.
     for (const name of [
       'web-0',

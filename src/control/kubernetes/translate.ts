@@ -185,13 +185,16 @@ export function serviceResources(svc: KubeObject): PortService[] {
 
 /** The alphabet of Kubernetes' generated name parts (k8s.io/apimachinery rand.SafeEncodeString). */
 const SAFE = '[bcdfghjklmnpqrstvwxz2456789]';
-const DEPLOYMENT_POD = new RegExp(`^([a-z0-9]([-a-z0-9]*[a-z0-9])?)-(${SAFE}{1,10})-${SAFE}{5}$`);
+const DEPLOYMENT_POD = new RegExp(
+  `^([a-z0-9]([-a-z0-9]*[a-z0-9])?)-(${SAFE}{1,10}|[0-9a-f]{10})-${SAFE}{5}$`,
+);
 
 /**
  * The Deployment and ReplicaSet a Pod belongs to, read from its name alone: the Deployment
  * controller names a ReplicaSet `<deployment>-<pod-template-hash>` and the ReplicaSet names
  * its Pods `<replicaset>-<5 random>`, both parts in Kubernetes' safe alphabet (no vowels, no
- * 0/1/3). The control plane does not read Pods (no RBAC on them), so this is the EndpointSlice
+ * 0/1/3); a Rollout's ReplicaSet is `<deployment>-<10 hex of its template>`
+ * (deployment-rollouts.ts). The control plane does not read Pods (no RBAC on them), so this is the EndpointSlice
  * targetRef name; undefined for a name that does not have that shape (a bare Pod, a
  * StatefulSet's `web-0`, a name the API server truncated past 58 characters).
  */
