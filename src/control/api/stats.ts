@@ -2,8 +2,8 @@
  * `GET /v1/stats/{services,edges,routes,timeseries,errors,targets}`: the embedded metrics views
  * (docs/observability.md). Common query: `?window=1m` (default 1m, at most the history
  * kept), `?namespace=`. Answered by the leader, which is the replica that collects.
- * `services` and `edges` take `?by=version|revision|instance` to split each service (each
- * edge's destination) by the instances that served it.
+ * `services` and `edges` take `?by=version|revision|instance|deployment` to split each service
+ * (each edge's destination) by the instances that served it.
  */
 import { parseDuration } from '../../config/duration.ts';
 import { ApiError, badRequest } from '../http/error-response.ts';
