@@ -121,7 +121,7 @@ test(
         tarball,
         '--prefix',
         prefix,
-        '--allow-scripts=better-sqlite3,protobufjs',
+        '--allow-scripts=better-sqlite3,protobufjs,koffi',
         '--no-audit',
         '--no-fund',
       ],
