@@ -239,7 +239,7 @@ test(
     const load = net.start(a, 'load', `node load.mjs 45000 4 50`, vars(a), work);
     await new Promise((r) => setTimeout(r, 5_000));
     const killedAt = Date.now();
-    net.killHost(c);
+    await net.killHost(c);
     assert.deepEqual(net.pids(c), [], 'processes left on the killed host');
 
     // The catalog (read through a's replica) drops c's instance once its lease lapses. Read

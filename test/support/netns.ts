@@ -160,19 +160,22 @@ export class HostNetwork {
 
   /**
    * The host dies: its link goes down first (nothing more leaves it, not even a FIN or RST,
-   * as when a machine loses power), then every process in it is SIGKILLed.
+   * as when a machine loses power), then every process in it is SIGKILLed. Resolves once none
+   * is left (a SIGKILLed process still shows for a moment; one may fork meanwhile), or after 10 s.
    */
-  killHost(host: Host): void {
+  async killHost(host: Host): Promise<void> {
     const i = this.hosts.indexOf(host);
     ip('-n', this.#switch, 'link', 'set', `p${i}`, 'down');
     ip('-n', host.netns, 'link', 'set', 'eth0', 'down');
-    for (let round = 0; round < 5; round++) {
+    const deadline = Date.now() + 10_000;
+    for (;;) {
       const pids = this.pids(host);
-      if (pids.length === 0) break;
+      if (pids.length === 0 || Date.now() > deadline) return;
       for (const pid of pids)
         try {
           process.kill(pid, 'SIGKILL');
         } catch {}
+      await new Promise((r) => setTimeout(r, 50));
     }
   }
 
