@@ -1,29 +1,10 @@
 import type { TapEvent } from '../tap.ts';
 import { fmtMs } from '../format.ts';
 import { LockIcon } from './lock-icon.tsx';
+import { grpcStatusText } from '../../../src/telemetry/tap/grpc-status.ts';
 
-/** gRPC status names by code, so a failure reads `14 UNAVAILABLE` as in `hexmesh tap`. */
-const GRPC_NAMES = [
-  'OK',
-  'CANCELLED',
-  'UNKNOWN',
-  'INVALID_ARGUMENT',
-  'DEADLINE_EXCEEDED',
-  'NOT_FOUND',
-  'ALREADY_EXISTS',
-  'PERMISSION_DENIED',
-  'RESOURCE_EXHAUSTED',
-  'FAILED_PRECONDITION',
-  'ABORTED',
-  'OUT_OF_RANGE',
-  'UNIMPLEMENTED',
-  'INTERNAL',
-  'UNAVAILABLE',
-  'DATA_LOSS',
-  'UNAUTHENTICATED',
-];
-const grpcCell = (v: string | undefined): string =>
-  v === undefined ? '–' : GRPC_NAMES[Number(v)] && /^\d+$/.test(v) ? `${v} ${GRPC_NAMES[Number(v)]}` : v;
+/** A gRPC status as `hexmesh tap` shows it: `14 UNAVAILABLE`. */
+const grpcCell = (v: string | undefined): string => (v === undefined ? '–' : grpcStatusText(v));
 /** A failure as the CLI counts one: 5xx, a proxy error, or a gRPC status other than OK. */
 const failed = (e: TapEvent) =>
   (e.status ?? 0) >= 500 || e.error !== undefined || (e.grpcStatus !== undefined && e.grpcStatus !== '0');

@@ -8,6 +8,7 @@ import { Command, Option } from 'commander';
 import type { ControlClient } from '../client/control-client.ts';
 import { runWithClient, withControl, type ControlOpts } from '../client/command-support.ts';
 import { EXIT } from '../exit-codes.ts';
+import { grpcStatusText } from '../../telemetry/tap/grpc-status.ts';
 import { fmtMs } from './stat.ts';
 
 export interface TapFlags extends ControlOpts {
@@ -78,32 +79,10 @@ export async function streamTap(
   }
 }
 
-/** gRPC status names by code (grpc/doc/statuscodes.md). */
-const GRPC_NAMES = [
-  'OK',
-  'CANCELLED',
-  'UNKNOWN',
-  'INVALID_ARGUMENT',
-  'DEADLINE_EXCEEDED',
-  'NOT_FOUND',
-  'ALREADY_EXISTS',
-  'PERMISSION_DENIED',
-  'RESOURCE_EXHAUSTED',
-  'FAILED_PRECONDITION',
-  'ABORTED',
-  'OUT_OF_RANGE',
-  'UNIMPLEMENTED',
-  'INTERNAL',
-  'UNAVAILABLE',
-  'DATA_LOSS',
-  'UNAUTHENTICATED',
-];
-
 /** `14 UNAVAILABLE` for a gRPC status code, `-` for none (not gRPC). */
 export function grpcCell(v: unknown): string {
   if (v === null || v === undefined || v === '') return '-';
-  const name = GRPC_NAMES[Number(v)];
-  return name && /^\d+$/.test(String(v)) ? `${String(v)} ${name}` : String(v);
+  return grpcStatusText(String(v));
 }
 
 const str = (v: unknown): string => (v === null || v === undefined || v === '' ? '-' : String(v));
