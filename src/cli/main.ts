@@ -4,11 +4,9 @@
  */
 import { CommanderError } from 'commander';
 import { HexmeshError } from '../errors/hexmesh-error.ts';
-import { ConfigError } from '../config/load.ts';
+import { ConfigError } from '../config/config-error.ts';
 import { EXIT } from './exit-codes.ts';
-import { buildCli } from './program.ts';
-
-export { buildCli };
+import { rootCommand } from './root.ts';
 
 /** Commands that run as services: their output going away must not stop them. */
 const DAEMONS = new Set(['proxy', 'control', 'up', 'demo']);
@@ -31,7 +29,13 @@ function onClosedOutput(argv: string[]): void {
 export async function main(argv: string[]): Promise<void> {
   onClosedOutput(argv);
   try {
-    await buildCli().parseAsync(argv);
+    // The sidecar loads its own command only: the rest of the CLI (every command's code, the
+    // control-plane client, yaml, zod) would cost each proxy process ~10 MiB it never uses.
+    const program =
+      argv[2] === 'proxy'
+        ? rootCommand([(await import('./commands/proxy.ts')).proxyCommand()])
+        : (await import('./program.ts')).buildCli();
+    await program.parseAsync(argv);
   } catch (err) {
     if (err instanceof CommanderError) {
       process.exitCode = err.exitCode === 0 ? 0 : EXIT.USAGE;

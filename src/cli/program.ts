@@ -2,7 +2,7 @@
  * The `hexmesh` command tree, built without running it, so tests (the docs completeness
  * test) can walk every command and option.
  */
-import { Command } from 'commander';
+import type { Command } from 'commander';
 import { demoCommand } from './commands/demo.ts';
 import { proxyCommand } from './commands/proxy.ts';
 import { validateCommand } from './commands/validate.ts';
@@ -33,54 +33,45 @@ import { contextCommand } from './commands/context.ts';
 import { diffCommand } from './commands/diff.ts';
 import { completionCommand } from './commands/completion.ts';
 import { captureCommand } from './commands/capture.ts';
-import { hexmeshVersion } from './build-info.ts';
-
-const HELP_HINT = '(run with --help for usage)';
+import { rootCommand } from './root.ts';
 
 export function buildCli(): Command {
-  const program = new Command('hexmesh')
-    .description('hexmesh: a service mesh for microservices (sidecar proxy, control plane, CLI)')
-    .version(hexmeshVersion())
-    .showHelpAfterError(HELP_HINT)
-    .exitOverride();
-  program.addCommand(proxyCommand());
-  program.addCommand(validateCommand());
-  program.addCommand(demoCommand());
-  program.addCommand(controlCommand());
-  program.addCommand(applyCommand());
-  program.addCommand(getCommand());
-  program.addCommand(deleteCommand());
-  program.addCommand(describeCommand());
-  program.addCommand(servicesCommand());
-  program.addCommand(endpointsCommand());
-  program.addCommand(kvCommand());
-  program.addCommand(registerCommand());
-  program.addCommand(deregisterCommand());
-  program.addCommand(templateCommand());
-  program.addCommand(statCommand());
-  program.addCommand(edgesCommand());
-  program.addCommand(routesCommand());
-  program.addCommand(identityCommand());
-  program.addCommand(checkCommand());
-  program.addCommand(authCommand());
-  program.addCommand(tapCommand());
-  program.addCommand(topCommand());
-  program.addCommand(diagnoseCommand());
-  program.addCommand(dashboardCommand());
-  program.addCommand(upCommand());
-  program.addCommand(rolloutCommand());
-  program.addCommand(downCommand());
-  program.addCommand(psCommand());
-  program.addCommand(logsCommand());
-  program.addCommand(awaitCommand());
-  program.addCommand(versionCommand());
-  program.addCommand(installCommand());
-  program.addCommand(contextCommand());
-  program.addCommand(diffCommand());
-  program.addCommand(completionCommand());
-  program.addCommand(captureCommand());
-  // addCommand() does not copy settings to sub-commands (only .command() does): without
-  // this, a usage error in a sub-command exits 1 from inside commander instead of EXIT.USAGE.
-  for (const cmd of program.commands) cmd.exitOverride().showHelpAfterError(HELP_HINT);
-  return program;
+  return rootCommand([
+    proxyCommand(),
+    validateCommand(),
+    demoCommand(),
+    controlCommand(),
+    applyCommand(),
+    getCommand(),
+    deleteCommand(),
+    describeCommand(),
+    servicesCommand(),
+    endpointsCommand(),
+    kvCommand(),
+    registerCommand(),
+    deregisterCommand(),
+    templateCommand(),
+    statCommand(),
+    edgesCommand(),
+    routesCommand(),
+    identityCommand(),
+    checkCommand(),
+    authCommand(),
+    tapCommand(),
+    topCommand(),
+    diagnoseCommand(),
+    dashboardCommand(),
+    upCommand(),
+    rolloutCommand(),
+    downCommand(),
+    psCommand(),
+    logsCommand(),
+    awaitCommand(),
+    versionCommand(),
+    installCommand(),
+    contextCommand(),
+    diffCommand(),
+    completionCommand(),
+    captureCommand(),
+  ]);
 }

@@ -5,46 +5,10 @@
 import { readFile } from 'node:fs/promises';
 import { parseAllDocuments } from 'yaml';
 import type { z } from 'zod';
-import { HexmeshError } from '../errors/hexmesh-error.ts';
+import { ConfigError, deepFreeze, formatPath, type ConfigProblem } from './config-error.ts';
 import { proxyConfigSchema, type ProxyConfig } from './proxy-config.ts';
 
-export interface ConfigProblem {
-  /** Dotted path into the document, e.g. `resources[2].spec.rules[0].timeouts.request`. */
-  path: string;
-  value: unknown;
-  message: string;
-}
-
-export class ConfigError extends HexmeshError {
-  readonly problems: readonly ConfigProblem[];
-  readonly source: string;
-  constructor(source: string, problems: ConfigProblem[]) {
-    super(
-      'HEXMESH_ERR_CONFIG_INVALID',
-      `${source}: invalid configuration (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n` +
-        problems
-          .map(
-            (p) =>
-              `  - ${p.path || '(root)'}: ${p.message}${p.value === undefined ? '' : ` (got ${show(p.value)})`}`,
-          )
-          .join('\n'),
-    );
-    this.source = source;
-    this.problems = problems;
-  }
-}
-
-function show(v: unknown): string {
-  const s = JSON.stringify(v);
-  if (s === undefined) return String(v);
-  return s.length > 60 ? `${s.slice(0, 57)}...` : s;
-}
-
-export function formatPath(path: readonly PropertyKey[]): string {
-  let out = '';
-  for (const k of path) out += typeof k === 'number' ? `[${k}]` : out ? `.${String(k)}` : String(k);
-  return out;
-}
+export { ConfigError, deepFreeze, formatPath, type ConfigProblem } from './config-error.ts';
 
 function valueAt(doc: unknown, path: readonly PropertyKey[]): unknown {
   let cur: unknown = doc;
@@ -74,14 +38,6 @@ export function validate<S extends z.ZodType>(schema: S, doc: unknown, source: s
     );
   }
   return deepFreeze(r.data);
-}
-
-export function deepFreeze<T>(o: T): T {
-  if (o && typeof o === 'object' && !Object.isFrozen(o)) {
-    Object.freeze(o);
-    for (const v of Object.values(o)) deepFreeze(v);
-  }
-  return o;
 }
 
 /** Parse YAML (or JSON) text; syntax errors are reported with line and column. */
