@@ -8,8 +8,8 @@
  * benchmark does before its idle reading, and prints each proxy's RSS and USS (private memory,
  * smaps_rollup) and the medians. With `--base DIR` (another checkout, node_modules linked) both
  * trees take turns, so a busy machine's noise hits both alike. With `--modules`, one more pair per
- * tree runs under test/support/module-trace.mjs and the packages each proxy loaded are listed
- * (that pair's memory is not counted: the loader hooks cost memory of their own).
+ * tree runs under test/support/module-trace.mjs and the packages its proxies' main threads loaded
+ * are listed (read at exit; that pair's memory is not counted).
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -106,9 +106,8 @@ async function main(): Promise<void> {
     if (values.modules) {
       for (const [name, start] of Object.entries(trees)) {
         const before = process.env.HEXMESH_BENCH_NODE_ARGS;
-        const traces: string[] = [];
         const path = await (async () => {
-          // The pair's two proxies start one after the other: the trace file is named per start.
+          // Both proxies of the pair append to one file.
           process.env.HEXMESH_BENCH_NODE_ARGS = `${before ?? ''} --import ${TRACER}`;
           process.env.MODULE_TRACE = join(tmpDir, `trace-${name}.txt`);
           try {
@@ -121,8 +120,8 @@ async function main(): Promise<void> {
         })();
         await new Promise((res) => setTimeout(res, settleMs));
         await path.close();
-        traces.push(readFileSync(join(tmpDir, `trace-${name}.txt`), 'utf8'));
-        console.log(`${name} packages loaded (both proxies): ${packagesIn(traces.join('\n')).join(', ')}`);
+        const trace = readFileSync(join(tmpDir, `trace-${name}.txt`), 'utf8');
+        console.log(`${name} packages loaded (both proxies): ${packagesIn(trace).join(', ')}`);
       }
     }
   } finally {

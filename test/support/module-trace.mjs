@@ -1,19 +1,24 @@
-// `node --import ./module-trace.mjs ...` with MODULE_TRACE=<file>: appends the URL of every
-// module the process loads to <file>. ES modules (and CommonJS ones imported from them) through a
-// load hook, as they load; CommonJS modules required from CommonJS at exit, from require.cache
-// (Node 20's hooks do not see require()). Used by test/proxy/sidecar-footprint.test.ts and
-// bench/sidecar-footprint.ts to list the packages a sidecar loads; not for memory figures (the
-// hooks thread costs memory of its own).
+// `node --import ./module-trace.mjs ...` with MODULE_TRACE=<file>: at exit, writes the URL (or
+// path) of every script the process's main thread has loaded to <file> (appended), one a line: ES modules,
+// CommonJS modules and Node's own (`node:...`). Read from the inspector's scriptParsed events,
+// which cover this isolate only, so a worker thread's modules (the config worker's zod and yaml)
+// are not counted. Used by test/proxy/sidecar-footprint.test.ts and bench/sidecar-footprint.ts
+// to list the packages a sidecar keeps; nothing is loaded or hooked until the process exits.
 import { appendFileSync } from 'node:fs';
-import { createRequire, register } from 'node:module';
-import { pathToFileURL } from 'node:url';
+import { Session } from 'node:inspector';
+import { isMainThread } from 'node:worker_threads';
 
 const out = process.env.MODULE_TRACE;
-if (out) {
-  register(new URL('./module-trace-hooks.mjs', import.meta.url), { data: { out } });
-  const require = createRequire(import.meta.url);
+// Workers inherit the preload: only the main thread reports.
+if (out && isMainThread) {
   process.on('exit', () => {
-    const files = Object.keys(require.cache).map((f) => pathToFileURL(f).href);
-    appendFileSync(out, files.map((u) => `${u}\n`).join(''));
+    const session = new Session();
+    session.connect();
+    const urls = [];
+    // Enabling the debugger reports every script already parsed, synchronously.
+    session.on('Debugger.scriptParsed', (e) => urls.push(e.params.url));
+    session.post('Debugger.enable');
+    session.disconnect();
+    appendFileSync(out, urls.map((u) => `${u}\n`).join(''));
   });
 }

@@ -1,12 +1,20 @@
 /** `hexmesh proxy`: run the sidecar proxy. */
 import { Command } from 'commander';
-import { loadProxyConfig } from '../../config/load.ts';
 import type { ProxyConfig } from '../../config/proxy-config.ts';
 import type { StaticIdentitySource } from '../../identity/static-identity-source.ts';
 import type { Proxy } from '../../proxy/proxy.ts';
 import type { ControlFlags } from '../../proxy/control-client/flags.ts';
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
+
+/**
+ * The config file, validated in full in a worker thread: zod and yaml never load in the
+ * sidecar's own (src/config/config-worker.ts, docs/proxy.md "Memory").
+ */
+async function loadProxyConfig(file: string): Promise<ProxyConfig> {
+  const { loadProxyConfigInWorker } = await import('../../config/config-worker.ts');
+  return loadProxyConfigInWorker(file);
+}
 
 /** With `--control`, no file: flags build the settings (docs/config-distribution.md). */
 export function proxyCommand(): Command {
@@ -92,7 +100,11 @@ Example:
       if (!flags.config)
         cmd.error("error: required option '-c, --config <file>' not specified (or use --control)");
       const opts = { config: flags.config! };
-      const config = await loadProxyConfig(opts.config);
+      // The proxy's modules load while the worker validates the file.
+      const [config, { Proxy }] = await Promise.all([
+        loadProxyConfig(opts.config),
+        import('../../proxy/proxy.ts'),
+      ]);
       // proxy.tls: mutual TLS with a certificate from files (docs/mtls.md); SIGHUP re-reads them.
       const tls = config.proxy.tls;
       let identity: StaticIdentitySource | undefined;
@@ -104,7 +116,6 @@ Example:
           bundle: tls.bundleFile,
         });
       }
-      const { Proxy } = await import('../../proxy/proxy.ts');
       const proxy = new Proxy(config, { onExit: () => process.exit(0), identity });
       if (identity) proxy.metrics.setCertExpiry(identity.current().notAfter.getTime());
       const a = await proxy.start();

@@ -1,0 +1,111 @@
+/**
+ * The sidecar process loads only what it uses (issue 11): a real `hexmesh proxy` (the bundle,
+ * as `npm run bench` runs it) under test/support/module-trace.mjs, which lists at exit every
+ * module the process's main thread loaded. The packages that validate and parse configuration
+ * (zod, yaml) must not be among them: a config file is validated in a worker thread
+ * (src/config/config-worker.ts). A module list, not a memory figure: those are
+ * bench/sidecar-footprint.ts's and docs/benchmark.md's.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { stringify } from 'yaml';
+import { packagesIn } from '../../bench/sidecar-footprint.ts';
+import { BIN, ROOT } from '../support/cli.ts';
+import { PemDir, TestCa } from '../support/pki.ts';
+
+const TRACER = join(ROOT, 'test', 'support', 'module-trace.mjs');
+
+let ca: TestCa;
+let pem: PemDir;
+
+before(async () => {
+  ca = await TestCa.create('hexmesh.test', 'footprint');
+  pem = new PemDir();
+});
+after(() => pem.close());
+
+/** A sidecar process under the module tracer; `stop()` ends it and returns its packages. */
+function traced(args: string[]): {
+  output: () => string;
+  waitFor: (re: RegExp, timeoutMs?: number) => Promise<void>;
+  signal: (s: NodeJS.Signals) => void;
+  stop: () => Promise<string[]>;
+} {
+  const trace = pem.write(`trace-${Math.random().toString(36).slice(2)}.txt`, '');
+  const child = spawn(process.execPath, ['--import', TRACER, BIN, ...args], {
+    cwd: ROOT,
+    env: { ...process.env, MODULE_TRACE: trace },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d));
+  child.stderr.on('data', (d: Buffer) => (out += d));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  let done = false;
+  void exited.then(() => (done = true));
+  return {
+    output: () => out,
+    async waitFor(re, timeoutMs = 60_000) {
+      const deadline = Date.now() + timeoutMs;
+      while (!re.test(out)) {
+        if (done || Date.now() > deadline)
+          throw new Error(`never printed ${re} (${done ? 'exited' : 'timeout'}):\n${out}`);
+        await new Promise((r) => setTimeout(r, 25));
+      }
+    },
+    signal: (s) => child.kill(s),
+    async stop() {
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+      const code = await exited;
+      clearTimeout(timer);
+      assert.equal(code, 0, `the proxy exits 0 on SIGTERM:\n${out}`);
+      return packagesIn(readFileSync(trace, 'utf8'));
+    },
+  };
+}
+
+test('a sidecar started from a YAML file with mTLS neither loads zod nor yaml, at start or on SIGHUP', async (t) => {
+  const tls = pem.identityFiles('web', await ca.issue(ca.id('default', 'web')), ca.rootPem);
+  const file = join(pem.path, 'web.yaml');
+  const config = (drainTimeout: string) => ({
+    proxy: {
+      service: 'web',
+      outbound: { address: '127.0.0.1', port: 0 },
+      inbound: { address: '127.0.0.1', port: 0 },
+      admin: { address: '127.0.0.1', port: 0 },
+      app: { port: 9 },
+      drainTimeout,
+      tls: { ...tls, mode: 'STRICT' },
+    },
+    services: [{ name: 'api', endpoints: [{ address: '127.0.0.1', port: 9 }] }],
+  });
+  writeFileSync(file, stringify(config('5s')));
+  const p = traced(['proxy', '--config', file]);
+  t.after(() => p.signal('SIGKILL'));
+  await p.waitFor(/hexmesh proxy web: outbound=/);
+  // A reload validates the file again, through the same worker.
+  writeFileSync(file, stringify(config('4s')));
+  p.signal('SIGHUP');
+  await p.waitFor(/reloaded .*web\.yaml/);
+  const packages = await p.stop();
+  // The trace is real: the CLI's flag parser is there.
+  assert.ok(packages.includes('commander'), `packages: ${packages.join(', ')}`);
+  for (const kept of ['zod', 'yaml'])
+    assert.ok(!packages.includes(kept), `the sidecar loaded ${kept}: ${packages.join(', ')}`);
+});
+
+test('an invalid file is still refused at start with every problem by path (validated in the worker)', async () => {
+  const file = join(pem.path, 'bad.json');
+  writeFileSync(
+    file,
+    JSON.stringify({ proxy: { service: 'Web', admin: { address: '127.0.0.1', port: 70000 } } }),
+  );
+  const p = traced(['proxy', '--config', file]);
+  await p.waitFor(/invalid configuration \(2 problems\)/);
+  assert.match(p.output(), /proxy\.service: must be a DNS-1123 label/);
+  assert.match(p.output(), /proxy\.admin\.port: .*\(got 70000\)/);
+});
