@@ -1,0 +1,194 @@
+/**
+ * One request through the HTTP/1.1 hop, from dispatch to the end of its response body: the
+ * promise the transport returns, the response body stream, the cancellation signal, and
+ * whether a failure may be sent again on another connection (the keep-alive race).
+ *
+ * The keep-alive race: an origin may close an idle keep-alive connection just as the next
+ * request is written on it. A bodiless idempotent request that then fails on a reused
+ * connection before any response byte arrived is sent again at once on another connection, as
+ * Go's net/http Transport does (`shouldRetryRequest`: reused connection, nothing read,
+ * replayable request) — the origin saw no complete exchange, and an idempotent method may be
+ * repeated anyway (RFC 9110 §9.2.2).
+ */
+import { IncomingMessage } from 'node:http';
+import { Readable } from 'node:stream';
+import { fromSocketError } from '../../errors/hexmesh-error.ts';
+import type { CancelSignal } from '../core/cancel.ts';
+import type { HeaderMap, MeshRequest, MeshResponse } from '../core/dispatch.ts';
+import type { H1Connection } from './h1-connection.ts';
+
+/** What an exchange needs from the pool that sends it. */
+export interface ExchangeDispatcher {
+  dispatch(ex: H1Exchange): void;
+  /** Take a queued exchange out of the queue (its signal aborted); false if it was not queued. */
+  unqueue(ex: H1Exchange): boolean;
+}
+
+/**
+ * Most times one request is sent again after stale keep-alive connections. Each retry takes
+ * another pooled (or a new) connection, so this bounds the work when many went stale at once.
+ */
+const MAX_STALE_RETRIES = 3;
+
+/** Methods that may be repeated (RFC 9110 §9.2.2). */
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
+
+/** What the abort listener is registered with (one shared options object). */
+const ONCE = { once: true } as const;
+
+function noop(): void {}
+
+/** The error of a body closed before its end, when no other reason is known. */
+export function abortedError(): Error {
+  const err = new Error('request aborted') as Error & { code: string };
+  err.name = 'AbortError';
+  err.code = 'ABORT_ERR';
+  return err;
+}
+
+function abortReason(signal: CancelSignal): Error {
+  return (signal.reason as Error | undefined) ?? abortedError();
+}
+
+export class H1Exchange {
+  readonly trailers: HeaderMap = {};
+  /** The promise is settled (response or error). */
+  settled = false;
+  /** Why the signal aborted this exchange, once it did. */
+  reason: Error | null = null;
+  /** Times this request was sent again after a stale connection. */
+  staleRetries = 0;
+  #conn: H1Connection | null = null;
+  #body: H1Body | null = null;
+  #listening = false;
+
+  constructor(
+    readonly pool: ExchangeDispatcher,
+    readonly req: MeshRequest,
+    readonly signal: CancelSignal | undefined,
+    readonly target: string,
+    readonly resolve: (res: MeshResponse) => void,
+    readonly reject: (err: unknown) => void,
+  ) {
+    if (signal === undefined) return;
+    if (signal.aborted) {
+      this.reason = abortReason(signal);
+      this.fail(this.reason, false);
+      return;
+    }
+    signal.addEventListener('abort', this, ONCE);
+    this.#listening = true;
+  }
+
+  /** The signal's abort listener (the exchange itself: no closure). */
+  handleEvent(): void {
+    this.#listening = false;
+    const reason = abortReason(this.signal!);
+    this.reason = reason;
+    if (this.#body !== null) {
+      this.#body.on('error', noop);
+      this.#body.destroy(reason); // the body's _destroy closes the connection
+    } else if (this.#conn !== null) this.#conn.abort(this, reason);
+    else if (this.pool.unqueue(this)) this.fail(reason, false);
+  }
+
+  /** A connection carries this exchange now. */
+  attach(conn: H1Connection): void {
+    this.#conn = conn;
+  }
+
+  /** The response head arrived: settle the promise with a body the connection feeds. */
+  respond(status: number, headers: HeaderMap): H1Body {
+    const body = new H1Body(this, this.#conn!);
+    this.#body = body;
+    this.settled = true;
+    this.resolve({ status, headers, body, trailers: this.trailers });
+    return body;
+  }
+
+  /** The response ended; the connection no longer carries this exchange. */
+  finished(): void {
+    this.#conn = null;
+  }
+
+  /**
+   * The exchange failed: send it again (stale connection, see the module comment), or reject
+   * the promise / destroy the response body, and destroy the request body.
+   * `staleConnection`: it failed on a reused connection with nothing of a response read.
+   */
+  fail(err: Error, staleConnection: boolean): void {
+    this.#conn = null;
+    if (
+      staleConnection &&
+      !this.settled &&
+      this.staleRetries < MAX_STALE_RETRIES &&
+      this.req.body === null &&
+      this.reason === null &&
+      IDEMPOTENT.has(this.req.method)
+    ) {
+      this.staleRetries++;
+      // Out of the failed connection's event: it finishes closing first.
+      queueMicrotask(() => this.pool.dispatch(this));
+      return;
+    }
+    if (!this.settled) {
+      this.settled = true;
+      this.reject(fromSocketError(err, this.target, this.req.ctx.dstService));
+    }
+    const body = this.#body;
+    if (body !== null) {
+      this.#body = null;
+      // After the handlers already queued, so buffered chunks are not cut short.
+      queueMicrotask(() => {
+        body.on('error', noop);
+        body.destroy(err);
+      });
+    }
+    const reqBody = this.req.body;
+    if (reqBody !== null && !reqBody.destroyed) {
+      reqBody.on('error', noop);
+      // Destroying a server request must not close its socket (the client gets the error response).
+      if (Object.getPrototypeOf(reqBody).constructor === IncomingMessage)
+        (reqBody as unknown as { socket: unknown }).socket = null;
+      reqBody.destroy(err);
+    }
+    this.release();
+  }
+
+  /** Stop listening to the signal: the body closed or the request failed. */
+  release(): void {
+    if (this.#listening) {
+      this.#listening = false;
+      this.signal!.removeEventListener('abort', this);
+    }
+  }
+}
+
+/**
+ * The response body: a plain Readable fed by the connection. Reading resumes the paused
+ * socket; destroying it before its end closes the connection (the rest of the response is
+ * not read).
+ */
+export class H1Body extends Readable {
+  /** Every chunk is pushed (see core/whole-body.ts). */
+  complete = false;
+  readonly #ex: H1Exchange;
+  readonly #conn: H1Connection;
+
+  constructor(ex: H1Exchange, conn: H1Connection) {
+    super({ highWaterMark: 64 * 1024 });
+    this.#ex = ex;
+    this.#conn = conn;
+  }
+
+  override _read(): void {
+    this.#conn.resumeBody(this);
+  }
+
+  override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
+    if (err === null && !this.readableEnded) err = abortedError();
+    if (!this.complete) this.#conn.abortBody(this);
+    this.#ex.release();
+    callback(err);
+  }
+}

@@ -1,0 +1,42 @@
+/**
+ * Node's own HTTP/1.1 parser: the llhttp binding node:http parses every message with, in its
+ * strict mode (no lenient flag: the checks that stop response smuggling — both Content-Length
+ * and Transfer-Encoding, bad chunk sizes, obs-fold, bare CR or LF — stay on). Reached through
+ * `_http_common`, where node:http's client and server take it from.
+ */
+import { createRequire } from 'node:module';
+
+/** One parser instance (C++ `Parser`), driven by `execute` with the callbacks set as indexed properties. */
+export interface NodeHttpParser {
+  initialize(type: number, resource: object, maxHeaderSize: number, lenient: number): void;
+  /** Bytes parsed, or the parse error (`code` HPE_*, `reason`). */
+  execute(data: Buffer): number | ParseError;
+  /** End of input: completes a body read until close; an error when a message is cut short. */
+  finish(): number | ParseError | undefined;
+  close(): void;
+  [callback: number]: unknown;
+}
+
+export type ParseError = Error & { code?: string; reason?: string; bytesParsed?: number };
+
+interface ParserConstructor {
+  new (): NodeHttpParser;
+  readonly RESPONSE: number;
+  readonly kOnHeaders: number;
+  readonly kOnHeadersComplete: number;
+  readonly kOnBody: number;
+  readonly kOnMessageComplete: number;
+  readonly kLenientNone: number;
+}
+
+export const HTTPParser = (
+  createRequire(import.meta.url)('_http_common') as { HTTPParser: ParserConstructor }
+).HTTPParser;
+
+export const kOnHeaders = HTTPParser.kOnHeaders | 0;
+export const kOnHeadersComplete = HTTPParser.kOnHeadersComplete | 0;
+export const kOnBody = HTTPParser.kOnBody | 0;
+export const kOnMessageComplete = HTTPParser.kOnMessageComplete | 0;
+
+/** The async resource the parser reports its callbacks under (async_hooks); one for all. */
+export const PARSER_RESOURCE = { type: 'hexmesh.h1-hop' };
