@@ -13,7 +13,12 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { stringify } from 'yaml';
 import { packagesIn } from '../../bench/sidecar-footprint.ts';
+import { ControlClient } from '../../src/cli/client/control-client.ts';
+import { credentialsFile, waitForBootstrapToken } from '../../src/runtime/bootstrap-token.ts';
+import { JoinTokenIssuer } from '../../src/runtime/join-token-issuer.ts';
+import { freePort } from '../../src/runtime/ports.ts';
 import { BIN, ROOT } from '../support/cli.ts';
+import { ControlProcess } from '../support/control-process.ts';
 import { PemDir, TestCa } from '../support/pki.ts';
 
 const TRACER = join(ROOT, 'test', 'support', 'module-trace.mjs');
@@ -28,7 +33,10 @@ before(async () => {
 after(() => pem.close());
 
 /** A sidecar process under the module tracer; `stop()` ends it and returns its packages. */
-function traced(args: string[]): {
+function traced(
+  args: string[],
+  env: Record<string, string> = {},
+): {
   output: () => string;
   waitFor: (re: RegExp, timeoutMs?: number) => Promise<void>;
   signal: (s: NodeJS.Signals) => void;
@@ -37,7 +45,7 @@ function traced(args: string[]): {
   const trace = pem.write(`trace-${Math.random().toString(36).slice(2)}.txt`, '');
   const child = spawn(process.execPath, ['--import', TRACER, BIN, ...args], {
     cwd: ROOT,
-    env: { ...process.env, MODULE_TRACE: trace },
+    env: { ...process.env, ...env, MODULE_TRACE: trace },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
@@ -109,3 +117,39 @@ test('an invalid file is still refused at start with every problem by path (vali
   assert.match(p.output(), /proxy\.service: must be a DNS-1123 label/);
   assert.match(p.output(), /proxy\.admin\.port: .*\(got 70000\)/);
 });
+
+test(
+  'a sidecar fed by a real control plane (--control) does not load yaml',
+  { timeout: 180_000 },
+  async (t) => {
+    const cp = new ControlProcess(await freePort(), join(pem.path, 'control-data'));
+    await cp.start();
+    t.after(() => cp.kill());
+    const api = new ControlClient(cp.url, {
+      token: await waitForBootstrapToken(credentialsFile(cp.dataDir), cp.url),
+    });
+    t.after(() => api.destroy());
+    const joinToken = await new JoinTokenIssuer(api, { ttlMs: 3_600_000 }).get('default', 'web', 'web-1');
+    const listen = ['--inbound', '127.0.0.1:0', '--outbound', '127.0.0.1:0', '--admin', '127.0.0.1:0'];
+    const p = traced(['proxy', '--control', cp.url, '--service', 'web', '--id', 'web-1', ...listen], {
+      HEXMESH_JOIN_TOKEN: joinToken,
+    });
+    t.after(() => p.signal('SIGKILL'));
+    await p.waitFor(/hexmesh proxy web \(web-1\): .* admin=\d+/);
+    const admin = Number(/ admin=(\d+)/.exec(p.output())![1]);
+    // Ready once the first update from the control plane is applied (config and certificate).
+    const deadline = Date.now() + 120_000;
+    for (;;) {
+      const ready = await fetch(`http://127.0.0.1:${admin}/ready`).then(
+        (r) => r.status,
+        () => 0,
+      );
+      if (ready === 200) break;
+      assert.ok(Date.now() < deadline, `never ready:\n${p.output()}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const packages = await p.stop();
+    assert.ok(packages.includes('ws'), `the discovery stream's client is there: ${packages.join(', ')}`);
+    assert.ok(!packages.includes('yaml'), `the sidecar loaded yaml: ${packages.join(', ')}`);
+  },
+);

@@ -4,7 +4,7 @@
  * message that fails closes the stream with a code and a reason naming the problem.
  */
 import { z } from 'zod';
-import { formatPath } from '../../config/load.ts';
+import { formatPath } from '../../config/config-error.ts';
 import { checkSchema } from '../catalog/instance.ts';
 
 /** Path of the discovery endpoint on the control plane's HTTP server. */

@@ -19,7 +19,7 @@
 import { spawnSync } from 'node:child_process';
 import { isIP } from 'node:net';
 import { z } from 'zod';
-import { ConfigError } from '../../config/load.ts';
+import { ConfigError } from '../../config/config-error.ts';
 
 export const CHAINS = {
   inbound: 'HEXMESH_INBOUND',

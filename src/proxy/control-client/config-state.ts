@@ -4,7 +4,7 @@
  * an update is refused, so a later fix arrives as a delta on top of it; the config in force
  * stays the last one that built.
  */
-import { validate } from '../../config/load.ts';
+import { validate } from '../../config/validate.ts';
 import { proxyConfigSchema, type ProxyConfig } from '../../config/proxy-config.ts';
 
 interface Named {

@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { networkInterfaces } from 'node:os';
-import { validate } from '../../config/load.ts';
+import { validate } from '../../config/validate.ts';
 import { proxyConfigSchema } from '../../config/proxy-config.ts';
 import type { NodeCheck } from '../../control/discovery/protocol.ts';
 import { Proxy, type ProxyAddresses } from '../proxy.ts';
