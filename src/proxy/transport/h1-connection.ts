@@ -45,11 +45,18 @@ function coded(message: string, code: string): Error {
   return err;
 }
 
+/** The last `keep-alive` value read and its meaning: an origin sends the same one every time. */
+let lastHint = '';
+let lastHintMs = 0;
+
 /** `keep-alive: timeout=N` of a response, in ms, or 0. */
-function keepAliveHint(value: string | string[] | undefined): number {
-  if (value === undefined) return 0;
-  const m = /(?:^|[,;\s])timeout\s*=\s*(\d+)/i.exec(Array.isArray(value) ? value.join(',') : value);
-  return m === null ? 0 : Number(m[1]) * 1000;
+function keepAliveHint(value: string | string[]): number {
+  const v = Array.isArray(value) ? value.join(',') : value;
+  if (v === lastHint) return lastHintMs;
+  const m = /(?:^|[,;\s])timeout\s*=\s*(\d+)/i.exec(v);
+  lastHint = v;
+  lastHintMs = m === null ? 0 : Number(m[1]) * 1000;
+  return lastHintMs;
 }
 
 export class H1Connection {
