@@ -9,10 +9,9 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { request } from 'undici';
 import { runCli } from '../support/cli.ts';
 import { call, eventually, startCp } from '../control/helpers.ts';
-import { startHttpServer, startPair } from '../support/mesh.ts';
+import { startRatingsMesh } from './canary-mesh-support.ts';
 
 test(
   'issue 13: hexmesh stat deploy / deploy/NAME / ns/NAME from the instances Deployments',
@@ -20,48 +19,27 @@ test(
   async () => {
     const closers: (() => Promise<unknown>)[] = [];
     try {
-      const cp = await startCp({ metrics: { intervalMs: 200 } });
-      closers.push(() => cp.close());
-      const deployment = async (name: string, failEvery: number, labels: Record<string, string>) => {
-        let seen = 0;
-        const app = await startHttpServer((req, res) => {
-          req.resume();
-          seen++;
-          res.statusCode = failEvery > 0 && seen % failEvery === 0 ? 503 : 200;
-          res.end(name);
-        });
-        const pair = await startPair({ service: 'ratings', appPort: app.port });
-        closers.unshift(
-          () => app.close(),
-          () => pair.close(),
-        );
-        const reg = (id: string, service: string, adminUrl: string, l: Record<string, string>) =>
-          call(cp.url, 'PUT', '/v1/catalog/register', {
-            id,
-            service,
-            address: '127.0.0.1',
-            port: app.port,
-            adminAddress: adminUrl.replace('http://', ''),
-            labels: l,
-            ttl: '60s',
-          });
-        await reg(`${name}-inst`, 'ratings', pair.server.adminUrl, labels);
-        await reg(`client-of-${name}`, 'client', pair.client.adminUrl, {});
-        return async (n: number) => {
-          for (let i = 0; i < n; i++) {
-            const r = await request(`${pair.client.outboundUrl}/r`, { headers: { host: 'ratings' } });
-            await r.body.dump();
-          }
-        };
-      };
-      const v1 = await deployment('ratings-v1', 0, { 'hexmesh.io/pod': 'ratings-v1-6c8f7b9d4-qw7rt' });
-      const v2 = await deployment('ratings-v2', 2, {
-        'hexmesh.io/pod': '10-1-0-7',
-        'hexmesh.io/deployment': 'ratings-v2',
-        'hexmesh.io/replicaset': 'ratings-v2-5b7f6d4c9',
-      });
-      const start = cp.cp.metrics.rounds;
-      await eventually('two scrape rounds', async () => cp.cp.metrics.rounds >= start + 2, 20_000);
+      const mesh = await startRatingsMesh([
+        {
+          id: 'ratings-v1-inst',
+          callerId: 'client-of-ratings-v1',
+          failEvery: 0,
+          labels: { 'hexmesh.io/pod': 'ratings-v1-6c8f7b9d4-qw7rt' },
+        },
+        {
+          id: 'ratings-v2-inst',
+          callerId: 'client-of-ratings-v2',
+          failEvery: 2,
+          labels: {
+            'hexmesh.io/pod': '10-1-0-7',
+            'hexmesh.io/deployment': 'ratings-v2',
+            'hexmesh.io/replicaset': 'ratings-v2-5b7f6d4c9',
+          },
+        },
+      ]);
+      closers.push(() => mesh.close());
+      const { cp } = mesh;
+      const [v1, v2] = mesh.callers;
       await v1(30);
       await v2(10);
       await eventually(
