@@ -7,7 +7,13 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { startHostileMesh, h2Request, type HostileMesh, type Target } from '../support/hostile-mesh.ts';
+import {
+  startHostileMesh,
+  h2Request,
+  requestFields,
+  type HostileMesh,
+  type Target,
+} from '../support/hostile-mesh.ts';
 import { H2, h2Frame, h2Open, hpackLiteral, parseFrames, rawExchange } from '../support/raw.ts';
 
 let mesh: HostileMesh;
@@ -18,22 +24,6 @@ before(async () => {
 after(async () => {
   await mesh?.close();
 });
-
-function requestFields(t: Target, extra: [string, string][] = [], path = '/'): [string, string][] {
-  return [
-    [':method', 'POST'],
-    [':scheme', t.tls ? 'https' : 'http'],
-    [':authority', t.authority],
-    [':path', path],
-    ...(t.grpc
-      ? ([
-          ['content-type', 'application/grpc'],
-          ['te', 'trailers'],
-        ] as [string, string][])
-      : []),
-    ...extra,
-  ];
-}
 
 function rst(streamId: number, code = 8 /* CANCEL */): Buffer {
   const p = Buffer.alloc(4);
@@ -136,8 +126,7 @@ test('HTTP/2 connection closed mid-body (TCP FIN after a partial DATA): processe
 
 test('HTTP/2 client resets while the upstream call is under way; the late response is discarded', async () => {
   for (const t of mesh.targets.filter((x) => !x.grpc)) {
-    const fields = requestFields(t, [], '/slow');
-    fields[0] = [':method', 'GET'];
+    const fields = requestFields(t, [], '/slow', 'GET');
     await rawExchange(
       t.port(),
       [

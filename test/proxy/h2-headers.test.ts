@@ -12,7 +12,7 @@ import { after, before, test } from 'node:test';
 import fc from 'fast-check';
 import { HpackDecoder } from '../../src/proxy/listen/hpack-decoder.ts';
 import { fieldProblem } from '../../src/proxy/listen/h2-header-inspector.ts';
-import { startHostileMesh, type HostileMesh, type Target } from '../support/hostile-mesh.ts';
+import { startHostileMesh, requestFields, type HostileMesh, type Target } from '../support/hostile-mesh.ts';
 import { H2, h2Frame, h2Open, h2Settled, hpackLiteral, parseFrames, rawExchange } from '../support/raw.ts';
 
 let mesh: HostileMesh;
@@ -52,21 +52,9 @@ async function ask(t: Target, fields: [string, string][]): Promise<Answer> {
   assert.fail(`${t.name}: no answer for stream 1 (${r.data.length} bytes)`);
 }
 
-function request(t: Target, extra: [string, string][], method = t.grpc ? 'POST' : 'GET'): [string, string][] {
-  return [
-    [':method', method],
-    [':scheme', t.tls ? 'https' : 'http'],
-    [':authority', t.authority],
-    [':path', '/hdr'],
-    ...(t.grpc
-      ? ([
-          ['content-type', 'application/grpc'],
-          ['te', 'trailers'],
-        ] as [string, string][])
-      : []),
-    ...extra,
-  ];
-}
+/** A request to `/hdr` with `extra` fields: GET, POST (gRPC-style) to a gRPC target. */
+const request = (t: Target, extra: [string, string][], method = t.grpc ? 'POST' : 'GET') =>
+  requestFields(t, extra, '/hdr', method);
 
 function assertRefused(t: Target, a: Answer, status: number, cause: RegExp | null): void {
   if (a.rstCode !== undefined) {

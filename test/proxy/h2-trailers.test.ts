@@ -15,7 +15,13 @@ import tls from 'node:tls';
 import { after, before, test } from 'node:test';
 import { HpackDecoder } from '../../src/proxy/listen/hpack-decoder.ts';
 import { trailerProblem } from '../../src/proxy/listen/h2-header-inspector.ts';
-import { startHostileMesh, type HostileMesh, type Target } from '../support/hostile-mesh.ts';
+import {
+  startHostileMesh,
+  h2Connect,
+  requestFields,
+  type HostileMesh,
+  type Target,
+} from '../support/hostile-mesh.ts';
 import { H2, h2Frame, h2Open, hpackLiteral, parseFrames } from '../support/raw.ts';
 
 let mesh: HostileMesh;
@@ -42,21 +48,6 @@ async function waitFor(what: string, cond: () => boolean, timeoutMs = 15_000): P
   }
 }
 
-function requestHead(t: Target, path: string): [string, string][] {
-  return [
-    [':method', 'POST'],
-    [':scheme', t.tls ? 'https' : 'http'],
-    [':authority', t.authority],
-    [':path', path],
-    ...(t.grpc
-      ? ([
-          ['content-type', 'application/grpc'],
-          ['te', 'trailers'],
-        ] as [string, string][])
-      : []),
-  ];
-}
-
 /**
  * Stream 1: HEADERS, DATA, then the trailer frames. `apart`: the trailers are written only
  * once the app has the request in hand (the usual case: the request is already forwarded),
@@ -75,7 +66,7 @@ async function send(t: Target, path: string, trailerFrames: Buffer[], apart: boo
     await new Promise((r) => socket.once(t.tls ? 'secureConnect' : 'connect', r));
     const head = [
       h2Open(),
-      h2Frame(H2.HEADERS, H2.END_HEADERS, 1, hpackLiteral(requestHead(t, path))),
+      h2Frame(H2.HEADERS, H2.END_HEADERS, 1, hpackLiteral(requestFields(t, [], path))),
       h2Frame(H2.DATA, 0, 1, Buffer.from([0, 0, 0, 0, 0])),
     ];
     if (apart) {
@@ -174,10 +165,7 @@ test('HTTP/2 request trailers larger than proxy.maxHeaderSize (CONTINUATION fram
 test('HTTP/2 valid request trailers (node:http2 client) are served, and none reaches the app: no smuggled identity or x-forwarded-* header', async () => {
   const before = mesh.seen.trailers.length;
   for (const t of mesh.targets) {
-    const session = t.tls
-      ? http2.connect(`https://127.0.0.1:${t.port()}`, t.tls)
-      : http2.connect(`http://127.0.0.1:${t.port()}`);
-    session.on('error', () => {});
+    const session = h2Connect(t);
     try {
       const result = await new Promise<{ status: number; grpcStatus?: string }>((resolve, reject) => {
         const s = session.request(

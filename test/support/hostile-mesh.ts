@@ -211,12 +211,43 @@ export interface H2Result {
   trailers: Record<string, string | string[] | undefined>;
 }
 
-/** One HTTP/2 request to a target on a fresh connection (node:http2, a well-behaved client). */
-export async function h2Request(t: Target, path: string, timeoutMs = 15_000): Promise<H2Result> {
+/**
+ * The header section of a request to `t` for raw HPACK frames: the pseudo-headers (`:scheme`
+ * as the target's TLS), gRPC's content-type and `te` for a gRPC target, then `extra`.
+ */
+export function requestFields(
+  t: Target,
+  extra: [string, string][] = [],
+  path = '/',
+  method = 'POST',
+): [string, string][] {
+  return [
+    [':method', method],
+    [':scheme', t.tls ? 'https' : 'http'],
+    [':authority', t.authority],
+    [':path', path],
+    ...(t.grpc
+      ? ([
+          ['content-type', 'application/grpc'],
+          ['te', 'trailers'],
+        ] as [string, string][])
+      : []),
+    ...extra,
+  ];
+}
+
+/** A node:http2 connection to a target (TLS as the target's); its errors surface on streams. */
+export function h2Connect(t: Target): http2.ClientHttp2Session {
   const session = t.tls
     ? http2.connect(`https://127.0.0.1:${t.port()}`, t.tls)
     : http2.connect(`http://127.0.0.1:${t.port()}`);
   session.on('error', () => {});
+  return session;
+}
+
+/** One HTTP/2 request to a target on a fresh connection (node:http2, a well-behaved client). */
+export async function h2Request(t: Target, path: string, timeoutMs = 15_000): Promise<H2Result> {
+  const session = h2Connect(t);
   try {
     return await new Promise<H2Result>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`${t.name}: no answer in ${timeoutMs} ms`)), timeoutMs);
