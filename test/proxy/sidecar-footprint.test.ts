@@ -8,6 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -116,6 +117,48 @@ test('an invalid file is still refused at start with every problem by path (vali
   await p.waitFor(/invalid configuration \(2 problems\)/);
   assert.match(p.output(), /proxy\.service: must be a DNS-1123 label/);
   assert.match(p.output(), /proxy\.admin\.port: .*\(got 70000\)/);
+});
+
+test('a RequestAuthentication with an inline JWKS loads jose, not undici (only a jwksUri fetch needs it)', async (t) => {
+  const jwk = {
+    ...generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ format: 'jwk' }),
+    kid: 'k1',
+  };
+  const file = join(pem.path, 'jwt.yaml');
+  writeFileSync(
+    file,
+    stringify({
+      proxy: {
+        service: 'web',
+        outbound: { address: '127.0.0.1', port: 0 },
+        inbound: { address: '127.0.0.1', port: 0 },
+        admin: { address: '127.0.0.1', port: 0 },
+        app: { port: 9 },
+      },
+      resources: [
+        {
+          apiVersion: 'hexmesh.io/v1alpha1',
+          kind: 'RequestAuthentication',
+          metadata: { name: 'idp' },
+          spec: {
+            targetRef: { kind: 'Service', name: 'web' },
+            jwtRules: [{ issuer: 'https://idp.test', jwks: JSON.stringify({ keys: [jwk] }) }],
+          },
+        },
+      ],
+    }),
+  );
+  const p = traced(['proxy', '--config', file]);
+  t.after(() => p.signal('SIGKILL'));
+  await p.waitFor(/hexmesh proxy web: outbound=/);
+  const inbound = Number(/ inbound=[^:\s]+:(\d+)/.exec(p.output())![1]);
+  // A malformed token is refused by the JWT authenticator: it is built, jose loaded.
+  const res = await fetch(`http://127.0.0.1:${inbound}/`, { headers: { authorization: 'Bearer not-a-jwt' } });
+  await res.body?.cancel();
+  assert.equal(res.status, 401);
+  const packages = await p.stop();
+  assert.ok(packages.includes('jose'), `packages: ${packages.join(', ')}`);
+  assert.ok(!packages.includes('undici'), `the sidecar loaded undici: ${packages.join(', ')}`);
 });
 
 test(

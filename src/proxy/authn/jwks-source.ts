@@ -5,7 +5,6 @@
  * made-up `kid`s cannot turn the proxy into a load generator against the issuer.
  */
 import { createLocalJWKSet, errors, type JSONWebKeySet, type JWTVerifyGetKey } from 'jose';
-import { request } from 'undici';
 
 /** What `jwtVerify` needs: a key lookup by protected header. */
 export interface JwksSource {
@@ -90,6 +89,9 @@ export class RemoteJwks implements JwksSource {
 
   async #fetch(): Promise<JWTVerifyGetKey> {
     const signal = AbortSignal.any([this.#abort.signal, AbortSignal.timeout(this.#timeoutMs)]);
+    // undici only when a remote JWKS is fetched: an inline one, the common case in tests and
+    // static meshes, keeps it out of the sidecar (issue 11).
+    const { request } = await import('undici');
     const res = await request(this.uri, { signal, headers: { accept: 'application/json' } });
     if (res.statusCode !== 200) {
       await res.body.dump();
