@@ -54,18 +54,23 @@ async function answer(file: string): Promise<void> {
 export async function loadProxyConfigInWorker(file: string): Promise<ProxyConfig> {
   const inThread = async (): Promise<ProxyConfig> => (await import('./load.ts')).loadProxyConfig(file);
   if (!import.meta.url.endsWith('.mjs') && !import.meta.url.endsWith('.js')) return inThread();
-  const reply = await new Promise<(Reply & { retry?: boolean }) | undefined>((resolve) => {
-    let worker: Worker;
+  const reply = await new Promise<Reply & { retry?: boolean }>((resolve) => {
+    const failed = (err: unknown) =>
+      resolve({ error: `the config worker failed (${(err as Error)?.message ?? String(err)})`, retry: true });
     try {
-      worker = new Worker(new URL(import.meta.url), { workerData: { role: ROLE, file } });
-    } catch {
-      return resolve(undefined);
+      const worker = new Worker(new URL(import.meta.url), { workerData: { role: ROLE, file } });
+      worker.once('message', (m: Reply) => resolve(m));
+      worker.once('error', failed);
+      worker.once('exit', (code) => failed(new Error(`exit ${code} before an answer`)));
+    } catch (err) {
+      failed(err);
     }
-    worker.once('message', (m: Reply) => resolve(m));
-    worker.once('error', () => resolve(undefined));
-    worker.once('exit', () => resolve(undefined));
   });
-  if (!reply || ('retry' in reply && reply.retry)) return inThread();
+  if ('retry' in reply && reply.retry) {
+    // Still validated, only with more memory kept: say so rather than fail the start.
+    process.stderr.write(`hexmesh: ${(reply as { error: string }).error}; validating in the main thread\n`);
+    return inThread();
+  }
   if ('config' in reply) return deepFreeze(reply.config);
   if ('problems' in reply) throw new ConfigError(reply.source, reply.problems);
   throw new Error(reply.error);
