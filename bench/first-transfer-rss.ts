@@ -156,7 +156,10 @@ async function main(): Promise<void> {
         await r.body.dump();
       } else {
         const r = await request(`${origin}/big?bytes=${bytes}`, { headers: { host: 'big' } });
-        await r.body.dump();
+        // Read every byte (undici's body.dump() stops after 128 KiB and aborts the rest).
+        let got = 0;
+        for await (const c of r.body) got += (c as Buffer).length;
+        if (got !== bytes) throw new Error(`download: got ${got} of ${bytes} bytes (status ${r.statusCode})`);
       }
       const peak = procs.map((p) => peakKiB(p.pid));
       const ms = performance.now() - t0;

@@ -14,10 +14,12 @@ import type { H1Body, H1Exchange } from './h1-exchange.ts';
 import {
   HTTPParser,
   kOnBody,
+  kOnExecute,
   kOnHeaders,
   kOnHeadersComplete,
   kOnMessageComplete,
   PARSER_RESOURCE,
+  type ConsumableHandle,
   type NodeHttpParser,
   type ParseError,
 } from './h1-parser.ts';
@@ -79,6 +81,11 @@ export class H1Connection {
   #headersDone = false;
   #error: Error | null = null;
   #closed = false;
+  /** The parser reads the socket's handle directly. */
+  #consumed = false;
+  #handle: ConsumableHandle | null = null;
+  /** Reading stopped for backpressure. */
+  #readPaused = false;
   #connectTimer: NodeJS.Timeout | null = null;
   #bodyTimerOn = false;
   /** Request body being written, its framing (-1 chunked) and the bytes still declared. */
@@ -118,7 +125,17 @@ export class H1Connection {
     parser[kOnBody] = this.#onBody;
     parser[kOnMessageComplete] = this.#onMessageComplete;
     this.#parser = parser;
-    this.socket.on('data', this.#onData);
+    // The parser reads the socket's handle itself, as node:http's server does: no JavaScript
+    // Buffer or 'data' event per read, one reused read buffer (EOF and errors still reach the
+    // socket). Pausing the socket stops the handle's reads.
+    const handle = (this.socket as unknown as { _handle?: ConsumableHandle | null })._handle;
+    if (handle?.isStreamBase === true && handle._consumed !== true) {
+      handle._consumed = true;
+      this.#handle = handle;
+      parser[kOnExecute] = this.#onExecute;
+      parser.consume(handle);
+      this.#consumed = true;
+    } else this.socket.on('data', this.#onData);
     this.socket.on('end', this.#onEnd);
     this.socket.on('error', this.#onError);
     this.socket.on('close', this.#onClose);
@@ -202,8 +219,8 @@ export class H1Connection {
 
   /** A response body wants more: read again if its backpressure had paused the socket. */
   resumeBody(body: H1Body): void {
-    if (this.#body !== body || this.#responseDone || !this.socket.isPaused()) return;
-    this.socket.resume();
+    if (this.#body !== body || this.#responseDone || !this.#readPaused) return;
+    this.#resumeReading();
     if (this.#opts.bodyTimeout > 0) this.#setBodyTimer(true);
   }
 
@@ -292,14 +309,23 @@ export class H1Connection {
 
   // ---- response -----------------------------------------------------------------------
 
+  /** Socket reads in JavaScript (when the parser could not take the socket's handle). */
   readonly #onData = (chunk: Buffer): void => {
     if (this.#ex === null) {
       // Bytes nobody asked for: the connection cannot be trusted with another request.
       this.socket.destroy();
       return;
     }
+    this.#onExecute(this.#parser.execute(chunk));
+  };
+
+  /** After the parser ran over one read (`ret`: bytes parsed, or the parse error). */
+  readonly #onExecute = (ret: number | ParseError): void => {
+    if (this.#ex === null) {
+      if (!this.socket.destroyed) this.socket.destroy(); // bytes nobody asked for
+      return;
+    }
     this.#gotBytes = true;
-    const ret = this.#parser.execute(chunk);
     if (typeof ret !== 'number') {
       const err = ret as ParseError;
       this.#error ??= coded(`bad response: ${err.reason ?? err.message}`, err.code ?? 'HPE_INVALID');
@@ -311,7 +337,7 @@ export class H1Connection {
     }
     if (this.#error !== null) this.socket.destroy();
     else if (this.#responseDone) return;
-    else if (this.#headersDone && this.#opts.bodyTimeout > 0 && !this.#bodyTimerOn && !this.socket.isPaused())
+    else if (this.#headersDone && this.#opts.bodyTimeout > 0 && !this.#bodyTimerOn && !this.#readPaused)
       this.#setBodyTimer(true);
   };
 
@@ -372,7 +398,7 @@ export class H1Connection {
     const body = this.#body;
     if (body === null) return;
     if (!body.push(chunk)) {
-      this.socket.pause();
+      this.#pauseReading();
       if (this.#bodyTimerOn) this.#setBodyTimer(false); // waiting on our reader is not a stall
     }
   };
@@ -409,8 +435,40 @@ export class H1Connection {
       this.socket.destroy();
       return;
     }
-    if (this.socket.isPaused()) this.socket.resume();
+    this.#resumeReading();
     this.#pool.onIdle(this);
+  }
+
+  /**
+   * Stop reading the socket (our reader is behind). A consumed handle is stopped directly:
+   * its reads go to the parser, never into the socket's buffer whose fill would stop them.
+   */
+  #pauseReading(): void {
+    if (this.#readPaused) return;
+    this.#readPaused = true;
+    if (!this.#consumed) {
+      this.socket.pause();
+      return;
+    }
+    const h = this.#handle;
+    if (h !== null && h.reading === true) {
+      h.reading = false;
+      h.readStop();
+    }
+  }
+
+  #resumeReading(): void {
+    if (!this.#readPaused) return;
+    this.#readPaused = false;
+    if (!this.#consumed) {
+      this.socket.resume();
+      return;
+    }
+    const h = this.#handle;
+    if (h !== null && h.reading !== true && !this.socket.destroyed) {
+      h.reading = true;
+      h.readStart();
+    }
   }
 
   #detach(): void {
@@ -467,6 +525,7 @@ export class H1Connection {
     this.#closed = true;
     if (this.#connectTimer !== null) clearTimeout(this.#connectTimer);
     this.#connectTimer = null;
+    if (this.#consumed) this.#parser.unconsume();
     this.#parser.close();
     const ex = this.#ex;
     if (ex !== null && this.#responseDone) {

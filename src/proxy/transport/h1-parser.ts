@@ -14,7 +14,20 @@ export interface NodeHttpParser {
   /** End of input: completes a body read until close; an error when a message is cut short. */
   finish(): number | ParseError | undefined;
   close(): void;
+  /** Read `handle` (a StreamBase) directly; `kOnExecute` is called after each read. */
+  consume(handle: ConsumableHandle): void;
+  unconsume(): void;
   [callback: number]: unknown;
+}
+
+/** A socket's native handle, as node:http's server checks it before `consume`. */
+export interface ConsumableHandle {
+  readonly isStreamBase?: boolean;
+  _consumed?: boolean;
+  /** net.Socket's record of whether the handle reads. */
+  reading?: boolean;
+  readStart(): number;
+  readStop(): number;
 }
 
 export type ParseError = Error & { code?: string; reason?: string; bytesParsed?: number };
@@ -26,6 +39,7 @@ interface ParserConstructor {
   readonly kOnHeadersComplete: number;
   readonly kOnBody: number;
   readonly kOnMessageComplete: number;
+  readonly kOnExecute: number;
   readonly kLenientNone: number;
 }
 
@@ -37,6 +51,7 @@ export const kOnHeaders = HTTPParser.kOnHeaders | 0;
 export const kOnHeadersComplete = HTTPParser.kOnHeadersComplete | 0;
 export const kOnBody = HTTPParser.kOnBody | 0;
 export const kOnMessageComplete = HTTPParser.kOnMessageComplete | 0;
+export const kOnExecute = HTTPParser.kOnExecute | 0;
 
 /** The async resource the parser reports its callbacks under (async_hooks); one for all. */
 export const PARSER_RESOURCE = { type: 'hexmesh.h1-hop' };

@@ -312,7 +312,7 @@ test(
   'a response body that stalls past the stream idle timeout fails; a paused reader is not a stall',
   T,
   async () => {
-    const big = Buffer.alloc(4 * 1024 * 1024, 'x');
+    const big = Buffer.alloc(32 * 1024 * 1024, 'x');
     const origin = await rawOrigin((s, text) => {
       if (text.includes('/stall')) s.write('HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc');
       else {
@@ -328,6 +328,10 @@ test(
     const slow = await t.request(fakeRequest(), undefined);
     // Not read for longer than the idle timeout: backpressure holds the origin, nothing fails.
     await new Promise((r) => setTimeout(r, 800));
+    assert.ok(
+      origin.connections[1].writableLength > 0,
+      'backpressure reached the origin (the hop stopped reading instead of buffering the body)',
+    );
     assert.equal((await readAll(slow.body)).length, big.length);
   },
 );
