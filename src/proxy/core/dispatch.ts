@@ -49,6 +49,14 @@ export interface RequestContext {
   /** Peer identity once mTLS lands (`spiffe://...`); empty when plaintext. */
   peerIdentity: string;
   tls: boolean;
+  /**
+   * Header-name spelling between HTTP/1 peers (core/headers.ts): the request's names that
+   * were not lower-case, set by the HTTP/1 listener, and the response's, set by the HTTP/1
+   * transport. Fields of the context rather than WeakMap entries keyed by it: a WeakMap write
+   * per request costs an ephemeron barrier and GC work (issue 11).
+   */
+  requestNames?: ReadonlyMap<string, string>;
+  responseNames?: ReadonlyMap<string, string>;
   /** Free-form per-feature annotations (e.g. `retries`, `fallback`), read by telemetry. */
   notes: Record<string, string | number | boolean>;
 }

@@ -114,11 +114,10 @@ export function fieldLines(req: IncomingMessage): IncomingHttpHeaders {
  * Header-name spelling between HTTP/1 peers (Envoy lower-cases every name; apps and clients
  * that compare names case-sensitively break behind it). The listener records the names a
  * request arrived with, the HTTP/1 transport sends them so and records the response's, and
- * the listener writes the response with those. Keyed by the request's context, which every
- * layer and retry shares; an HTTP/2 hop (lower-case by RFC 9113) ends it.
+ * the listener writes the response with those. Kept on the request's context
+ * (`ctx.requestNames`, `ctx.responseNames`), which every layer and retry shares; an HTTP/2 hop
+ * (lower-case by RFC 9113) ends it.
  */
-export const requestNames = new WeakMap<object, ReadonlyMap<string, string>>();
-export const responseNames = new WeakMap<object, ReadonlyMap<string, string>>();
 
 /** Names in `raw` (a flat name/value list) that are not lower-case, by their lower-case form. */
 export function originalNames(raw: readonly (string | Buffer)[]): Map<string, string> | undefined {

@@ -13,14 +13,7 @@ import { Cancel, NEVER, type CancelSignal } from '../core/cancel.ts';
 import { reclaimWhileStreaming } from '../core/buffer-reclaim.ts';
 import { takeWhole } from '../core/whole-body.ts';
 import { errorResponse, ERROR_HEADER } from '../core/error-response.ts';
-import {
-  endToEndHeaders,
-  fieldLines,
-  originalNames,
-  requestNames,
-  responseNames,
-  withOriginalNames,
-} from '../core/headers.ts';
+import { endToEndHeaders, fieldLines, originalNames, withOriginalNames } from '../core/headers.ts';
 import { isGrpc, newContext, type ListenerIdentity } from './request-context.ts';
 
 export interface Http1Options {
@@ -118,8 +111,7 @@ export class Http1Server {
     // Request trailers are not relayed, so do not announce them upstream.
     delete headers.trailer;
     const ctx = newContext(this.#id, req.socket.remoteAddress ?? '', signal, req.socket);
-    const names = originalNames(req.rawHeaders);
-    if (names !== undefined) requestNames.set(ctx, names);
+    ctx.requestNames = originalNames(req.rawHeaders);
     return {
       method: req.method ?? 'GET',
       authority,
@@ -157,7 +149,7 @@ export class Http1Server {
     }
     if (this.#draining) res.shouldKeepAlive = false;
     try {
-      writeResponse(ex, mres, responseNames.get(mreq.ctx));
+      writeResponse(ex, mres, mreq.ctx.responseNames);
     } catch {
       // Node refused the head (e.g. an invalid header value from upstream): drop the connection
       // rather than the process.

@@ -48,6 +48,8 @@ export function newContext(
     endpoint: '',
     peerIdentity: peer ?? '',
     tls: peer !== undefined,
+    requestNames: undefined,
+    responseNames: undefined,
     notes: od ? { originalHost: od.host, originalPort: od.port } : {},
   };
 }

@@ -9,7 +9,6 @@ import net from 'node:net';
 import type { Readable } from 'node:stream';
 import tls from 'node:tls';
 import type { HeaderMap } from '../core/dispatch.ts';
-import { requestNames, responseNames } from '../core/headers.ts';
 import type { H1Body, H1Exchange } from './h1-exchange.ts';
 import {
   HTTPParser,
@@ -164,7 +163,7 @@ export class H1Connection {
         req.path,
         req.authority,
         req.headers,
-        requestNames.get(req.ctx),
+        req.ctx.requestNames,
         framing,
         hasBody,
       );
@@ -387,7 +386,7 @@ export class H1Connection {
       else if (typeof prev === 'string') headers[name] = [prev, value];
       else prev.push(value);
     }
-    if (names !== undefined) responseNames.set(ex.req.ctx, names);
+    ex.req.ctx.responseNames = names;
     const hint = headers['keep-alive'];
     if (hint !== undefined) this.idleHint = keepAliveHint(hint);
     this.#body = ex.respond(status, headers);
