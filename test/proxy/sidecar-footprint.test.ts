@@ -2,7 +2,7 @@
  * The sidecar process loads only what it uses (issue 11): a real `hexmesh proxy` (the bundle,
  * as `npm run bench` runs it) under test/support/module-trace.mjs, which lists at exit every
  * module the process's main thread loaded. The packages that validate and parse configuration
- * (zod, yaml) must not be among them: a config file is validated in a worker thread
+ * (zod, yaml) must not be among them: a config file is validated in a child process
  * (src/config/config-worker.ts). A module list, not a memory figure: those are
  * bench/sidecar-footprint.ts's and docs/benchmark.md's.
  */
@@ -96,7 +96,7 @@ test('a sidecar started from a YAML file with mTLS neither loads zod nor yaml, a
   const p = traced(['proxy', '--config', file]);
   t.after(() => p.signal('SIGKILL'));
   await p.waitFor(/hexmesh proxy web: outbound=/);
-  // A reload validates the file again, through the same worker.
+  // A reload validates the file again, in another child process.
   writeFileSync(file, stringify(config('4s')));
   p.signal('SIGHUP');
   await p.waitFor(/reloaded .*web\.yaml/);
@@ -107,7 +107,7 @@ test('a sidecar started from a YAML file with mTLS neither loads zod nor yaml, a
     assert.ok(!packages.includes(kept), `the sidecar loaded ${kept}: ${packages.join(', ')}`);
 });
 
-test('an invalid file is still refused at start with every problem by path (validated in the worker)', async () => {
+test('an invalid file is still refused at start with every problem by path (validated in the child process)', async () => {
   const file = join(pem.path, 'bad.json');
   writeFileSync(
     file,

@@ -1,9 +1,10 @@
-// `node --import ./module-trace.mjs ...` with MODULE_TRACE=<file>: at exit, writes the URL (or
-// path) of every script the process's main thread has loaded to <file> (appended), one a line: ES modules,
+// `node --import ./module-trace.mjs ...` with MODULE_TRACE=<file>: at exit, appends the URL (or
+// path) of every script the process's main thread has loaded to <file>, one a line: ES modules,
 // CommonJS modules and Node's own (`node:...`). Read from the inspector's scriptParsed events,
-// which cover this isolate only, so a worker thread's modules (the config worker's zod and yaml)
-// are not counted. Used by test/proxy/sidecar-footprint.test.ts and bench/sidecar-footprint.ts
-// to list the packages a sidecar keeps; nothing is loaded or hooked until the process exits.
+// which cover this isolate only, so a worker thread's modules are not counted (nor a child
+// process's: it has no preload). Used by test/proxy/sidecar-footprint.test.ts and
+// bench/sidecar-footprint.ts to list the packages a sidecar keeps; nothing is loaded or hooked
+// until the process exits.
 import { appendFileSync } from 'node:fs';
 import { Session } from 'node:inspector';
 import { isMainThread } from 'node:worker_threads';

@@ -8,8 +8,8 @@ import type { ControlFlags } from '../../proxy/control-client/flags.ts';
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
 /**
- * The config file, validated in full in a worker thread: zod and yaml never load in the
- * sidecar's own (src/config/config-worker.ts, docs/proxy.md "Memory").
+ * The config file, validated in full in a short-lived child process: zod and yaml never load
+ * in the sidecar (src/config/config-worker.ts, docs/proxy.md "Memory: what the sidecar loads").
  */
 async function loadProxyConfig(file: string): Promise<ProxyConfig> {
   const { loadProxyConfigInWorker } = await import('../../config/config-worker.ts');
@@ -100,7 +100,7 @@ Example:
       if (!flags.config)
         cmd.error("error: required option '-c, --config <file>' not specified (or use --control)");
       const opts = { config: flags.config! };
-      // The proxy's modules load while the worker validates the file.
+      // The proxy's modules load while the child process validates the file.
       const [config, { Proxy }] = await Promise.all([
         loadProxyConfig(opts.config),
         import('../../proxy/proxy.ts'),
