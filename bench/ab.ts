@@ -12,14 +12,13 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { ProcessGroup, type Managed } from './lib/process-group.ts';
 import { cpuSeconds, rssKiB } from './lib/proc-stats.ts';
-import { makeCerts } from './lib/tls-certs.ts';
+import { upstreamContext } from './lib/side-by-side.ts';
 import { runWrk } from './lib/wrk.ts';
 import { startHaproxy } from './paths/haproxy.ts';
-import type { PathContext, PathStarter, RunningPath } from './paths/path.ts';
+import type { PathStarter, RunningPath } from './paths/path.ts';
 
 const HERE = import.meta.dirname;
 
@@ -50,23 +49,7 @@ async function main(): Promise<void> {
   const group = new ProcessGroup();
   const tmpDir = mkdtempSync(join(tmpdir(), 'hexmesh-ab-'));
   try {
-    const up = group.start('upstream', process.execPath, ['--import', 'tsx', join(HERE, 'upstream.ts')], {
-      keepStdout: true,
-    });
-    const rl = createInterface({ input: up.child.stdout! });
-    const ports = await new Promise<{ port: number; h2Port: number }>((res) =>
-      rl.once('line', (l) => res(JSON.parse(l) as { port: number; h2Port: number })),
-    );
-    rl.close();
-    const ctx: PathContext = {
-      group,
-      upstreamPort: ports.port,
-      upstreamH2Port: ports.h2Port,
-      protocol: 'http1',
-      tmpDir,
-      certs: values.tls ? makeCerts(tmpDir) : undefined,
-      startTimeoutMs: 60_000,
-    };
+    const ctx = await upstreamContext(group, tmpDir, values.tls);
     const starters: Record<string, PathStarter> = {
       base: ((await import(resolve(values.base, 'bench/paths/hexmesh.ts'))) as { startHexmesh: PathStarter })
         .startHexmesh,

@@ -14,12 +14,11 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { ProcessGroup } from './lib/process-group.ts';
 import { rssKiB, ussKiB } from './lib/proc-stats.ts';
-import { makeCerts } from './lib/tls-certs.ts';
-import type { PathContext, PathStarter } from './paths/path.ts';
+import { upstreamContext } from './lib/side-by-side.ts';
+import type { PathStarter } from './paths/path.ts';
 
 const HERE = import.meta.dirname;
 const TRACER = resolve(HERE, '..', 'test', 'support', 'module-trace.mjs');
@@ -55,23 +54,7 @@ async function main(): Promise<void> {
   const group = new ProcessGroup();
   const tmpDir = mkdtempSync(join(tmpdir(), 'hexmesh-footprint-'));
   try {
-    const up = group.start('upstream', process.execPath, ['--import', 'tsx', join(HERE, 'upstream.ts')], {
-      keepStdout: true,
-    });
-    const rl = createInterface({ input: up.child.stdout! });
-    const ports = await new Promise<{ port: number; h2Port: number }>((res) =>
-      rl.once('line', (l) => res(JSON.parse(l) as { port: number; h2Port: number })),
-    );
-    rl.close();
-    const ctx: PathContext = {
-      group,
-      upstreamPort: ports.port,
-      upstreamH2Port: ports.h2Port,
-      protocol: 'http1',
-      tmpDir,
-      certs: makeCerts(tmpDir),
-      startTimeoutMs: 60_000,
-    };
+    const ctx = await upstreamContext(group, tmpDir, true);
     const load = async (dir: string) =>
       ((await import(join(dir, 'bench', 'paths', 'hexmesh.ts'))) as { startHexmesh: PathStarter })
         .startHexmesh;
