@@ -46,6 +46,25 @@ function coded(message: string, code: string): Error {
   return err;
 }
 
+/**
+ * Add a flat name/value list (header or trailer lines, as the parser gives them) to `into`,
+ * names lower-cased, repeated fields as lists; returns the names that were not lower-case.
+ */
+function addFieldLines(into: HeaderMap, lines: readonly string[]): Map<string, string> | undefined {
+  let names: Map<string, string> | undefined;
+  for (let i = 0; i < lines.length; i += 2) {
+    const raw = lines[i];
+    const name = raw.toLowerCase();
+    if (name !== raw) (names ??= new Map()).set(name, raw);
+    const value = lines[i + 1];
+    const prev = into[name];
+    if (prev === undefined) into[name] = value;
+    else if (typeof prev === 'string') into[name] = [prev, value];
+    else prev.push(value);
+  }
+  return names;
+}
+
 /** The last `keep-alive` value read and its meaning: an origin sends the same one every time. */
 let lastHint = '';
 let lastHintMs = 0;
@@ -157,7 +176,7 @@ export class H1Connection {
     let framing: number;
     const hasBody = req.body !== null;
     try {
-      framing = bodyFraming(req.method, req.headers, hasBody);
+      framing = bodyFraming(req.headers, hasBody);
       head = requestHead(
         req.method,
         req.path,
@@ -375,18 +394,7 @@ export class H1Connection {
     this.#headersDone = true;
     this.#keepAlive = keepAlive;
     const headers: HeaderMap = {};
-    let names: Map<string, string> | undefined;
-    for (let i = 0; i < lines.length; i += 2) {
-      const raw = lines[i];
-      const name = raw.toLowerCase();
-      if (name !== raw) (names ??= new Map()).set(name, raw);
-      const value = lines[i + 1];
-      const prev = headers[name];
-      if (prev === undefined) headers[name] = value;
-      else if (typeof prev === 'string') headers[name] = [prev, value];
-      else prev.push(value);
-    }
-    ex.req.ctx.responseNames = names;
+    ex.req.ctx.responseNames = addFieldLines(headers, lines);
     const hint = headers['keep-alive'];
     if (hint !== undefined) this.idleHint = keepAliveHint(hint);
     this.#body = ex.respond(status, headers);
@@ -409,14 +417,7 @@ export class H1Connection {
     const lines = this.#lines;
     if (lines.length > 0) {
       this.#lines = [];
-      const trailers = this.#ex!.trailers;
-      for (let i = 0; i < lines.length; i += 2) {
-        const name = lines[i].toLowerCase();
-        const prev = trailers[name];
-        if (prev === undefined) trailers[name] = lines[i + 1];
-        else if (typeof prev === 'string') trailers[name] = [prev, lines[i + 1]];
-        else prev.push(lines[i + 1]);
-      }
+      addFieldLines(this.#ex!.trailers, lines);
     }
     body.complete = true;
     body.push(null);
@@ -532,16 +533,15 @@ export class H1Connection {
       this.#detach();
       ex.finished();
     } else if (ex !== null) {
-      const stale = this.#served > 0 && !this.#gotBytes && this.#error === null;
-      const resetOnReuse =
+      // Closed or reset on a reused connection before any response byte: the keep-alive race.
+      const code = (this.#error as { code?: string } | null)?.code;
+      const stale =
         this.#served > 0 &&
         !this.#gotBytes &&
-        this.#error !== null &&
-        ((this.#error as { code?: string }).code === 'ECONNRESET' ||
-          (this.#error as { code?: string }).code === 'EPIPE');
+        (this.#error === null || code === 'ECONNRESET' || code === 'EPIPE');
       const err = this.#error ?? coded('the upstream closed the connection', 'ECONNRESET');
       this.#detach();
-      ex.fail(err, stale || resetOnReuse);
+      ex.fail(err, stale);
     }
     this.#pool.onClosed(this);
   };

@@ -40,7 +40,7 @@ export class InvalidRequestHeadError extends Error {
  * How the body is framed: `-1` chunked, otherwise its length (0 without a body). A body
  * without a declared length is chunked; a declared length is kept and enforced by the writer.
  */
-export function bodyFraming(method: string, headers: HeaderMap, hasBody: boolean): number {
+export function bodyFraming(headers: HeaderMap, hasBody: boolean): number {
   const declared = headers['content-length'];
   if (!hasBody) return 0;
   if (declared === undefined) return -1;
