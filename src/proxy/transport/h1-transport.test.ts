@@ -377,7 +377,7 @@ test('a request with a body is not sent again after a stale connection', T, asyn
   assert.equal(origin.connections.length, 1);
 });
 
-test('connect failures are typed: refused and timeout', T, async () => {
+test('a refused connect is typed HEXMESH_ERR_CONNECT_FAILED', T, async () => {
   const probe = net.createServer();
   await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
   const port = (probe.address() as AddressInfo).port;
@@ -387,3 +387,25 @@ test('connect failures are typed: refused and timeout', T, async () => {
     return true;
   });
 });
+
+test(
+  'an origin that dies mid-body fails the body (never a short body passed as whole); the connection is not reused',
+  T,
+  async () => {
+    let n = 0;
+    const origin = await rawOrigin((s) => {
+      n++;
+      if (n === 1) {
+        s.write('HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc');
+        setTimeout(() => s.destroy(), 20);
+      } else s.write(OK);
+    });
+    const t = transport(origin.port);
+    const res = await t.request(fakeRequest(), undefined);
+    assert.equal(res.status, 200);
+    await assert.rejects(readAll(res.body));
+    const again = await t.request(fakeRequest(), undefined);
+    assert.equal((await readAll(again.body)).toString(), 'ok');
+    assert.equal(origin.connections.length, 2);
+  },
+);
