@@ -77,16 +77,21 @@ function traced(
   };
 }
 
+/** A sidecar for service web on ephemeral listeners, its app on a port nothing answers. */
+const WEB_PROXY = {
+  service: 'web',
+  outbound: { address: '127.0.0.1', port: 0 },
+  inbound: { address: '127.0.0.1', port: 0 },
+  admin: { address: '127.0.0.1', port: 0 },
+  app: { port: 9 },
+};
+
 test('a sidecar started from a YAML file with mTLS loads neither zod, yaml nor undici, at start or on SIGHUP', async (t) => {
   const tls = pem.identityFiles('web', await ca.issue(ca.id('default', 'web')), ca.rootPem);
   const file = join(pem.path, 'web.yaml');
   const config = (drainTimeout: string) => ({
     proxy: {
-      service: 'web',
-      outbound: { address: '127.0.0.1', port: 0 },
-      inbound: { address: '127.0.0.1', port: 0 },
-      admin: { address: '127.0.0.1', port: 0 },
-      app: { port: 9 },
+      ...WEB_PROXY,
       drainTimeout,
       tls: { ...tls, mode: 'STRICT' },
     },
@@ -129,13 +134,7 @@ test('a RequestAuthentication with an inline JWKS loads jose, not undici (only a
   writeFileSync(
     file,
     stringify({
-      proxy: {
-        service: 'web',
-        outbound: { address: '127.0.0.1', port: 0 },
-        inbound: { address: '127.0.0.1', port: 0 },
-        admin: { address: '127.0.0.1', port: 0 },
-        app: { port: 9 },
-      },
+      proxy: WEB_PROXY,
       resources: [
         {
           apiVersion: 'hexmesh.io/v1alpha1',
