@@ -3,14 +3,22 @@
  * combined status over the discovery stream: the worst of all checks, reported when it
  * changes. A TTL check is the sidecar's own heartbeat: passing while the sidecar runs,
  * re-reported every third of its TTL.
+ *
+ * Until a check has passed once, it is retried every second (at most its interval), like a
+ * Kubernetes startup probe: an app that needs a few seconds to listen becomes `passing`
+ * about a second after it does, not a whole interval later. After its first pass a check
+ * runs at its interval. Runs never overlap: the next is scheduled when one ends.
  */
 import type { NodeCheck } from '../../control/discovery/protocol.ts';
 import { runCheck, type CheckResult, type CheckStatus } from '../health/run-check.ts';
 
+/** The retry period of a check that has not passed yet (capped by its interval). */
+export const STARTUP_RETRY_MS = 1000;
+
 const RANK: Record<CheckStatus, number> = { passing: 0, warning: 1, critical: 2 };
 
 export class AppChecks {
-  readonly #timers: NodeJS.Timeout[] = [];
+  readonly #timers = new Set<NodeJS.Timeout>();
   readonly #results = new Map<string, CheckResult>();
   readonly #checks: readonly NodeCheck[];
   readonly #report: (status: CheckStatus, output: string) => void;
@@ -28,20 +36,29 @@ export class AppChecks {
       if (c.type === 'ttl') {
         this.#results.set(c.name, { status: 'passing', detail: 'sidecar alive' });
         const every = Math.max(100, Math.floor((c.ttl ?? 30_000) / 3));
-        this.#timers.push(setInterval(() => this.#emit(true), every));
+        this.#timers.add(setInterval(() => this.#emit(true), every).unref());
         continue;
       }
       const spec = { type: c.type, path: c.path, timeout: c.timeout };
-      const run = () =>
+      const interval = c.interval ?? 10_000;
+      let passedOnce = false;
+      const run = (): void =>
         void runCheck(spec, app.host, app.port, this.#abort.signal).then((r) => {
           if (this.#abort.signal.aborted) return;
+          if (r.status === 'passing') passedOnce = true;
           this.#results.set(c.name, r);
           this.#emit(false);
+          const t = setTimeout(
+            () => {
+              this.#timers.delete(t);
+              run();
+            },
+            passedOnce ? interval : Math.min(STARTUP_RETRY_MS, interval),
+          ).unref();
+          this.#timers.add(t);
         });
       run();
-      this.#timers.push(setInterval(run, c.interval ?? 10_000));
     }
-    for (const t of this.#timers) t.unref();
   }
 
   /** Report once every check has a result, and again whenever the combined status changes. */
@@ -63,6 +80,7 @@ export class AppChecks {
 
   close(): void {
     this.#abort.abort();
-    for (const t of this.#timers) clearInterval(t);
+    for (const t of this.#timers) clearTimeout(t);
+    this.#timers.clear();
   }
 }
