@@ -72,8 +72,8 @@ test('hexmesh up -d on the shop: healthy, web reaches every backend, ps lists it
   });
   const mesh = join(ROOT, 'examples', 'shop', 'mesh.yaml');
   const up = await runCli(
-    ['up', '-f', mesh, '-d', '--data-dir', dir, '--control-listen', '127.0.0.1:0', '--timeout', '60s'],
-    120_000,
+    ['up', '-f', mesh, '-d', '--data-dir', dir, '--control-listen', '127.0.0.1:0', '--timeout', '90s'],
+    150_000,
   );
   const st0 = readState(dir);
   if (st0) for (const p of pidsOf(st0)) seen.add(p);
