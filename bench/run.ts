@@ -22,12 +22,15 @@ import { makeCerts } from './lib/tls-certs.ts';
 import { startDirect } from './paths/direct.ts';
 import { startHaproxy } from './paths/haproxy.ts';
 import { startHexmesh } from './paths/hexmesh.ts';
-import { PATH_NAMES, type PathName, type PathStarter } from './paths/path.ts';
+import { startNodeFloor, startNodeFloorLean } from './paths/node-floor.ts';
+import { EXTRA_PATH_NAMES, PATH_NAMES, type PathName, type PathStarter } from './paths/path.ts';
 
 const STARTERS: Record<PathName, PathStarter> = {
   direct: startDirect,
   hexmesh: startHexmesh,
   haproxy: startHaproxy,
+  'node-floor': startNodeFloor,
+  'node-floor-lean': startNodeFloorLean,
 };
 const HERE = import.meta.dirname;
 
@@ -36,7 +39,8 @@ const USAGE = `usage: node --import tsx bench/run.ts [options]
   --duration S      seconds of each measured run, fixed-rate and max (default 10; 2 with --smoke)
   --warmup S        seconds of fixed-rate warm-up before measuring (default 2; 1 with --smoke)
   --rate R          fixed-rate requests per second (default 1000)
-  --paths LIST      comma-separated subset of ${PATH_NAMES.join(',')}
+  --paths LIST      comma-separated subset of ${PATH_NAMES.join(',')} (default: all of them), or
+                    ${EXTRA_PATH_NAMES.join(',')}: the minimal Node proxy pair (HTTP/1.1 only)
   --protocols LIST  comma-separated subset of ${PROTOCOLS.join(',')} (default: all)
   --tls             mutual TLS between the two proxies of each pair (HAProxy and hexmesh)
   --hop http1|http2 protocol between the hexmesh sidecars for HTTP/1 traffic (proxy.hopTransport;
@@ -76,8 +80,10 @@ function options(): {
   const smoke = values.smoke;
   const paths = (values.paths?.split(',').map((s) => s.trim()) ?? [...PATH_NAMES]) as PathName[];
   for (const p of paths)
-    if (!PATH_NAMES.includes(p))
-      throw new Error(`--paths: unknown path ${JSON.stringify(p)} (known: ${PATH_NAMES.join(', ')})`);
+    if (!PATH_NAMES.includes(p) && !EXTRA_PATH_NAMES.includes(p))
+      throw new Error(
+        `--paths: unknown path ${JSON.stringify(p)} (known: ${[...PATH_NAMES, ...EXTRA_PATH_NAMES].join(', ')})`,
+      );
   const protocols = (values.protocols?.split(',').map((s) => s.trim()) ?? [...PROTOCOLS]) as Protocol[];
   for (const p of protocols) {
     if (!PROTOCOLS.includes(p))

@@ -7,9 +7,15 @@ import type { BenchCerts } from '../lib/tls-certs.ts';
 import type { GcTrace } from '../lib/gc-trace.ts';
 import type { Managed, ProcessGroup } from '../lib/process-group.ts';
 
-export type PathName = 'direct' | 'hexmesh' | 'haproxy';
+export type PathName = 'direct' | 'hexmesh' | 'haproxy' | 'node-floor' | 'node-floor-lean';
 
+/** The paths of a default run. */
 export const PATH_NAMES: readonly PathName[] = ['direct', 'hexmesh', 'haproxy'];
+/**
+ * Paths run only when named in --paths, HTTP/1.1 only (bench/floor/): `node-floor`, node:http's
+ * server and hexmesh's hop; `node-floor-lean`, the same with llhttp on the socket as listener.
+ */
+export const EXTRA_PATH_NAMES: readonly PathName[] = ['node-floor', 'node-floor-lean'];
 
 export interface PathContext {
   group: ProcessGroup;

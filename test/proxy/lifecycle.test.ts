@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { test } from 'node:test';
-import { request } from 'undici';
+import { Agent, request } from 'undici';
 import { parseProxyConfig } from '../../src/config/load.ts';
 import { HexmeshError } from '../../src/errors/hexmesh-error.ts';
 import { Proxy } from '../../src/proxy/proxy.ts';
@@ -49,16 +49,23 @@ async function setup(drainTimeout: string) {
   };
 }
 
-/** The status of GET `url` (Host `app` for the mesh listeners; the admin takes only its own address). */
+/**
+ * The status of GET `url` (Host `app` for the mesh listeners; the admin takes only its own
+ * address), on a new connection: a kept-alive one the server just closed would fail with
+ * undici's socket error, not the refusal a closed listener gives.
+ */
 async function status(url: string): Promise<number | string> {
   const admin = url.endsWith('/ready');
-  return request(url, admin ? {} : { headers: { host: 'app' } }).then(
-    async (r) => {
-      await r.body.dump();
-      return r.statusCode;
-    },
-    (e: NodeJS.ErrnoException) => e.code ?? e.message,
-  );
+  const dispatcher = new Agent({ pipelining: 0 });
+  return request(url, { dispatcher, ...(admin ? {} : { headers: { host: 'app' } }) })
+    .then(
+      async (r) => {
+        await r.body.dump();
+        return r.statusCode;
+      },
+      (e: NodeJS.ErrnoException) => e.code ?? e.message,
+    )
+    .finally(() => dispatcher.close());
 }
 
 test('ready after start; shutdown drains: in-flight completes, new connections refused, /ready 503', async (t) => {

@@ -105,6 +105,26 @@ export function keepRepeatedLines(headers: IncomingHttpHeaders, raw: readonly st
   return out;
 }
 
+/**
+ * A header object from a flat name/value list (`raw`, as the parser gave it), the same as
+ * node:http's `req.headers` passed through {@link keepRepeatedLines}: lower-case names; the
+ * first line wins for the single-valued ones, `cookie` lines joined with `; `, `set-cookie`
+ * and every other repeated header a list of its lines.
+ */
+export function headersFromLines(raw: readonly string[]): IncomingHttpHeaders {
+  const out: Record<string, string | string[]> = {};
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i].toLowerCase();
+    const value = raw[i + 1];
+    const had = out[name];
+    if (had === undefined) out[name] = name === 'set-cookie' ? [value] : value;
+    else if (typeof had !== 'string') had.push(value);
+    else if (name === 'cookie') out[name] = `${had}; ${value}`;
+    else if (!SINGLE_VALUED.has(name)) out[name] = [had, value];
+  }
+  return out;
+}
+
 /** An HTTP/1 request's headers with repeated field lines kept (see keepRepeatedLines). */
 export function fieldLines(req: IncomingMessage): IncomingHttpHeaders {
   return keepRepeatedLines(req.headers, req.rawHeaders);

@@ -1,19 +1,30 @@
 /**
  * HTTP/1.1 downstream adapter: Node's HTTP parser (strict: bad request lines, invalid
  * header bytes, Content-Length with Transfer-Encoding and oversized headers are refused
- * before anything reaches a layer) turned into MeshRequests for one Service.
+ * before anything reaches a layer) turned into MeshRequests for one Service. The parser runs
+ * on each connection's socket handle (h1-server-connection.ts); this file turns its requests
+ * into MeshRequests and writes the responses.
  */
 import http from 'node:http';
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Duplex, Readable } from 'node:stream';
+import { performance } from 'node:perf_hooks';
 import type { HeaderMap, MeshRequest, MeshResponse, Service } from '../core/dispatch.ts';
 import { HexmeshError } from '../../errors/hexmesh-error.ts';
 import { Cancel, NEVER, type CancelSignal } from '../core/cancel.ts';
 import { reclaimWhileStreaming } from '../core/buffer-reclaim.ts';
 import { takeWhole } from '../core/whole-body.ts';
 import { errorResponse, ERROR_HEADER } from '../core/error-response.ts';
-import { endToEndHeaders, fieldLines, originalNames, withOriginalNames } from '../core/headers.ts';
+import { endToEndHeaders, headersFromLines, originalNames } from '../core/headers.ts';
+import { BAD_VALUE, TOKEN } from '../transport/h1-request-head.ts';
+import type { ParseError } from '../transport/h1-parser.ts';
+import {
+  H1ServerConnection,
+  type H1ServerHost,
+  type ParsedRequest,
+  type RequestBody,
+} from './h1-server-connection.ts';
 import { isGrpc, newContext, type ListenerIdentity } from './request-context.ts';
 
 export interface Http1Options {
@@ -28,59 +39,31 @@ export interface Http1Options {
  */
 export type UpgradeHandler = (req: MeshRequest, socket: Duplex, head: Buffer) => void;
 
-export class Http1Server {
-  readonly #server: http.Server;
+export class Http1Server implements H1ServerHost {
   readonly #id: ListenerIdentity;
+  readonly #opts: Http1Options;
+  readonly #onUpgrade: UpgradeHandler | undefined;
   /** Most request header fields: a peer sidecar's requests carry the few it adds on top. */
   readonly #maxHeaders: number;
+  /** `keep-alive: timeout=N` on responses, so clients close idle connections before we do. */
+  readonly #keepAliveHint: string;
+  readonly #connections = new Set<H1ServerConnection>();
+  #sweep: NodeJS.Timeout | null = null;
   #service: Service;
-  #draining = false;
+  draining = false;
   inflight = 0;
 
   constructor(id: ListenerIdentity, service: Service, opts: Http1Options, onUpgrade?: UpgradeHandler) {
     this.#id = id;
+    this.#opts = opts;
+    this.#onUpgrade = onUpgrade;
     this.#maxHeaders = MAX_REQUEST_HEADERS + (id.direction === 'inbound' ? MESH_ADDED_HEADERS : 0);
+    this.#keepAliveHint = `keep-alive: timeout=${Math.max(1, Math.floor(opts.idleTimeout / 1000))}\r\n`;
     this.#service = service;
-    this.#server = http.createServer({
-      maxHeaderSize: opts.maxHeaderSize,
-      headersTimeout: opts.headerTimeout,
-      requestTimeout: 0,
-      keepAliveTimeout: opts.idleTimeout,
-      connectionsCheckingInterval: Math.min(1000, opts.headerTimeout),
-      requireHostHeader: false,
-      joinDuplicateHeaders: false,
-    });
-    this.#server.on(
-      'request',
-      // Whatever fails while answering fails this request's connection, never the process.
-      (req: http.IncomingMessage, res: http.ServerResponse) => {
-        this.#handle(req, res).catch(() => res.destroy());
-      },
-    );
-    // Node would drop headers past its own count silently: count them all, refuse in malformed().
-    this.#server.maxHeadersCount = 0;
-    // An `Expect` other than 100-continue: answered 417 by malformed(), not by Node's bare 417.
-    this.#server.on('checkExpectation', (req: http.IncomingMessage, res: http.ServerResponse) =>
-      this.#server.emit('request', req, res),
-    );
-    const headerTimeout = opts.headerTimeout;
-    this.#server.on('clientError', (err: ParserError, socket: Duplex) =>
-      onClientError(err, socket, headerTimeout),
-    );
-    // CONNECT tunnels are not offered (opaque TCP uses per-upstream ports); without a
-    // listener Node would drop the socket with no answer at all.
-    this.#server.on('connect', (_req: http.IncomingMessage, socket: Duplex) =>
-      refuse(socket, 405, 'CONNECT is not supported (use a per-upstream local port for TCP)'),
-    );
-    if (onUpgrade)
-      this.#server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
-        const mreq = this.#toMesh(req, NEVER, null);
-        mreq.headers.upgrade = req.headers.upgrade;
-        onUpgrade(mreq, socket, head);
-      });
-    // The server never listens itself (the mesh listener hands it detected sockets), but its
-    // header-timeout sweeper only starts on 'listening'.
-    this.#server.emit('listening');
+  }
+
+  get maxHeaderSize(): number {
+    return this.#opts.maxHeaderSize;
   }
 
   /** Swap the service when config changes; in-flight requests keep the old chain. */
@@ -90,14 +73,62 @@ export class Http1Server {
 
   /** Give the server a socket whose first bytes (`head`) were read during detection. */
   accept(socket: Socket, head: Buffer): void {
-    this.#server.emit('connection', socket);
-    if (head.length) socket.emit('data', head);
-    socket.resume();
+    if (this.draining) {
+      socket.destroy();
+      return;
+    }
+    const conn = new H1ServerConnection(this, socket);
+    this.#connections.add(conn);
+    // One sweep per server for header and idle timeouts, not a timer per connection.
+    this.#sweep ??= setInterval(this.#onSweep, Math.min(1000, this.#opts.headerTimeout)).unref();
+    conn.start(head);
   }
 
-  #toMesh(req: http.IncomingMessage, signal: CancelSignal, body: MeshRequest['body']): MeshRequest {
-    let authority = req.headers.host ?? '';
-    let path = req.url ?? '/';
+  readonly #onSweep = (): void => {
+    const now = performance.now();
+    for (const c of this.#connections) {
+      if (c.headPending && now - c.since > this.#opts.headerTimeout) c.headerTimeout();
+      else if (c.idle && now - c.since > this.#opts.idleTimeout) c.socket.destroy();
+    }
+  };
+
+  /** @internal H1ServerHost */
+  closed(conn: H1ServerConnection): void {
+    this.#connections.delete(conn);
+    if (this.#connections.size === 0 && this.#sweep !== null) {
+      clearInterval(this.#sweep);
+      this.#sweep = null;
+    }
+  }
+
+  /** @internal H1ServerHost: parse errors and header timeouts, before any response started. */
+  refuse(socket: Socket, err: ParseError | 'header-timeout'): void {
+    if (err === 'header-timeout')
+      refuse(
+        socket,
+        408,
+        `request headers not received within ${this.#opts.headerTimeout} ms`,
+        'header-timeout',
+      );
+    else onClientError(err, socket);
+  }
+
+  /** @internal H1ServerHost */
+  upgrade(_conn: H1ServerConnection, req: ParsedRequest, socket: Socket, head: Buffer): void {
+    // CONNECT tunnels are not offered (opaque TCP uses per-upstream ports).
+    if (req.method === 'CONNECT')
+      return refuse(socket, 405, 'CONNECT is not supported (use a per-upstream local port for TCP)');
+    if (this.#onUpgrade === undefined)
+      return refuse(socket, 501, 'protocol upgrades are not supported here', 'upgrade-unsupported');
+    const mreq = this.#toMesh(req, socket, NEVER, null);
+    mreq.headers.upgrade = headersFromLines(req.raw).upgrade;
+    this.#onUpgrade(mreq, socket, head);
+  }
+
+  #toMesh(req: ParsedRequest, socket: Socket, signal: CancelSignal, body: Readable | null): MeshRequest {
+    const lines = headersFromLines(req.raw);
+    let authority = typeof lines.host === 'string' ? lines.host : '';
+    let path = req.url;
     // Absolute-form request target (the app uses us as its HTTP proxy: HTTP_PROXY=...).
     if (path.charCodeAt(0) !== 47 /* '/' */) {
       const start = path.startsWith('http://') ? 7 : path.startsWith('https://') ? 8 : 0;
@@ -107,13 +138,13 @@ export class Http1Server {
         path = slash < 0 ? '/' : path.slice(slash);
       }
     }
-    const headers = endToEndHeaders(fieldLines(req));
+    const headers = endToEndHeaders(lines);
     // Request trailers are not relayed, so do not announce them upstream.
     delete headers.trailer;
-    const ctx = newContext(this.#id, req.socket.remoteAddress ?? '', signal, req.socket);
-    ctx.requestNames = originalNames(req.rawHeaders);
+    const ctx = newContext(this.#id, socket.remoteAddress ?? '', signal, socket);
+    ctx.requestNames = originalNames(req.raw);
     return {
-      method: req.method ?? 'GET',
+      method: req.method,
       authority,
       path,
       headers,
@@ -124,157 +155,334 @@ export class Http1Server {
     };
   }
 
-  async #handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const ex = new Exchange(this, res);
-    const hasBody =
-      req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
-    const mreq = this.#toMesh(req, ex.cancel, hasBody ? req : null);
+  /** @internal H1ServerHost: answer one request; the connection reads no other meanwhile. */
+  request(conn: H1ServerConnection, req: ParsedRequest, body: RequestBody | null): void {
+    const ex = new Exchange(this, conn, req);
+    conn.exchange = ex;
+    const mreq = this.#toMesh(req, conn.socket, ex.cancel, body);
     this.inflight++;
-    let mres: MeshResponse;
-    const bad = malformed(req, mreq.path, this.#maxHeaders);
+    const bad = malformed(req, mreq.path, this.#maxHeaders, conn.socket);
     if (bad) {
       // The parser accepted it, but it must not reach a layer (RFC 9112 §3.2, §3.2.4).
       const [status, reason] = typeof bad === 'string' ? [400, bad] : bad;
       const err = new HexmeshError('HEXMESH_ERR_BAD_REQUEST', `bad request: ${reason}`, {
         context: { status },
       });
-      mres = errorResponse(err, mreq);
-      res.shouldKeepAlive = false;
-    } else {
-      try {
-        mres = await this.#service(mreq);
-      } catch (err) {
-        mres = errorResponse(err, mreq);
-      }
+      ex.keepAlive = false;
+      body?.destroy();
+      ex.write(errorResponse(err, mreq), undefined);
+      return;
     }
-    if (this.#draining) res.shouldKeepAlive = false;
-    try {
-      writeResponse(ex, mres, mreq.ctx.responseNames);
-    } catch {
-      // Node refused the head (e.g. an invalid header value from upstream): drop the connection
-      // rather than the process.
-      mres.body?.destroy();
-      res.destroy();
-    }
+    // `Expect: 100-continue` (the only expectation malformed() lets through): the client
+    // waits for this before it sends the body.
+    if (body !== null && req.minor >= 1 && expects100(req.raw))
+      conn.socket.write('HTTP/1.1 100 Continue\r\n\r\n', 'latin1');
+    this.#service(mreq).then(
+      (res) => ex.write(res, mreq.ctx.responseNames),
+      (err: unknown) => ex.write(errorResponse(err, mreq), mreq.ctx.responseNames),
+    );
+  }
+
+  /** @internal The start of a response's head: status line and the connection's own fields. */
+  connectionFields(keepAlive: boolean, http10: boolean): string {
+    if (!keepAlive) return 'connection: close\r\n';
+    return http10 ? `connection: keep-alive\r\n${this.#keepAliveHint}` : this.#keepAliveHint;
   }
 
   /** Stop keep-alive on every connection; idle ones close now. */
   drain(): void {
-    this.#draining = true;
-    this.#server.closeIdleConnections();
+    this.draining = true;
+    for (const c of this.#connections) c.endIfIdle();
   }
 
   close(): void {
-    this.#server.close();
-    this.#server.closeAllConnections();
+    this.draining = true;
+    for (const c of this.#connections) c.socket.destroy();
   }
 }
 
 const kExchange = Symbol('hexmesh.http1.exchange');
-type TrackedRes = http.ServerResponse & { [kExchange]?: Exchange };
 type TrackedBody = Readable & { [kExchange]?: Exchange };
 
 /**
  * One request/response on a connection: the cancellation of its context (aborted when the
  * connection goes away before the response is written, cleared once it is), the response
- * body being relayed, and the in-flight count. The stream listeners are module functions that
+ * being written, and the in-flight count. The stream listeners are module functions that
  * find it through the stream, so a request allocates no closures for them.
  */
 class Exchange {
   readonly cancel = new Cancel();
+  keepAlive: boolean;
   body: TrackedBody | null = null;
   /** The response being relayed; its `trailers` are filled by the producer before the body ends. */
   response: MeshResponse | undefined = undefined;
+  /** Body framing: -2 none, -1 chunked, -3 until close, else the bytes still owed. */
+  remaining = -2;
   #counted = true;
+  #done = false;
 
   constructor(
     readonly server: Http1Server,
-    readonly res: TrackedRes,
+    readonly conn: H1ServerConnection,
+    readonly req: ParsedRequest,
   ) {
-    res[kExchange] = this;
-    res.once('close', onResClose);
+    this.keepAlive = req.keepAlive;
   }
 
-  /** The response is done or the connection went away: count it out once. */
-  closed(): void {
-    if (!this.res.writableFinished) this.cancel.abort();
-    else this.cancel.clear();
+  get socket(): Socket {
+    return this.conn.socket;
+  }
+
+  /** Write `m` as the response; `names` spells its header names as the upstream did. */
+  write(m: MeshResponse, names: ReadonlyMap<string, string> | undefined): void {
+    const socket = this.socket;
+    const body = m.body as TrackedBody | null;
+    if (this.#done || socket.destroyed || !socket.writable) {
+      body?.destroy();
+      this.end(false);
+      return;
+    }
+    const head = this.#head(m, names, body);
+    if (head === undefined) {
+      // An invalid status or header from upstream: drop the connection, never the process.
+      body?.destroy();
+      socket.destroy();
+      this.end(false);
+      return;
+    }
+    this.conn.responding = true;
+    if (this.remaining === -2) {
+      body?.destroy();
+      socket.write(head, 'latin1');
+      this.end(true);
+      return;
+    }
+    const whole = takeWhole(body!);
+    if (whole !== undefined) {
+      // It came whole with the headers: head and body in one write, no listeners.
+      if (whole === null || whole.length === 0) {
+        socket.write(this.remaining === -1 ? `${head}0\r\n${trailerLines(m.trailers)}\r\n` : head, 'latin1');
+        this.end(this.remaining <= 0);
+        return;
+      }
+      if (this.remaining >= 0 && whole.length !== this.remaining) {
+        socket.destroy(); // a body that does not match its declared length: never a second message
+        this.end(false);
+        return;
+      }
+      socket.cork();
+      if (this.remaining === -1) {
+        socket.write(`${head}${whole.length.toString(16)}\r\n`, 'latin1');
+        socket.write(whole);
+        socket.write(`\r\n0\r\n${trailerLines(m.trailers)}\r\n`, 'latin1');
+      } else {
+        socket.write(head, 'latin1');
+        socket.write(whole);
+      }
+      socket.uncork();
+      this.end(true);
+      return;
+    }
+    socket.write(head, 'latin1');
+    this.body = body;
+    this.response = m;
+    body![kExchange] = this;
+    body!.on('data', onBodyData);
+    body!.on('end', onBodyEnd);
+    body!.on('error', onBodyError);
+    body!.on('close', onBodyClose);
+    socket.on('drain', this.onDrain);
+    reclaimWhileStreaming(body!, m.headers['content-length']);
+  }
+
+  /** The status line and headers, with framing decided; undefined when one is invalid. */
+  #head(
+    m: MeshResponse,
+    names: ReadonlyMap<string, string> | undefined,
+    body: Readable | null,
+  ): string | undefined {
+    const status = m.status;
+    if (!Number.isInteger(status) || status < 200 || status > 999) return undefined;
+    const headers = endToEndHeaders(m.headers);
+    const noBody = status === 204 || status === 304 || this.req.method === 'HEAD';
+    const http10 = this.req.minor === 0;
+    const declared = headers['content-length'];
+    if (noBody || body === null) {
+      this.remaining = -2;
+      // A bodiless answer to a GET says so; HEAD, 204 and 304 keep what the upstream said.
+      if (!noBody && declared === undefined) headers['content-length'] = '0';
+    } else if (declared !== undefined) {
+      const n = Number(Array.isArray(declared) ? declared[0] : declared);
+      if (!Number.isSafeInteger(n) || n < 0) return undefined;
+      this.remaining = n;
+    } else if (!http10) this.remaining = -1;
+    else {
+      this.remaining = -3; // HTTP/1.0: the body ends with the connection
+      this.keepAlive = false;
+    }
+    if (this.server.draining) this.keepAlive = false;
+    // Only a chunked response can carry the trailers a `Trailer` header announces.
+    if (headers.trailer !== undefined && this.remaining !== -1) delete headers.trailer;
+    let head = `HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? 'unknown'}\r\n`;
+    for (const name in headers) {
+      const value = headers[name];
+      if (value === undefined) continue;
+      if (!TOKEN.test(name)) return undefined;
+      const spelled = names?.get(name) ?? name;
+      if (typeof value === 'string') {
+        if (BAD_VALUE.test(value)) return undefined;
+        head += `${spelled}: ${value}\r\n`;
+      } else
+        for (const v of value) {
+          if (BAD_VALUE.test(v)) return undefined;
+          head += `${spelled}: ${v}\r\n`;
+        }
+    }
+    if (headers.date === undefined) head += `date: ${httpDate()}\r\n`;
+    if (this.remaining === -1) head += 'transfer-encoding: chunked\r\n';
+    return `${head}${this.server.connectionFields(this.keepAlive, http10)}\r\n`;
+  }
+
+  /** A chunk of a streamed body. */
+  data(chunk: Buffer): void {
+    const socket = this.socket;
+    let ok: boolean;
+    if (this.remaining === -1) {
+      if (chunk.length === 0) return;
+      socket.cork();
+      socket.write(`${chunk.length.toString(16)}\r\n`, 'latin1');
+      socket.write(chunk);
+      ok = socket.write('\r\n', 'latin1');
+      process.nextTick(uncork, socket);
+    } else {
+      if (this.remaining >= 0) {
+        if (chunk.length > this.remaining) {
+          // More than its Content-Length said: the rest would read as a second response.
+          this.fail();
+          return;
+        }
+        this.remaining -= chunk.length;
+      }
+      ok = socket.write(chunk);
+    }
+    if (!ok) this.body?.pause();
+  }
+
+  readonly onDrain = (): void => {
+    this.body?.resume();
+  };
+
+  /** The streamed body ended: close the message (the trailers are filled by now). */
+  bodyEnded(): void {
+    const m = this.response;
+    this.#detachBody();
+    if (this.remaining === -1) this.socket.write(`0\r\n${trailerLines(m?.trailers)}\r\n`, 'latin1');
+    else if (this.remaining > 0) {
+      // Shorter than its Content-Length: the client would wait for the rest forever.
+      this.socket.destroy();
+      this.end(false);
+      return;
+    }
+    this.end(this.remaining !== -3);
+  }
+
+  /** The body failed mid-way: the response cannot be completed, so the connection ends. */
+  fail(): void {
+    const body = this.body;
+    this.#detachBody();
+    body?.destroy();
+    this.socket.destroy();
+    this.end(false);
+  }
+
+  #detachBody(): void {
+    const body = this.body;
+    if (body === null) return;
+    this.body = null;
+    body[kExchange] = undefined;
+    body.off('data', onBodyData);
+    body.off('end', onBodyEnd);
+    body.off('error', onBodyError);
+    body.off('close', onBodyClose);
+    this.socket.off('drain', this.onDrain);
+  }
+
+  /** The response is written (`whole`), or it never will be: count it out once. */
+  end(whole: boolean): void {
+    if (this.#done) return;
+    this.#done = true;
+    if (this.conn.exchange === this) this.conn.exchange = null;
+    if (whole) this.cancel.clear();
+    else this.cancel.abort();
     if (this.#counted) {
       this.#counted = false;
       this.server.inflight--;
     }
+    if (whole && !this.socket.destroyed) this.conn.finished(this.keepAlive);
+    else if (!this.socket.destroyed) this.socket.destroy();
+  }
+
+  /** The connection closed before the response was written. */
+  connectionClosed(): void {
     const body = this.body;
-    if (body !== null && !body.readableEnded) body.destroy();
+    this.#detachBody();
+    body?.destroy();
+    this.end(false);
   }
 }
 
-function onResClose(this: TrackedRes): void {
-  this[kExchange]?.closed();
+function uncork(socket: Socket): void {
+  socket.uncork();
 }
 
-function onBodyError(this: TrackedBody): void {
-  this[kExchange]?.res.destroy();
+function onBodyData(this: TrackedBody, chunk: Buffer): void {
+  this[kExchange]?.data(chunk);
 }
 
 function onBodyEnd(this: TrackedBody): void {
-  const ex = this[kExchange];
-  if (!ex) return;
-  addTrailers(ex.res, ex.response?.trailers);
-  ex.res.end();
+  this[kExchange]?.bodyEnded();
 }
 
-function addTrailers(res: http.ServerResponse, t: HeaderMap | undefined): void {
-  if (t && Object.keys(t).length) res.addTrailers(t as http.OutgoingHttpHeaders);
+function onBodyError(this: TrackedBody): void {
+  this[kExchange]?.fail();
 }
 
-function writeResponse(ex: Exchange, m: MeshResponse, names?: ReadonlyMap<string, string>): void {
-  const res = ex.res;
-  const headers = endToEndHeaders(m.headers);
-  const body = m.body as TrackedBody | null;
-  if (res.destroyed) {
-    body?.destroy();
-    return;
-  }
-  // A response that will carry trailers must be chunked and announce them; Node refuses a
-  // `Trailer` header on a response it will not chunk (HEAD, 204/304, Content-Length, HTTP/1.0).
-  if (headers.trailer !== undefined && !mayChunk(res, m.status, headers, body)) delete headers.trailer;
-  res.writeHead(m.status, withOriginalNames(headers, names) as http.OutgoingHttpHeaders);
-  if (!body) {
-    res.end();
-    return;
-  }
-  const whole = takeWhole(body);
-  if (whole !== undefined) {
-    // It came whole with the headers: head and body in one write, no pipe.
-    addTrailers(res, m.trailers);
-    res.end(whole ?? undefined);
-    return;
-  }
-  ex.body = body;
-  ex.response = m;
-  body[kExchange] = ex;
-  body.on('error', onBodyError);
-  body.pipe(res, { end: false });
-  body.once('end', onBodyEnd);
-  reclaimWhileStreaming(body, headers['content-length']);
+function onBodyClose(this: TrackedBody): void {
+  // 'close' after 'end' never gets here (bodyEnded detached us); alone it means aborted.
+  this[kExchange]?.fail();
 }
 
-function mayChunk(
-  res: http.ServerResponse,
-  status: number,
-  headers: HeaderMap,
-  body: MeshResponse['body'],
-): boolean {
-  const req = res.req;
-  return (
-    body !== null &&
-    headers['content-length'] === undefined &&
-    status >= 200 &&
-    status !== 204 &&
-    status !== 304 &&
-    req.method !== 'HEAD' &&
-    req.httpVersionMinor >= 1
-  );
+/** Trailer field lines for the end of a chunked body (invalid ones are left out). */
+function trailerLines(t: HeaderMap | undefined): string {
+  if (t === undefined) return '';
+  let out = '';
+  for (const name in t) {
+    const value = t[name];
+    if (value === undefined || !TOKEN.test(name)) continue;
+    for (const v of typeof value === 'string' ? [value] : value)
+      if (!BAD_VALUE.test(v)) out += `${name}: ${v}\r\n`;
+  }
+  return out;
+}
+
+let dateAt = 0;
+let dateText = '';
+
+/** The `Date` field value, computed at most once a second (as node:http does). */
+function httpDate(): string {
+  const now = Date.now();
+  if (now - dateAt >= 1000 || now < dateAt) {
+    dateAt = now - (now % 1000);
+    dateText = new Date(now).toUTCString();
+  }
+  return dateText;
+}
+
+function expects100(raw: readonly string[]): boolean {
+  for (let i = 0; i < raw.length; i += 2)
+    if (raw[i].length === 6 && raw[i].toLowerCase() === 'expect')
+      return raw[i + 1].toLowerCase() === '100-continue';
+  return false;
 }
 
 /**
@@ -300,30 +508,34 @@ const MESH_ADDED_HEADERS = 16;
  * Returns the reason (400) or [status, reason], or undefined for a well-formed request.
  */
 function malformed(
-  req: http.IncomingMessage,
+  req: ParsedRequest,
   path: string,
   maxHeaders: number,
+  socket: Socket,
 ): string | [number, string] | undefined {
-  if (req.httpVersionMajor !== 1) return `HTTP/${req.httpVersion} is not supported`;
-  if (req.rawHeaders.length > 2 * maxHeaders)
-    return [431, `more than ${maxHeaders} request headers (${req.rawHeaders.length / 2})`];
-  const expect = req.headers.expect;
-  if (expect !== undefined && expect.toLowerCase() !== '100-continue')
-    return [417, `unsupported expectation "${expect.slice(0, 40)}" (only 100-continue is supported)`];
-  const url = req.url ?? '';
-  if (url.charCodeAt(0) !== 47 /* '/' */ && /^https:/i.test(url) && !(req.socket as TLSSocket).encrypted)
-    return 'absolute-form https:// target on a plaintext connection (the proxy would forward it as plain http)';
+  if (req.major !== 1) return `HTTP/${req.major}.${req.minor} is not supported`;
+  const raw = req.raw;
+  if (raw.length > 2 * maxHeaders)
+    return [431, `more than ${maxHeaders} request headers (${raw.length / 2})`];
   let hosts = 0;
-  const raw = req.rawHeaders;
-  for (let i = 0; i < raw.length; i += 2) if (raw[i].length === 4 && raw[i].toLowerCase() === 'host') hosts++;
+  for (let i = 0; i < raw.length; i += 2) {
+    const n = raw[i];
+    if (n.length === 4 && n.toLowerCase() === 'host') hosts++;
+    else if (n.length === 6 && n.toLowerCase() === 'expect') {
+      const expect = raw[i + 1];
+      if (expect.toLowerCase() !== '100-continue')
+        return [417, `unsupported expectation "${expect.slice(0, 40)}" (only 100-continue is supported)`];
+    }
+  }
+  const url = req.url;
+  if (url.charCodeAt(0) !== 47 /* '/' */ && /^https:/i.test(url) && !(socket as TLSSocket).encrypted)
+    return 'absolute-form https:// target on a plaintext connection (the proxy would forward it as plain http)';
   if (hosts > 1) return 'more than one Host header';
-  if (hosts === 0 && req.httpVersionMinor === 1) return 'HTTP/1.1 request without a Host header';
+  if (hosts === 0 && req.minor === 1) return 'HTTP/1.1 request without a Host header';
   if (path.charCodeAt(0) !== 47 /* '/' */)
     return `request target must start with / (got ${path.slice(0, 40)})`;
   return undefined;
 }
-
-type ParserError = NodeJS.ErrnoException & { bytesParsed?: number; reason?: string };
 
 /** Status and a short label per llhttp error; llhttp's own `reason` adds the detail. */
 const REASONS: Record<string, [number, string]> = {
@@ -356,16 +568,12 @@ function refuse(socket: Duplex, status: number, reason: string, code = 'bad-requ
 
 /**
  * Malformed HTTP never reaches the app: answer 400 naming the cause (431 for oversized
- * headers: RFC 6585's status, a 4xx like any bad request), or 408 when the headers did
- * not arrive within `headerTimeout` (slowloris).
+ * headers: RFC 6585's status, a 4xx like any bad request). A request whose headers do not
+ * arrive within `headerTimeout` (slowloris) is answered 408 by the caller.
  */
-function onClientError(err: ParserError, socket: Duplex, headerTimeout: number): void {
-  if (err.code === 'ECONNRESET' || !socket.writable) {
+function onClientError(err: ParseError, socket: Duplex): void {
+  if (!socket.writable) {
     socket.destroy();
-    return;
-  }
-  if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
-    refuse(socket, 408, `request headers not received within ${headerTimeout} ms`, 'header-timeout');
     return;
   }
   const known = REASONS[err.code ?? ''];

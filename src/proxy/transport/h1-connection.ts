@@ -18,6 +18,8 @@ import {
   kOnHeadersComplete,
   kOnMessageComplete,
   PARSER_RESOURCE,
+  startReads,
+  stopReads,
   type ConsumableHandle,
   type NodeHttpParser,
   type ParseError,
@@ -450,11 +452,7 @@ export class H1Connection {
       this.socket.pause();
       return;
     }
-    const h = this.#handle;
-    if (h !== null && h.reading === true) {
-      h.reading = false;
-      h.readStop();
-    }
+    if (this.#handle !== null) stopReads(this.#handle);
   }
 
   #resumeReading(): void {
@@ -464,11 +462,7 @@ export class H1Connection {
       this.socket.resume();
       return;
     }
-    const h = this.#handle;
-    if (h !== null && h.reading !== true && !this.socket.destroyed) {
-      h.reading = true;
-      h.readStart();
-    }
+    if (this.#handle !== null && !this.socket.destroyed) startReads(this.#handle);
   }
 
   #detach(): void {

@@ -34,7 +34,9 @@ export type ParseError = Error & { code?: string; reason?: string; bytesParsed?:
 
 interface ParserConstructor {
   new (): NodeHttpParser;
+  readonly REQUEST: number;
   readonly RESPONSE: number;
+  readonly kOnMessageBegin: number;
   readonly kOnHeaders: number;
   readonly kOnHeadersComplete: number;
   readonly kOnBody: number;
@@ -43,10 +45,16 @@ interface ParserConstructor {
   readonly kLenientNone: number;
 }
 
-export const HTTPParser = (
-  createRequire(import.meta.url)('_http_common') as { HTTPParser: ParserConstructor }
-).HTTPParser;
+const common = createRequire(import.meta.url)('_http_common') as {
+  HTTPParser: ParserConstructor;
+  methods: readonly string[];
+};
 
+export const HTTPParser = common.HTTPParser;
+/** Method names by the index the parser reports a request's method with. */
+export const METHODS: readonly string[] = common.methods;
+
+export const kOnMessageBegin = HTTPParser.kOnMessageBegin | 0;
 export const kOnHeaders = HTTPParser.kOnHeaders | 0;
 export const kOnHeadersComplete = HTTPParser.kOnHeadersComplete | 0;
 export const kOnBody = HTTPParser.kOnBody | 0;
@@ -55,3 +63,19 @@ export const kOnExecute = HTTPParser.kOnExecute | 0;
 
 /** The async resource the parser reports its callbacks under (async_hooks); one for all. */
 export const PARSER_RESOURCE = { type: 'hexmesh.h1-hop' };
+
+/** Stop a consumed handle's reads (its reads go to the parser, so pausing the socket would not). */
+export function stopReads(h: ConsumableHandle): void {
+  if (h.reading === true) {
+    h.reading = false;
+    h.readStop();
+  }
+}
+
+/** Restart a consumed handle's reads. */
+export function startReads(h: ConsumableHandle): void {
+  if (h.reading !== true) {
+    h.reading = true;
+    h.readStart();
+  }
+}

@@ -11,9 +11,9 @@
 import type { HeaderMap } from '../core/dispatch.ts';
 
 /** RFC 9110 §5.6.2 token. */
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+export const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 /** Field values: HTAB, visible ASCII, space and obs-text (node:http's `checkInvalidHeaderChar`). */
-const BAD_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
+export const BAD_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
 /** Request targets: visible ASCII and obs-text, no space or control character. */
 const BAD_TARGET = /[^\x21-\x7e\x80-\xff]/;
 
