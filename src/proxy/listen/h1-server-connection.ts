@@ -88,6 +88,15 @@ export class RequestBody extends Readable {
   override _read(): void {
     this.#conn.resumeReading();
   }
+
+  /**
+   * As node:http's IncomingMessage: an abort is an error only for a reader that listens for
+   * one; with nobody listening (a layer that never read the body) it must not become an
+   * uncaught exception that ends the process.
+   */
+  override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
+    callback(err !== null && this.listenerCount('error') > 0 ? err : null);
+  }
 }
 
 interface Pending {
@@ -307,14 +316,14 @@ export class H1ServerConnection {
     if (p === undefined) {
       this.#busy = false;
       if (this.#lastRequest || this.#readDone || this.#clientEnded) {
-        this.socket.end();
+        this.#endSoon();
         return;
       }
       if (this.#state === State.Busy) {
         this.#state = State.Idle;
         this.since = performance.now();
       }
-      if (this.#host.draining) this.socket.end();
+      if (this.#host.draining) this.#endSoon();
       return;
     }
     this.#busy = true;
@@ -330,7 +339,7 @@ export class H1ServerConnection {
       this.#readDone = true;
       this.#queue.length = 0;
       this.#detachParser();
-      this.socket.end();
+      this.#endSoon();
       this.#busy = false;
       return;
     }
@@ -339,7 +348,21 @@ export class H1ServerConnection {
 
   /** Drain: end the connection now when nothing is being answered. */
   endIfIdle(): void {
-    if (!this.#busy && this.#queue.length === 0) this.socket.end();
+    if (!this.#busy && this.#queue.length === 0) this.#endSoon();
+  }
+
+  /**
+   * End our side and close once the answer is flushed (node:http's destroySoon): a client that
+   * never ends its side does not keep the socket.
+   */
+  #endSoon(): void {
+    const socket = this.socket;
+    if (socket.destroyed) return;
+    if (socket.writableFinished) socket.destroy();
+    else {
+      socket.once('finish', () => socket.destroy());
+      socket.end();
+    }
   }
 
   // ---- reading ------------------------------------------------------------------------

@@ -297,3 +297,35 @@ test('repeated header lines reach the service as a list; cookies joined; single-
   assert.equal(seen?.headers['user-agent'], 'one');
   assert.equal(seen?.ctx.requestNames?.get('x-a'), 'X-A');
 });
+
+test('an answer sent before the request body ended closes the connection instead of reading the rest', async (t) => {
+  const { port } = await serve(t, async () => text(403, 'denied', { 'content-length': '6' }));
+  const r = await exchange(
+    port,
+    `POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n${'a'.repeat(1000)}`,
+    5000,
+  );
+  assert.match(r.text, /^HTTP\/1\.1 403 Forbidden\r\n[\s\S]*denied$/);
+  assert.equal(r.closed, true, 'the connection is not kept waiting for 999,000 more bytes');
+});
+
+test('a service that throws synchronously, and header or trailer values that are not strings, fail no process', async (t) => {
+  const { port, h1 } = await serve(t, (req) => {
+    if (req.path === '/throw') throw new Error('a layer bug');
+    const m: MeshResponse = {
+      status: 200,
+      headers: { 'x-n': 5 as unknown as string },
+      body: trickle(['ok']),
+      trailers: { 'x-t': 7 as unknown as string },
+    };
+    return Promise.resolve(m);
+  });
+  const thrown = await exchange(port, 'GET /throw HTTP/1.1\r\nHost: x\r\n\r\n');
+  assert.equal(thrown.closed, true);
+  const odd = await exchange(port, 'GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+  assert.match(odd.text, /x-n: 5\r\n/);
+  assert.match(odd.text, /0\r\nx-t: 7\r\n\r\n$/);
+  const deadline = Date.now() + 3000;
+  while (h1.inflight !== 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  assert.equal(h1.inflight, 0);
+});

@@ -120,9 +120,13 @@ export class Http1Server implements H1ServerHost {
       return refuse(socket, 405, 'CONNECT is not supported (use a per-upstream local port for TCP)');
     if (this.#onUpgrade === undefined)
       return refuse(socket, 501, 'protocol upgrades are not supported here', 'upgrade-unsupported');
-    const mreq = this.#toMesh(req, socket, NEVER, null);
-    mreq.headers.upgrade = headersFromLines(req.raw).upgrade;
-    this.#onUpgrade(mreq, socket, head);
+    try {
+      const mreq = this.#toMesh(req, socket, NEVER, null);
+      mreq.headers.upgrade = headersFromLines(req.raw).upgrade;
+      this.#onUpgrade(mreq, socket, head);
+    } catch {
+      socket.destroy();
+    }
   }
 
   #toMesh(req: ParsedRequest, socket: Socket, signal: CancelSignal, body: Readable | null): MeshRequest {
@@ -158,26 +162,38 @@ export class Http1Server implements H1ServerHost {
   /** @internal H1ServerHost: answer one request; the connection reads no other meanwhile. */
   request(conn: H1ServerConnection, req: ParsedRequest, body: RequestBody | null): void {
     const ex = new Exchange(this, conn, req);
+    ex.upload = body;
     conn.exchange = ex;
-    const mreq = this.#toMesh(req, conn.socket, ex.cancel, body);
     this.inflight++;
-    const bad = malformed(req, mreq.path, this.#maxHeaders, conn.socket);
-    if (bad) {
-      // The parser accepted it, but it must not reach a layer (RFC 9112 §3.2, §3.2.4).
-      const [status, reason] = typeof bad === 'string' ? [400, bad] : bad;
-      const err = new HexmeshError('HEXMESH_ERR_BAD_REQUEST', `bad request: ${reason}`, {
-        context: { status },
-      });
-      ex.keepAlive = false;
+    let mreq: MeshRequest;
+    let answer: Promise<MeshResponse>;
+    try {
+      mreq = this.#toMesh(req, conn.socket, ex.cancel, body);
+      const bad = malformed(req, mreq.path, this.#maxHeaders, conn.socket);
+      if (bad) {
+        // The parser accepted it, but it must not reach a layer (RFC 9112 §3.2, §3.2.4).
+        const [status, reason] = typeof bad === 'string' ? [400, bad] : bad;
+        const err = new HexmeshError('HEXMESH_ERR_BAD_REQUEST', `bad request: ${reason}`, {
+          context: { status },
+        });
+        ex.keepAlive = false;
+        body?.destroy();
+        ex.write(errorResponse(err, mreq), undefined);
+        return;
+      }
+      // `Expect: 100-continue` (the only expectation malformed() lets through): the client
+      // waits for this before it sends the body.
+      if (body !== null && req.minor >= 1 && expects100(req.raw))
+        conn.socket.write('HTTP/1.1 100 Continue\r\n\r\n', 'latin1');
+      answer = this.#service(mreq);
+    } catch {
+      // A layer that throws instead of rejecting fails this connection, never the process.
       body?.destroy();
-      ex.write(errorResponse(err, mreq), undefined);
+      conn.socket.destroy();
+      ex.end(false);
       return;
     }
-    // `Expect: 100-continue` (the only expectation malformed() lets through): the client
-    // waits for this before it sends the body.
-    if (body !== null && req.minor >= 1 && expects100(req.raw))
-      conn.socket.write('HTTP/1.1 100 Continue\r\n\r\n', 'latin1');
-    this.#service(mreq).then(
+    answer.then(
       (res) => ex.write(res, mreq.ctx.responseNames),
       (err: unknown) => ex.write(errorResponse(err, mreq), mreq.ctx.responseNames),
     );
@@ -220,6 +236,8 @@ class Exchange {
   remaining = -2;
   #counted = true;
   #done = false;
+  /** The request's body, or null. */
+  upload: RequestBody | null = null;
 
   constructor(
     readonly server: Http1Server,
@@ -233,8 +251,21 @@ class Exchange {
     return this.conn.socket;
   }
 
-  /** Write `m` as the response; `names` spells its header names as the upstream did. */
+  /**
+   * Write `m` as the response; `names` spells its header names as the upstream did. Whatever
+   * fails here fails this connection, never the process.
+   */
   write(m: MeshResponse, names: ReadonlyMap<string, string> | undefined): void {
+    try {
+      this.#write(m, names);
+    } catch {
+      m.body?.destroy();
+      this.socket.destroy();
+      this.end(false);
+    }
+  }
+
+  #write(m: MeshResponse, names: ReadonlyMap<string, string> | undefined): void {
     const socket = this.socket;
     const body = m.body as TrackedBody | null;
     if (this.#done || socket.destroyed || !socket.writable) {
@@ -329,9 +360,10 @@ class Exchange {
       if (value === undefined) continue;
       if (!TOKEN.test(name)) return undefined;
       const spelled = names?.get(name) ?? name;
-      if (typeof value === 'string') {
-        if (BAD_VALUE.test(value)) return undefined;
-        head += `${spelled}: ${value}\r\n`;
+      if (!Array.isArray(value)) {
+        const v = String(value);
+        if (BAD_VALUE.test(v)) return undefined;
+        head += `${spelled}: ${v}\r\n`;
       } else
         for (const v of value) {
           if (BAD_VALUE.test(v)) return undefined;
@@ -383,7 +415,8 @@ class Exchange {
       this.end(false);
       return;
     }
-    this.end(this.remaining !== -3);
+    // HTTP/1.0 without a length: keepAlive is off, so finishing ends the connection.
+    this.end(true);
   }
 
   /** The body failed mid-way: the response cannot be completed, so the connection ends. */
@@ -418,7 +451,11 @@ class Exchange {
       this.#counted = false;
       this.server.inflight--;
     }
-    if (whole && !this.socket.destroyed) this.conn.finished(this.keepAlive);
+    // A request body still arriving after its answer (a 403 before the upload ended): the
+    // connection ends rather than read and throw away the rest.
+    const upload = this.upload;
+    if (whole && !this.socket.destroyed)
+      this.conn.finished(this.keepAlive && (upload === null || upload.complete));
     else if (!this.socket.destroyed) this.socket.destroy();
   }
 
@@ -459,7 +496,7 @@ function trailerLines(t: HeaderMap | undefined): string {
   for (const name in t) {
     const value = t[name];
     if (value === undefined || !TOKEN.test(name)) continue;
-    for (const v of typeof value === 'string' ? [value] : value)
+    for (const v of Array.isArray(value) ? value : [String(value)])
       if (!BAD_VALUE.test(v)) out += `${name}: ${v}\r\n`;
   }
   return out;
