@@ -217,13 +217,21 @@ describe('issue 10: refused config stays refused', () => {
       rejected?: unknown;
     };
     assert.equal(dump2.rejected, undefined);
-    const after = JSON.parse((await runCli(['check', '-o', 'json', '--control', url])).stdout) as {
-      name: string;
-      status: string;
-    }[];
-    for (const name of ['proxies-in-sync', 'rejected-configs', 'config-references'])
+    // The new reviews sidecar's instance reaches the catalog a moment after its config (on a
+    // loaded machine, after the first `check`): wait for every check to clear.
+    const names = ['proxies-in-sync', 'rejected-configs', 'config-references'];
+    let after: { name: string; status: string }[] = [];
+    const cleared = await until(
+      async () => {
+        after = JSON.parse((await runCli(['check', '-o', 'json', '--control', url])).stdout) as typeof after;
+        return after.filter((c) => names.includes(c.name)).every((c) => c.status === 'ok') || undefined;
+      },
+      15_000,
+      'hexmesh check to clear',
+    ).catch(() => false);
+    for (const name of names)
       assert.ok(
-        after.filter((c) => c.name === name).every((c) => c.status === 'ok'),
+        cleared && after.filter((c) => c.name === name).every((c) => c.status === 'ok'),
         `${name}: ${JSON.stringify(after.filter((c) => c.name === name))}`,
       );
   });
