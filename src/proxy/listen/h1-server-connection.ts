@@ -312,6 +312,12 @@ export class H1ServerConnection {
   // ---- answering ----------------------------------------------------------------------
 
   #next(): void {
+    if (this.#queue.length > 0 && this.socket.writableNeedDrain) {
+      // A client that pipelines and does not read its answers: take no more of its requests
+      // until it does (the queue then fills and reading stops), as node:http's server.
+      this.socket.once('drain', this.#onDrainNext);
+      return;
+    }
     const p = this.#queue.shift();
     if (p === undefined) {
       this.#busy = false;
@@ -331,6 +337,10 @@ export class H1ServerConnection {
     if (this.#queue.length < MAX_QUEUED && this.#parsing === null) this.resumeReading();
     this.#host.request(this, p.req, p.body);
   }
+
+  readonly #onDrainNext = (): void => {
+    if (!this.#closed) this.#next();
+  };
 
   /** The response to the current request was written whole: keep the connection or end it. */
   finished(keepAlive: boolean): void {

@@ -329,3 +329,27 @@ test('a service that throws synchronously, and header or trailer values that are
   while (h1.inflight !== 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
   assert.equal(h1.inflight, 0);
 });
+
+test('a client that pipelines without reading its answers gets no more served than its socket holds', async (t) => {
+  let served = 0;
+  const big = Buffer.alloc(64 * 1024, 98);
+  const { port } = await serve(t, async () => {
+    served++;
+    const body = Object.assign(new Readable({ read() {} }), { complete: true });
+    body.push(big);
+    body.push(null);
+    return { status: 200, headers: { 'content-length': String(big.length) }, body };
+  });
+  const s = net.connect(port, '127.0.0.1');
+  t.after(() => s.destroy());
+  s.on('error', () => {});
+  s.pause(); // never reads
+  const one = 'GET / HTTP/1.1\r\nHost: x\r\n\r\n';
+  for (let i = 0; i < 2000; i++) s.write(one);
+  await new Promise((r) => setTimeout(r, 1500));
+  assert.ok(
+    served < 600,
+    `${served} of 2000 answered into a socket nobody reads (${(served * 64) >> 10} MiB)`,
+  );
+  assert.ok(served > 0);
+});
