@@ -105,24 +105,92 @@ export function keepRepeatedLines(headers: IncomingHttpHeaders, raw: readonly st
   return out;
 }
 
+/** `Connection` values that name no other header (the common case: nothing to split). */
+const PLAIN_CONNECTION = new Set(['keep-alive', 'close']);
+
+/** What one pass over a request's field lines gives the HTTP/1 listener. */
+export interface RequestFields {
+  /**
+   * End-to-end headers as node:http's `req.headers` passed through {@link keepRepeatedLines}
+   * and {@link endToEndHeaders}: lower-case names; the first line wins for the single-valued
+   * ones, `cookie` lines joined with `; `, `set-cookie` and every other repeated header a list
+   * of its lines; hop-by-hop headers and those `Connection` names left out (`te: trailers` kept).
+   */
+  headers: HeaderMap;
+  /** The first `Host` value, and how many `Host` lines came. */
+  host: string | undefined;
+  hosts: number;
+  /** The `Expect` value (several lines joined with `, `). */
+  expect: string | undefined;
+  /** The first `Upgrade` value. */
+  upgrade: string | undefined;
+  /** A `Transfer-Encoding` line came. */
+  chunked: boolean;
+  /** The first `Content-Length` value. */
+  contentLength: string | undefined;
+  /** Names not spelled in lower case, by their lower-case form (see {@link originalNames}). */
+  names: Map<string, string> | undefined;
+}
+
 /**
- * A header object from a flat name/value list (`raw`, as the parser gave it), the same as
- * node:http's `req.headers` passed through {@link keepRepeatedLines}: lower-case names; the
- * first line wins for the single-valued ones, `cookie` lines joined with `; `, `set-cookie`
- * and every other repeated header a list of its lines.
+ * A request's field lines (`raw`, the flat name/value list the parser gave) read once: each
+ * name is lower-cased once and every question the listener asks of the head is answered in
+ * the same pass (issue 11: the listener walked the lines five times per request).
  */
-export function headersFromLines(raw: readonly string[]): IncomingHttpHeaders {
-  const out: Record<string, string | string[]> = {};
+export function requestFields(raw: readonly string[]): RequestFields {
+  const headers: Record<string, string | string[]> = {};
+  let host: string | undefined;
+  let hosts = 0;
+  let expect: string | undefined;
+  let upgrade: string | undefined;
+  let chunked = false;
+  let contentLength: string | undefined;
+  let connection: string | undefined;
+  let te: string | undefined;
+  let tes = 0;
+  let names: Map<string, string> | undefined;
   for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i].toLowerCase();
+    const spelled = raw[i];
+    const name = spelled.toLowerCase();
     const value = raw[i + 1];
-    const had = out[name];
-    if (had === undefined) out[name] = name === 'set-cookie' ? [value] : value;
-    else if (typeof had !== 'string') had.push(value);
-    else if (name === 'cookie') out[name] = `${had}; ${value}`;
-    else if (!SINGLE_VALUED.has(name)) out[name] = [had, value];
+    if (name !== spelled) (names ??= new Map()).set(name, spelled);
+    if (HOP_BY_HOP.has(name)) {
+      switch (name) {
+        case 'host':
+          if (hosts++ === 0) host = value;
+          break;
+        case 'expect':
+          expect = expect === undefined ? value : `${expect}, ${value}`;
+          break;
+        case 'upgrade':
+          upgrade ??= value;
+          break;
+        case 'transfer-encoding':
+          chunked = true;
+          break;
+        case 'connection':
+          connection = connection === undefined ? value : `${connection},${value}`;
+          break;
+        case 'te':
+          if (tes++ === 0) te = value;
+          break;
+      }
+      continue;
+    }
+    const had = headers[name];
+    if (had === undefined) {
+      headers[name] = name === 'set-cookie' ? [value] : value;
+      if (name === 'content-length') contentLength = value;
+    } else if (typeof had !== 'string') had.push(value);
+    else if (name === 'cookie') headers[name] = `${had}; ${value}`;
+    else if (!SINGLE_VALUED.has(name)) headers[name] = [had, value];
   }
-  return out;
+  if (connection !== undefined && !PLAIN_CONNECTION.has(connection.toLowerCase())) {
+    for (const listed of connection.toLowerCase().split(/\s*,\s*/))
+      if (!HOP_BY_HOP.has(listed)) delete headers[listed];
+  }
+  if (tes === 1 && te!.toLowerCase() === 'trailers') headers.te = 'trailers';
+  return { headers, host, hosts, expect, upgrade, chunked, contentLength, names };
 }
 
 /** An HTTP/1 request's headers with repeated field lines kept (see keepRepeatedLines). */

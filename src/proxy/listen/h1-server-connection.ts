@@ -37,6 +37,7 @@ import {
   type NodeHttpParser,
   type ParseError,
 } from '../transport/h1-parser.ts';
+import { requestFields, type RequestFields } from '../core/headers.ts';
 
 /** A request head as the parser gave it. */
 export interface ParsedRequest {
@@ -48,6 +49,8 @@ export interface ParsedRequest {
   readonly url: string;
   /** The parser's keep-alive verdict (version and `Connection`). */
   readonly keepAlive: boolean;
+  /** The field lines read once. */
+  readonly fields: RequestFields;
 }
 
 /** What a connection needs from its server. */
@@ -251,16 +254,24 @@ export class H1ServerConnection {
       url = this.#url;
       this.#url = '';
     }
-    const req: ParsedRequest = { major, minor, raw: lines, method: METHODS[method] ?? '', url, keepAlive };
+    const fields = requestFields(lines);
+    const req: ParsedRequest = {
+      major,
+      minor,
+      raw: lines,
+      method: METHODS[method] ?? '',
+      url,
+      keepAlive,
+      fields,
+    };
     this.#state = State.Busy;
     if (upgrade) {
       this.#upgrade = req;
       this.#readDone = true;
       return 0;
     }
-    const te = hasHeader(lines, 'transfer-encoding');
-    const cl = te ? undefined : headerValue(lines, 'content-length');
-    const body = te || (cl !== undefined && Number(cl) > 0) ? new RequestBody(this) : null;
+    const cl = fields.contentLength;
+    const body = fields.chunked || (cl !== undefined && Number(cl) > 0) ? new RequestBody(this) : null;
     this.#parsing = body;
     if (!keepAlive) this.#lastRequest = true;
     this.#queue.push({ req, body });
@@ -438,16 +449,3 @@ export class H1ServerConnection {
 }
 
 function noop(): void {}
-
-function hasHeader(raw: readonly string[], lower: string): boolean {
-  return headerValue(raw, lower) !== undefined;
-}
-
-/** The first value of header `lower` (a lower-case name) in a flat name/value list. */
-function headerValue(raw: readonly string[], lower: string): string | undefined {
-  for (let i = 0; i < raw.length; i += 2) {
-    const n = raw[i];
-    if (n.length === lower.length && n.toLowerCase() === lower) return raw[i + 1];
-  }
-  return undefined;
-}

@@ -16,7 +16,7 @@ import { Cancel, NEVER, type CancelSignal } from '../core/cancel.ts';
 import { reclaimWhileStreaming } from '../core/buffer-reclaim.ts';
 import { takeWhole } from '../core/whole-body.ts';
 import { errorResponse, ERROR_HEADER } from '../core/error-response.ts';
-import { endToEndHeaders, headersFromLines, originalNames } from '../core/headers.ts';
+import { endToEndHeaders } from '../core/headers.ts';
 import { BAD_VALUE, TOKEN } from '../transport/h1-request-head.ts';
 import type { ParseError } from '../transport/h1-parser.ts';
 import {
@@ -122,7 +122,7 @@ export class Http1Server implements H1ServerHost {
       return refuse(socket, 501, 'protocol upgrades are not supported here', 'upgrade-unsupported');
     try {
       const mreq = this.#toMesh(req, socket, NEVER, null);
-      mreq.headers.upgrade = headersFromLines(req.raw).upgrade;
+      mreq.headers.upgrade = req.fields.upgrade;
       this.#onUpgrade(mreq, socket, head);
     } catch {
       socket.destroy();
@@ -130,8 +130,8 @@ export class Http1Server implements H1ServerHost {
   }
 
   #toMesh(req: ParsedRequest, socket: Socket, signal: CancelSignal, body: Readable | null): MeshRequest {
-    const lines = headersFromLines(req.raw);
-    let authority = typeof lines.host === 'string' ? lines.host : '';
+    const fields = req.fields;
+    let authority = fields.host ?? '';
     let path = req.url;
     // Absolute-form request target (the app uses us as its HTTP proxy: HTTP_PROXY=...).
     if (path.charCodeAt(0) !== 47 /* '/' */) {
@@ -142,11 +142,11 @@ export class Http1Server implements H1ServerHost {
         path = slash < 0 ? '/' : path.slice(slash);
       }
     }
-    const headers = endToEndHeaders(lines);
+    const headers = fields.headers;
     // Request trailers are not relayed, so do not announce them upstream.
-    delete headers.trailer;
+    if (headers.trailer !== undefined) delete headers.trailer;
     const ctx = newContext(this.#id, socket.remoteAddress ?? '', signal, socket);
-    ctx.requestNames = originalNames(req.raw);
+    ctx.requestNames = fields.names;
     return {
       method: req.method,
       authority,
@@ -183,7 +183,7 @@ export class Http1Server implements H1ServerHost {
       }
       // `Expect: 100-continue` (the only expectation malformed() lets through): the client
       // waits for this before it sends the body.
-      if (body !== null && req.minor >= 1 && expects100(req.raw))
+      if (body !== null && req.minor >= 1 && req.fields.expect !== undefined)
         conn.socket.write('HTTP/1.1 100 Continue\r\n\r\n', 'latin1');
       answer = this.#service(mreq);
     } catch {
@@ -515,13 +515,6 @@ function httpDate(): string {
   return dateText;
 }
 
-function expects100(raw: readonly string[]): boolean {
-  for (let i = 0; i < raw.length; i += 2)
-    if (raw[i].length === 6 && raw[i].toLowerCase() === 'expect')
-      return raw[i + 1].toLowerCase() === '100-continue';
-  return false;
-}
-
 /**
  * Most request header fields (Envoy's `max_headers_count` default). Node would silently drop
  * those past its own count (2000 lines) and forward the rest; here the request is refused 431.
@@ -554,16 +547,9 @@ function malformed(
   const raw = req.raw;
   if (raw.length > 2 * maxHeaders)
     return [431, `more than ${maxHeaders} request headers (${raw.length / 2})`];
-  let hosts = 0;
-  for (let i = 0; i < raw.length; i += 2) {
-    const n = raw[i];
-    if (n.length === 4 && n.toLowerCase() === 'host') hosts++;
-    else if (n.length === 6 && n.toLowerCase() === 'expect') {
-      const expect = raw[i + 1];
-      if (expect.toLowerCase() !== '100-continue')
-        return [417, `unsupported expectation "${expect.slice(0, 40)}" (only 100-continue is supported)`];
-    }
-  }
+  const { hosts, expect } = req.fields;
+  if (expect !== undefined && expect.toLowerCase() !== '100-continue')
+    return [417, `unsupported expectation "${expect.slice(0, 40)}" (only 100-continue is supported)`];
   const url = req.url;
   if (url.charCodeAt(0) !== 47 /* '/' */ && /^https:/i.test(url) && !(socket as TLSSocket).encrypted)
     return 'absolute-form https:// target on a plaintext connection (the proxy would forward it as plain http)';

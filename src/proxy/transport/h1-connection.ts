@@ -350,6 +350,9 @@ export class H1Connection {
       const err = ret as ParseError;
       this.#error ??= coded(`bad response: ${err.reason ?? err.message}`, err.code ?? 'HPE_INVALID');
     }
+    // The head is delivered now that the read is parsed (see H1Exchange.respond): a response
+    // that came whole goes on with its whole body.
+    if (this.#headersDone && (this.#error === null || this.#responseDone)) this.#ex.deliver();
     if (this.#responseDone) {
       // A complete response stands even when garbage followed it; the connection does not.
       if (this.#error !== null) this.#keepAlive = false;
@@ -525,6 +528,7 @@ export class H1Connection {
     if (ex !== null && this.#responseDone) {
       // The response was whole; only the upload after it was cut.
       this.#detach();
+      ex.deliver();
       ex.finished();
     } else if (ex !== null) {
       // Closed or reset on a reused connection before any response byte: the keep-alive race.

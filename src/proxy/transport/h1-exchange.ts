@@ -60,6 +60,8 @@ export class H1Exchange {
   staleRetries = 0;
   #conn: H1Connection | null = null;
   #body: H1Body | null = null;
+  /** The response made but not yet delivered. */
+  #response: MeshResponse | null = null;
   #listening = false;
 
   constructor(
@@ -85,7 +87,11 @@ export class H1Exchange {
     this.#listening = false;
     const reason = abortReason(this.signal!);
     this.reason = reason;
-    if (this.#body !== null) {
+    if (this.#body !== null && !this.settled) {
+      // Aborted between the head and its delivery: fail the promise; destroying the body
+      // (queued by fail) closes the connection.
+      this.fail(reason, false);
+    } else if (this.#body !== null) {
       this.#body.on('error', noop);
       this.#body.destroy(reason); // the body's _destroy closes the connection
     } else if (this.#conn !== null) this.#conn.abort(this, reason);
@@ -97,13 +103,28 @@ export class H1Exchange {
     this.#conn = conn;
   }
 
-  /** The response head arrived: settle the promise with a body the connection feeds. */
+  /**
+   * The response head arrived: a body the connection feeds. The promise is settled by
+   * {@link deliver} once the parser is through the read that carried the head, not from inside
+   * the parser's callback: Node runs queued microtasks after each callback of a parser that
+   * reads the socket's handle, so a response settled there reached the listener before its
+   * body, even when the whole response came in one read, and was streamed instead of written
+   * whole (issue 11: one more write per proxy per request).
+   */
   respond(status: number, headers: HeaderMap): H1Body {
     const body = new H1Body(this, this.#conn!);
     this.#body = body;
-    this.settled = true;
-    this.resolve({ status, headers, body, trailers: this.trailers });
+    this.#response = { status, headers, body, trailers: this.trailers };
     return body;
+  }
+
+  /** Settle the promise with the response {@link respond} made (once). */
+  deliver(): void {
+    const res = this.#response;
+    if (res === null || this.settled) return;
+    this.#response = null;
+    this.settled = true;
+    this.resolve(res);
   }
 
   /** The response ended; the connection no longer carries this exchange. */
@@ -131,6 +152,7 @@ export class H1Exchange {
       queueMicrotask(() => this.pool.dispatch(this));
       return;
     }
+    this.#response = null;
     if (!this.settled) {
       this.settled = true;
       this.reject(fromSocketError(err, this.target, this.req.ctx.dstService));

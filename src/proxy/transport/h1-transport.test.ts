@@ -129,6 +129,26 @@ test(
   },
 );
 
+test(
+  'a response that arrives in one read is delivered with its body complete (the listener writes it whole)',
+  T,
+  async () => {
+    const body = 'x'.repeat(1024);
+    const origin = await rawOrigin((s) =>
+      s.write(`HTTP/1.1 200 OK\r\ncontent-length: ${body.length}\r\n\r\n${body}`),
+    );
+    const t = transport(origin.port);
+    for (let i = 0; i < 3; i++) {
+      const res = await t.request(fakeRequest(), undefined);
+      // Settled from inside the parser's callback, the promise ran before the body was parsed
+      // (Node drains microtasks between the callbacks of a parser on the socket's handle).
+      assert.equal((res.body as { complete?: boolean }).complete, true, `response ${i}: body not complete`);
+      assert.equal(res.body!.readableLength, body.length);
+      assert.equal((await readAll(res.body)).toString(), body);
+    }
+  },
+);
+
 test('a complete response followed by garbage stands; the connection is not reused', T, async () => {
   let n = 0;
   const origin = await rawOrigin((s) => {
