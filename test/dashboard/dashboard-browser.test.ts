@@ -62,10 +62,11 @@ test(
       const readRps = async () => Number.parseFloat((await edgeRps.textContent()) ?? 'NaN');
       await waitFor('the first load on the edge', async () => (await readRps()) > 0);
       const first = await readRps();
-      assert.match(
-        (await page.locator('[data-edge="client->ratings"] .edge-success').textContent()) ?? '',
-        /90(\.0)?%/,
-      );
+      // Every 10th request fails; the edge's rate window may hold all 100 or a contiguous run of
+      // them (87 of 96 is 90.6%), so the figure is about 90%, not exactly.
+      const success = (await page.locator('[data-edge="client->ratings"] .edge-success').textContent()) ?? '';
+      const pct = Number(/(\d+(?:\.\d+)?)%/.exec(success)?.[1]);
+      assert.ok(pct >= 85 && pct <= 95, `edge success ${JSON.stringify(success)}: expected about 90%`);
       assert.match(
         (await page.locator('[data-edge="client->ratings"] .edge-p99').textContent()) ?? '',
         /p99 \d/,
@@ -100,7 +101,12 @@ test(
         const last = await page.locator('[data-testid=chart] .chart-last').first().textContent();
         return last !== null && last !== '–';
       });
-      assert.match((await page.locator('[data-testid=figures]').textContent()) ?? '', /90(\.0)?%/);
+      const figures = (await page.locator('[data-testid=figures]').textContent()) ?? '';
+      const figure = Number(/(\d+(?:\.\d+)?)%/.exec(figures)?.[1]);
+      assert.ok(
+        figure >= 85 && figure <= 95,
+        `service success in ${JSON.stringify(figures)}: expected about 90%`,
+      );
       await page.locator('[data-testid=rollouts-empty]').waitFor();
       await shot(page, 'service-ratings');
 
