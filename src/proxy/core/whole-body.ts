@@ -6,7 +6,12 @@
  */
 import type { Readable } from 'node:stream';
 
-/** A producer sets `complete` on its body once the last chunk is pushed (H1Transport does). */
+/** A body that holds its chunks and hands them over whole (H1Transport's does). */
+interface WholeSource {
+  takeWhole?(): Buffer | null | undefined;
+}
+
+/** A producer sets `complete` on its body once the last chunk is pushed. */
 export interface CompletableBody {
   complete?: boolean;
 }
@@ -17,6 +22,7 @@ export interface CompletableBody {
  * the end would ('end' listeners still run).
  */
 export function takeWhole(body: Readable): Buffer | null | undefined {
+  if (typeof (body as WholeSource).takeWhole === 'function') return (body as WholeSource).takeWhole!();
   if (
     (body as CompletableBody).complete !== true ||
     body.readableFlowing !== null ||

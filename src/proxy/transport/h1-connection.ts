@@ -352,7 +352,11 @@ export class H1Connection {
     }
     // The head is delivered now that the read is parsed (see H1Exchange.respond): a response
     // that came whole goes on with its whole body.
-    if (this.#headersDone && (this.#error === null || this.#responseDone)) this.#ex.deliver();
+    if (this.#headersDone && (this.#error === null || this.#responseDone)) {
+      this.#ex.deliver();
+      // More of the body is to come: it streams from here.
+      if (!this.#responseDone) this.#body?.stream();
+    }
     if (this.#responseDone) {
       // A complete response stands even when garbage followed it; the connection does not.
       if (this.#error !== null) this.#keepAlive = false;
@@ -409,7 +413,7 @@ export class H1Connection {
   readonly #onBody = (chunk: Buffer): void => {
     const body = this.#body;
     if (body === null) return;
-    if (!body.push(chunk)) {
+    if (!body.add(chunk)) {
       this.#pauseReading();
       if (this.#bodyTimerOn) this.#setBodyTimer(false); // waiting on our reader is not a stall
     }
@@ -424,8 +428,7 @@ export class H1Connection {
       this.#lines = [];
       addFieldLines(this.#ex!.trailers, lines);
     }
-    body.complete = true;
-    body.push(null);
+    body.finish();
   };
 
   /** The response ended: hand the connection back if both sides keep it alive, else close it. */
