@@ -353,3 +353,51 @@ test('a client that pipelines without reading its answers gets no more served th
   );
   assert.ok(served > 0);
 });
+
+/** A body that arrived whole with its head (core/whole-body.ts): the listener takes it at once. */
+function whole(body: Buffer): Readable {
+  const r = new Readable({ read() {} });
+  r.push(body);
+  r.push(null);
+  (r as Readable & { complete: boolean }).complete = true;
+  return r;
+}
+
+test('whole bodies, small (one buffer with the head) and large (corked), framed by length or chunked with trailers', async (t) => {
+  const small = Buffer.alloc(1000, 'a');
+  const large = Buffer.alloc(40_000, 'b');
+  const { port } = await serve(t, async (req) => {
+    const body = req.path.includes('large') ? large : small;
+    if (req.path.startsWith('/len'))
+      return { status: 200, headers: { 'content-length': String(body.length) }, body: whole(body) };
+    return { status: 200, headers: { trailer: 'x-sum' }, body: whole(body), trailers: { 'x-sum': 'ok' } };
+  });
+  for (const [path, body] of [
+    ['/len-small', small],
+    ['/len-large', large],
+  ] as const) {
+    const { text: got } = await exchange(
+      port,
+      `GET ${path} HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n`,
+    );
+    const [head, rest] = [got.slice(0, got.indexOf('\r\n\r\n')), got.slice(got.indexOf('\r\n\r\n') + 4)];
+    assert.match(head, new RegExp(`^HTTP/1.1 200 OK\r\n[^]*content-length: ${body.length}\r\n`), path);
+    assert.equal(rest, body.toString('latin1'), `${path}: the body follows its head exactly`);
+  }
+  for (const [path, body] of [
+    ['/chunked-small', small],
+    ['/chunked-large', large],
+  ] as const) {
+    const { text: got } = await exchange(
+      port,
+      `GET ${path} HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n`,
+    );
+    const rest = got.slice(got.indexOf('\r\n\r\n') + 4);
+    assert.match(got, /transfer-encoding: chunked\r\n/, path);
+    assert.equal(
+      rest,
+      `${body.length.toString(16)}\r\n${body.toString('latin1')}\r\n0\r\nx-sum: ok\r\n\r\n`,
+      `${path}: one chunk, then the last chunk with the trailers`,
+    );
+  }
+});

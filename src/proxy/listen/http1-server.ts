@@ -301,16 +301,9 @@ class Exchange {
         this.end(false);
         return;
       }
-      socket.cork();
-      if (this.remaining === -1) {
-        socket.write(`${head}${whole.length.toString(16)}\r\n`, 'latin1');
-        socket.write(whole);
-        socket.write(`\r\n0\r\n${trailerLines(m.trailers)}\r\n`, 'latin1');
-      } else {
-        socket.write(head, 'latin1');
-        socket.write(whole);
-      }
-      socket.uncork();
+      const before = this.remaining === -1 ? `${head}${whole.length.toString(16)}\r\n` : head;
+      const after = this.remaining === -1 ? `\r\n0\r\n${trailerLines(m.trailers)}\r\n` : '';
+      writeMessage(socket, before, whole, after);
       this.end(true);
       return;
     }
@@ -466,6 +459,31 @@ class Exchange {
     body?.destroy();
     this.end(false);
   }
+}
+
+/** Bodies up to this size are copied into one buffer with their head (see writeMessage). */
+const COPY_WITH_HEAD = 16 * 1024;
+
+/**
+ * One whole message: `before` (latin1: the head, header values are checked to be latin1),
+ * the body, `after` (latin1). A small body is copied into one buffer with its head and written
+ * once: cheaper than a vectored write of three (the TLS socket copies them into one record
+ * anyway); a large one is written corked.
+ */
+function writeMessage(socket: Socket, before: string, body: Buffer, after: string): void {
+  if (body.length <= COPY_WITH_HEAD) {
+    const buf = Buffer.allocUnsafe(before.length + body.length + after.length);
+    buf.write(before, 0, 'latin1');
+    body.copy(buf, before.length);
+    if (after.length > 0) buf.write(after, before.length + body.length, 'latin1');
+    socket.write(buf);
+    return;
+  }
+  socket.cork();
+  socket.write(before, 'latin1');
+  socket.write(body);
+  if (after.length > 0) socket.write(after, 'latin1');
+  socket.uncork();
 }
 
 function uncork(socket: Socket): void {
