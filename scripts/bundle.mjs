@@ -48,6 +48,27 @@ export function bundleIsFresh() {
 }
 
 /**
+ * npm packages compiled into the bundle (see bundleOptions): what a sidecar process loads.
+ * `@opentelemetry/api` keeps its state in a global shared by every copy, so the tracing SDK
+ * (external, loaded only when tracing is on) works with the bundled one.
+ */
+export const BUNDLED_PACKAGES = ['prom-client', 'tdigest', 'bintrees', 'commander', '@opentelemetry/api'];
+
+/** An esbuild plugin: every bare import is external except those of `bundled` packages. */
+function externalExcept(bundled) {
+  const inside = (path) => bundled.some((name) => path === name || path.startsWith(`${name}/`));
+  return {
+    name: 'external-except',
+    setup(build) {
+      build.onResolve({ filter: /^[^./]/ }, (args) => {
+        if (args.path.startsWith('node:') || inside(args.path)) return undefined;
+        return { path: args.path, external: true };
+      });
+    },
+  };
+}
+
+/**
  * esbuild options of the CLI bundle, written to `outdir` (also used by the release build,
  * scripts/pack-release.mjs).
  */
@@ -65,7 +86,19 @@ export function bundleOptions(outdir) {
     platform: 'node',
     format: 'esm',
     target: 'node20',
-    packages: 'external',
+    // Packages stay external, save the few pure-JavaScript ones every sidecar loads: bundled,
+    // the proxy loads no CommonJS at all, which saves its first require() (the CommonJS loader
+    // and compile cache, ~5 MiB RSS per process; issue 11's memory targets). The banner gives
+    // their require() of Node's own modules a `require` to call.
+    plugins: [externalExcept(BUNDLED_PACKAGES)],
+    banner: {
+      js: "import { createRequire as __hexmeshRequire } from 'node:module'; const require = __hexmeshRequire(import.meta.url);",
+    },
+    // Whitespace and syntax minified, names kept (profiles and stack traces stay readable; the
+    // linked source map maps them back): the sidecar keeps its modules' source text in its
+    // heap for as long as it runs, so a smaller text is private memory saved per process.
+    minifyWhitespace: true,
+    minifySyntax: true,
     sourcemap: 'linked',
     sourcesContent: false,
     write: false,
