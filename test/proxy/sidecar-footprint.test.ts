@@ -42,6 +42,8 @@ function traced(
   waitFor: (re: RegExp, timeoutMs?: number) => Promise<void>;
   signal: (s: NodeJS.Signals) => void;
   stop: () => Promise<string[]>;
+  /** The module URLs the trace listed (after `stop`). */
+  modules: () => string[];
 } {
   const trace = pem.write(`trace-${Math.random().toString(36).slice(2)}.txt`, '');
   const child = spawn(process.execPath, ['--import', TRACER, BIN, ...args], {
@@ -66,6 +68,7 @@ function traced(
       }
     },
     signal: (s) => child.kill(s),
+    modules: () => readFileSync(trace, 'utf8').split('\n').filter(Boolean),
     async stop() {
       child.kill('SIGTERM');
       const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
@@ -106,8 +109,14 @@ test('a sidecar started from a YAML file with mTLS loads neither zod, yaml nor u
   p.signal('SIGHUP');
   await p.waitFor(/reloaded .*web\.yaml/);
   const packages = await p.stop();
-  // The trace is real: the CLI's flag parser is there.
-  assert.ok(packages.includes('commander'), `packages: ${packages.join(', ')}`);
+  // The trace is real: the bundle's own chunks are in it.
+  assert.ok(
+    p.modules().some((url) => url.includes('/dist/chunks/')),
+    `no bundle chunk in the trace:\n${p.modules().join('\n')}`,
+  );
+  // The packages a sidecar uses are compiled into the bundle (scripts/bundle.mjs): none is
+  // loaded from node_modules, so the process carries no CommonJS loader.
+  assert.deepEqual(packages, [], `packages loaded from node_modules: ${packages.join(', ')}`);
   // undici: the HTTP/1.1 hop is Node's own parser now (src/proxy/transport/h1-*.ts).
   for (const kept of ['zod', 'yaml', 'undici'])
     assert.ok(!packages.includes(kept), `the sidecar loaded ${kept}: ${packages.join(', ')}`);
