@@ -130,6 +130,8 @@ export class H1ServerConnection {
   readonly #queue: Pending[] = [];
   /** A request is being answered. */
   #busy = false;
+  /** A request head completed in the read being parsed: answer once it is through. */
+  #dispatch = false;
   #readPaused = false;
   /** The request being parsed is the last: `Connection: close` (or HTTP/1.0 without keep-alive). */
   #lastRequest = false;
@@ -201,6 +203,10 @@ export class H1ServerConnection {
     if (typeof ret !== 'number') {
       this.#fail(ret);
       return;
+    }
+    if (this.#dispatch) {
+      this.#dispatch = false;
+      if (!this.#busy && !this.#closed) this.#next();
     }
     const up = this.#upgrade;
     if (up === null) return;
@@ -276,7 +282,10 @@ export class H1ServerConnection {
     if (!keepAlive) this.#lastRequest = true;
     this.#queue.push({ req, body });
     if (this.#queue.length >= MAX_QUEUED) this.#pauseReading();
-    if (!this.#busy) this.#next();
+    // Answered once the parser is through this read (#afterExecute): Node runs queued promise
+    // callbacks between a handle-reading parser's callbacks, so a request dispatched here would
+    // reach the hop before a body that came in the same read, and be streamed, not sent whole.
+    this.#dispatch = true;
     return 0;
   };
 

@@ -10,6 +10,7 @@ import net from 'node:net';
 import { Readable, type Duplex } from 'node:stream';
 import { test, type TestContext } from 'node:test';
 import type { MeshRequest, MeshResponse, Service } from '../core/dispatch.ts';
+import { takeWhole } from '../core/whole-body.ts';
 import { Http1Server, type UpgradeHandler } from './http1-server.ts';
 
 const ID = { direction: 'outbound', service: 'web' } as const;
@@ -400,4 +401,22 @@ test('whole bodies, small (one buffer with the head) and large (corked), framed 
       `${path}: one chunk, then the last chunk with the trailers`,
     );
   }
+});
+
+test('a request whose body came in the same read as its head reaches the service whole', async (t) => {
+  const seen: (string | null | undefined)[] = [];
+  const { port } = await serve(t, async (req) => {
+    // Taken at once, before any await: the body is complete when the request is dispatched.
+    const whole = req.body === null ? null : takeWhole(req.body);
+    seen.push(whole === undefined ? undefined : (whole?.toString() ?? null));
+    if (whole === undefined) await readAll(req.body);
+    return text(200, 'ok');
+  });
+  const { text: got } = await exchange(
+    port,
+    'POST /a HTTP/1.1\r\nhost: a\r\ncontent-length: 5\r\n\r\nhello' +
+      'POST /b HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n',
+  );
+  assert.equal(got.match(/HTTP\/1.1 200 OK/g)?.length, 2, got);
+  assert.deepEqual(seen, ['hello', 'abc']);
 });

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { PassThrough, Readable } from 'node:stream';
 import { test } from 'node:test';
+import { takeWhole } from '../core/whole-body.ts';
 import { ReplayBody } from './replay-body.ts';
 import { readAll } from './test-support.ts';
 
@@ -83,4 +84,38 @@ test('a source error reaches the current stream and makes the body unreplayable'
   setImmediate(() => src.destroy(new Error('boom')));
   await failed;
   assert.equal(rb.replayable, false);
+});
+
+/** A body that arrived whole with its head, as the HTTP/1.1 listener's (core/whole-body.ts). */
+function wholeSource(bytes: Buffer): Readable {
+  const r = new Readable({ read() {} });
+  r.push(bytes);
+  r.push(null);
+  (r as Readable & { complete: boolean }).complete = true;
+  return r;
+}
+
+test('a whole source is taken whole by the first try, and kept: the next try replays it', async () => {
+  const bytes = randomBytes(3000);
+  const rb = new ReplayBody(wholeSource(bytes));
+  const first = rb.stream();
+  assert.deepEqual(takeWhole(first), bytes, 'the first try gets the body in one piece');
+  assert.equal(rb.replayable, true);
+  assert.equal(rb.bytesRead, bytes.length);
+  // Its stream ends (its 'end' listeners run as for a read body).
+  await new Promise((r) => first.once('end', r));
+  assert.deepEqual(await readAll(rb.stream()), bytes, 'a retry sends the same bytes');
+});
+
+test('a whole source over the limit is taken once and is not replayable; a read one is not taken', async () => {
+  const big = new ReplayBody(wholeSource(randomBytes(100)), 10);
+  assert.equal(takeWhole(big.stream())?.length, 100);
+  assert.equal(big.replayable, false);
+  // A source that is still streaming is read as a stream, not taken.
+  const src = new PassThrough();
+  const rb = new ReplayBody(src);
+  const s = rb.stream();
+  assert.equal(takeWhole(s), undefined);
+  src.end('late');
+  assert.equal((await readAll(s)).toString(), 'late');
 });

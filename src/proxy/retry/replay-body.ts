@@ -8,6 +8,7 @@
  * the try never started sending.
  */
 import { Readable } from 'node:stream';
+import { takeWhole } from '../core/whole-body.ts';
 import { MAX_REPLAY_BYTES } from './resilience-options.ts';
 
 const kOwner = Symbol('hexmesh.replayBody');
@@ -39,6 +40,11 @@ class TryBody extends Readable {
   }
   override _read(): void {
     this.owner?.pull(this);
+  }
+  /** The whole body at once when all of it is here and nothing was read (core/whole-body.ts). */
+  takeWhole(): Buffer | null | undefined {
+    if (this.readableFlowing !== null || this.destroyed || this.readableLength > 0) return undefined;
+    return this.owner?.takeWhole(this);
   }
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
     this.owner?.detach(this);
@@ -97,6 +103,30 @@ export class ReplayBody {
       s.push(null);
     } else this.current = s;
     return s;
+  }
+
+  /**
+   * @internal The current try takes the body whole: the source arrived whole and was not read
+   * yet (a request whose body came in the same read as its head). It is kept for replay as if
+   * read, and the try's stream ends.
+   */
+  takeWhole(s: TryBody): Buffer | null | undefined {
+    if (s !== this.current || this.attached || this.bytesRead > 0) return undefined;
+    const whole = takeWhole(this.source);
+    if (whole === undefined) return undefined;
+    const n = whole === null ? 0 : whole.length;
+    this.bytesRead = n;
+    if (n > this.limit) this.overflowed = true;
+    else if (whole !== null) {
+      this.kept.push(whole);
+      this.keptBytes = n;
+    }
+    this.ended = true;
+    this.current = null;
+    s.owner = null;
+    s.push(null);
+    s.resume(); // ends it (no data), so its 'end' listeners run as for a read body
+    return whole;
   }
 
   /** @internal the current try's stream wants data. */

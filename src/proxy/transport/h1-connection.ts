@@ -9,6 +9,7 @@ import net from 'node:net';
 import type { Readable } from 'node:stream';
 import tls from 'node:tls';
 import type { HeaderMap } from '../core/dispatch.ts';
+import { takeWhole } from '../core/whole-body.ts';
 import type { H1Body, H1Exchange } from './h1-exchange.ts';
 import {
   HTTPParser,
@@ -204,6 +205,43 @@ export class H1Connection {
     ex.attach(this);
     if (req.body === null) {
       this.socket.write(head, 'latin1');
+      this.#requestSent = true;
+      return;
+    }
+    // A body that came whole with its head (a small upload): one write with the head.
+    const whole = takeWhole(req.body);
+    if (whole !== undefined) {
+      const n = whole === null ? 0 : whole.length;
+      if (framing >= 0 && n !== framing) {
+        this.#ex = null;
+        ex.fail(
+          coded(
+            `request body of ${n} bytes, its content-length says ${framing}`,
+            'ERR_CONTENT_LENGTH_MISMATCH',
+          ),
+          false,
+        );
+        this.#pool.onIdle(this); // nothing was written: still clean
+        return;
+      }
+      const socket = this.socket;
+      if (framing === -1)
+        socket.write(
+          n === 0
+            ? `${head}0\r\n\r\n`
+            : Buffer.concat([
+                Buffer.from(`${head}${n.toString(16)}\r\n`, 'latin1'),
+                whole!,
+                Buffer.from('\r\n0\r\n\r\n', 'latin1'),
+              ]),
+        );
+      else if (n === 0) socket.write(head, 'latin1');
+      else {
+        const buf = Buffer.allocUnsafe(head.length + n);
+        buf.write(head, 0, 'latin1');
+        whole!.copy(buf, head.length);
+        socket.write(buf);
+      }
       this.#requestSent = true;
       return;
     }

@@ -40,17 +40,20 @@ interface RawOrigin {
   received: string[];
   connections: net.Socket[];
   closed: number;
+  /** 'data' events over all connections. */
+  reads: number;
 }
 
 /** A raw TCP origin: `onRequest(socket, text)` sees the bytes of each read. */
 async function rawOrigin(
   onData: (socket: net.Socket, text: string, origin: RawOrigin) => void,
 ): Promise<RawOrigin> {
-  const origin: RawOrigin = { port: 0, received: [], connections: [], closed: 0 };
+  const origin: RawOrigin = { port: 0, received: [], connections: [], closed: 0, reads: 0 };
   const server = net.createServer((socket) => {
     const index = origin.connections.push(socket) - 1;
     origin.received[index] = '';
     socket.on('data', (d) => {
+      origin.reads++;
       origin.received[index] += d.toString('latin1');
       onData(socket, d.toString('latin1'), origin);
     });
@@ -297,6 +300,52 @@ test('a body shorter or longer than its content-length fails the request and the
   }
   await until(() => origin.closed === 2, 'both connections to close');
 });
+
+/** A body that came whole with its head (core/whole-body.ts), as the listener's. */
+function wholeBody(text: string): Readable {
+  const r = new Readable({ read() {} });
+  if (text.length > 0) r.push(Buffer.from(text));
+  r.push(null);
+  (r as Readable & { complete: boolean }).complete = true;
+  return r;
+}
+
+test(
+  'a whole request body goes out with its head in one write, framed by length or chunked; a wrong length writes nothing',
+  T,
+  async () => {
+    const origin = await rawOrigin((s, text) => {
+      if (text.includes('\r\n\r\n')) s.write(OK);
+    });
+    const t = transport(origin.port);
+    const sized = fakeRequest({ method: 'PUT', body: wholeBody('hello') });
+    sized.headers = { 'content-length': '5' };
+    assert.equal((await t.request(sized, undefined)).status, 200);
+    await until(() => origin.received[0]?.endsWith('hello') === true, 'the sized body');
+    const chunked = fakeRequest({ method: 'POST', body: wholeBody('hello') });
+    const res = await t.request(chunked, undefined);
+    await readAll(res.body);
+    await until(() => origin.received[0]?.endsWith('0\r\n\r\n') === true, 'the chunked body');
+    const [, second] = origin.received[0].split(/(?=POST )/);
+    assert.match(second, /transfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n$/);
+    // One read per message at the origin: head and body came in one write.
+    assert.equal(origin.reads, 2, `reads: ${origin.reads}`);
+    const before = origin.received[0].length;
+    const wrong = fakeRequest({ method: 'PUT', body: wholeBody('hello') });
+    wrong.headers = { 'content-length': '9' };
+    await assert.rejects(t.request(wrong, undefined), HexmeshError);
+    const after = fakeRequest({ method: 'PUT', body: wholeBody('') });
+    after.headers = { 'content-length': '0' };
+    assert.equal((await t.request(after, undefined)).status, 200);
+    await until(() => origin.received[0].length > before, 'the next request');
+    assert.doesNotMatch(
+      origin.received[0].slice(before),
+      /content-length: 9/,
+      'the mismatched one was not sent',
+    );
+    assert.equal(origin.connections.length, 1, 'the connection stayed clean and was reused');
+  },
+);
 
 test('a request body that fails before its first byte never reaches the origin', T, async () => {
   const origin = await rawOrigin(() => {});
