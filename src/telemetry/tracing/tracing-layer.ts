@@ -80,59 +80,69 @@ function onBodyClose(this: TracedBody): void {
  */
 export function tracingLayer(tracing: Tracing): Layer {
   return (next: Service): Service =>
-    async function traced(req: MeshRequest): Promise<MeshResponse> {
+    // Not async while tracing is off: no promise and no microtask of its own per request.
+    function traced(req: MeshRequest): Promise<MeshResponse> {
       const tracer = tracing.tracer;
-      if (tracer === undefined) return next(req);
-      const otel = tracing.otel!; // set before tracer
-      const { ROOT_CONTEXT, SpanKind, TraceFlags } = otel;
-      const ctx = req.ctx;
-      const incoming = extract(req.headers);
-      const parent =
-        incoming === undefined
-          ? ROOT_CONTEXT
-          : otel.trace.setSpanContext(ROOT_CONTEXT, {
-              traceId: incoming.traceId,
-              spanId: incoming.spanId,
-              traceFlags: incoming.sampled ? TraceFlags.SAMPLED : TraceFlags.NONE,
-              isRemote: true,
-            });
-      const inbound = ctx.direction === 'inbound';
-      const span = tracer.startSpan(
-        req.method,
-        {
-          kind: inbound ? SpanKind.SERVER : SpanKind.CLIENT,
-          startTime: performance.timeOrigin + ctx.start,
-          attributes: {
-            [otel.ATTR_HTTP_REQUEST_METHOD]: req.method,
-            [otel.ATTR_URL_PATH]: stripQuery(req.path),
-            [otel.ATTR_SERVER_ADDRESS]: req.authority,
-            [otel.ATTR_NETWORK_PEER_ADDRESS]: ctx.srcAddress,
-            'hexmesh.direction': ctx.direction,
-          },
-        },
-        parent,
-      );
-      const sc = span.spanContext();
-      inject(req.headers, sc.traceId, sc.spanId, (sc.traceFlags & TraceFlags.SAMPLED) !== 0, incoming);
-      if (!span.isRecording()) return next(req);
-      let res: MeshResponse;
-      try {
-        res = await next(req);
-      } catch (err) {
-        const synthetic = errorResponse(err, req);
-        synthetic.body?.destroy();
-        finish(otel, span, req, synthetic, true);
-        throw err;
-      }
-      const body = res.body as TracedBody | null;
-      if (body === null || body.readableEnded || body.destroyed) {
-        finish(otel, span, req, res, body !== null && !body.readableEnded);
-      } else {
-        body[kSpan] = { otel, span, req, res };
-        body.on('end', onBodyEnd);
-        body.on('error', onBodyError);
-        body.on('close', onBodyClose);
-      }
-      return res;
+      return tracer === undefined ? next(req) : tracedCall(tracing, tracer, next, req);
     };
+}
+
+/** One request under a span (tracing on). */
+async function tracedCall(
+  tracing: Tracing,
+  tracer: NonNullable<Tracing['tracer']>,
+  next: Service,
+  req: MeshRequest,
+): Promise<MeshResponse> {
+  const otel = tracing.otel!; // set before tracer
+  const { ROOT_CONTEXT, SpanKind, TraceFlags } = otel;
+  const ctx = req.ctx;
+  const incoming = extract(req.headers);
+  const parent =
+    incoming === undefined
+      ? ROOT_CONTEXT
+      : otel.trace.setSpanContext(ROOT_CONTEXT, {
+          traceId: incoming.traceId,
+          spanId: incoming.spanId,
+          traceFlags: incoming.sampled ? TraceFlags.SAMPLED : TraceFlags.NONE,
+          isRemote: true,
+        });
+  const inbound = ctx.direction === 'inbound';
+  const span = tracer.startSpan(
+    req.method,
+    {
+      kind: inbound ? SpanKind.SERVER : SpanKind.CLIENT,
+      startTime: performance.timeOrigin + ctx.start,
+      attributes: {
+        [otel.ATTR_HTTP_REQUEST_METHOD]: req.method,
+        [otel.ATTR_URL_PATH]: stripQuery(req.path),
+        [otel.ATTR_SERVER_ADDRESS]: req.authority,
+        [otel.ATTR_NETWORK_PEER_ADDRESS]: ctx.srcAddress,
+        'hexmesh.direction': ctx.direction,
+      },
+    },
+    parent,
+  );
+  const sc = span.spanContext();
+  inject(req.headers, sc.traceId, sc.spanId, (sc.traceFlags & TraceFlags.SAMPLED) !== 0, incoming);
+  if (!span.isRecording()) return next(req);
+  let res: MeshResponse;
+  try {
+    res = await next(req);
+  } catch (err) {
+    const synthetic = errorResponse(err, req);
+    synthetic.body?.destroy();
+    finish(otel, span, req, synthetic, true);
+    throw err;
+  }
+  const body = res.body as TracedBody | null;
+  if (body === null || body.readableEnded || body.destroyed) {
+    finish(otel, span, req, res, body !== null && !body.readableEnded);
+  } else {
+    body[kSpan] = { otel, span, req, res };
+    body.on('end', onBodyEnd);
+    body.on('error', onBodyError);
+    body.on('close', onBodyClose);
+  }
+  return res;
 }
