@@ -11,6 +11,7 @@ import { Readable, type Duplex } from 'node:stream';
 import { test, type TestContext } from 'node:test';
 import type { MeshRequest, MeshResponse, Service } from '../core/dispatch.ts';
 import { takeWhole } from '../core/whole-body.ts';
+import { wholeBody } from '../retry/test-support.ts';
 import { Http1Server, type UpgradeHandler } from './http1-server.ts';
 
 const ID = { direction: 'outbound', service: 'web' } as const;
@@ -355,23 +356,14 @@ test('a client that pipelines without reading its answers gets no more served th
   assert.ok(served > 0);
 });
 
-/** A body that arrived whole with its head (core/whole-body.ts): the listener takes it at once. */
-function whole(body: Buffer): Readable {
-  const r = new Readable({ read() {} });
-  r.push(body);
-  r.push(null);
-  (r as Readable & { complete: boolean }).complete = true;
-  return r;
-}
-
 test('whole bodies, small (one buffer with the head) and large (corked), framed by length or chunked with trailers', async (t) => {
   const small = Buffer.alloc(1000, 'a');
   const large = Buffer.alloc(40_000, 'b');
   const { port } = await serve(t, async (req) => {
     const body = req.path.includes('large') ? large : small;
     if (req.path.startsWith('/len'))
-      return { status: 200, headers: { 'content-length': String(body.length) }, body: whole(body) };
-    return { status: 200, headers: { trailer: 'x-sum' }, body: whole(body), trailers: { 'x-sum': 'ok' } };
+      return { status: 200, headers: { 'content-length': String(body.length) }, body: wholeBody(body) };
+    return { status: 200, headers: { trailer: 'x-sum' }, body: wholeBody(body), trailers: { 'x-sum': 'ok' } };
   });
   for (const [path, body] of [
     ['/len-small', small],

@@ -4,7 +4,7 @@ import { PassThrough, Readable } from 'node:stream';
 import { test } from 'node:test';
 import { takeWhole } from '../core/whole-body.ts';
 import { ReplayBody } from './replay-body.ts';
-import { readAll } from './test-support.ts';
+import { readAll, wholeBody } from './test-support.ts';
 
 test('first stream gets bytes before the source has ended (tee, no buffering)', async () => {
   const src = new PassThrough();
@@ -86,18 +86,9 @@ test('a source error reaches the current stream and makes the body unreplayable'
   assert.equal(rb.replayable, false);
 });
 
-/** A body that arrived whole with its head, as the HTTP/1.1 listener's (core/whole-body.ts). */
-function wholeSource(bytes: Buffer): Readable {
-  const r = new Readable({ read() {} });
-  r.push(bytes);
-  r.push(null);
-  (r as Readable & { complete: boolean }).complete = true;
-  return r;
-}
-
 test('a whole source is taken whole by the first try, and kept: the next try replays it', async () => {
   const bytes = randomBytes(3000);
-  const rb = new ReplayBody(wholeSource(bytes));
+  const rb = new ReplayBody(wholeBody(bytes));
   const first = rb.stream();
   assert.deepEqual(takeWhole(first), bytes, 'the first try gets the body in one piece');
   assert.equal(rb.replayable, true);
@@ -108,7 +99,7 @@ test('a whole source is taken whole by the first try, and kept: the next try rep
 });
 
 test('a whole source over the limit is taken once and is not replayable; a read one is not taken', async () => {
-  const big = new ReplayBody(wholeSource(randomBytes(100)), 10);
+  const big = new ReplayBody(wholeBody(randomBytes(100)), 10);
   assert.equal(takeWhole(big.stream())?.length, 100);
   assert.equal(big.replayable, false);
   // A source that is still streaming is read as a stream, not taken.

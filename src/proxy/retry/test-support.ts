@@ -14,6 +14,16 @@ export interface FakeRequestInit {
   dstService?: string;
 }
 
+/** A body that came whole with its head, as the HTTP/1.1 listener's (core/whole-body.ts). */
+export function wholeBody(bytes: Buffer | string): Readable {
+  const buf = typeof bytes === 'string' ? Buffer.from(bytes) : bytes;
+  const r = new Readable({ read() {} });
+  if (buf.length > 0) r.push(buf);
+  r.push(null);
+  (r as Readable & { complete: boolean }).complete = true;
+  return r;
+}
+
 /** A request as the listener would hand it to the stack. */
 export function fakeRequest(init: FakeRequestInit = {}): MeshRequest {
   return {

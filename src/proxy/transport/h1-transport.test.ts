@@ -11,7 +11,7 @@ import { after, test } from 'node:test';
 import { Cancel } from '../core/cancel.ts';
 import { takeWhole } from '../core/whole-body.ts';
 import { HexmeshError } from '../../errors/hexmesh-error.ts';
-import { fakeRequest, readAll } from '../retry/test-support.ts';
+import { fakeRequest, readAll, wholeBody } from '../retry/test-support.ts';
 import { H1Transport, type H1TransportOptions } from './h1-transport.ts';
 import { PLAINTEXT } from './hop-security.ts';
 
@@ -300,15 +300,6 @@ test('a body shorter or longer than its content-length fails the request and the
   }
   await until(() => origin.closed === 2, 'both connections to close');
 });
-
-/** A body that came whole with its head (core/whole-body.ts), as the listener's. */
-function wholeBody(text: string): Readable {
-  const r = new Readable({ read() {} });
-  if (text.length > 0) r.push(Buffer.from(text));
-  r.push(null);
-  (r as Readable & { complete: boolean }).complete = true;
-  return r;
-}
 
 test(
   'a whole request body goes out with its head in one write, framed by length or chunked; a wrong length writes nothing',
