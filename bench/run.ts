@@ -40,7 +40,7 @@ const USAGE = `usage: node --import tsx bench/run.ts [options]
   --warmup S        seconds of fixed-rate warm-up before measuring (default 2; 1 with --smoke)
   --rate R          fixed-rate requests per second (default 1000)
   --paths LIST      comma-separated subset of ${PATH_NAMES.join(',')} (default: all of them), or
-                    ${EXTRA_PATH_NAMES.join(',')}: the minimal Node proxy pair (HTTP/1.1 only)
+                    ${EXTRA_PATH_NAMES.join(',')}: the minimal Node proxy pairs (lean: HTTP/1.1 only)
   --protocols LIST  comma-separated subset of ${PROTOCOLS.join(',')} (default: all)
   --tls             mutual TLS between the two proxies of each pair (HAProxy and hexmesh)
   --hop http1|http2 protocol between the hexmesh sidecars for HTTP/1 traffic (proxy.hopTransport;

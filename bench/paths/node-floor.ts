@@ -1,8 +1,10 @@
 /**
- * The Node floor pair (bench/floor/node-floor-proxy.ts): node:http's server and hexmesh's
- * HTTP/1.1 hop, mutual TLS between them with the bench certificates, nothing else. HTTP/1.1
- * only. Run beside the hexmesh and HAProxy pairs, it splits the gap between them into what
- * Node's transport costs and what hexmesh's listener and layers add.
+ * The Node floor pair, mutual TLS between the two with the bench certificates, nothing else.
+ * HTTP/1.1 (bench/floor/node-floor-proxy.ts): node:http's server, or llhttp on the socket
+ * (`node-floor-lean`), and hexmesh's HTTP/1.1 hop. h2c and gRPC (`node-floor` only,
+ * bench/floor/node-floor-h2-proxy.ts): Node's http2 server and client, streams piped. Run
+ * beside the hexmesh and HAProxy pairs, it splits the gap between them into what Node's
+ * transport costs and what hexmesh's listener and layers add.
  */
 import { resolve } from 'node:path';
 import { freePort } from '../lib/free-port.ts';
@@ -11,12 +13,14 @@ import { GcTrace } from '../lib/gc-trace.ts';
 import type { PathStarter } from './path.ts';
 
 const PROXY = resolve(import.meta.dirname, '..', 'floor', 'node-floor-proxy.ts');
+const H2_PROXY = resolve(import.meta.dirname, '..', 'floor', 'node-floor-h2-proxy.ts');
 
 export const startNodeFloor: PathStarter = (ctx) => start(ctx, false);
 export const startNodeFloorLean: PathStarter = (ctx) => start(ctx, true);
 
 async function start(ctx: Parameters<PathStarter>[0], lean: boolean): ReturnType<PathStarter> {
-  if (ctx.protocol !== 'http1') throw new Error('the node-floor path is HTTP/1.1 only');
+  const h2 = ctx.protocol !== 'http1';
+  if (h2 && lean) throw new Error('the node-floor-lean path is HTTP/1.1 only');
   const [clientPort, serverPort] = await Promise.all([freePort(), freePort()]);
   const c = ctx.certs;
   const opts = { env: { ...process.env, NODE_ENV: 'production' }, keepStdout: true };
@@ -24,7 +28,7 @@ async function start(ctx: Parameters<PathStarter>[0], lean: boolean): ReturnType
     '--trace-gc',
     '--import',
     'tsx',
-    PROXY,
+    h2 ? H2_PROXY : PROXY,
     '--listen',
     String(listen),
     '--next',
@@ -35,7 +39,11 @@ async function start(ctx: Parameters<PathStarter>[0], lean: boolean): ReturnType
   const server = ctx.group.start(
     'floor-server',
     process.execPath,
-    args(serverPort, ctx.upstreamPort, c ? ['--tls-in', `${c.serverCert},${c.serverKey},${c.caCert}`] : []),
+    args(
+      serverPort,
+      h2 ? ctx.upstreamH2Port : ctx.upstreamPort,
+      c ? ['--tls-in', `${c.serverCert},${c.serverKey},${c.caCert}`] : [],
+    ),
     opts,
   );
   const client = ctx.group.start(
@@ -53,6 +61,7 @@ async function start(ctx: Parameters<PathStarter>[0], lean: boolean): ReturnType
       host: 'upstream',
       timeoutMs: ctx.startTimeoutMs,
       watch: [client, server],
+      h2,
     });
   } catch (err) {
     await close();

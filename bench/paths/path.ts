@@ -12,8 +12,9 @@ export type PathName = 'direct' | 'hexmesh' | 'haproxy' | 'node-floor' | 'node-f
 /** The paths of a default run. */
 export const PATH_NAMES: readonly PathName[] = ['direct', 'hexmesh', 'haproxy'];
 /**
- * Paths run only when named in --paths, HTTP/1.1 only (bench/floor/): `node-floor`, node:http's
- * server and hexmesh's hop; `node-floor-lean`, the same with llhttp on the socket as listener.
+ * Paths run only when named in --paths (bench/floor/): `node-floor`, node:http's server and
+ * hexmesh's hop (h2c and gRPC: Node's http2 server and client); `node-floor-lean`, HTTP/1.1
+ * only, the same with llhttp on the socket as listener.
  */
 export const EXTRA_PATH_NAMES: readonly PathName[] = ['node-floor', 'node-floor-lean'];
 
