@@ -91,6 +91,9 @@ Example:
       // Before any upstream connection: keeps RSS flat on the first large transfer.
       const { keepWasmOnBaselineCompiler } = await import('../../proxy/core/wasm-tiering.ts');
       keepWasmOnBaselineCompiler();
+      // Node 20's HTTP/2 client pays two util.deprecate wrappers per request without it.
+      const { installLeanAsyncBind } = await import('../../proxy/core/lean-async-bind.ts');
+      installLeanAsyncBind();
       // Dynamic imports: every CLI command shares this bundle, and a sidecar should carry only
       // what it runs (the control client's ws, the certificate parser only with proxy.tls).
       if (flags.control) {
