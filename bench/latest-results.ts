@@ -32,14 +32,21 @@ for (const [protocol, s] of Object.entries(r.summary)) {
   const ha: PathSummary | undefined = s.paths.haproxy;
   if (!h) continue;
   const okRounds = `${h.rounds - h.failed}/${h.rounds}`;
+  // The minimal Node pair, when the run had one (--paths ...,node-floor).
+  const floor: PathSummary | undefined = s.paths['node-floor'] ?? s.paths['node-floor-lean'];
+  const floorCpu =
+    floor && ha?.cpuUsPerRequest.n
+      ? `${m(floor.cpuUsPerRequest)} (${(floor.cpuUsPerRequest.median / ha.cpuUsPerRequest.median).toFixed(1)}×)`
+      : '—';
   rows.push([
     `${protocol}, ${r.options.tls ? 'mutual TLS' : 'plaintext'}`,
     okRounds,
     `${m(h.cpuUsPerRequest)} (${m(target(s, 'CPU µs'), 1)}×; HAProxy ${m(ha?.cpuUsPerRequest)})`,
+    floorCpu,
     `${m(target(s, 'max throughput'), 2)}×`,
     `${m(h.p99, 1)} / ${m(ha?.p99, 1)}`,
-    `${m(h.rssIdlePerProxyMiB)} / ${m(h.rssAfterFixedPerProxyMiB)}`,
-    `${m(h.ussIdlePerProxyMiB)} / ${m(h.ussAfterFixedPerProxyMiB)}`,
+    `${m(h.rssIdlePerProxyMiB)} / ${m(h.rssSettledPerProxyMiB)} / ${m(h.rssAfterFixedPerProxyMiB)}`,
+    `${m(h.ussIdlePerProxyMiB, 1)} / ${m(h.ussSettledPerProxyMiB, 1)} / ${m(h.ussAfterFixedPerProxyMiB)}`,
     h.gcFixedPauses?.n
       ? `${m(h.gcFixedPauses)} (${m(h.gcFixedMarkCompacts)}), ${m(h.gcFixedMaxMs, 1)} ms`
       : '—',
@@ -49,10 +56,11 @@ const head = [
   'protocol, hop',
   'ok rounds',
   'CPU µs/req hexmesh (× HAProxy)',
+  'Node floor µs/req (× HAProxy, medians)',
   'max rps × HAProxy',
   `p99 ms at ${r.options.round.rate} rps, hexmesh / HAProxy`,
-  'RSS idle / after fixed rate, MiB',
-  'USS idle / after fixed rate, MiB',
+  'RSS at start-up / settled / after fixed rate, MiB',
+  'USS at start-up / settled / after fixed rate, MiB',
   'GC pauses at fixed rate (mark-compacts), longest',
 ];
 const w = head.map((c, i) => Math.max(c.length, ...rows.map((row) => row[i].length)));

@@ -46,6 +46,8 @@ const USAGE = `usage: node --import tsx bench/run.ts [options]
   --hop http1|http2 protocol between the hexmesh sidecars for HTTP/1 traffic (proxy.hopTransport;
                     default: the proxy's default)
   --stream-mib M    size of the streamed-body check, 0 to skip (default 100; 10 with --smoke)
+  --settle S        seconds Node proxies idle before their settled memory is read, 0 to skip
+                    (default 12; 0 with --smoke)
   --out FILE        results JSON (default bench/results/<ISO date>.json)
   --smoke           one short round that only checks every path works
   --help`;
@@ -71,6 +73,7 @@ function options(): {
       tls: { type: 'boolean', default: false },
       hop: { type: 'string' },
       'stream-mib': { type: 'string' },
+      settle: { type: 'string' },
       out: { type: 'string' },
       smoke: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
@@ -107,6 +110,7 @@ function options(): {
       fixedConnections: 16,
       maxConnections: 32,
       streamMiB: Math.floor(numberFlag('stream-mib', values['stream-mib'], smoke ? 10 : 100, 0)),
+      settleS: numberFlag('settle', values.settle, smoke ? 0 : 12, 0),
       maxErrorRatio: 0.001,
     },
   };

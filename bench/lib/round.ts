@@ -21,6 +21,12 @@ export interface RoundOptions {
   maxConnections: number;
   /** 0 skips the streamed-body check. */
   streamMiB: number;
+  /**
+   * Seconds an idle Node proxy is left before its settled memory is read (0: not read). V8
+   * keeps the young generation its start-up grew until its memory reducer runs, 5–10 s into
+   * idleness; the reading 300 ms after start-up is kept beside it.
+   */
+  settleS: number;
   /** Fraction of failed requests above which the round counts as failed. */
   maxErrorRatio: number;
 }
@@ -39,6 +45,9 @@ export interface RoundResult {
   rssIdleKiB?: number[];
   rssAfterFixedKiB?: number[];
   rssAfterMaxKiB?: number[];
+  /** RSS and USS per proxy after `settleS` seconds of idleness, Node proxies only, KiB. */
+  rssSettledKiB?: number[];
+  ussSettledKiB?: number[];
   /** Private memory (USS) per proxy, KiB. */
   ussIdleKiB?: number[];
   ussAfterFixedKiB?: number[];
@@ -125,6 +134,11 @@ export async function runRound(
     r.rssIdleKiB = pids.map(rssKiB);
     r.ussIdleKiB = pids.map(ussKiB);
     const gc = path.gc ?? [];
+    if (o.settleS > 0 && gc.length > 0) {
+      await new Promise((res) => setTimeout(res, o.settleS * 1000 - 300));
+      r.rssSettledKiB = pids.map(rssKiB);
+      r.ussSettledKiB = pids.map(ussKiB);
+    }
 
     let cpu0: number[] = [];
     let cpu1: number[] = [];
