@@ -32,6 +32,8 @@ export interface EtcdStoreOptions {
 }
 
 const ZERO = Buffer.from([0]);
+/** Tries of one lease renewal: enough for a dead member's breaker (three failures) to open. */
+const KEEPALIVE_ATTEMPTS = 4;
 
 /**
  * The Store over a real etcd v3 cluster, through the maintained `etcd3` client. Conditional
@@ -183,7 +185,28 @@ export class EtcdStore implements Store {
     }
   }
 
+  /**
+   * Renew `lease` once. A member that died fails the call fast (UNAVAILABLE), and the client
+   * picks members at random until that member's circuit breaker opens (three failures): a
+   * renewal that waited for the caller's next tick each time lost the lease once in a while
+   * (three ticks in a row on the dead member; seen across hosts under CPU load, the instance
+   * left the catalog until it registered again). So a failed renewal is tried again at once,
+   * on another member when there is one, within one call timeout overall.
+   */
   async keepAlive(lease: number): Promise<void> {
+    const attempts = this.endpoints.length > 1 ? KEEPALIVE_ATTEMPTS : 1;
+    const t0 = Date.now();
+    for (let i = 1; ; i++) {
+      try {
+        return await this.#keepAliveOnce(lease);
+      } catch (err) {
+        if (!(err instanceof StoreUnavailableError) || i >= attempts || Date.now() - t0 > this.#callTimeoutMs)
+          throw err;
+      }
+    }
+  }
+
+  async #keepAliveOnce(lease: number): Promise<void> {
     const res = await this.#call(
       'keepAlive',
       async () => {

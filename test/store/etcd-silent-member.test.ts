@@ -29,3 +29,21 @@ test(
     assert.ok(took < 10_000, `keepAlive took ${took} ms to give up`);
   },
 );
+
+test(
+  'keepAlive with a dead member among three renews every time (tried again on another member)',
+  { skip: etcdMissingReason(), timeout: 120_000 },
+  async (t) => {
+    const cluster = await EtcdCluster.start(3);
+    t.after(() => cluster.stop());
+    const store = await EtcdStore.connect(cluster.endpoints, { callTimeoutMs: 2000 });
+    t.after(() => store.close());
+    const lease = await store.grantLease(30_000);
+    // Member 0 dies; the leader (or a new one) keeps the cluster going on the other two.
+    await cluster.kill(0);
+    await cluster.waitHealthy(1);
+    // The client picks members at random until the dead one's circuit breaker opens (three
+    // failures): renewals that were not tried again failed ~1 in 3 of those picks.
+    for (let i = 0; i < 12; i++) await store.keepAlive(lease);
+  },
+);
