@@ -16,6 +16,7 @@ import type { HeaderMap, MeshRequest, MeshResponse, Service } from '../core/disp
 import { reclaimWhileStreaming } from '../core/buffer-reclaim.ts';
 import { errorResponse } from '../core/error-response.ts';
 import { h2SafeHeaders, keepRepeatedLines } from '../core/headers.ts';
+import { relay } from '../core/relay.ts';
 import { discardBody } from '../timeout/discard-body.ts';
 import { InspectedSocket } from './h2-header-inspector.ts';
 import { SessionGuard, SWEEP_MS, type SessionLimits } from './h2-session-guard.ts';
@@ -125,10 +126,8 @@ export class H2Server {
       return;
     }
     guard.streamOpened();
-    stream.once('close', () => {
-      guard.streamClosed();
-      if (stream.rstCode !== NGHTTP2_NO_ERROR && !stream[kOwnReset]) guard.clientReset();
-    });
+    const x = new H2Exchange(this, guard, conn, stream);
+    stream.once('close', x.onClose);
     if (!guard.admit()) {
       // The session already has maxConcurrentStreams streams in the works (reset ones whose
       // upstream call is still winding down): refuse before any layer sees it.
@@ -136,49 +135,38 @@ export class H2Server {
       return;
     }
     this.inflight++;
-    void this.#handle(stream, h, conn).then(
-      () => this.#done(stream, guard),
+    x.admitted = true;
+    void this.#handle(x, h).then(
+      () => x.handled(),
       () => {
         resetStream(stream, NGHTTP2_INTERNAL_ERROR);
-        this.#done(stream, guard);
+        x.handled();
       },
     );
   }
 
-  /** The stream's exchange is over once the response is written (or abandoned) and it closed. */
-  #done(stream: Stream, guard: SessionGuard): void {
-    const finish = () => {
-      this.inflight--;
-      guard.busy--;
-    };
-    if (stream.closed || stream.destroyed) finish();
-    else stream.once('close', finish);
-  }
-
-  async #handle(stream: Stream, h: http2.IncomingHttpHeaders, conn: InspectedSocket): Promise<void> {
+  async #handle(x: H2Exchange, h: http2.IncomingHttpHeaders): Promise<void> {
+    const { stream, conn } = x;
     // What the header inspector found wrong with the request's fields (→ 400), if anything.
     const problem = conn.inspector.problem(stream.id ?? 0);
-    const cancel = new Cancel();
     if (stream.closed || stream.destroyed) return;
-    stream.once('close', () => {
-      conn.requests.delete(stream.id ?? 0);
-      // Reset or cut short: abort the request's work; else drop the listeners still attached.
-      if (stream.rstCode !== NGHTTP2_NO_ERROR || !stream.writableFinished) cancel.abort();
-      else cancel.clear();
-    });
+    const cancel = new Cancel();
+    x.cancel = cancel;
     const headers = h2SafeHeaders(h as HeaderMap);
     if (h.te) headers.te = 'trailers';
+    const body = stream.endAfterHeaders ? null : requestBody(stream);
+    x.reqBody = body;
     const req: MeshRequest = {
       method: String(h[':method'] ?? 'GET'),
       authority: String(h[':authority'] ?? h.host ?? ''),
       path: String(h[':path'] ?? '/'),
       headers,
-      body: stream.endAfterHeaders ? null : requestBody(stream),
+      body,
       protocol: 'http2',
       grpc: isGrpc(headers['content-type']),
       ctx: newContext(this.#id, conn.remoteAddress ?? '', cancel, conn),
     };
-    if (req.body && !problem) stopOnBadTrailers(conn, stream, req.body, cancel);
+    if (body && !problem) stopOnBadTrailers(conn, stream, body, cancel);
     let res: MeshResponse;
     const bad = problem
       ? new HexmeshError('HEXMESH_ERR_BAD_REQUEST', `bad request: ${problem}`)
@@ -194,13 +182,19 @@ export class H2Server {
       }
     }
     try {
-      writeResponse(stream, res);
+      writeResponse(x, res);
     } catch {
       // Node refused the response head (a header value no HTTP/2 peer may get): this stream
       // fails, not the process.
       discardBody(res.body);
       resetStream(stream, NGHTTP2_INTERNAL_ERROR);
     }
+  }
+
+  /** @internal An admitted stream's exchange is over: its response is written (or abandoned) and it closed. */
+  exchangeDone(guard: SessionGuard): void {
+    this.inflight--;
+    guard.busy--;
   }
 
   /** Send GOAWAY on every session: clients open new streams elsewhere; open streams finish. */
@@ -242,6 +236,56 @@ function resetStream(stream: Stream, code: number): void {
 }
 
 /**
+ * One stream's state, and its one 'close' listener (issue 11: five closures and 'close'
+ * listeners per stream before, each registration and removal a cost of Node's emitter).
+ */
+class H2Exchange {
+  admitted = false;
+  cancel: Cancel | undefined;
+  reqBody: Readable | null = null;
+  resBody: Readable | null = null;
+  #handled = false;
+  #closed = false;
+
+  constructor(
+    readonly server: H2Server,
+    readonly guard: SessionGuard,
+    readonly conn: InspectedSocket,
+    readonly stream: Stream,
+  ) {}
+
+  /** The handler is through (response written or given up). */
+  handled(): void {
+    this.#handled = true;
+    if (this.#closed || this.stream.closed || this.stream.destroyed) this.#finish();
+  }
+
+  readonly onClose = (): void => {
+    const { stream, guard } = this;
+    this.#closed = true;
+    guard.streamClosed();
+    const reset = stream.rstCode !== NGHTTP2_NO_ERROR;
+    if (reset && !stream[kOwnReset]) guard.clientReset();
+    this.conn.requests.delete(stream.id ?? 0);
+    // Reset or cut short: abort the request's work; else drop the listeners still attached.
+    if (reset || !stream.writableFinished) this.cancel?.abort();
+    else this.cancel?.clear();
+    // The client reset the stream mid-request: the consumer must see the body fail, not stall.
+    const req = this.reqBody;
+    if (req !== null && !stream.readableEnded) req.destroy(new Error('request stream reset by the client'));
+    const res = this.resBody;
+    if (res !== null && !res.readableEnded) res.destroy();
+    if (this.#handled) this.#finish();
+  };
+
+  #finish(): void {
+    if (!this.admitted) return;
+    this.admitted = false;
+    this.server.exchangeDone(this.guard);
+  }
+}
+
+/**
  * What nghttp2 passes but a proxy must refuse (RFC 9113 §8.3.1, §8.5): a `host` that names
  * another authority than `:authority` (routing and authorization would see one, the app the
  * other), several `host` fields, and CONNECT (no tunnels over HTTP/2; 405 as on HTTP/1).
@@ -270,26 +314,24 @@ function malformed(method: string, h: http2.IncomingHttpHeaders): HexmeshError |
  * The request half of a stream as a Readable of its own. Consumers may destroy the body they
  * sent (undici does, once it is written); destroying the stream itself would reset the
  * response half too. A body dropped early (upstream answered first) is drained and discarded.
+ * A reset stream fails the body (H2Exchange.onClose).
  */
 function requestBody(stream: http2.ServerHttp2Stream): Readable {
   const body = new PassThrough();
   // The body may fail (client reset, content-length mismatch) before any layer listens, e.g.
   // while a cold upstream connection is being made. Consumers see it as `destroyed`/`errored`.
   body.on('error', ignore);
-  stream.pipe(body);
-  // The client reset the stream mid-request: the consumer must see the body fail, not stall.
-  stream.once('close', () => {
-    if (!stream.readableEnded) body.destroy(new Error('request stream reset by the client'));
-  });
+  const copy = relay(stream, body);
   body.once('close', () => {
     if (stream.readableEnded) return;
-    stream.unpipe(body);
+    copy.stop();
     stream.resume();
   });
   return body;
 }
 
-function writeResponse(stream: Stream, m: MeshResponse): void {
+function writeResponse(x: H2Exchange, m: MeshResponse): void {
+  const stream = x.stream;
   if (stream.destroyed || stream.closed) {
     discardBody(m.body);
     return;
@@ -314,9 +356,8 @@ function writeResponse(stream: Stream, m: MeshResponse): void {
     }
   });
   body.on('error', () => resetStream(stream, NGHTTP2_INTERNAL_ERROR));
-  stream.once('close', () => {
-    if (!body.readableEnded) body.destroy();
-  });
-  body.pipe(stream);
+  // The stream closing first destroys the body (H2Exchange.onClose).
+  x.resBody = body;
+  relay(body, stream);
   reclaimWhileStreaming(body, headers['content-length'] as string | undefined);
 }
