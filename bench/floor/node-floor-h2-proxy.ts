@@ -11,30 +11,18 @@
  *     [--tls-in cert,key,ca] [--tls-out cert,key,ca]
  */
 import http2 from 'node:http2';
-import { readFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
+import { floorArgs } from './floor-args.ts';
 
-const { values } = parseArgs({
-  options: {
-    listen: { type: 'string' },
-    next: { type: 'string' },
-    'tls-in': { type: 'string' },
-    'tls-out': { type: 'string' },
-  },
-});
-const pem = (spec: string): { cert: Buffer; key: Buffer; ca: Buffer } => {
-  const [cert, key, ca] = spec.split(',').map((f) => readFileSync(f));
-  return { cert, key, ca };
-};
-const out = values['tls-out'] ? pem(values['tls-out']) : undefined;
-const inTls = values['tls-in'] ? pem(values['tls-in']) : undefined;
+const args = floorArgs();
+const out = args.tlsOut;
+const inTls = args.tlsIn;
 const { NGHTTP2_INTERNAL_ERROR, NGHTTP2_CANCEL, NGHTTP2_FLAG_END_STREAM } = http2.constants;
 const scheme = out ? 'https' : 'http';
 
 let session: http2.ClientHttp2Session | undefined;
 function next(): http2.ClientHttp2Session {
   if (session && !session.closed && !session.destroyed) return session;
-  const s = http2.connect(`${scheme}://127.0.0.1:${values.next}`, {
+  const s = http2.connect(`${scheme}://127.0.0.1:${args.next}`, {
     ...(out ? { ...out, servername: 'upstream', minVersion: 'TLSv1.3' as const } : {}),
     peerMaxConcurrentStreams: 1000,
   });
@@ -81,5 +69,5 @@ const server = inTls
     })
   : http2.createServer();
 server.on('stream', onStream);
-server.listen(Number(values.listen), '127.0.0.1', () => process.stdout.write('listening\n'));
+server.listen(args.listen, '127.0.0.1', () => process.stdout.write('listening\n'));
 process.on('SIGTERM', () => process.exit(0));

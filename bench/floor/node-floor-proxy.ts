@@ -17,35 +17,22 @@ import https from 'node:https';
 import net from 'node:net';
 import tls from 'node:tls';
 import { createRequire } from 'node:module';
-import { readFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
 import { H1Transport } from '../../src/proxy/transport/h1-transport.ts';
 import { PLAINTEXT, type HopSecurity } from '../../src/proxy/transport/hop-security.ts';
 import { newContext } from '../../src/proxy/listen/request-context.ts';
 import { NEVER } from '../../src/proxy/core/cancel.ts';
 import type { HeaderMap, MeshRequest } from '../../src/proxy/core/dispatch.ts';
+import { floorArgs } from './floor-args.ts';
 
-const { values } = parseArgs({
-  options: {
-    listen: { type: 'string' },
-    next: { type: 'string' },
-    'tls-in': { type: 'string' },
-    'tls-out': { type: 'string' },
-    lean: { type: 'boolean', default: false },
-  },
-});
-const pem = (spec: string): { cert: Buffer; key: Buffer; ca: Buffer } => {
-  const [cert, key, ca] = spec.split(',').map((f) => readFileSync(f));
-  return { cert, key, ca };
-};
-const out = values['tls-out'] ? pem(values['tls-out']) : undefined;
+const args = floorArgs();
+const out = args.tlsOut;
 const security: HopSecurity = out
   ? {
       scheme: 'https',
       connectOptions: () => ({ ...out, servername: 'upstream', minVersion: 'TLSv1.3' }),
     }
   : PLAINTEXT;
-const hop = new H1Transport('127.0.0.1', Number(values.next), {
+const hop = new H1Transport('127.0.0.1', args.next, {
   connectTimeout: 5000,
   maxConnections: 1024,
   idleTimeout: 60_000,
@@ -87,8 +74,8 @@ function handle(req: http.IncomingMessage, res: http.ServerResponse): void {
   );
 }
 
-const inTls = values['tls-in'] ? pem(values['tls-in']) : undefined;
-if (values.lean) leanServer();
+const inTls = args.tlsIn;
+if (args.lean) leanServer();
 else {
   const server = inTls
     ? https.createServer(
@@ -97,7 +84,7 @@ else {
       )
     : http.createServer(handle);
   server.keepAliveTimeout = 60_000;
-  server.listen(Number(values.listen), '127.0.0.1', () => process.stdout.write('listening\n'));
+  server.listen(args.listen, '127.0.0.1', () => process.stdout.write('listening\n'));
 }
 process.on('SIGTERM', () => process.exit(0));
 
@@ -178,5 +165,5 @@ function leanServer(): void {
         onSocket,
       )
     : net.createServer(onSocket);
-  server.listen(Number(values.listen), '127.0.0.1', () => process.stdout.write('listening\n'));
+  server.listen(args.listen, '127.0.0.1', () => process.stdout.write('listening\n'));
 }

@@ -186,6 +186,25 @@ export class H1Exchange {
   }
 }
 
+type ReadableEnds = { _readableState: { ended: boolean; endEmitted: boolean } };
+
+/**
+ * Whether this Node lets a Readable be ended in place (H1Body.takeWhole): the stream state's
+ * `ended`/`endEmitted` are internal (setters over a bit field in Node 20 and 22). Checked
+ * once; if a Node version changes them, whole bodies are streamed instead, never half-ended.
+ */
+const CAN_END_IN_PLACE = ((): boolean => {
+  try {
+    const probe = new Readable({ read() {} });
+    const state = (probe as unknown as ReadableEnds)._readableState;
+    state.ended = true;
+    state.endEmitted = true;
+    return probe.readableEnded && probe.readableLength === 0;
+  } catch {
+    return false;
+  }
+})();
+
 /**
  * The response body: a plain Readable fed by the connection. Reading resumes the paused
  * socket; destroying it before its end closes the connection (the rest of the response is
@@ -242,11 +261,17 @@ export class H1Body extends Readable {
    */
   takeWhole(): Buffer | null | undefined {
     const held = this.#held;
-    if (held === null || !this.complete || this.readableFlowing !== null || this.destroyed) return undefined;
+    if (
+      !CAN_END_IN_PLACE ||
+      held === null ||
+      !this.complete ||
+      this.readableFlowing !== null ||
+      this.destroyed
+    )
+      return undefined;
     this.#held = null;
     // What read() to the end leaves: ended, 'end' emitted (readableEnded), listeners told.
-    const state = (this as unknown as { _readableState: { ended: boolean; endEmitted: boolean } })
-      ._readableState;
+    const state = (this as unknown as ReadableEnds)._readableState;
     state.ended = true;
     state.endEmitted = true;
     this.emit('end');
