@@ -45,8 +45,8 @@ for (const [protocol, s] of Object.entries(r.summary)) {
     floorCpu,
     `${m(target(s, 'max throughput'), 2)}×`,
     `${m(h.p99, 1)} / ${m(ha?.p99, 1)}`,
-    `${m(h.rssIdlePerProxyMiB)} / ${m(h.rssSettledPerProxyMiB)} / ${m(h.rssAfterFixedPerProxyMiB)}`,
-    `${m(h.ussIdlePerProxyMiB, 1)} / ${m(h.ussSettledPerProxyMiB, 1)} / ${m(h.ussAfterFixedPerProxyMiB)}`,
+    `${m(h.rssIdlePerProxyMiB)} / ${m(h.rssAfterFixedPerProxyMiB)} / ${m(h.rssSettledPerProxyMiB)}`,
+    `${m(h.ussIdlePerProxyMiB, 1)} / ${m(h.ussAfterFixedPerProxyMiB)} / ${m(h.ussSettledPerProxyMiB, 1)}`,
     h.gcFixedPauses?.n
       ? `${m(h.gcFixedPauses)} (${m(h.gcFixedMarkCompacts)}), ${m(h.gcFixedMaxMs, 1)} ms`
       : '—',
@@ -59,8 +59,8 @@ const head = [
   'Node floor µs/req (× HAProxy, medians)',
   'max rps × HAProxy',
   `p99 ms at ${r.options.round.rate} rps, hexmesh / HAProxy`,
-  'RSS at start-up / settled / after fixed rate, MiB',
-  'USS at start-up / settled / after fixed rate, MiB',
+  'RSS idle / after fixed rate / settled after load, MiB',
+  'USS idle / after fixed rate / settled after load, MiB',
   'GC pauses at fixed rate (mark-compacts), longest',
 ];
 const w = head.map((c, i) => Math.max(c.length, ...rows.map((row) => row[i].length)));

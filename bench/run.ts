@@ -46,8 +46,8 @@ const USAGE = `usage: node --import tsx bench/run.ts [options]
   --hop http1|http2 protocol between the hexmesh sidecars for HTTP/1 traffic (proxy.hopTransport;
                     default: the proxy's default)
   --stream-mib M    size of the streamed-body check, 0 to skip (default 100; 10 with --smoke)
-  --settle S        seconds Node proxies idle before their settled memory is read, 0 to skip
-                    (default 12; 0 with --smoke)
+  --settle S        seconds Node proxies idle at the end of each round, after its load, before
+                    their settled memory is read; 0 skips it (default 12; 0 with --smoke)
   --out FILE        results JSON (default bench/results/<ISO date>.json)
   --smoke           one short round that only checks every path works
   --help`;

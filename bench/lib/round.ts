@@ -22,9 +22,9 @@ export interface RoundOptions {
   /** 0 skips the streamed-body check. */
   streamMiB: number;
   /**
-   * Seconds an idle Node proxy is left before its settled memory is read (0: not read). V8
-   * keeps the young generation its start-up grew until its memory reducer runs, 5–10 s into
-   * idleness; the reading 300 ms after start-up is kept beside it.
+   * Seconds Node proxies are left idle at the end of a round, after its load, before their
+   * settled memory is read (0: not read). V8 keeps the young generation that start-up or load
+   * grew until its memory reducer runs, 5–10 s into idleness.
    */
   settleS: number;
   /** Fraction of failed requests above which the round counts as failed. */
@@ -45,7 +45,7 @@ export interface RoundResult {
   rssIdleKiB?: number[];
   rssAfterFixedKiB?: number[];
   rssAfterMaxKiB?: number[];
-  /** RSS and USS per proxy after `settleS` seconds of idleness, Node proxies only, KiB. */
+  /** RSS and USS per proxy after the round's load and `settleS` seconds of idleness, Node proxies only, KiB. */
   rssSettledKiB?: number[];
   ussSettledKiB?: number[];
   /** Private memory (USS) per proxy, KiB. */
@@ -134,11 +134,6 @@ export async function runRound(
     r.rssIdleKiB = pids.map(rssKiB);
     r.ussIdleKiB = pids.map(ussKiB);
     const gc = path.gc ?? [];
-    if (o.settleS > 0 && gc.length > 0) {
-      await new Promise((res) => setTimeout(res, o.settleS * 1000 - 300));
-      r.rssSettledKiB = pids.map(rssKiB);
-      r.ussSettledKiB = pids.map(ussKiB);
-    }
 
     let cpu0: number[] = [];
     let cpu1: number[] = [];
@@ -213,6 +208,13 @@ export async function runRound(
         // Reported beside the round, not failing it: the core figures stand on their own.
         r.streamError = (err as Error).message;
       }
+    }
+    // Last, so the idle wait cannot change what the runs above measured (V8 shrinks the
+    // young generation while idle, and a run that starts from the shrunk one scavenges more).
+    if (o.settleS > 0 && gc.length > 0 && path.proxies.every((p) => !p.hasExited())) {
+      await new Promise((res) => setTimeout(res, o.settleS * 1000));
+      r.rssSettledKiB = pids.map(rssKiB);
+      r.ussSettledKiB = pids.map(ussKiB);
     }
     r.ok = problems.length === 0;
     if (!r.ok) r.error = problems.join('; ');
