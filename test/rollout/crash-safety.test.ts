@@ -159,7 +159,10 @@ test(
     await cp.kill();
     await until('the step to 60% retried while the control plane is down', 60_000, async () =>
       log.some((l) => /route 60% to revision 1: .*retrying/.test(l)) ? true : undefined,
-    );
+    ).catch((err: Error) => {
+      // What the controller did instead (a failed analysis, a stalled step) names the cause.
+      throw new Error(`${err.message}; controller log:\n${log.slice(-30).join('\n')}`);
+    });
     // Old code: the failed route write rolled back locally — canary destroyed, route left at 30.
     await new Promise((r) => setTimeout(r, 2000));
     assert.equal(canaryIds().length, 1, 'the canary still runs while the route may send it traffic');
