@@ -32,8 +32,6 @@ export interface EtcdStoreOptions {
 }
 
 const ZERO = Buffer.from([0]);
-/** Tries of one lease renewal: enough for a dead member's breaker (three failures) to open. */
-const KEEPALIVE_ATTEMPTS = 4;
 
 /**
  * The Store over a real etcd v3 cluster, through the maintained `etcd3` client. Conditional
@@ -190,18 +188,19 @@ export class EtcdStore implements Store {
    * picks members at random until that member's circuit breaker opens (three failures): a
    * renewal that waited for the caller's next tick each time lost the lease once in a while
    * (three ticks in a row on the dead member; seen across hosts under CPU load, the instance
-   * left the catalog until it registered again). So a failed renewal is tried again at once,
-   * on another member when there is one, within one call timeout overall.
+   * left the catalog until it registered again). So a failed renewal is tried again after a
+   * short pause (25 ms doubling to 400 ms: the dead member's breaker opens, an election ends),
+   * within one call timeout overall, when there is another member to try.
    */
   async keepAlive(lease: number): Promise<void> {
-    const attempts = this.endpoints.length > 1 ? KEEPALIVE_ATTEMPTS : 1;
-    const t0 = Date.now();
-    for (let i = 1; ; i++) {
+    const deadline = Date.now() + this.#callTimeoutMs;
+    for (let delay = 25; ; delay = Math.min(delay * 2, 400)) {
       try {
         return await this.#keepAliveOnce(lease);
       } catch (err) {
-        if (!(err instanceof StoreUnavailableError) || i >= attempts || Date.now() - t0 > this.#callTimeoutMs)
-          throw err;
+        if (!(err instanceof StoreUnavailableError) || this.endpoints.length === 1) throw err;
+        if (Date.now() + delay > deadline) throw err;
+        await new Promise((r) => setTimeout(r, delay));
       }
     }
   }
