@@ -306,6 +306,11 @@ export class H1ServerConnection {
     if (this.#lastRequest && this.#upgrade === null) {
       this.#pauseReading();
       this.#readDone = true;
+    } else if (body !== null) {
+      // Reading may have stopped for this body's backpressure, and an ended body never asks
+      // for more (its reader no longer calls _read): resume here, or the keep-alive request
+      // after it is never read (the pipelining bound still applies, see resumeReading).
+      this.resumeReading();
     }
   };
 
