@@ -190,7 +190,9 @@ export class EtcdStore implements Store {
    * (three ticks in a row on the dead member; seen across hosts under CPU load, the instance
    * left the catalog until it registered again). So a failed renewal is tried again after a
    * short pause (25 ms doubling to 400 ms: the dead member's breaker opens, an election ends),
-   * within one call timeout overall, when there is another member to try.
+   * when there is another member to try. No try starts after one call timeout has passed, but
+   * the last one may itself take up to a call timeout (a silent member answers nothing): the
+   * worst case is about twice the call timeout.
    */
   async keepAlive(lease: number): Promise<void> {
     const deadline = Date.now() + this.#callTimeoutMs;

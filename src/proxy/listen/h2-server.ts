@@ -245,7 +245,6 @@ class H2Exchange {
   reqBody: Readable | null = null;
   resBody: Readable | null = null;
   #handled = false;
-  #closed = false;
 
   constructor(
     readonly server: H2Server,
@@ -257,12 +256,12 @@ class H2Exchange {
   /** The handler is through (response written or given up). */
   handled(): void {
     this.#handled = true;
-    if (this.#closed || this.stream.closed || this.stream.destroyed) this.#finish();
+    // Node destroys a stream before it emits 'close', so this also covers a close already seen.
+    if (this.stream.closed || this.stream.destroyed) this.#finish();
   }
 
   readonly onClose = (): void => {
     const { stream, guard } = this;
-    this.#closed = true;
     guard.streamClosed();
     const reset = stream.rstCode !== NGHTTP2_NO_ERROR;
     if (reset && !stream[kOwnReset]) guard.clientReset();
