@@ -145,6 +145,30 @@ describe('kubernetes: sidecar injection by a mutating webhook', { skip }, () => 
     assert.equal(out2.spec.initContainers, undefined);
   });
 
+  it('the young-generation annotation reaches the proxy, and a bad value refuses the Pod with why', async () => {
+    const small = await create(
+      'meshed',
+      pod('lean', { annotations: { 'hexmesh.io/proxy-semi-space-mib': '1' } }),
+    );
+    const env = (small.spec.initContainers?.[0] as { env?: { name: string; value?: string }[] }).env;
+    assert.deepEqual(
+      env?.filter((e) => e.name === 'NODE_OPTIONS'),
+      [{ name: 'NODE_OPTIONS', value: '--max-semi-space-size=1' }],
+    );
+    const bad = await kube.request(
+      'POST',
+      '/api/v1/namespaces/meshed/pods',
+      pod('greedy', { annotations: { 'hexmesh.io/proxy-semi-space-mib': '64' } }),
+    );
+    assert.equal(bad.status, 400, bad.body);
+    assert.match(
+      bad.body,
+      /hexmesh injector: annotation hexmesh\.io\/proxy-semi-space-mib: expected a whole number of MiB from 1 to 16, got \\"64\\"/,
+    );
+    const missing = await kube.request('GET', '/api/v1/namespaces/meshed/pods/greedy');
+    assert.equal(missing.status, 404, 'the refused Pod was not created');
+  });
+
   it('injection is idempotent: a Pod that already has the proxy keeps exactly one', async () => {
     const once = await create('meshed', pod('twice', { labels: { app: 'twice' } }));
     assert.equal(injectionPatch(once as Pod, OPTS).length, 0, 'a second pass patches nothing');

@@ -5,6 +5,7 @@ import {
   injectionPatch,
   podAppPort,
   podService,
+  proxySemiSpaceMiB,
   skipReason,
   type Pod,
 } from './injector.ts';
@@ -165,5 +166,46 @@ describe('kubernetes injector', () => {
       response: Record<string, unknown>;
     };
     assert.deepEqual(skipped.response, { uid: 'u1', allowed: true });
+  });
+
+  it('passes a young-generation limit to the proxy by annotation, and refuses a bad one', () => {
+    const env = (p: Pod) =>
+      (
+        (injectionPatch(p, OPTS)[0].value as { name: string; env: { name: string; value?: string }[] }[])[0]
+          .env as { name: string; value?: string }[]
+      ).filter((e) => e.name === 'NODE_OPTIONS');
+    assert.deepEqual(env(pod()), [], 'V8 default without the annotation');
+    assert.deepEqual(env(pod({ annotations: { 'hexmesh.io/proxy-semi-space-mib': ' 1 ' } })), [
+      { name: 'NODE_OPTIONS', value: '--max-semi-space-size=1' },
+    ]);
+    assert.equal(proxySemiSpaceMiB(pod({ annotations: { 'hexmesh.io/proxy-semi-space-mib': '16' } })), 16);
+    const review = (object: Pod) => ({ request: { uid: 'u2', kind: { kind: 'Pod' }, object } });
+    for (const bad of ['0', '17', '1.5', '-1', '2MiB', '', '1e1', '--inspect']) {
+      const r = admissionResponse(
+        review(pod({ annotations: { 'hexmesh.io/proxy-semi-space-mib': bad } })),
+        OPTS,
+      ) as {
+        response: {
+          uid: string;
+          allowed: boolean;
+          patch?: string;
+          status: { code: number; message: string };
+        };
+      };
+      assert.equal(r.response.allowed, false, `refused: ${JSON.stringify(bad)}`);
+      assert.equal(r.response.uid, 'u2');
+      assert.equal(r.response.patch, undefined);
+      assert.equal(r.response.status.code, 400);
+      assert.match(
+        r.response.status.message,
+        /hexmesh\.io\/proxy-semi-space-mib: expected a whole number of MiB from 1 to 16, got/,
+      );
+    }
+    // An opted-out pod is left alone whatever its annotations say.
+    const skipped = admissionResponse(
+      review(pod({ annotations: { 'hexmesh.io/inject': 'false', 'hexmesh.io/proxy-semi-space-mib': 'x' } })),
+      OPTS,
+    ) as { response: Record<string, unknown> };
+    assert.deepEqual(skipped.response, { uid: 'u2', allowed: true });
   });
 });
