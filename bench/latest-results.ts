@@ -5,8 +5,10 @@
  *   node --import tsx bench/latest-results.ts bench/results/<date>.json
  */
 import { readFileSync } from 'node:fs';
-import type { PathSummary, Summary } from './lib/report.ts';
-import { fmtSpread } from './lib/report.ts';
+import type { PathName } from './paths/path.ts';
+import type { RoundResult } from './lib/round.ts';
+import type { FloorRatios, PathSummary, Summary } from './lib/report.ts';
+import { fmtSpread, summarize } from './lib/report.ts';
 import type { Spread } from './lib/stats.ts';
 
 interface ResultsFile {
@@ -14,6 +16,7 @@ interface ResultsFile {
   options: { rounds: number; round: { durationS: number; rate: number }; tls: boolean; hop?: string };
   machine: { nproc: number; loadavg?: number[]; hexmeshCommit?: string; node?: string };
   summary: Record<string, Summary>;
+  rounds?: RoundResult[];
 }
 
 const file = process.argv[2];
@@ -26,6 +29,13 @@ const m = (s: Spread | undefined, d = 0): string => (s && s.n ? s.median.toFixed
 const target = (s: Summary, prefix: string): Spread | undefined =>
   s.targets.find((t) => t.figure.startsWith(prefix))?.value;
 
+/** Per-round floor ratios: from the summary, or worked out from the rounds (files before session 7). */
+function floorOf(protocol: string, s: Summary): FloorRatios | undefined {
+  if (s.floor || !r.rounds) return s.floor;
+  const rounds = r.rounds.filter((x) => x.protocol === protocol);
+  return summarize(rounds, Object.keys(s.paths) as PathName[]).floor;
+}
+
 const rows: string[][] = [];
 for (const [protocol, s] of Object.entries(r.summary)) {
   const h: PathSummary | undefined = s.paths.hexmesh;
@@ -33,11 +43,16 @@ for (const [protocol, s] of Object.entries(r.summary)) {
   if (!h) continue;
   const okRounds = `${h.rounds - h.failed}/${h.rounds}`;
   // The minimal Node pair, when the run had one (--paths ...,node-floor).
-  const floor: PathSummary | undefined = s.paths['node-floor'] ?? s.paths['node-floor-lean'];
-  const floorCpu =
-    floor && ha?.cpuUsPerRequest.n
-      ? `${m(floor.cpuUsPerRequest)} (${(floor.cpuUsPerRequest.median / ha.cpuUsPerRequest.median).toFixed(1)}×)`
-      : '—';
+  const floor: PathSummary | undefined = s.paths['node-floor-lean'] ?? s.paths['node-floor'];
+  // Ratios within each round (medians of per-round ratios); of medians when a file has no rounds.
+  const ratios = floorOf(protocol, s);
+  const floorCpu = !floor
+    ? '—'
+    : ratios
+      ? `${m(floor.cpuUsPerRequest)} (${m(ratios.floorOverHaproxy, 1)}×; hexmesh ${m(ratios.hexmeshOverFloor, 2)}× it)`
+      : ha?.cpuUsPerRequest.n
+        ? `${m(floor.cpuUsPerRequest)} (${(floor.cpuUsPerRequest.median / ha.cpuUsPerRequest.median).toFixed(1)}×)`
+        : '—';
   rows.push([
     `${protocol}, ${r.options.tls ? 'mutual TLS' : 'plaintext'}`,
     okRounds,
@@ -56,7 +71,7 @@ const head = [
   'protocol, hop',
   'ok rounds',
   'CPU µs/req hexmesh (× HAProxy)',
-  'Node floor µs/req (× HAProxy, medians)',
+  'Node floor µs/req (× HAProxy; hexmesh × floor)',
   'max rps × HAProxy',
   `p99 ms at ${r.options.round.rate} rps, hexmesh / HAProxy`,
   'RSS idle / after fixed rate / settled after load, MiB',

@@ -61,9 +61,21 @@ export interface Target {
   pass: boolean | undefined;
 }
 
+/**
+ * CPU per request against the minimal Node pair (`--paths …,node-floor`), each ratio within a
+ * round: how far Node alone is from HAProxy, and how far hexmesh is from Node alone.
+ */
+export interface FloorRatios {
+  path: PathName;
+  floorOverHaproxy: Spread;
+  hexmeshOverFloor: Spread;
+}
+
 export interface Summary {
   paths: Partial<Record<PathName, PathSummary>>;
   targets: Target[];
+  /** Absent when the run had no floor path. */
+  floor?: FloorRatios;
 }
 
 function byRound(rounds: readonly RoundResult[], path: PathName): Map<number, RoundResult> {
@@ -145,7 +157,19 @@ export function summarize(rounds: readonly RoundResult[], paths: readonly PathNa
   const ha = byRound(rounds, 'haproxy');
   const ratio = (f: (r: RoundResult) => number): Spread => spread(paired(hm, ha, (x, y) => f(x) / f(y)));
   const diff = (f: (r: RoundResult) => number): Spread => spread(paired(hm, ha, (x, y) => f(x) - f(y)));
-  const cpu = ratio((r) => r.max?.cpuUsPerRequest ?? NaN);
+  const cpuOf = (r: RoundResult): number => r.max?.cpuUsPerRequest ?? NaN;
+  const cpu = ratio(cpuOf);
+  // The lean pair is the tighter floor where a run has both (HTTP/1.1 only).
+  for (const path of ['node-floor-lean', 'node-floor'] as const) {
+    const fl = byRound(rounds, path);
+    if (fl.size === 0) continue;
+    summary.floor = {
+      path,
+      floorOverHaproxy: spread(paired(fl, ha, (x, y) => cpuOf(x) / cpuOf(y))),
+      hexmeshOverFloor: spread(paired(hm, fl, (x, y) => cpuOf(x) / cpuOf(y))),
+    };
+    break;
+  }
   // bench.md: h2c and gRPC within 4× of HAProxy, HTTP/1.1 within 2.5×.
   const http2 = rounds.length > 0 && rounds.every((r) => r.protocol !== 'http1');
   const tput = ratio((r) => r.max?.rps ?? NaN);
@@ -344,6 +368,11 @@ export function formatSummary(s: Summary): string {
       ]),
     ),
   );
+  if (s.floor)
+    out.push(
+      `\nCPU per request, per round: ${s.floor.path} / HAProxy ${fmtSpread(s.floor.floorOverHaproxy, 2)}×, ` +
+        `hexmesh / ${s.floor.path} ${fmtSpread(s.floor.hexmeshOverFloor, 2)}×`,
+    );
   for (const [name, p] of paths) for (const e of p.errors) out.push(`\n${name}: ${e}`);
   return out.join('\n');
 }
