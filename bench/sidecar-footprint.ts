@@ -161,13 +161,6 @@ async function timeline(
     `proxy node flags: ${flags || '(none)'}; malloc env: ${malloc.join(' ') || '(none)'}; ` +
       `load average ${loadAverage()}`,
   );
-  // A proxy that finds src/ newer than dist/hexmesh.mjs builds it at start-up (bin/hexmesh.js),
-  // and esbuild then stays in its memory (+12.4 MiB USS measured): build it here instead.
-  const { buildBundle, bundleIsFresh } = (await import(join(HERE, '..', 'scripts', 'bundle.mjs'))) as {
-    buildBundle(): Promise<void>;
-    bundleIsFresh(): boolean;
-  };
-  if (!bundleIsFresh()) await buildBundle();
   const path = await start(ctx);
   const names = path.proxies.map((p) => p.name);
   try {
