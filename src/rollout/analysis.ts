@@ -46,6 +46,26 @@ export function metricChecks(a: RolloutAnalysis, m: Measurement): CheckResult[] 
   return checks;
 }
 
+/**
+ * Intervals in a row whose metrics could not be read (Measurement.unreachable) before the
+ * analysis fails. Such an interval is measured again rather than judged: a scrape that timed
+ * out on a busy host is not a canary serving no traffic (Argo Rollouts' consecutiveErrorLimit
+ * is 4 as well). A sidecar that stays unreadable fails the analysis with that reason.
+ */
+export const MAX_UNMEASURED_INTERVALS = 4;
+
+/**
+ * What to do with an interval whose measurement left sidecars out: measure again
+ * (`undefined`), or fail with the returned reason once `inARow` reaches the limit.
+ */
+export function unmeasuredVerdict(m: Measurement, inARow: number): string | undefined {
+  if (inARow < MAX_UNMEASURED_INTERVALS) return undefined;
+  return (
+    `analysis: the new revision's metrics could not be read in ${inARow} intervals in a row ` +
+    `(admin ${m.unreachable.join(', ')})`
+  );
+}
+
 /** Run the metric checks and the `rollout` webhooks for one interval. */
 export async function runAnalysis(
   a: RolloutAnalysis,

@@ -28,7 +28,11 @@ export interface Measurement {
   successRate: number | null;
   /** Milliseconds, null without requests. */
   p99Ms: number | null;
-  /** Admin addresses that could not be scraped (their traffic is missing from the figures). */
+  /**
+   * Admin addresses whose counters could not be read at one end of the interval (a scrape
+   * failed or timed out now, or when the baseline was taken): their traffic is missing from
+   * the figures, so the interval proves nothing about them.
+   */
   unreachable: string[];
 }
 
@@ -65,13 +69,18 @@ export async function scrapeInbound(adminAddress: string, timeoutMs = 2000): Pro
 export class RevisionMetrics {
   readonly #last = new Map<string, Counters>();
 
-  /** Take the baselines now, so the next `measure()` counts from here. */
+  /**
+   * Take the baselines now, so the next `measure()` counts from here. A sidecar that cannot
+   * be read has no baseline: the next `measure()` reports it unreachable.
+   */
   async baseline(adminAddresses: readonly string[]): Promise<void> {
     await Promise.all(
       adminAddresses.map(async (a) => {
         try {
           this.#last.set(a, await scrapeInbound(a));
-        } catch {}
+        } catch {
+          this.#last.delete(a);
+        }
       }),
     );
   }
@@ -92,7 +101,10 @@ export class RevisionMetrics {
         }
         const prev = this.#last.get(a);
         this.#last.set(a, now);
-        if (!prev) return;
+        if (!prev) {
+          unreachable.push(a);
+          return;
+        }
         const reset = now.requests < prev.requests;
         requests += reset ? now.requests : now.requests - prev.requests;
         successes += reset ? now.successes : now.successes - prev.successes;

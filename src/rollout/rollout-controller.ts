@@ -372,6 +372,7 @@ export class RolloutController {
         inbox,
         publish: () => this.#publish(t),
         write: (what, fn) => this.#write(t, what, fn),
+        log: (line) => this.#log(`${t.key}: ${line}`),
         settleMs: this.#o.settleMs ?? 1000,
         ...(this.#o.graceMs !== undefined ? { graceMs: this.#o.graceMs } : {}),
         retire: (old, delayMs) => this.#retire(t, old, delayMs),

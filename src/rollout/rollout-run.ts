@@ -7,7 +7,7 @@
  */
 import type { Rollout } from '../config/resources.ts';
 import type { InstanceSpec, Runtime } from '../runtime/runtime.ts';
-import { runAnalysis } from './analysis.ts';
+import { MAX_UNMEASURED_INTERVALS, runAnalysis, unmeasuredVerdict } from './analysis.ts';
 import { canarySteps, type Step } from './canary-steps.ts';
 import { RevisionMetrics } from './revision-metrics.ts';
 import {
@@ -93,6 +93,8 @@ export interface RunContext {
    */
   fromStep?: number;
   now: () => number;
+  /** What the run decided, for the controller's log (a status write may wait for the control plane). */
+  log?: (line: string) => void;
 }
 
 export interface RunResult {
@@ -224,11 +226,24 @@ export async function runRevision(ctx: RunContext): Promise<RunResult> {
     if (bad.length) throw new Stop('Failed', `${what}: ${bad.map((b) => b.message).join('; ')}`);
   };
   const analyse = async (a: NonNullable<typeof analysisCfg>, intervalMs: number): Promise<void> => {
-    for (let i = 0; i < a.iterations && !promoteNow; i++) {
+    let unmeasured = 0;
+    for (let i = 0; i < a.iterations && !promoteNow;) {
       await metrics.baseline(admins());
       await wait(intervalMs);
       if (promoteNow) return;
-      const run = await runAnalysis(a, await metrics.measure(admins()), payload(), ctx.now);
+      const m = await metrics.measure(admins());
+      if (m.unreachable.length > 0) {
+        // Not judged: the interval is measured again (analysis.ts, MAX_UNMEASURED_INTERVALS).
+        const reason = unmeasuredVerdict(m, ++unmeasured);
+        if (reason) throw new Stop('Failed', reason);
+        const line = `analysis: metrics of ${m.unreachable.join(', ')} unreadable (${unmeasured}/${MAX_UNMEASURED_INTERVALS} in a row); measuring again`;
+        ctx.log?.(line);
+        await set({ message: line });
+        continue;
+      }
+      unmeasured = 0;
+      i++;
+      const run = await runAnalysis(a, m, payload(), ctx.now);
       const failedChecks = status.failedChecks + (run.pass ? 0 : 1);
       await set({ analysis: [...status.analysis, run].slice(-20), failedChecks, threshold: a.threshold });
       if (failedChecks >= a.threshold)
@@ -318,6 +333,7 @@ export async function runRevision(ctx: RunContext): Promise<RunResult> {
     return { outcome: 'Succeeded', stable: fresh };
   } catch (err) {
     const stop = err instanceof Stop ? err : new Stop('Failed', `internal error: ${(err as Error).message}`);
+    ctx.log?.(`revision ${revision}: ${stop.outcome}: ${stop.message}; rolling back`);
     // Rollback: all traffic to stable first, then the new instances go. The new instances
     // stay until the route is written: the route never points at instances that are gone
     // (with the control plane down, proxies keep their last routes and still send the
