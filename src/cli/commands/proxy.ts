@@ -87,58 +87,72 @@ is refused and the running config keeps serving.
 Example:
   hexmesh proxy --config examples/quickstart/frontend-proxy.yaml`,
     )
-    .action(async (flags: { config?: string } & Partial<ControlFlags>, cmd: Command) => {
-      // Before any upstream connection: keeps RSS flat on the first large transfer.
-      const { keepWasmOnBaselineCompiler } = await import('../../proxy/core/wasm-tiering.ts');
-      keepWasmOnBaselineCompiler();
-      // Node 20's HTTP/2 client pays two util.deprecate wrappers per request without it.
-      const { installLeanAsyncBind } = await import('../../proxy/core/lean-async-bind.ts');
-      installLeanAsyncBind();
-      // Dynamic imports: every CLI command shares this bundle, and a sidecar should carry only
-      // what it runs (the control client's ws, the certificate parser only with proxy.tls).
-      if (flags.control) {
-        const { runControlledProxy } = await import('../../proxy/control-client/flags.ts');
-        return runControlledProxy(flags as ControlFlags);
+    .action(async (flags: ProxyFlags, cmd: Command) => {
+      // V8's young generation stays at its initial size until the proxy serves (startup-heap.ts).
+      const { holdYoungGeneration } = await import('../../proxy/core/startup-heap.ts');
+      const release = holdYoungGeneration();
+      try {
+        await startProxy(flags, cmd);
+      } finally {
+        release();
       }
-      if (!flags.config)
-        cmd.error("error: required option '-c, --config <file>' not specified (or use --control)");
-      const opts = { config: flags.config! };
-      // The proxy's modules load while the child process validates the file.
-      const [config, { Proxy }] = await Promise.all([
-        loadProxyConfig(opts.config),
-        import('../../proxy/proxy.ts'),
-      ]);
-      // proxy.tls: mutual TLS with a certificate from files (docs/mtls.md); SIGHUP re-reads them.
-      const tls = config.proxy.tls;
-      let identity: StaticIdentitySource | undefined;
-      if (tls) {
-        const { StaticIdentitySource } = await import('../../identity/static-identity-source.ts');
-        identity = await StaticIdentitySource.fromFiles({
-          cert: tls.certFile,
-          key: tls.keyFile,
-          bundle: tls.bundleFile,
-        });
-      }
-      const proxy = new Proxy(config, { onExit: () => process.exit(0), identity });
-      if (identity) proxy.metrics.setCertExpiry(identity.current().notAfter.getTime());
-      const a = await proxy.start();
-      // Handlers first, then the start line: a test (or a supervisor) may signal as soon as it reads it.
-      const drain = (signal: NodeJS.Signals) => {
-        process.stdout.write(
-          `hexmesh proxy ${config.proxy.service}: ${signal}: draining (up to ${config.proxy.drainTimeout} ms for in-flight requests)\n`,
-        );
-        void proxy.shutdown();
-      };
-      process.once('SIGTERM', drain);
-      process.once('SIGINT', drain);
-      process.on('SIGHUP', () => void reload(proxy, opts.config, config, identity));
-      const ups = Object.entries(a.upstreams)
-        .map(([k, v]) => ` upstream ${k}=${v.address}:${v.port}`)
-        .join('');
-      process.stdout.write(
-        `hexmesh proxy ${config.proxy.service}: outbound=${a.outbound.address}:${a.outbound.port} inbound=${a.inbound.address}:${a.inbound.port} admin=${config.proxy.admin.address}:${a.admin.port}${ups}\n`,
-      );
     });
+}
+
+type ProxyFlags = { config?: string } & Partial<ControlFlags>;
+
+/** Start the proxy from a config file or the control plane; resolves once it serves. */
+async function startProxy(flags: ProxyFlags, cmd: Command): Promise<void> {
+  // Before any upstream connection: keeps RSS flat on the first large transfer.
+  const { keepWasmOnBaselineCompiler } = await import('../../proxy/core/wasm-tiering.ts');
+  keepWasmOnBaselineCompiler();
+  // Node 20's HTTP/2 client pays two util.deprecate wrappers per request without it.
+  const { installLeanAsyncBind } = await import('../../proxy/core/lean-async-bind.ts');
+  installLeanAsyncBind();
+  // Dynamic imports: every CLI command shares this bundle, and a sidecar should carry only
+  // what it runs (the control client's ws, the certificate parser only with proxy.tls).
+  if (flags.control) {
+    const { runControlledProxy } = await import('../../proxy/control-client/flags.ts');
+    return runControlledProxy(flags as ControlFlags);
+  }
+  if (!flags.config)
+    cmd.error("error: required option '-c, --config <file>' not specified (or use --control)");
+  const opts = { config: flags.config! };
+  // The proxy's modules load while the child process validates the file.
+  const [config, { Proxy }] = await Promise.all([
+    loadProxyConfig(opts.config),
+    import('../../proxy/proxy.ts'),
+  ]);
+  // proxy.tls: mutual TLS with a certificate from files (docs/mtls.md); SIGHUP re-reads them.
+  const tls = config.proxy.tls;
+  let identity: StaticIdentitySource | undefined;
+  if (tls) {
+    const { StaticIdentitySource } = await import('../../identity/static-identity-source.ts');
+    identity = await StaticIdentitySource.fromFiles({
+      cert: tls.certFile,
+      key: tls.keyFile,
+      bundle: tls.bundleFile,
+    });
+  }
+  const proxy = new Proxy(config, { onExit: () => process.exit(0), identity });
+  if (identity) proxy.metrics.setCertExpiry(identity.current().notAfter.getTime());
+  const a = await proxy.start();
+  // Handlers first, then the start line: a test (or a supervisor) may signal as soon as it reads it.
+  const drain = (signal: NodeJS.Signals) => {
+    process.stdout.write(
+      `hexmesh proxy ${config.proxy.service}: ${signal}: draining (up to ${config.proxy.drainTimeout} ms for in-flight requests)\n`,
+    );
+    void proxy.shutdown();
+  };
+  process.once('SIGTERM', drain);
+  process.once('SIGINT', drain);
+  process.on('SIGHUP', () => void reload(proxy, opts.config, config, identity));
+  const ups = Object.entries(a.upstreams)
+    .map(([k, v]) => ` upstream ${k}=${v.address}:${v.port}`)
+    .join('');
+  process.stdout.write(
+    `hexmesh proxy ${config.proxy.service}: outbound=${a.outbound.address}:${a.outbound.port} inbound=${a.inbound.address}:${a.inbound.port} admin=${config.proxy.admin.address}:${a.admin.port}${ups}\n`,
+  );
 }
 
 /**
