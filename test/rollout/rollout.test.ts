@@ -341,3 +341,62 @@ test(
     assert.deepEqual([...tally.byBody.keys()], ['v1']);
   },
 );
+
+test(
+  "a canary whose sidecar stalls through an analysis interval is measured again, not rolled back as 'no traffic'",
+  { timeout: 90_000 },
+  async (t) => {
+    const m = await setup(t);
+    const load = new Load(m.clientPort, 60_000);
+    const messages = new Set<string>();
+    const watch = setInterval(async () => {
+      const s = await m.status().catch(() => undefined);
+      if (s) messages.add(s.message);
+    }, 100);
+    t.after(() => clearInterval(watch));
+    await m.apply(
+      rollout(
+        { VERSION: 'v2' },
+        {
+          canary: {
+            steps: [{ setWeight: 50 }, { analysis: {} }],
+            interval: '1s',
+            analysis: { successRate: { min: 90 }, minRequests: 1, threshold: 1, iterations: 3 },
+          },
+        },
+      ),
+    );
+    await until('the canary analysed', 40_000, async () => {
+      const s = await m.status();
+      return s?.message === 'analysing' ? s : undefined;
+    });
+    // The canary's sidecar stops answering (a stalled host) for longer than an interval plus the
+    // 2 s scrape timeout: that interval's figures are missing, which is not "no traffic".
+    const pid = m.runtime.list().find((i) => i.id.startsWith('reviews-r'))?.sidecarPid;
+    assert.ok(pid, 'the canary has a sidecar');
+    process.kill(pid, 'SIGSTOP');
+    t.after(() => {
+      try {
+        process.kill(pid, 'SIGCONT');
+      } catch {}
+    });
+    await new Promise((r) => setTimeout(r, 3500));
+    process.kill(pid, 'SIGCONT');
+    const s = await m.finalPhase(['Failed', 'Succeeded', 'RolledBack'], 60_000);
+    clearInterval(watch);
+    await load.stop();
+    assert.equal(s.phase, 'Succeeded', JSON.stringify(s));
+    assert.ok(
+      [...messages].some((msg) =>
+        /^analysis: metrics of .* unreadable \(1\/4 in a row\); measuring again$/.test(msg),
+      ),
+      [...messages].join('\n'),
+    );
+    // Only measured intervals are judged and recorded: none of them counts the stall as no traffic.
+    assert.ok(s.analysis.length > 0);
+    assert.ok(
+      s.analysis.every((a) => a.pass && a.requests > 0),
+      JSON.stringify(s.analysis),
+    );
+  },
+);
