@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import type { PathName } from './paths/path.ts';
 import type { RoundResult } from './lib/round.ts';
 import type { FloorRatios, PathSummary, Summary } from './lib/report.ts';
-import { fmtSpread, summarize } from './lib/report.ts';
+import { FLOOR_PATHS, fmtSpread, summarize } from './lib/report.ts';
 import type { Spread } from './lib/stats.ts';
 
 interface ResultsFile {
@@ -42,10 +42,11 @@ for (const [protocol, s] of Object.entries(r.summary)) {
   const ha: PathSummary | undefined = s.paths.haproxy;
   if (!h) continue;
   const okRounds = `${h.rounds - h.failed}/${h.rounds}`;
-  // The minimal Node pair, when the run had one (--paths ...,node-floor).
-  const floor: PathSummary | undefined = s.paths['node-floor-lean'] ?? s.paths['node-floor'];
-  // Ratios within each round (medians of per-round ratios); of medians when a file has no rounds.
+  // The minimal Node pair, when the run had one (--paths ...,node-floor), and its ratios within
+  // each round (medians of per-round ratios); of medians when a file has no rounds.
   const ratios = floorOf(protocol, s);
+  const floorPath = ratios?.path ?? FLOOR_PATHS.find((p) => s.paths[p]);
+  const floor: PathSummary | undefined = floorPath && s.paths[floorPath];
   const floorCpu = !floor
     ? '—'
     : ratios

@@ -27,7 +27,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { numberFlag } from './lib/cli-flags.ts';
+import { intFlag, numberFlag } from './lib/cli-flags.ts';
 import { runOpenLoop } from './lib/open-loop-runner.ts';
 import { ProcessGroup } from './lib/process-group.ts';
 import { rssKiB, ussKiB } from './lib/proc-stats.ts';
@@ -227,8 +227,8 @@ async function main(): Promise<void> {
       warmup: { type: 'string' },
     },
   });
-  const samples = Number(values.samples);
-  const settleMs = Number(values.settle);
+  const samples = intFlag('samples', values.samples, 5, 1);
+  const settleMs = numberFlag('settle', values.settle, 300, 0);
   const timed = values.timeline !== undefined || values.load !== undefined;
   if (timed && (values.base || values.modules))
     throw new Error('--timeline and --load run one pair of this tree: not with --base or --modules');
@@ -236,7 +236,7 @@ async function main(): Promise<void> {
   const timelineOpts: TimelineOptions = {
     seconds: numberFlag('timeline', values.timeline, 0, 0),
     everyMs: numberFlag('every', values.every, 1000, 10),
-    settleMs: numberFlag('settle', values.settle, 300, 0),
+    settleMs,
     load: loadSpec && { ...loadSpec, warmupS: numberFlag('warmup', values.warmup, 2, 0) },
   };
   const group = new ProcessGroup();

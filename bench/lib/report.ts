@@ -65,6 +65,9 @@ export interface Target {
  * CPU per request against the minimal Node pair (`--paths …,node-floor`), each ratio within a
  * round: how far Node alone is from HAProxy, and how far hexmesh is from Node alone.
  */
+/** The floor paths, the tighter first: the lean pair where a run has both (HTTP/1.1 only). */
+export const FLOOR_PATHS = ['node-floor-lean', 'node-floor'] as const satisfies readonly PathName[];
+
 export interface FloorRatios {
   path: PathName;
   floorOverHaproxy: Spread;
@@ -159,16 +162,14 @@ export function summarize(rounds: readonly RoundResult[], paths: readonly PathNa
   const diff = (f: (r: RoundResult) => number): Spread => spread(paired(hm, ha, (x, y) => f(x) - f(y)));
   const cpuOf = (r: RoundResult): number => r.max?.cpuUsPerRequest ?? NaN;
   const cpu = ratio(cpuOf);
-  // The lean pair is the tighter floor where a run has both (HTTP/1.1 only).
-  for (const path of ['node-floor-lean', 'node-floor'] as const) {
-    const fl = byRound(rounds, path);
-    if (fl.size === 0) continue;
+  const floorPath = FLOOR_PATHS.find((p) => byRound(rounds, p).size > 0);
+  if (floorPath) {
+    const fl = byRound(rounds, floorPath);
     summary.floor = {
-      path,
+      path: floorPath,
       floorOverHaproxy: spread(paired(fl, ha, (x, y) => cpuOf(x) / cpuOf(y))),
       hexmeshOverFloor: spread(paired(hm, fl, (x, y) => cpuOf(x) / cpuOf(y))),
     };
-    break;
   }
   // bench.md: h2c and gRPC within 4× of HAProxy, HTTP/1.1 within 2.5×.
   const http2 = rounds.length > 0 && rounds.every((r) => r.protocol !== 'http1');
