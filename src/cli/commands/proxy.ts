@@ -96,6 +96,9 @@ Example:
       } finally {
         release();
       }
+      // After a burst, the young generation V8 grew for it is given back once quiet (idle-heap.ts).
+      const { returnYoungGenerationWhenIdle } = await import('../../proxy/core/idle-heap.ts');
+      returnYoungGenerationWhenIdle();
     });
 }
 
