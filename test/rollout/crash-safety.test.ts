@@ -153,6 +153,13 @@ test(
       return s?.weight === 30 && s.message === 'analysing' ? s : undefined;
     });
     assert.equal(await routeWeight(), 30);
+    // The status is written right after the route; the control plane pushes the route to the
+    // client sidecar a moment later. Killed in between (ci16, ci20), the sidecar kept 0 % to
+    // the canary and the analysis rightly failed on "0 requests in the interval". The scenario
+    // is a control plane lost while the 30 % route is in force, so wait for a v2 answer.
+    await until('the 30% route in force at the client sidecar (a v2 answer)', 20_000, async () =>
+      load.ok.get('v2') ? true : undefined,
+    );
 
     // Down until the analysis (3 × 2 s) is over and the next step (weight 60) has tried to
     // write the route while the control plane is unreachable.
