@@ -7,11 +7,11 @@
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { CliProxy } from '../support/cli.ts';
+import { startHttpServer } from '../support/mesh.ts';
 
 const NEW_SPACE = /^hexmesh_proxy_nodejs_heap_space_size_total_bytes\{space="new"\} (\d+)/m;
 
@@ -55,8 +55,7 @@ test(
   { timeout: 90_000 },
   async (t) => {
     const body = Buffer.alloc(1024, 'x');
-    const app = http.createServer((_req, res) => res.end(body));
-    await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
+    const app = await startHttpServer((_req, res) => res.end(body));
     t.after(() => app.close());
     const dir = mkdtempSync(join(tmpdir(), 'hexmesh-idle-heap-'));
     t.after(() => rmSync(dir, { recursive: true, force: true }));
@@ -70,7 +69,7 @@ test(
           outbound: any,
           inbound: any,
           admin: any,
-          app: { port: (app.address() as AddressInfo).port },
+          app: { port: app.port },
         },
       }),
     );
