@@ -42,6 +42,7 @@ import { ApiTokens } from './auth/api-tokens.ts';
 import type { Permission } from './auth/roles.ts';
 import { tokenRoutes } from './auth/token-routes.ts';
 import { errorResponse } from './http/error-response.ts';
+import { crossOriginRefusal } from './http/cross-origin.ts';
 import { ServingTls } from './auth/serving-tls.ts';
 
 export interface ControlPlaneOptions {
@@ -240,22 +241,23 @@ export class ControlPlane {
         socket.end('HTTP/1.1 404 Not Found\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
         return;
       }
-      if (!this.auth.enforced) return up.handler(req, socket, head);
       socket.on('error', () => {});
+      const refuse = (err: unknown) => {
+        const { status, body } = errorResponse(err);
+        const text = `${JSON.stringify(body)}\n`;
+        socket.end(
+          `HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? ''}\r\nconnection: close\r\n` +
+            `content-type: application/json\r\ncontent-length: ${Buffer.byteLength(text)}\r\n\r\n${text}`,
+        );
+      };
+      // A page may open a WebSocket to any origin and read what it says: not CORS-checked.
+      const crossOrigin = crossOriginRefusal(req, `upgrade ${path}`);
+      if (crossOrigin) return refuse(crossOrigin);
+      if (!this.auth.enforced) return up.handler(req, socket, head);
       // Same rule as routes: an upgrade path that declared no permission is denied.
       this.auth
         .check(req, up.permission, `upgrade ${path}`, new URLSearchParams(q < 0 ? '' : url.slice(q + 1)))
-        .then(
-          () => up.handler(req, socket, head),
-          (err: unknown) => {
-            const { status, body } = errorResponse(err);
-            const text = `${JSON.stringify(body)}\n`;
-            socket.end(
-              `HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? ''}\r\nconnection: close\r\n` +
-                `content-type: application/json\r\ncontent-length: ${Buffer.byteLength(text)}\r\n\r\n${text}`,
-            );
-          },
-        );
+        .then(() => up.handler(req, socket, head), refuse);
     });
   }
 

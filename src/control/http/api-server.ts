@@ -7,6 +7,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { HexmeshError } from '../../errors/hexmesh-error.ts';
 import { readBody } from './body.ts';
 import { MAX_WAIT_MS } from './blocking.ts';
+import { changesState, crossOriginRefusal } from './cross-origin.ts';
 import { badRequest, errorResponse } from './error-response.ts';
 import type { ApiRequest, ApiResult, Router } from './router.ts';
 import type { ApiAuth } from '../auth/api-auth.ts';
@@ -53,6 +54,9 @@ async function handle(router: Router, opts: ApiServerOptions, req: IncomingMessa
       throw badRequest(`malformed percent-encoding in path ${JSON.stringify(path)}`);
     }
     const method = req.method ?? 'GET';
+    // Before anything runs: a page on another origin may not change state (cross-origin.ts).
+    const refused = changesState(method) ? crossOriginRefusal(req, `${method} ${path}`) : undefined;
+    if (refused) throw refused;
     const m = router.match(method, decoded);
     if (m.kind === 'not-found')
       throw new HexmeshError('HEXMESH_ERR_NOT_FOUND', `no API endpoint ${method} ${path}`);

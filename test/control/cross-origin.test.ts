@@ -1,0 +1,108 @@
+/**
+ * The API's rule for requests from other web pages (src/control/http/cross-origin.ts,
+ * docs/api-security.md), header by header: what a browser says (`Sec-Fetch-Site`, else
+ * `Origin` against `Host`) decides state changes and upgrades; clients that are not browsers
+ * send neither and pass; reads are answered without CORS. The browser itself:
+ * test/dashboard/cross-origin-browser.test.ts.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { request } from 'undici';
+import WebSocket from 'ws';
+import { startCp, type TestCp } from './helpers.ts';
+
+let t: TestCp;
+let host: string;
+before(async () => {
+  t = await startCp({ discovery: true });
+  host = new URL(t.url).host;
+});
+after(() => t.close());
+
+const yaml = (name: string) =>
+  `apiVersion: hexmesh.io/v1alpha1\nkind: Service\nmetadata: {name: ${name}}\nspec:\n  ports: [{port: 80}]\n`;
+
+async function apply(name: string, headers: Record<string, string>) {
+  const r = await request(`${t.url}/v1/apply`, {
+    method: 'POST',
+    headers: { 'content-type': 'text/plain', ...headers },
+    body: yaml(name),
+  });
+  const body = (await r.body.json()) as { error?: { code: string; message: string } };
+  return { status: r.statusCode, body };
+}
+
+test('state changes: refused when the browser says another origin sent them, else taken', async () => {
+  const cases: [string, Record<string, string>, number][] = [
+    ['no-browser', {}, 200],
+    ['fetch-same-origin', { 'sec-fetch-site': 'same-origin', origin: t.url }, 200],
+    ['typed-by-user', { 'sec-fetch-site': 'none' }, 200],
+    ['origin-matches-host', { origin: `http://${host}` }, 200],
+    ['fetch-cross-site', { 'sec-fetch-site': 'cross-site', origin: 'https://evil.example' }, 403],
+    // Another port of the same host is the same site, not the same origin.
+    ['fetch-same-site', { 'sec-fetch-site': 'same-site', origin: 'http://127.0.0.1:1' }, 403],
+    ['origin-other', { origin: 'https://evil.example' }, 403],
+    ['origin-other-port', { origin: 'http://127.0.0.1:1' }, 403],
+    ['origin-null', { origin: 'null' }, 403],
+  ];
+  for (const [name, headers, status] of cases) {
+    const r = await apply(name, headers);
+    assert.equal(r.status, status, `${name}: ${JSON.stringify(r.body)}`);
+    const stored = await request(`${t.url}/v1/resources/Service/default/${name}`);
+    await stored.body.dump();
+    assert.equal(stored.statusCode, status === 200 ? 200 : 404, `${name}: stored?`);
+    if (status === 403) {
+      assert.equal(r.body.error?.code, 'HEXMESH_ERR_DENIED');
+      assert.match(
+        r.body.error!.message,
+        /^cross-origin request refused: POST \/v1\/apply was sent by a page at /,
+      );
+    }
+  }
+});
+
+test('reads are answered without CORS: no Access-Control-Allow-Origin, preflights not approved', async () => {
+  const read = await request(`${t.url}/v1/resources?kind=Service`, {
+    headers: { origin: 'https://evil.example', 'sec-fetch-site': 'cross-site' },
+  });
+  await read.body.dump();
+  assert.equal(read.statusCode, 200);
+  assert.equal(read.headers['access-control-allow-origin'], undefined);
+  const preflight = await request(`${t.url}/v1/kv/x`, {
+    method: 'OPTIONS',
+    headers: {
+      origin: 'https://evil.example',
+      'access-control-request-method': 'PUT',
+      'access-control-request-headers': 'authorization',
+    },
+  });
+  await preflight.body.dump();
+  assert.ok(preflight.statusCode >= 400, `preflight answered ${preflight.statusCode}`);
+  for (const h of [
+    'access-control-allow-origin',
+    'access-control-allow-methods',
+    'access-control-allow-headers',
+  ])
+    assert.equal(preflight.headers[h], undefined, h);
+});
+
+test('the discovery WebSocket refuses a handshake from another origin, takes one without Origin', async () => {
+  const open = (headers: Record<string, string>) =>
+    new Promise<string>((resolve) => {
+      const ws = new WebSocket(`${t.url.replace('http', 'ws')}/v1/discovery`, { headers });
+      ws.on('open', () => {
+        ws.close();
+        resolve('open');
+      });
+      ws.on('unexpected-response', (_req, res) => {
+        resolve(`refused ${res.statusCode}`);
+        res.resume();
+        ws.terminate();
+      });
+      ws.on('error', () => {});
+    });
+  assert.equal(await open({ origin: 'https://evil.example' }), 'refused 403');
+  assert.equal(await open({ origin: 'http://127.0.0.1:1', 'sec-fetch-site': 'same-site' }), 'refused 403');
+  assert.equal(await open({}), 'open');
+  assert.equal(await open({ origin: t.url }), 'open');
+});
