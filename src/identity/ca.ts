@@ -149,6 +149,13 @@ export interface AuthorityInfo {
 
 const denied = (message: string) => new HexmeshError('HEXMESH_ERR_DENIED', message);
 
+/** What a proof grants: one identity, maybe one instance of it, and the join token behind it. */
+interface Granted {
+  readonly spiffeId: string;
+  readonly instance?: string;
+  readonly joinToken?: string;
+}
+
 export class CertificateAuthority {
   readonly tokens: JoinTokens;
   readonly #store: Store;
@@ -416,7 +423,7 @@ export class CertificateAuthority {
   async sign(req: SignRequest, caller?: { spiffeId: string; instance?: string }): Promise<Issued> {
     const { state, rev } = await this.#state();
     const csr = await checkCsr(req.csr);
-    const { spiffeId: granted, instance } = await this.#grantedIdentity(req, state);
+    const { spiffeId: granted, instance, joinToken } = await this.#grantedIdentity(req, csr.der, state);
     if (caller !== undefined && caller.spiffeId !== granted)
       throw denied(`caller ${caller.spiffeId} may not get a certificate for ${granted}`);
     // Instances of one identity are kept apart too: a proof bound to one instance (its join
@@ -448,6 +455,7 @@ export class CertificateAuthority {
       {
         spiffeId: granted,
         ...(instance !== undefined && { instance }),
+        ...(joinToken !== undefined && { joinToken }),
         publicKey: csr.publicKey,
         serial,
         notBefore,
@@ -524,8 +532,11 @@ export class CertificateAuthority {
     };
   }
 
-  /** The identity (and the one instance of it, if bound) the request's proof grants. */
-  async #grantedIdentity(req: SignRequest, state: CaState): Promise<{ spiffeId: string; instance?: string }> {
+  /**
+   * The identity (and the one instance of it, if bound) the request's proof grants, and the
+   * join token the certificate descends from (none for a platform token).
+   */
+  async #grantedIdentity(req: SignRequest, csrDer: Buffer, state: CaState): Promise<Granted> {
     if (req.token) {
       // Not one of our join tokens (`hxjt.…`): a platform token, when one is trusted
       // (Kubernetes: a projected ServiceAccount token, checked by TokenReview).
@@ -539,21 +550,26 @@ export class CertificateAuthority {
       return {
         spiffeId: makeSpiffeId(state.trustDomain, t.namespace, t.serviceAccount),
         ...(t.instance !== undefined && { instance: t.instance }),
+        joinToken: t.id,
       };
     }
-    if (req.renewal) return this.#renewalIdentity(req.csr, req.renewal, state);
+    if (req.renewal) return this.#renewalIdentity(csrDer, req.renewal, state);
     throw new HexmeshError(
       'HEXMESH_ERR_UNAUTHENTICATED',
       'a join token (token) or the current certificate (renewal) is required to get a certificate',
     );
   }
 
-  /** Renewal: the current certificate must come from one of our intermediates, be valid now, and have signed the CSR. */
-  #renewalIdentity(
-    csrPem: string,
+  /**
+   * Renewal: the current certificate must come from one of our intermediates, be valid now,
+   * have signed the CSR (`csrDer`, the bytes checkCsr read), and not descend from a join
+   * token that was revoked since.
+   */
+  async #renewalIdentity(
+    csrDer: Buffer,
     renewal: { certificate: string; signature: string },
     state: CaState,
-  ): { spiffeId: string; instance?: string } {
+  ): Promise<Granted> {
     const leaf = parseCert(renewal.certificate);
     const now = this.#now();
     if (Date.parse(leaf.validTo) <= now || Date.parse(leaf.validFrom) > now)
@@ -567,10 +583,9 @@ export class CertificateAuthority {
         'HEXMESH_ERR_UNAUTHENTICATED',
         'renewal refused: the certificate was not issued by this CA',
       );
-    const der = Buffer.from(x509.PemConverter.decode(csrPem)[0]);
     let ok: boolean;
     try {
-      ok = verifySignature('sha256', der, leaf.publicKey, Buffer.from(renewal.signature, 'base64'));
+      ok = verifySignature('sha256', csrDer, leaf.publicKey, Buffer.from(renewal.signature, 'base64'));
     } catch {
       ok = false; // a malformed signature is a wrong one
     }
@@ -596,7 +611,20 @@ export class CertificateAuthority {
       );
     // The instance it was bound to carries over: a renewal never widens or moves it.
     const instance = instanceOfSubject(leaf.subject);
-    return { spiffeId: id, ...(instance !== undefined && { instance }) };
+    // So does the join token it descends from, and revoking that token ends the line: without
+    // this a certificate got once renewed itself forever, whatever was revoked. The token may
+    // have expired (it only has to last until the first certificate); it must not be gone.
+    const joinToken = joinTokenOfSubject(leaf.subject);
+    if (joinToken !== undefined && !(await this.tokens.exists(joinToken)))
+      throw new HexmeshError(
+        'HEXMESH_ERR_UNAUTHENTICATED',
+        `renewal refused: the certificate descends from join token ${joinToken}, which was revoked; get a new join token`,
+      );
+    return {
+      spiffeId: id,
+      ...(instance !== undefined && { instance }),
+      ...(joinToken !== undefined && { joinToken }),
+    };
   }
 
   async #signingKey(a: Authority, rev: number): Promise<CryptoKey> {
@@ -677,13 +705,18 @@ export class CertificateAuthority {
   }
 }
 
-/** Where an issued record lives: under its SPIFFE ID, then the proxy id. */
 /** The instance a workload certificate is bound to: its subject CN (see createLeafCert). */
 export function instanceOfSubject(subject: string): string | undefined {
   const cn = /^CN=(.+)$/m.exec(subject)?.[1];
   return cn !== undefined && INSTANCE_ID.test(cn) ? cn : undefined;
 }
 
+/** The join token a workload certificate descends from: its subject `OU=join-token <id>` (see createLeafCert). */
+export function joinTokenOfSubject(subject: string): string | undefined {
+  return /^OU=join-token ([0-9a-f]{16})$/m.exec(subject)?.[1];
+}
+
+/** Where an issued record lives: under its SPIFFE ID, then the proxy id. */
 function issuedKey(spiffeId: string, proxyId: string): string {
   return `${CA_KEYS.issued}${encodeURIComponent(spiffeId)}/${encodeURIComponent(proxyId)}`;
 }

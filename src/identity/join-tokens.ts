@@ -101,6 +101,11 @@ export class JoinTokens {
     return info;
   }
 
+  /** True while the token with this id stands (expired or not): revoking deletes it. */
+  async exists(id: string): Promise<boolean> {
+    return isSecretId(id) && (await this.#store.get(TOKENS_PREFIX + id)) !== undefined;
+  }
+
   async list(): Promise<JoinTokenInfo[]> {
     const r = await this.#store.range(TOKENS_PREFIX);
     return r.kvs.map((kv) => {

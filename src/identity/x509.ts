@@ -131,6 +131,8 @@ export interface LeafParams {
   readonly spiffeId: string;
   /** The one instance of the identity the certificate is bound to, as its subject CN. */
   readonly instance?: string;
+  /** The id of the join token it descends from, as its subject `OU=join-token <id>` (renewals check it still stands). */
+  readonly joinToken?: string;
   readonly publicKey: x509.PublicKey;
   readonly serial: string;
   readonly notBefore: Date;
@@ -151,7 +153,11 @@ export async function createLeafCert(
   const issuerCert = new x509.X509Certificate(issuer.certPem);
   const cert = await x509.X509CertificateGenerator.create({
     serialNumber: p.serial,
-    subject: p.instance === undefined ? 'O=hexmesh' : `O=hexmesh, CN=${p.instance}`,
+    subject: [
+      'O=hexmesh',
+      ...(p.joinToken !== undefined ? [`OU=join-token ${p.joinToken}`] : []),
+      ...(p.instance !== undefined ? [`CN=${p.instance}`] : []),
+    ].join(', '),
     issuer: issuerCert.subject,
     notBefore: p.notBefore,
     notAfter: p.notAfter,
