@@ -6,6 +6,12 @@
  */
 import { createLocalJWKSet, errors, type JSONWebKeySet, type JWTVerifyGetKey } from 'jose';
 
+/**
+ * Largest JWKS read (1 MiB; a real one is a few KiB): a hostile or broken issuer that
+ * streams without end is cut off there instead of growing the sidecar's heap.
+ */
+export const MAX_JWKS_BYTES = 1024 * 1024;
+
 /** What `jwtVerify` needs: a key lookup by protected header. */
 export interface JwksSource {
   readonly getKey: JWTVerifyGetKey;
@@ -97,7 +103,22 @@ export class RemoteJwks implements JwksSource {
       await res.body.dump();
       throw new Error(`JWKS ${this.uri}: HTTP ${res.statusCode}`);
     }
-    const doc = (await res.body.json()) as JSONWebKeySet;
+    const announced = Number(res.headers['content-length']);
+    if (announced > MAX_JWKS_BYTES) {
+      res.body.destroy();
+      throw new Error(`JWKS ${this.uri}: ${announced} bytes, more than ${MAX_JWKS_BYTES}`);
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of res.body as AsyncIterable<Buffer>) {
+      size += chunk.length;
+      if (size > MAX_JWKS_BYTES) {
+        res.body.destroy();
+        throw new Error(`JWKS ${this.uri}: more than ${MAX_JWKS_BYTES} bytes`);
+      }
+      chunks.push(chunk);
+    }
+    const doc = JSON.parse(Buffer.concat(chunks, size).toString('utf8')) as JSONWebKeySet;
     if (!Array.isArray(doc?.keys)) throw new Error(`JWKS ${this.uri}: no "keys" array`);
     return createLocalJWKSet(doc);
   }

@@ -154,3 +154,67 @@ test('JwtAuthenticator (jwksUri): an unreachable JWKS is 401, not a crash', asyn
   await rejects(a.authenticate({ authorization: `Bearer ${await iss.sign()}` }), /JWKS unavailable/);
   a.close();
 });
+
+test('JwtAuthenticator (jwksUri): an endless JWKS body is cut at the cap; cached keys keep serving', async (t) => {
+  const iss = await testIssuer('https://big.local');
+  const good = JSON.stringify(iss.jwks);
+  let endless = false;
+  let sentWhenClosed = -1;
+  const server = http.createServer((req, res) => {
+    res.setHeader('content-type', 'application/json');
+    if (!endless) return void res.end(good);
+    // A hostile or broken issuer: `{"keys":[` then padding, up to 32 MiB unless the client hangs up.
+    let sent = 0;
+    const chunk = Buffer.alloc(64 * 1024, 0x20);
+    res.write('{"keys":[');
+    const pump = () => {
+      while (sent < 32 * 1024 * 1024 && !res.destroyed) {
+        sent += chunk.length;
+        if (!res.write(chunk)) return void res.once('drain', pump);
+      }
+      res.end();
+    };
+    res.once('close', () => (sentWhenClosed = sent));
+    pump();
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.after(() => new Promise<void>((r) => server.close(() => r())));
+  const uri = `http://127.0.0.1:${(server.address() as AddressInfo).port}/jwks.json`;
+  let clock = 0;
+  const a = new JwtAuthenticator([policy([{ issuer: iss.issuer, jwksUri: uri }])], {
+    remote: { now: () => clock, cacheMs: 1000, cooldownMs: 1000 },
+  });
+  t.after(() => a.close());
+  assert.ok(await a.authenticate({ authorization: `Bearer ${await iss.sign()}` }));
+
+  // The keys expire from the cache and the issuer now streams without end.
+  endless = true;
+  clock += 5000;
+  const res = await a.authenticate({ authorization: `Bearer ${await iss.sign()}` });
+  assert.equal(res?.principal, 'https://big.local/alice', 'the cached keys keep serving');
+  await new Promise((r) => setTimeout(r, 50));
+  assert.ok(sentWhenClosed >= 0, 'the proxy hung up on the endless body');
+  assert.ok(sentWhenClosed <= 4 * 1024 * 1024, `read ${sentWhenClosed} bytes before hanging up`);
+});
+
+test('JwtAuthenticator (jwksUri): a JWKS announced larger than the cap is not read; first fetch is 401', async (t) => {
+  const iss = await testIssuer('https://huge.local');
+  let hung = false;
+  const server = http.createServer((req, res) => {
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': String(64 * 1024 * 1024) });
+    res.write('{"keys":[');
+    res.once('close', () => (hung = true));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.after(() => new Promise<void>((r) => server.close(() => r())));
+  const uri = `http://127.0.0.1:${(server.address() as AddressInfo).port}/jwks.json`;
+  const a = new JwtAuthenticator([policy([{ issuer: iss.issuer, jwksUri: uri }])], {
+    remote: { timeoutMs: 30_000 },
+  });
+  t.after(() => a.close());
+  const started = performance.now();
+  await rejects(a.authenticate({ authorization: `Bearer ${await iss.sign()}` }), /JWKS unavailable/);
+  assert.ok(performance.now() - started < 10_000, 'refused on the announced length, not after the timeout');
+  await new Promise((r) => setTimeout(r, 50));
+  assert.ok(hung, 'the connection was closed');
+});
