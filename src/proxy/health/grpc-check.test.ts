@@ -1,5 +1,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
+import http2 from 'node:http2';
+import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
@@ -110,4 +112,32 @@ test('hand-encoded health messages: request layout, response decoding edge cases
   assert.equal(decodeHealthStatus(Buffer.from([])), 0);
   assert.equal(decodeHealthStatus(Buffer.from([0x12, 0x02, 0x61, 0x62, 0x08, 0x02])), 2);
   assert.throws(() => decodeHealthStatus(Buffer.from([0x08])), /truncated/);
+});
+
+test('gRPC check: an answer that streams without end is critical once past 64 KiB, not buffered', async () => {
+  let sent = 0;
+  const app = http2.createServer();
+  app.on('stream', (stream) => {
+    stream.respond({ ':status': 200, 'content-type': 'application/grpc' });
+    const chunk = Buffer.alloc(16 * 1024);
+    const pump = () => {
+      while (sent < 64 * 1024 * 1024 && !stream.destroyed) {
+        sent += chunk.length;
+        if (!stream.write(chunk)) return void stream.once('drain', pump);
+      }
+      if (!stream.destroyed) stream.end();
+    };
+    stream.on('error', () => {});
+    pump();
+  });
+  await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
+  const appPort = (app.address() as AddressInfo).port;
+  try {
+    const r = await runCheck({ type: 'grpc', timeout: 10_000 }, '127.0.0.1', appPort);
+    assert.equal(r.status, 'critical');
+    assert.match(r.detail, /larger than 65536 bytes/);
+    assert.ok(sent < 8 * 1024 * 1024, `the app got to send ${sent} bytes`);
+  } finally {
+    await new Promise<void>((r) => app.close(() => r()));
+  }
 });

@@ -10,6 +10,8 @@ import http2 from 'node:http2';
 import { type CheckResult, describeSocketError, hostPort } from './check-result.ts';
 
 const SERVING_STATUS = ['UNKNOWN', 'SERVING', 'NOT_SERVING', 'SERVICE_UNKNOWN'] as const;
+/** A HealthCheckResponse is a few bytes; an answer past this is refused, not buffered. */
+const MAX_RESPONSE_BYTES = 64 * 1024;
 
 /** Length-prefixed gRPC message carrying a HealthCheckRequest for `service`. */
 export function encodeHealthRequest(service: string): Buffer {
@@ -126,7 +128,16 @@ export function grpcCheck(
       grpcStatus = String(trailers['grpc-status'] ?? '');
       grpcMessage = String(trailers['grpc-message'] ?? '');
     });
-    stream.on('data', (c: Buffer) => chunks.push(c));
+    let received = 0;
+    stream.on('data', (c: Buffer) => {
+      received += c.length;
+      if (received <= MAX_RESPONSE_BYTES) chunks.push(c);
+      else
+        finish({
+          status: 'critical',
+          detail: `gRPC health response larger than ${MAX_RESPONSE_BYTES} bytes`,
+        });
+    });
     stream.on('error', (err) => finish({ status: 'critical', detail: describeSocketError(err, where) }));
     stream.on('end', () =>
       finish(verdict(httpStatus, grpcStatus, grpcMessage, Buffer.concat(chunks), service)),
