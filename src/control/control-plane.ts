@@ -61,6 +61,8 @@ export interface ControlPlaneOptions {
   maxWaiters?: number;
   /** Time limit of a non-blocking request (default 30 s). */
   requestTimeoutMs?: number;
+  /** Time a client has to send a request's headers, idle new connections included (default 10 s; 408 beyond). */
+  headersTimeoutMs?: number;
   /** Heartbeat period of NDJSON watch streams (default 15 s). */
   watchHeartbeatMs?: number;
   /** This replica's name in the leader key (default host:pid:random). */
@@ -207,7 +209,10 @@ export class ControlPlane {
     const serverOpts: http.ServerOptions = {
       // Time to receive a request's headers and body; handlers have their own limit.
       requestTimeout: opts.requestTimeoutMs ?? 30_000,
-      headersTimeout: 10_000,
+      headersTimeout: opts.headersTimeoutMs ?? 10_000,
+      // Both are checked on this period (Node's default 30 s let a slowloris client or an idle
+      // connection stay 30 s past a 10 s headersTimeout).
+      connectionsCheckingInterval: Math.min(1000, opts.headersTimeoutMs ?? 1000),
       keepAliveTimeout: 65_000,
     };
     const listener = apiRequestListener(this.router, {

@@ -112,6 +112,7 @@ async function handle(router: Router, opts: ApiServerOptions, req: IncomingMessa
     if (status >= 500 && status !== 503 && status !== 504) opts.onInternalError?.(err, req);
     const text = `${JSON.stringify(body)}\n`;
     const headers: Record<string, string | number> = {
+      ...API_HEADERS,
       'content-type': 'application/json',
       'content-length': Buffer.byteLength(text),
     };
@@ -127,6 +128,15 @@ async function handle(router: Router, opts: ApiServerOptions, req: IncomingMessa
   }
 }
 
+/**
+ * Every JSON answer: never stored by a browser or a shared cache (KV values, token lists and
+ * tapped headers would sit on disk after sign-out), never sniffed as anything but JSON.
+ */
+const API_HEADERS: Readonly<Record<string, string>> = {
+  'cache-control': 'no-store',
+  'x-content-type-options': 'nosniff',
+};
+
 function send(req: IncomingMessage, res: ServerResponse, result: ApiResult): void {
   if ('stream' in result) {
     result.stream(res);
@@ -134,6 +144,7 @@ function send(req: IncomingMessage, res: ServerResponse, result: ApiResult): voi
   }
   const text = `${JSON.stringify(result.json)}\n`;
   const headers: Record<string, string | number> = {
+    ...API_HEADERS,
     ...result.headers,
     'content-type': 'application/json',
     'content-length': Buffer.byteLength(text),
