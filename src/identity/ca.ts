@@ -424,6 +424,12 @@ export class CertificateAuthority {
     const { state, rev } = await this.#state();
     const csr = await checkCsr(req.csr);
     const { spiffeId: granted, instance, joinToken } = await this.#grantedIdentity(req, csr.der, state);
+    // Proxies take any certificate of this CA naming the control plane's identity as the
+    // control plane (control-tls.ts): it comes only from issueServing, never from a proof.
+    if (granted === controlPlaneSpiffeId(state.trustDomain))
+      throw denied(
+        `${granted} is the control plane's own identity: no workload is issued a certificate for it (revoke this credential)`,
+      );
     if (caller !== undefined && caller.spiffeId !== granted)
       throw denied(`caller ${caller.spiffeId} may not get a certificate for ${granted}`);
     // Instances of one identity are kept apart too: a proof bound to one instance (its join

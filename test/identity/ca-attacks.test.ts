@@ -250,3 +250,78 @@ test('an expired join token does not stop renewals: it only has to last until th
     await t.close();
   }
 });
+
+test('extensions a CSR asks for (keyCertSign, cRLSign, codeSigning, any EKU) are not copied: the CA sets its own profile', async () => {
+  const t = await startCp({ identity: {} });
+  try {
+    const kc = await createKeyAndCsr({
+      extraExtensions: [
+        new x509.KeyUsagesExtension(
+          x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign | x509.KeyUsageFlags.digitalSignature,
+          true,
+        ),
+        new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.codeSigning, '2.5.29.37.0']),
+      ],
+    });
+    const r = await sign(t, { csr: kc.csrPem, token: await joinToken(t) });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    const leaf = new x509.X509Certificate(r.body.certChainPem);
+    const ku = leaf.getExtension(x509.KeyUsagesExtension)!;
+    assert.equal(ku.usages & x509.KeyUsageFlags.keyCertSign, 0, 'no keyCertSign');
+    assert.equal(ku.usages & x509.KeyUsageFlags.cRLSign, 0, 'no cRLSign');
+    assert.deepEqual(
+      [...leaf.getExtension(x509.ExtendedKeyUsageExtension)!.usages],
+      [x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth],
+    );
+    assert.equal(leaf.getExtension(x509.BasicConstraintsExtension)!.ca, false);
+    const life = leaf.notAfter.getTime() - Date.now();
+    assert.ok(life <= 24 * 3_600_000, `the CA's lifetime (${life} ms)`);
+  } finally {
+    await t.close();
+  }
+});
+
+test("the control plane's own SPIFFE ID is never issued at the workload door, whatever the proof", async () => {
+  const t = await startCp({ identity: {} });
+  try {
+    // Proxies take any mesh certificate naming it as the control plane (control-tls.ts), so a
+    // join token made for it by mistake must not hand out a control-plane impersonator.
+    const { token } = await t.cp.identity.tokens.create('hexmesh-system', 'control-plane', 600_000);
+    for (const csr of [
+      (await createKeyAndCsr()).csrPem,
+      (await createKeyAndCsr({ spiffeId: 'spiffe://hexmesh.local/ns/hexmesh-system/sa/control-plane' }))
+        .csrPem,
+    ]) {
+      const r = await sign(t, { csr, token });
+      assert.equal(r.status, 403, JSON.stringify(r.body));
+      assert.equal(r.body.error.code, 'HEXMESH_ERR_DENIED');
+      assert.match(r.body.error.message, /control plane's own identity/);
+    }
+    // Other identities of that namespace are workloads like any other.
+    const other = await t.cp.identity.tokens.create('hexmesh-system', 'gateway', 600_000);
+    assert.equal((await sign(t, { csr: (await createKeyAndCsr()).csrPem, token: other.token })).status, 200);
+    // The control plane's serving certificate still comes from its own path.
+    const serving = await t.cp.identity.issueServing({ dnsNames: ['localhost'] });
+    assert.equal(
+      new X509Certificate(serving.certChainPem).subjectAltName,
+      'URI:spiffe://hexmesh.local/ns/hexmesh-system/sa/control-plane, DNS:localhost',
+    );
+  } finally {
+    await t.close();
+  }
+});
+
+test('a body past the size limits is refused before anything is parsed (CSR 16 KiB: 400, body 1 MiB: 413)', async () => {
+  const t = await startCp({ identity: {} });
+  try {
+    const token = await joinToken(t);
+    const big = await sign(t, { csr: 'A'.repeat(16_385), token });
+    assert.equal(big.status, 400, JSON.stringify(big.body));
+    assert.match(big.body.error.message, /csr:/);
+    const huge = await sign(t, { csr: 'A'.repeat(2 << 20), token });
+    assert.equal(huge.status, 413);
+    assert.equal(huge.body.error.code, 'HEXMESH_ERR_BODY_TOO_LARGE');
+  } finally {
+    await t.close();
+  }
+});
