@@ -52,10 +52,20 @@ export async function checkCsr(pem: string): Promise<CheckedCsr> {
     ok = false; // an unparseable signature is a wrong one
   }
   if (!ok) throw bad('its signature does not verify (the request must be signed by the key it carries)');
-  for (const attr of csr.attributes)
+  // The library decodes every attribute and extension it knows when they are first read: one
+  // that does not match its schema throws there: the request's fault (400), not a 500.
+  let attributes: x509.Attribute[];
+  let extensions: x509.Extension[];
+  try {
+    attributes = csr.attributes;
+    extensions = csr.extensions;
+  } catch (e) {
+    throw bad(`its attributes or extensions are malformed (${(e as Error).message})`);
+  }
+  for (const attr of attributes)
     if (attr.type !== EXTENSION_REQUEST_OID) throw bad(`unexpected attribute ${attr.type}`);
   let requestedId: string | undefined;
-  for (const ext of csr.extensions) {
+  for (const ext of extensions) {
     if (ext.type === SAN_OID) {
       const san = new x509.SubjectAlternativeNameExtension(ext.rawData);
       for (const n of san.names.items) {

@@ -182,6 +182,37 @@ test('a CSR that is not exactly one PEM request is a 400 (on renewals it was a 5
   }
 });
 
+test('a CSR whose subjectAltName or basicConstraints extension is malformed is a 400 (it was a 500)', async () => {
+  const t = await startCp({ identity: {} });
+  try {
+    const token = await joinToken(t);
+    const keys = (await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, [
+      'sign',
+      'verify',
+    ])) as CryptoKeyPair;
+    for (const [oid, name] of [
+      ['2.5.29.17', 'SubjectAlternativeName'],
+      ['2.5.29.19', 'BasicConstraints'],
+    ]) {
+      // Signed by its key, so only the extension's content is wrong (an OCTET STRING, not the schema).
+      const csr = await x509.Pkcs10CertificateRequestGenerator.create({
+        keys,
+        signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' } as EcdsaParams,
+        extensions: [new x509.Extension(oid, false, new Uint8Array([0x04, 0x02, 0xff, 0xff]))],
+      });
+      const r = await sign(t, { csr: csr.toString('pem'), token });
+      assert.equal(r.status, 400, `${name}: ${JSON.stringify(r.body)}`);
+      assert.equal(r.body.error.code, 'HEXMESH_ERR_BAD_REQUEST');
+      assert.match(
+        r.body.error.message,
+        new RegExp(`CSR refused: its attributes or extensions are malformed \\(.*${name}`),
+      );
+    }
+  } finally {
+    await t.close();
+  }
+});
+
 test('renewal is refused with an expired certificate, and with one whose CA a forced rotation dropped', async () => {
   let clock = Date.now();
   const t = await startCp({ identity: { leafTtlMs: 3_600_000 }, now: () => clock });
