@@ -10,6 +10,9 @@ import type { Router } from '../http/router.ts';
 import type { ProxyStatus } from '../discovery/proxy-session.ts';
 import type { ApiContext } from './context.ts';
 import { findProxies, type ProxyTarget } from './proxy-targets.ts';
+import { redact } from '../../util/redact.ts';
+
+export { redact };
 
 export interface DiagnoseRouteOptions {
   /** Discovery status of the proxies connected to this replica (`/v1/proxies`). */
@@ -25,30 +28,6 @@ export interface ProxyDiagnosis extends ProxyTarget {
   endpoints: unknown;
   /** Admin calls that failed, by endpoint. */
   errors: string[];
-}
-
-/** Field names whose values are never shown (tokens, keys, credentials). */
-const SECRET_KEY =
-  /(secret|password|passwd|token|private|credential|authorization|cookie|apikey|api_key|^key$|pem$)/i;
-
-/** A deep copy with secret-looking values replaced by `<redacted>`. */
-export function redact(v: unknown, depth = 0): unknown {
-  if (depth > 64) return '<too deep>';
-  if (Array.isArray(v)) return v.map((x) => redact(x, depth + 1));
-  if (v !== null && typeof v === 'object') {
-    const out: Record<string, unknown> = {};
-    for (const [k, x] of Object.entries(v as Record<string, unknown>))
-      out[k] =
-        SECRET_KEY.test(k) && x !== null && typeof x !== 'boolean' ? '<redacted>' : redact(x, depth + 1);
-    // Header pairs ({name: 'Authorization', value: 'Bearer …'} in header modifiers and
-    // matches): the secret is named by the pair's name, not by a field name.
-    const { name, value } = v as { name?: unknown; value?: unknown };
-    if (typeof name === 'string' && value !== undefined && SECRET_KEY.test(name.replace(/-/g, '_')))
-      out.value = '<redacted>';
-    return out;
-  }
-  if (typeof v === 'string' && v.includes('-----BEGIN')) return '<redacted>';
-  return v;
 }
 
 async function adminJson(addr: string, path: string, timeoutMs: number): Promise<unknown> {

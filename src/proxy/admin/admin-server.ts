@@ -10,6 +10,7 @@ import { HexmeshError } from '../../errors/hexmesh-error.ts';
 import type { ProxyMetrics } from '../../telemetry/metrics.ts';
 import { serveTap } from '../../telemetry/tap/tap-endpoint.ts';
 import type { TapHub } from '../../telemetry/tap/tap-hub.ts';
+import { redact } from '../../util/redact.ts';
 import { ADMIN_HEADER, changesState, hasAdminHeader, hostChecker } from './admin-guard.ts';
 
 export interface AdminServerOptions {
@@ -24,7 +25,7 @@ export interface AdminServerOptions {
   notReadyReason?(): string;
   /** A note on a ready proxy, shown in the 200 body (`ready (running from cache: ...)`). */
   readyNote?(): string | undefined;
-  /** The configuration in force, served as JSON by `/config`. */
+  /** The configuration in force, served as JSON by `/config` with credentials redacted. */
   configDump(): unknown;
   /** Called once, after the 202 of the first `POST /shutdown` was sent. */
   onShutdown(): void;
@@ -159,7 +160,9 @@ export class AdminServer {
   }
 
   private config(res: ServerResponse): void {
-    const json = JSON.stringify(this.opts.configDump() ?? null, null, 2);
+    // Any process on the host may read this, the app included: not the credentials its
+    // sidecar adds for it (as Envoy's config dump redacts secrets).
+    const json = JSON.stringify(redact(this.opts.configDump() ?? null), null, 2);
     send(res, 200, 'application/json; charset=utf-8', `${json}\n`);
   }
 
