@@ -120,17 +120,27 @@ test(
       // Rotation start, killed the moment the new authority's directory appears: the store
       // write is done, its root and intermediate files are not.
       const caDir = join(data, 'ca');
-      const made = new Promise<string>((resolve) => {
+      let refused: (e: Error) => void = () => {};
+      const made = new Promise<string>((resolve, reject) => {
         const w = watch(caDir, (_event, name) => {
           if (name && name !== before.active) {
             w.close();
             void cp.kill().then(() => resolve(name));
           }
         });
+        refused = (e) => {
+          w.close();
+          reject(e);
+        };
       });
       const start = call(cp.url, 'POST', '/v1/identity/rotation/start', undefined, cp.admin).catch(
         (e: Error) => e,
       );
+      // A refused start makes no directory: fail now rather than wait for one.
+      void start.then((r) => {
+        if (!(r instanceof Error) && r.status !== 200)
+          refused(new Error(`rotation start: ${r.status} ${JSON.stringify(r.body)}`));
+      });
       const newId = await made;
       const answered = await start;
       t.diagnostic(
