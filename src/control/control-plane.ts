@@ -42,7 +42,7 @@ import { ApiTokens } from './auth/api-tokens.ts';
 import type { Permission } from './auth/roles.ts';
 import { tokenRoutes } from './auth/token-routes.ts';
 import { errorResponse } from './http/error-response.ts';
-import { crossOriginRefusal } from './http/cross-origin.ts';
+import { crossOriginRefusal, foreignHostRefusal, isLoopbackAddress } from './http/cross-origin.ts';
 import { ServingTls } from './auth/serving-tls.ts';
 
 export interface ControlPlaneOptions {
@@ -215,12 +215,14 @@ export class ControlPlane {
       connectionsCheckingInterval: Math.min(1000, opts.headersTimeoutMs ?? 1000),
       keepAliveTimeout: 65_000,
     };
+    const loopback = isLoopbackAddress(opts.listen.address);
     const listener = apiRequestListener(this.router, {
       bodyLimit: opts.bodyLimit ?? 1024 * 1024,
       requestTimeoutMs: opts.requestTimeoutMs ?? 30_000,
       shutdown: this.#shutdown.signal,
       onInternalError: (err) => opts.onError?.(err),
       auth: this.auth,
+      loopback,
     });
     const tls = opts.tls;
     this.httpServer = tls
@@ -256,7 +258,9 @@ export class ControlPlane {
         );
       };
       // A page may open a WebSocket to any origin and read what it says: not CORS-checked.
-      const crossOrigin = crossOriginRefusal(req, `upgrade ${path}`);
+      const crossOrigin =
+        (loopback ? foreignHostRefusal(req, `upgrade ${path}`) : undefined) ??
+        crossOriginRefusal(req, `upgrade ${path}`);
       if (crossOrigin) return refuse(crossOrigin);
       if (!this.auth.enforced) return up.handler(req, socket, head);
       // Same rule as routes: an upgrade path that declared no permission is denied.

@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import { request } from 'undici';
 import WebSocket from 'ws';
 import { startCp, type TestCp } from './helpers.ts';
+import { isLoopbackAddress } from '../../src/control/http/cross-origin.ts';
 
 let t: TestCp;
 let host: string;
@@ -105,4 +106,52 @@ test('the discovery WebSocket refuses a handshake from another origin, takes one
   assert.equal(await open({ origin: 'http://127.0.0.1:1', 'sec-fetch-site': 'same-site' }), 'refused 403');
   assert.equal(await open({}), 'open');
   assert.equal(await open({ origin: t.url }), 'open');
+});
+
+test('on loopback, a Host that is a DNS name other than localhost is refused (DNS rebinding), reads included', async () => {
+  const port = new URL(t.url).port;
+  const get = async (hostHeader: string, path = '/v1/health') => {
+    const r = await request(`${t.url}${path}`, { headers: { host: hostHeader } });
+    return { status: r.statusCode, text: await r.body.text() };
+  };
+  for (const h of [
+    `127.0.0.1:${port}`,
+    `localhost:${port}`,
+    'localhost',
+    `[::1]:${port}`,
+    '127.0.0.2:9000',
+    '192.0.2.2',
+  ])
+    assert.equal((await get(h)).status, 200, h);
+  for (const h of [
+    `attacker.example:${port}`,
+    'attacker.example',
+    `localhost.attacker.example:${port}`,
+    `127.0.0.1.nip.io:${port}`,
+  ]) {
+    const r = await get(h, '/v1/resources?kind=Service');
+    assert.equal(r.status, 403, h);
+    assert.match(r.text, /HEXMESH_ERR_DENIED.*does not name this control plane/, h);
+  }
+  const ws = await new Promise<string>((resolve) => {
+    const s = new WebSocket(`${t.url.replace('http', 'ws')}/v1/discovery`, {
+      headers: { host: `attacker.example:${port}` },
+    });
+    s.on('open', () => {
+      s.close();
+      resolve('open');
+    });
+    s.on('unexpected-response', (_req, res) => {
+      resolve(`refused ${res.statusCode}`);
+      res.resume();
+      s.terminate();
+    });
+    s.on('error', () => {});
+  });
+  assert.equal(ws, 'refused 403');
+  // Only a loopback listener does this: one on a network address is reached by name.
+  assert.deepEqual(
+    ['127.0.0.1', '127.1.2.3', '::1', 'localhost', '0.0.0.0', '::', '10.0.0.2'].map(isLoopbackAddress),
+    [true, true, true, true, false, false, false],
+  );
 });

@@ -14,9 +14,9 @@ import type { AddressInfo } from 'node:net';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Browser } from 'playwright-core';
+import { chromium, type Browser } from 'playwright-core';
 import { call, startCp } from '../control/helpers.ts';
-import { launchChromium, skipWithoutChromium } from './browser-support.ts';
+import { CHROMIUM, launchChromium, skipWithoutChromium } from './browser-support.ts';
 
 const serviceYaml = (name: string) =>
   `apiVersion: hexmesh.io/v1alpha1\nkind: Service\nmetadata: {name: ${name}, namespace: default}\nspec:\n  ports: [{port: 80}]\n`;
@@ -131,6 +131,53 @@ test(
     } finally {
       await browser?.close();
       await new Promise((r) => evil.close(r));
+      await cp.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  },
+);
+
+test(
+  'DNS rebinding: a page whose own name now points at a loopback control plane reads and writes nothing',
+  { timeout: 60_000, skip: skipWithoutChromium },
+  async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'hexmesh-rebind-'));
+    await writeFile(join(dir, 'index.html'), '<!doctype html><title>hexmesh</title>');
+    const cp = await startCp({ dashboard: { dir }, discovery: true });
+    let browser: Browser | undefined;
+    try {
+      assert.equal((await call(cp.url, 'PUT', '/v1/kv/app/db-password', 'hunter2')).status, 200);
+      // The attacker's name resolves to 127.0.0.1 now: to the browser, its page and the
+      // control plane are one origin, so neither CORS nor Sec-Fetch-Site stands in the way.
+      browser = await chromium.launch({
+        executablePath: CHROMIUM,
+        headless: true,
+        args: ['--no-sandbox', '--disable-gpu', '--host-resolver-rules=MAP attacker.test 127.0.0.1'],
+      });
+      const page = await (await browser.newContext()).newPage();
+      const origin = `http://attacker.test:${new URL(cp.url).port}`;
+      const load = await page.goto(`${origin}/ui/`);
+      const outcome = await page.evaluate(async (yaml) => {
+        const read = await fetch('/v1/kv/app/db-password');
+        const apply = await fetch('/v1/apply', { method: 'POST', body: yaml });
+        const ws = await new Promise<string>((resolve) => {
+          const s = new WebSocket(`ws://${location.host}/v1/discovery`);
+          s.onopen = () => resolve('open');
+          s.onerror = () => resolve('refused');
+        });
+        return { read: `${read.status} ${await read.text()}`.slice(0, 120), apply: apply.status, ws };
+      }, serviceYaml('rebound'));
+      assert.equal(load?.status(), 403, 'the page itself is not served under that name');
+      assert.equal(outcome.apply, 403);
+      assert.match(outcome.read, /^403 .*does not name this control plane/);
+      assert.ok(!outcome.read.includes('hunter2'));
+      assert.equal(outcome.ws, 'refused');
+      assert.equal((await call(cp.url, 'GET', '/v1/resources/Service/default/rebound')).status, 404);
+      // The loopback names still work.
+      const own = await page.goto(`http://localhost:${new URL(cp.url).port}/ui/`);
+      assert.equal(own?.status(), 200);
+    } finally {
+      await browser?.close();
       await cp.close();
       await rm(dir, { recursive: true, force: true });
     }

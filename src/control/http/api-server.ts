@@ -7,7 +7,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { HexmeshError } from '../../errors/hexmesh-error.ts';
 import { readBody } from './body.ts';
 import { MAX_WAIT_MS } from './blocking.ts';
-import { changesState, crossOriginRefusal } from './cross-origin.ts';
+import { changesState, crossOriginRefusal, foreignHostRefusal } from './cross-origin.ts';
 import { badRequest, errorResponse } from './error-response.ts';
 import type { ApiRequest, ApiResult, Router } from './router.ts';
 import type { ApiAuth } from '../auth/api-auth.ts';
@@ -23,6 +23,8 @@ export interface ApiServerOptions {
   onInternalError?(err: unknown, req: IncomingMessage): void;
   /** Authentication and route permissions (docs/api-security.md); absent: every call is let through. */
   auth?: ApiAuth;
+  /** Listening on loopback: answer only a Host of `localhost` or an IP address (DNS rebinding, cross-origin.ts). */
+  loopback?: boolean;
 }
 
 export function apiRequestListener(router: Router, opts: ApiServerOptions) {
@@ -54,8 +56,11 @@ async function handle(router: Router, opts: ApiServerOptions, req: IncomingMessa
       throw badRequest(`malformed percent-encoding in path ${JSON.stringify(path)}`);
     }
     const method = req.method ?? 'GET';
-    // Before anything runs: a page on another origin may not change state (cross-origin.ts).
-    const refused = changesState(method) ? crossOriginRefusal(req, `${method} ${path}`) : undefined;
+    // Before anything runs: a page on another origin may not change state, nor a page that
+    // rebound its name to this loopback listener do anything (cross-origin.ts).
+    const refused =
+      (opts.loopback ? foreignHostRefusal(req, `${method} ${path}`) : undefined) ??
+      (changesState(method) ? crossOriginRefusal(req, `${method} ${path}`) : undefined);
     if (refused) throw refused;
     const m = router.match(method, decoded);
     if (m.kind === 'not-found')

@@ -13,8 +13,14 @@
  *
  * Requests that only read (GET, HEAD, OPTIONS) are not checked: a page cannot read their
  * answers without CORS, which the API never grants. Upgrades are checked whatever their method.
+ *
+ * DNS rebinding defeats both: the page re-points its own name at 127.0.0.1, and to the
+ * browser its calls are then same-origin. They still carry that name in `Host`, so a control
+ * plane listening on loopback answers only to `localhost` and IP addresses (as the proxy's
+ * admin listener does, src/proxy/admin/admin-guard.ts; any port: ssh and kubectl forwards).
  */
 import type { IncomingMessage } from 'node:http';
+import { isIP } from 'node:net';
 import { HexmeshError } from '../../errors/hexmesh-error.ts';
 
 const READ_ONLY = new Set(['GET', 'HEAD', 'OPTIONS']);
@@ -53,5 +59,36 @@ export function crossOriginRefusal(req: IncomingMessage, what: string): HexmeshE
     'HEXMESH_ERR_DENIED',
     `cross-origin request refused: ${what} was sent by a page at ${from}; the API takes ` +
       'state changes from its own dashboard and from clients that are not browsers (docs/api-security.md)',
+  );
+}
+
+/** True for a listen address only this host can reach. */
+export function isLoopbackAddress(address: string): boolean {
+  return address === 'localhost' || address === '::1' || (isIP(address) === 4 && address.startsWith('127.'));
+}
+
+/** The host part of a Host header: `localhost`, an IPv4 address or a bracketed IPv6 one, lower-case. */
+function hostName(value: string): string {
+  const v = value.trim().toLowerCase();
+  if (v.startsWith('[')) return v.slice(0, v.indexOf(']') + 1);
+  const colon = v.indexOf(':');
+  return colon < 0 ? v : v.slice(0, colon);
+}
+
+/**
+ * The 403 for a request to a loopback listener whose `Host` is a DNS name other than
+ * `localhost` (what a DNS-rebinding page sends), or undefined. No Host (HTTP/1.0) passes:
+ * a browser always sends one.
+ */
+export function foreignHostRefusal(req: IncomingMessage, what: string): HexmeshError | undefined {
+  const value = req.headers.host;
+  if (value === undefined) return undefined;
+  const host = hostName(value);
+  const ip = host.startsWith('[') ? host.slice(1, -1) : host;
+  if (host === 'localhost' || isIP(ip) !== 0) return undefined;
+  return new HexmeshError(
+    'HEXMESH_ERR_DENIED',
+    `Host ${JSON.stringify(value)} does not name this control plane: listening on loopback, it answers ` +
+      `to localhost and IP addresses only (DNS-rebinding protection, docs/api-security.md); refused ${what}`,
   );
 }
