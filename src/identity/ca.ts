@@ -83,8 +83,16 @@ export interface CaOptions {
   intermediateTtlMs?: number;
   /** Workload certificate lifetime (default 24 h). */
   leafTtlMs?: number;
+  /**
+   * Live certificates one identity may hold under distinct proxy ids (default 10,000): each
+   * new proxy id is a record in the store until its certificate expires (see #makeRoomFor).
+   */
+  maxIssuedPerIdentity?: number;
   now?: () => number;
 }
+
+/** Default of {@link CaOptions.maxIssuedPerIdentity}. */
+const MAX_ISSUED_PER_IDENTITY = 10_000;
 
 /** One root and the intermediate it signed; `authorities[0]` of the state signs. */
 export interface Authority {
@@ -446,10 +454,11 @@ export class CertificateAuthority {
       throw denied(
         `CSR asks for ${csr.requestedId} but the ${req.token ? 'join token' : 'current certificate'} grants ${granted}`,
       );
+    const now = this.#now();
+    await this.#makeRoomFor(granted, req.proxyId ?? instance, now);
     const active = state.authorities[0];
     const key = await this.#signingKey(active, rev);
     const inter = new NodeCert(active.intermediateCertPem);
-    const now = this.#now();
     const notAfter = Math.min(now + this.leafTtlMs, Date.parse(inter.validTo));
     if (notAfter <= now)
       throw new HexmeshError('HEXMESH_ERR_INTERNAL', `intermediate ${active.id} has expired`);
@@ -641,6 +650,34 @@ export class CertificateAuthority {
     );
     this.#signer = { rev, id: a.id, key };
     return key;
+  }
+
+  /**
+   * Refuse a certificate that would add a record past the identity's cap. A workload holding
+   * a valid proof could otherwise mint certificates under ever-new proxy ids (or none: each
+   * serial is then its own record) and grow the store by one record per request until they
+   * expire, a day later. A proxy id that already has its record (a renewal) always passes;
+   * at the cap the identity's expired records are dropped first. The cap bounds the store
+   * per identity, and only that identity's new proxies wait (they retry with backoff).
+   */
+  async #makeRoomFor(spiffeId: string, proxyId: string | undefined, now: number): Promise<void> {
+    const cap = this.#opts.maxIssuedPerIdentity ?? MAX_ISSUED_PER_IDENTITY;
+    const r = await this.#store.range(issuedKey(spiffeId, ''), { limit: cap + 1 });
+    if (r.kvs.length < cap) return;
+    if (proxyId !== undefined && (await this.#store.get(issuedKey(spiffeId, proxyId))) !== undefined) return;
+    let live = 0;
+    for (const kv of r.kvs) {
+      const rec = JSON.parse(kv.value) as IssuedRecord;
+      if (Date.parse(rec.notAfter) > now) live++;
+      else await this.#store.delete(kv.key, { prevModRevision: kv.modRevision }).catch(() => undefined);
+    }
+    if (live < cap) return;
+    throw new HexmeshError(
+      'HEXMESH_ERR_RATE_LIMITED',
+      `${spiffeId} holds ${live} live certificates under distinct proxy ids, the cap ` +
+        `(hexmesh control --max-certs-per-identity): a new proxy id gets one when one of them ` +
+        'expires; a proxy renewing under its own id is not affected',
+    );
   }
 
   /** Live issued certificates (expired records are removed on the way). */

@@ -356,3 +356,36 @@ test('a body past the size limits is refused before anything is parsed (CSR 16 K
     await t.close();
   }
 });
+
+test('certificates under ever-new proxy ids stop at the per-identity cap (429); renewals and other identities go on', async () => {
+  const t = await startCp({ identity: { maxIssuedPerIdentity: 3 } });
+  try {
+    const token = await joinToken(t);
+    const mint = async (proxyId: string, tk = token) =>
+      sign(t, { csr: (await createKeyAndCsr()).csrPem, token: tk, proxyId });
+    for (const id of ['p1', 'p2', 'p3']) assert.equal((await mint(id)).status, 200, id);
+    // A fourth proxy id would be a fourth record: refused, naming the identity and the cap.
+    const over = await mint('p4');
+    assert.equal(over.status, 429, JSON.stringify(over.body));
+    assert.equal(over.body.error.code, 'HEXMESH_ERR_RATE_LIMITED');
+    assert.match(
+      over.body.error.message,
+      /spiffe:\/\/hexmesh\.local\/ns\/shop\/sa\/web holds 3 live certificates/,
+    );
+    assert.match(over.body.error.message, /--max-certs-per-identity/);
+    // A proxy that already has its record renews as before (its record is overwritten).
+    assert.equal((await mint('p2')).status, 200);
+    // Another identity is not affected by web's records.
+    const other = await call(t.url, 'POST', '/v1/identity/tokens', {
+      namespace: 'shop',
+      serviceAccount: 'ratings',
+      ttl: '1h',
+    });
+    assert.equal((await mint('p4', other.body.token as string)).status, 200);
+    // The store holds web's three records, not one per request.
+    const kept = await t.store.range('/hexmesh/identity/issued/');
+    assert.equal(kept.kvs.filter((kv) => kv.key.includes(encodeURIComponent(WEB))).length, 3);
+  } finally {
+    await t.close();
+  }
+});

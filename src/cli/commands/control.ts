@@ -23,6 +23,13 @@ function mebibytes(v: string): number {
   return n;
 }
 
+function positiveCount(v: string): number {
+  const n = Number(v);
+  if (!Number.isSafeInteger(n) || n < 1)
+    throw new InvalidArgumentError(`expected a whole number ≥ 1, got ${JSON.stringify(v)}`);
+  return n;
+}
+
 function durationMs(v: string): number {
   const ms = parseDuration(v);
   if (ms === undefined)
@@ -61,6 +68,11 @@ export function controlCommand(): Command {
       'seal the intermediate key in the store with this secret (or env HEXMESH_CA_KEY_SECRET); default: a random key kept in <data-dir>/ca-seal.key',
     )
     .option('--cert-ttl <duration>', 'workload certificate lifetime', durationMs, 24 * 3_600_000)
+    .option(
+      '--max-certs-per-identity <n>',
+      'live workload certificates one identity may hold under distinct proxy ids; past it a new proxy id is refused (429) until one expires (default: 10000)',
+      positiveCount,
+    )
     .option(
       '--discovery-send-budget <MiB>',
       'unsent discovery data all proxies may hold together; past it the slowest proxies are cut (they resync)',

@@ -30,6 +30,7 @@ export interface CaFlags {
   caIntermediateKey?: string;
   caKeySecretFile?: string;
   certTtl?: number;
+  maxCertsPerIdentity?: number;
 }
 
 async function readPem(file: string, flag: string): Promise<string> {
@@ -59,6 +60,7 @@ export async function caOptionsFromFlags(f: CaFlags, dataDir: string): Promise<C
     trustDomain: f.trustDomain ?? 'hexmesh.local',
     dataDir,
     ...(f.certTtl ? { leafTtlMs: f.certTtl } : {}),
+    ...(f.maxCertsPerIdentity ? { maxIssuedPerIdentity: f.maxCertsPerIdentity } : {}),
     ...(secret ? { keySecret: secret } : {}),
     ...(f.caCert
       ? {
