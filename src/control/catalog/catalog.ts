@@ -8,7 +8,9 @@ import { notFound } from '../http/error-response.ts';
 import { HexmeshError } from '../../errors/hexmesh-error.ts';
 import type { Resource } from '../../config/resources.ts';
 import { inboundTlsMode } from '../../proxy/transport/mtls.ts';
+import { validate } from '../../config/validate.ts';
 import {
+  addressAndLabelsSchema,
   DEFAULT_INSTANCE_TTL_MS,
   defaultInstanceId,
   type Instance,
@@ -45,6 +47,13 @@ export class Catalog {
    * to that lease (the discovery stream's); otherwise a lease of `input.ttl` is granted.
    */
   async register(input: RegisterInput, opts: { lease?: number } = {}): Promise<Instance> {
+    // A discovery hello arrives without the register schema: the address is still only an
+    // address (templates render it into config lines), whoever writes the instance.
+    validate(
+      addressAndLabelsSchema,
+      { address: input.address, labels: input.labels },
+      'instance address and labels',
+    );
     await this.#requireMeshPortIfStrict(input);
     const id = input.id ?? defaultInstanceId(input);
     const key = KEYS.instance(input.namespace, input.service, id);

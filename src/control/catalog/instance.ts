@@ -3,6 +3,7 @@
  * `hexmesh register` for an instance without one). The register body is validated here,
  * once; what the store holds is the `Instance` record.
  */
+import { isIP } from 'node:net';
 import { z } from 'zod';
 import { duration } from '../../config/resources.ts';
 
@@ -22,11 +23,37 @@ const instanceId = z
   .regex(/^[A-Za-z0-9._:-]+$/, 'must contain only letters, digits, ".", "_", ":" and "-"');
 const port = z.number().int().min(1).max(65535);
 
+const HOST_NAME = /^[A-Za-z0-9_]([-A-Za-z0-9_.]*[A-Za-z0-9_])?$/;
+/**
+ * Where clients connect: an IP address (IPv6 with its zone) or a DNS host name, nothing else.
+ * Config files are rendered from it (`server {{ i.id }} {{ i.address }}:{{ i.port }} check` in
+ * an HAProxy template): a space or a line break would let the instance's workload write its
+ * own directives there (`check addr <host> port <port>` aims HAProxy's checks anywhere).
+ */
+export const instanceAddress = z
+  .string()
+  .max(253)
+  .refine((a) => isIP(a) !== 0 || HOST_NAME.test(a), 'must be an IP address or a DNS host name');
+/** Labels are free text (shown as text everywhere), on one line: a line break would start a config directive. */
+const labelText = z.string().regex(/^\P{Cc}*$/u, 'must not contain control characters (line breaks)');
+export const instanceLabels = z.record(labelText, labelText);
+/** The fields above on their own, for writers that do not come through `registerSchema`. */
+export const addressAndLabelsSchema = z.object({ address: instanceAddress, labels: instanceLabels });
+
+/**
+ * A check names no target: the sidecar runs it against its own app (the control plane runs
+ * none), and it runs no command (Consul's script checks have no counterpart). The HTTP path
+ * is an origin-form request target, so it cannot name another host either.
+ */
 export const checkSchema = z
   .object({
     name: z.string().min(1),
     type: z.enum(['http', 'tcp', 'grpc', 'ttl']),
-    path: z.string().optional(),
+    path: z
+      .string()
+      .max(2048)
+      .regex(/^\/(?!\/)[^\s\p{Cc}]*$/u, "must be a path on the app ('/health'), without spaces")
+      .optional(),
     interval: duration.optional(),
     timeout: duration.optional(),
     ttl: duration.optional(),
@@ -39,14 +66,14 @@ export const registerSchema = z
     id: instanceId.optional(),
     service: dnsName,
     namespace: dnsName.default('default'),
-    address: z.string().min(1),
+    address: instanceAddress,
     port,
     meshPort: port.optional(),
     adminAddress: z
       .string()
       .regex(/^[^\s/]+:\d{1,5}$/, "must be 'host:port'")
       .optional(),
-    labels: z.record(z.string(), z.string()).default({}),
+    labels: instanceLabels.default({}),
     checks: z.array(checkSchema).default([]),
     /** Heartbeat lease TTL (default 15s). */
     ttl: duration.optional(),
