@@ -39,6 +39,7 @@ import { proxiesDiagnoseRoutes } from './api/proxies-diagnose.ts';
 import { dashboardRoutes, type DashboardOptions } from './dashboard/dashboard-routes.ts';
 import { ApiAuth, type AuthMode } from './auth/api-auth.ts';
 import { ApiTokens } from './auth/api-tokens.ts';
+import { LiveCredentials } from './auth/live-credentials.ts';
 import type { Permission } from './auth/roles.ts';
 import { tokenRoutes } from './auth/token-routes.ts';
 import { errorResponse } from './http/error-response.ts';
@@ -63,6 +64,12 @@ export interface ControlPlaneOptions {
   requestTimeoutMs?: number;
   /** Time a client has to send a request's headers, idle new connections included (default 10 s; 408 beyond). */
   headersTimeoutMs?: number;
+  /**
+   * DNS names a control plane listening on loopback answers to besides `localhost` and IP
+   * addresses (a reverse proxy in front passing its own Host); `tls.advertise` names count
+   * too. Other names are refused: DNS rebinding (docs/api-security.md).
+   */
+  allowedHosts?: readonly string[];
   /** Heartbeat period of NDJSON watch streams (default 15 s). */
   watchHeartbeatMs?: number;
   /** This replica's name in the leader key (default host:pid:random). */
@@ -133,6 +140,8 @@ export class ControlPlane {
   /** API tokens of people and scripts (hashed in the store). */
   readonly tokens: ApiTokens;
   readonly auth: ApiAuth;
+  /** Ends watches, taps, blocking queries and discovery streams whose credential is revoked or expires. */
+  readonly credentials: LiveCredentials;
   /** The HTTPS serving certificate and client trust bundle (after start, with `tls`). */
   servingTls: ServingTls | undefined;
   readonly #upgrades = new Map<string, { handler: UpgradeHandler; permission?: Permission }>();
@@ -192,6 +201,7 @@ export class ControlPlane {
     proxiesDiagnoseRoutes(this.router, ctx, { proxyStatuses: () => this.#discovery?.proxies() ?? [] });
     if (opts.dashboard !== false) dashboardRoutes(this.router, opts.dashboard);
     this.tokens = new ApiTokens(this.store, now);
+    this.credentials = new LiveCredentials({ store: this.store, now, onError: opts.onError });
     let trustDomain: string | undefined;
     this.auth = new ApiAuth({
       mode: opts.auth?.mode ?? 'off',
@@ -204,6 +214,7 @@ export class ControlPlane {
         }
         return trustDomain;
       },
+      live: this.credentials,
     });
     tokenRoutes(this.router, this.tokens, this.auth);
     const serverOpts: http.ServerOptions = {
@@ -215,14 +226,22 @@ export class ControlPlane {
       connectionsCheckingInterval: Math.min(1000, opts.headersTimeoutMs ?? 1000),
       keepAliveTimeout: 65_000,
     };
-    const loopback = isLoopbackAddress(opts.listen.address);
+    const loopbackHosts = isLoopbackAddress(opts.listen.address)
+      ? new Set(
+          [
+            ...(opts.allowedHosts ?? []),
+            ...(opts.tls && 'fromCa' in opts.tls ? (opts.tls.advertise ?? []) : []),
+          ].map((h) => h.toLowerCase()),
+        )
+      : undefined;
     const listener = apiRequestListener(this.router, {
       bodyLimit: opts.bodyLimit ?? 1024 * 1024,
       requestTimeoutMs: opts.requestTimeoutMs ?? 30_000,
       shutdown: this.#shutdown.signal,
       onInternalError: (err) => opts.onError?.(err),
       auth: this.auth,
-      loopback,
+      credentials: this.credentials,
+      loopbackHosts,
     });
     const tls = opts.tls;
     this.httpServer = tls
@@ -259,7 +278,7 @@ export class ControlPlane {
       };
       // A page may open a WebSocket to any origin and read what it says: not CORS-checked.
       const crossOrigin =
-        (loopback ? foreignHostRefusal(req, `upgrade ${path}`) : undefined) ??
+        (loopbackHosts ? foreignHostRefusal(req, `upgrade ${path}`, loopbackHosts) : undefined) ??
         crossOriginRefusal(req, `upgrade ${path}`);
       if (crossOrigin) return refuse(crossOrigin);
       if (!this.auth.enforced) return up.handler(req, socket, head);
@@ -319,6 +338,10 @@ export class ControlPlane {
       await serving.start();
       this.servingTls = serving;
       this.onClose(() => serving.close());
+    }
+    if (this.auth.enforced) {
+      await this.credentials.start();
+      this.onClose(() => this.credentials.close());
     }
     if (this.#opts.discovery !== false) this.#discovery = attachDiscovery(this, this.#opts.discoveryOptions);
     const { address, port } = this.#opts.listen;

@@ -149,6 +149,20 @@ test('on loopback, a Host that is a DNS name other than localhost is refused (DN
     s.on('error', () => {});
   });
   assert.equal(ws, 'refused 403');
+  // A reverse proxy in front that passes its own Host is named with allowedHosts (--allowed-hosts).
+  const proxied = await startCp({ allowedHosts: ['CP.example.com'] });
+  try {
+    const at = async (h: string) => {
+      const r = await request(`${proxied.url}/v1/health`, { headers: { host: h } });
+      await r.body.dump();
+      return r.statusCode;
+    };
+    assert.equal(await at('cp.example.com'), 200);
+    assert.equal(await at('cp.example.com:443'), 200);
+    assert.equal(await at('attacker.example'), 403);
+  } finally {
+    await proxied.close();
+  }
   // Only a loopback listener does this: one on a network address is reached by name.
   assert.deepEqual(
     ['127.0.0.1', '127.1.2.3', '::1', 'localhost', '0.0.0.0', '::', '10.0.0.2'].map(isLoopbackAddress),

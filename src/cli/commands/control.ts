@@ -108,6 +108,17 @@ export function controlCommand(): Command {
       ],
     )
     .option(
+      '--allowed-hosts <names>',
+      'DNS names a control plane listening on loopback also answers to (a reverse proxy passing its own Host), comma-separated; others are refused (DNS rebinding)',
+      (v: string, prev: string[] = []) => [
+        ...prev,
+        ...v
+          .split(',')
+          .map((s) => s.trim())
+          .filter(Boolean),
+      ],
+    )
+    .option(
       '--kubernetes',
       'mirror Kubernetes into the mesh: Services, EndpointSlices, HTTPRoutes, GRPCRoutes and hexmesh CRDs (docs/kubernetes.md)',
     )
@@ -152,6 +163,7 @@ Example:
           tlsKey?: string;
           tls?: boolean;
           advertise?: string[];
+          allowedHosts?: string[];
           kubernetes?: boolean;
           kubeconfig?: string;
           injectListen?: { address: string; port: number };
@@ -199,6 +211,7 @@ Example:
           identity,
           auth: { mode: opts.auth },
           ...(tls && { tls }),
+          ...(opts.allowedHosts && { allowedHosts: opts.allowedHosts }),
           onError: (err) =>
             process.stderr.write(`hexmesh control: ${(err as Error)?.stack ?? String(err)}\n`),
         });

@@ -11,6 +11,7 @@ import { changesState, crossOriginRefusal, foreignHostRefusal } from './cross-or
 import { badRequest, errorResponse } from './error-response.ts';
 import type { ApiRequest, ApiResult, Router } from './router.ts';
 import type { ApiAuth } from '../auth/api-auth.ts';
+import type { LiveCredentials } from '../auth/live-credentials.ts';
 
 export interface ApiServerOptions {
   /** Largest accepted request body (413 beyond). */
@@ -23,8 +24,17 @@ export interface ApiServerOptions {
   onInternalError?(err: unknown, req: IncomingMessage): void;
   /** Authentication and route permissions (docs/api-security.md); absent: every call is let through. */
   auth?: ApiAuth;
-  /** Listening on loopback: answer only a Host of `localhost` or an IP address (DNS rebinding, cross-origin.ts). */
-  loopback?: boolean;
+  /**
+   * Ends a blocking query or stream when the credential it was opened with is revoked or
+   * expires: its signal is aborted with the 401 error (a stream says why and ends; a blocking
+   * query answers 401, not the data).
+   */
+  credentials?: LiveCredentials;
+  /**
+   * Listening on loopback: the DNS names besides `localhost` a Host may carry (any IP address
+   * may); others are refused (DNS rebinding, cross-origin.ts). Absent: any Host.
+   */
+  loopbackHosts?: ReadonlySet<string>;
 }
 
 export function apiRequestListener(router: Router, opts: ApiServerOptions) {
@@ -59,7 +69,7 @@ async function handle(router: Router, opts: ApiServerOptions, req: IncomingMessa
     // Before anything runs: a page on another origin may not change state, nor a page that
     // rebound its name to this loopback listener do anything (cross-origin.ts).
     const refused =
-      (opts.loopback ? foreignHostRefusal(req, `${method} ${path}`) : undefined) ??
+      (opts.loopbackHosts ? foreignHostRefusal(req, `${method} ${path}`, opts.loopbackHosts) : undefined) ??
       (changesState(method) ? crossOriginRefusal(req, `${method} ${path}`) : undefined);
     if (refused) throw refused;
     const m = router.match(method, decoded);
@@ -74,6 +84,12 @@ async function handle(router: Router, opts: ApiServerOptions, req: IncomingMessa
     }
     // Before the body is read: an unauthorised caller costs no more than its headers.
     const principal = await opts.auth?.check(req, m.permission, `${method} ${path}`, query, m.params);
+    let release: (() => void) | undefined;
+    const hold = () => {
+      release ??= opts.credentials?.hold(principal, (err) => controller.abort(err));
+    };
+    res.once('close', () => release?.());
+    if (query.has('index')) hold();
     let body: Promise<Buffer> | undefined;
     const apiReq: ApiRequest = {
       principal,
@@ -103,6 +119,9 @@ async function handle(router: Router, opts: ApiServerOptions, req: IncomingMessa
       }),
     ]);
     clearTimeout(timer);
+    // Revoked or expired while the handler waited: refuse, rather than answer with the data.
+    if (controller.signal.reason instanceof HexmeshError) throw controller.signal.reason;
+    if ('stream' in result) hold();
     // A stream is handed its response even so: it may hold a slot to release.
     if (res.destroyed && !('stream' in result)) return;
     send(req, res, result);

@@ -16,8 +16,9 @@
  *
  * DNS rebinding defeats both: the page re-points its own name at 127.0.0.1, and to the
  * browser its calls are then same-origin. They still carry that name in `Host`, so a control
- * plane listening on loopback answers only to `localhost` and IP addresses (as the proxy's
- * admin listener does, src/proxy/admin/admin-guard.ts; any port: ssh and kubectl forwards).
+ * plane listening on loopback answers only to `localhost`, IP addresses and the names it is
+ * told of (as the proxy's admin listener does, src/proxy/admin/admin-guard.ts, and Vite's
+ * `allowedHosts`; any port: ssh and kubectl forwards).
  */
 import type { IncomingMessage } from 'node:http';
 import { isIP } from 'node:net';
@@ -77,18 +78,23 @@ function hostName(value: string): string {
 
 /**
  * The 403 for a request to a loopback listener whose `Host` is a DNS name other than
- * `localhost` (what a DNS-rebinding page sends), or undefined. No Host (HTTP/1.0) passes:
- * a browser always sends one.
+ * `localhost` and the `allowed` names (lower-case), what a DNS-rebinding page sends; or
+ * undefined. No Host (HTTP/1.0) passes: a browser always sends one.
  */
-export function foreignHostRefusal(req: IncomingMessage, what: string): HexmeshError | undefined {
+export function foreignHostRefusal(
+  req: IncomingMessage,
+  what: string,
+  allowed: ReadonlySet<string>,
+): HexmeshError | undefined {
   const value = req.headers.host;
   if (value === undefined) return undefined;
   const host = hostName(value);
   const ip = host.startsWith('[') ? host.slice(1, -1) : host;
-  if (host === 'localhost' || isIP(ip) !== 0) return undefined;
+  if (host === 'localhost' || isIP(ip) !== 0 || allowed.has(host)) return undefined;
   return new HexmeshError(
     'HEXMESH_ERR_DENIED',
     `Host ${JSON.stringify(value)} does not name this control plane: listening on loopback, it answers ` +
-      `to localhost and IP addresses only (DNS-rebinding protection, docs/api-security.md); refused ${what}`,
+      'to localhost, IP addresses and --allowed-hosts names only (DNS-rebinding protection, ' +
+      `docs/api-security.md); refused ${what}`,
   );
 }
