@@ -2,6 +2,7 @@
  * KV API (Consul-shaped): raw values under user keys, get/list by prefix, put with
  * check-and-set (`?cas=0` creates only), delete one or a prefix.
  */
+import { isUtf8 } from 'node:buffer';
 import { KEYS, StoreConflictError, type KeyValue } from '../../store/store.ts';
 import { ApiError, badRequest } from '../http/error-response.ts';
 import type { Router } from '../http/router.ts';
@@ -29,6 +30,22 @@ function casParam(query: URLSearchParams): number | undefined {
   if (raw === '' || !Number.isSafeInteger(n) || n < 0)
     throw badRequest(`cas must be a non-negative integer (got ${JSON.stringify(raw)})`);
   return n;
+}
+
+/**
+ * The body as text. Values are strings in the store (and in every answer), so bytes that are
+ * not UTF-8 are refused: decoding them would store U+FFFD in their place, silently.
+ */
+function textValue(body: Buffer): string {
+  const text = body.toString('utf8');
+  if (isUtf8(body)) return text;
+  // The re-encoded text matches the body up to the first byte that was not UTF-8.
+  const back = Buffer.from(text, 'utf8');
+  let at = 0;
+  while (at < body.length && body[at] === back[at]) at++;
+  throw badRequest(
+    `value is not valid UTF-8 (byte ${at}): KV values are text; encode binary data, e.g. as base64`,
+  );
 }
 
 /** Where rollouts keep status and history (src/rollout/rollout-status.ts): readable with rollouts:read. */
@@ -75,7 +92,7 @@ export function kvRoutes(router: Router, ctx: ApiContext): void {
       const key = req.params.key;
       if (!key) throw badRequest('a key is required');
       const cas = casParam(req.query);
-      const value = (await req.body()).toString('utf8');
+      const value = textValue(await req.body());
       try {
         const w = await ctx.store.put(KEYS.kv + key, value, { prevModRevision: cas });
         return { json: { ok: true, modRevision: w.revision }, index: w.revision };
