@@ -10,6 +10,7 @@
  */
 import http from 'node:http';
 import type { ServerResponse } from 'node:http';
+import { HexmeshError } from '../../errors/hexmesh-error.ts';
 import { parseTapFilter, filterQuery } from '../../telemetry/tap/tap-filter.ts';
 import { ApiError, badRequest } from '../http/error-response.ts';
 import type { ApiRequest, Router } from '../http/router.ts';
@@ -113,7 +114,12 @@ function fanIn(
     if (!res.destroyed && !res.writableEnded)
       res.end(`${JSON.stringify({ type: 'end', reason, events: sent, dropped })}\n`);
   };
-  signal.addEventListener('abort', () => finish('closed'), { once: true });
+  // Aborted with an error: the caller's credential was revoked or expired (api-server.ts).
+  signal.addEventListener(
+    'abort',
+    () => finish(signal.reason instanceof HexmeshError ? (signal.reason as HexmeshError).message : 'closed'),
+    { once: true },
+  );
   res.on('close', () => finish('closed'));
   for (const t of targets) {
     let gone = false;

@@ -6,6 +6,7 @@
  * reading is cut off rather than buffered without bound.
  */
 import type { ServerResponse } from 'node:http';
+import { HexmeshError } from '../../errors/hexmesh-error.ts';
 import { StoreCompactedError, type WatchEvent } from '../../store/store.ts';
 import { badRequest } from '../http/error-response.ts';
 import type { Router } from '../http/router.ts';
@@ -148,6 +149,10 @@ export function watchRoutes(router: Router, ctx: ApiContext, opts: { heartbeatMs
           req.signal.addEventListener(
             'abort',
             () => {
+              // Its credential was revoked or expired (api-server.ts): say so before ending.
+              const why: unknown = req.signal.reason;
+              if (why instanceof HexmeshError)
+                write({ type: 'error', index, message: `${why.message}: watch closed, authenticate again` });
               stop();
               res.end();
             },

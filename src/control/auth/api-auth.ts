@@ -14,17 +14,39 @@
  * was sent, 403 naming the permission missing. Secrets never reach a message: refusals name
  * a token by its id at most.
  */
+import type { X509Certificate } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import { HexmeshError } from '../../errors/hexmesh-error.ts';
 import { parseSpiffeId, uriSans } from '../../identity/identity-source.ts';
 import { INSTANCE_ID, type JoinTokens } from '../../identity/join-tokens.ts';
 import type { ApiTokens } from './api-tokens.ts';
+import type { LiveCredentials } from './live-credentials.ts';
 import { JOIN_TOKEN_PERMISSIONS, ROLE_PERMISSIONS, type Permission, type Role } from './roles.ts';
+
+/**
+ * What a caller proved itself with, for the streams that outlive its request: they end when
+ * it is revoked or expires (live-credentials.ts). Times are ms since the epoch.
+ */
+export type Credential =
+  | { readonly kind: 'api-token'; readonly id: string; readonly expiresAt?: number }
+  | { readonly kind: 'join-token'; readonly id: string; readonly expiresAt: number }
+  | {
+      readonly kind: 'certificate';
+      readonly spiffeId: string;
+      readonly cert: X509Certificate;
+      readonly expiresAt: number;
+    };
 
 /** A caller the API has authenticated. */
 export type Principal =
-  | { readonly kind: 'token'; readonly role: Role; readonly id: string; readonly name: string }
+  | {
+      readonly kind: 'token';
+      readonly role: Role;
+      readonly id: string;
+      readonly name: string;
+      readonly credential: Credential;
+    }
   | {
       readonly kind: 'workload';
       readonly role: 'workload';
@@ -40,6 +62,7 @@ export type Principal =
       readonly spiffeId: string;
       readonly namespace: string;
       readonly serviceAccount: string;
+      readonly credential: Credential;
     };
 
 /** What a route requires: a permission, one chosen per request (KV keys vs values), or nothing. */
@@ -56,6 +79,11 @@ export interface ApiAuthOptions {
   joinTokens: JoinTokens;
   /** The CA's trust domain: client certificates of another are refused. */
   trustDomain(): Promise<string>;
+  /**
+   * Follows revocation, expiry and rotation for open streams; it also refuses a client
+   * certificate whose authority a rotation removed on a connection verified before that.
+   */
+  live?: LiveCredentials;
 }
 
 const principals = new WeakMap<IncomingMessage, Principal>();
@@ -101,6 +129,11 @@ export class ApiAuth {
       const uri = uris[0]?.startsWith('spiffe://') ? uris[0] : undefined;
       const id = uri ? parseSpiffeId(uri) : undefined;
       if (id && id.trustDomain === (await this.#opts.trustDomain())) {
+        // TLS verified the certificate when the connection was made; a connection kept alive
+        // carries it past its expiry or the rotation that removed its authority.
+        const x509 = sock.getPeerX509Certificate!()!;
+        const stale = this.#opts.live?.staleCertificate(uri!, x509);
+        if (stale !== undefined) throw new HexmeshError('HEXMESH_ERR_UNAUTHENTICATED', stale);
         // A certificate got with an instance-bound join token names its instance (CN).
         const instance = instanceOf(cert?.subject?.CN);
         return {
@@ -111,6 +144,12 @@ export class ApiAuth {
           namespace: id.namespace,
           serviceAccount: id.serviceAccount,
           ...(instance !== undefined && { instance }),
+          credential: {
+            kind: 'certificate',
+            spiffeId: uri!,
+            cert: x509,
+            expiresAt: Date.parse(x509.validTo),
+          },
         };
       }
       if (uri !== undefined)
@@ -139,9 +178,15 @@ export class ApiAuth {
         namespace: t.namespace,
         serviceAccount: t.serviceAccount,
         ...(t.instance !== undefined && { instance: t.instance }),
+        credential: { kind: 'join-token', id: t.id, expiresAt: Date.parse(t.expiresAt) },
       };
     }
     const t = await this.#opts.tokens.verify(token);
+    const credential: Credential = {
+      kind: 'api-token',
+      id: t.id,
+      ...(t.expiresAt !== undefined && { expiresAt: Date.parse(t.expiresAt) }),
+    };
     if (t.role === 'workload' && t.subject) {
       const td = await this.#opts.trustDomain();
       return {
@@ -153,9 +198,10 @@ export class ApiAuth {
         namespace: t.subject.namespace,
         serviceAccount: t.subject.service,
         ...(t.subject.instance !== undefined && { instance: t.subject.instance }),
+        credential,
       };
     }
-    return { kind: 'token', role: t.role, id: t.id, name: t.name };
+    return { kind: 'token', role: t.role, id: t.id, name: t.name, credential };
   }
 
   /** Throw 401/403 unless `p` holds `permission`; `what` names the action (`GET /v1/kv/a`). */

@@ -26,7 +26,7 @@ import {
   type ClientMessage,
 } from './protocol.ts';
 import { ProxySession, type ProxyStatus } from './proxy-session.ts';
-import { principalOf, requireSelf } from '../auth/api-auth.ts';
+import { principalOf, requireSelf, type Principal } from '../auth/api-auth.ts';
 import { hostPort, peerHost, portOf } from '../auth/caller-address.ts';
 
 export type { ProxyStatus } from './proxy-session.ts';
@@ -42,6 +42,13 @@ export interface DiscoveryHost {
   onUpgrade?(path: string, handler: UpgradeHandler, permission?: 'discovery'): void;
   /** Run `fn` when the host closes. */
   onClose?(fn: () => unknown): void;
+  /**
+   * Follows the credentials streams were opened with (ControlPlane.credentials): `cut` when one
+   * is revoked or expires. Absent: a stream lives on whatever becomes of its credential.
+   */
+  readonly credentials?: {
+    hold(p: Principal | undefined, cut: (err: Error) => void): () => void;
+  };
   /** The workload CA (ControlPlane.identity): its trust domain fills endpoints' expected identities. */
   readonly identity?: { readonly trustDomain: string };
   /** The REST router, to mount `GET /v1/proxies`. */
@@ -201,6 +208,9 @@ export class DiscoveryServer {
     s.principal = principalOf(req);
     s.peer = peerHost(req.socket);
     this.#sessions.add(s);
+    const release = this.#host.credentials?.hold(s.principal, (err) =>
+      this.#close(s, CLOSE.unauthenticated, err.message),
+    );
     const helloTimer = setTimeout(() => {
       if (!s.node) this.#close(s, CLOSE.policy, `no hello within ${this.#opts.helloTimeout} ms`);
     }, this.#opts.helloTimeout);
@@ -210,6 +220,7 @@ export class DiscoveryServer {
     ws.on('error', () => {}); // 'close' follows; ws reports oversize frames here (closed with 1009)
     ws.on('close', (code) => {
       clearTimeout(helloTimer);
+      release?.();
       this.#drop(s, code === 1000);
     });
   }

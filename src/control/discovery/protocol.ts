@@ -37,6 +37,11 @@ export const CLOSE = Object.freeze({
   /** The store refused the registration (unavailable); retry later. */
   storeUnavailable: 4503,
   /**
+   * The credential the stream was opened with was revoked or expired, or a root rotation
+   * removed its certificate's authority (the reason says which); reconnect with a valid one.
+   */
+  unauthenticated: 4401,
+  /**
    * The proxy read too slowly: its unsent data passed the per-proxy cap, or the control plane's
    * send budget over all proxies was spent and it held the most. Reconnect to resync.
    */

@@ -52,6 +52,7 @@ async function handle(router: Router, opts: ApiServerOptions, req: IncomingMessa
     abort();
   });
   let timer: NodeJS.Timeout | undefined;
+  let revoked = () => false;
   try {
     const url = req.url ?? '/';
     const q = url.indexOf('?');
@@ -85,6 +86,8 @@ async function handle(router: Router, opts: ApiServerOptions, req: IncomingMessa
     // Before the body is read: an unauthorised caller costs no more than its headers.
     const principal = await opts.auth?.check(req, m.permission, `${method} ${path}`, query, m.params);
     let release: (() => void) | undefined;
+    // Revoked or expired while the handler waited: refuse, rather than answer with the data.
+    revoked = () => controller.signal.reason instanceof HexmeshError;
     const hold = () => {
       release ??= opts.credentials?.hold(principal, (err) => controller.abort(err));
     };
@@ -119,13 +122,14 @@ async function handle(router: Router, opts: ApiServerOptions, req: IncomingMessa
       }),
     ]);
     clearTimeout(timer);
-    // Revoked or expired while the handler waited: refuse, rather than answer with the data.
-    if (controller.signal.reason instanceof HexmeshError) throw controller.signal.reason;
+    if (revoked()) throw controller.signal.reason;
     if ('stream' in result) hold();
     // A stream is handed its response even so: it may hold a slot to release.
     if (res.destroyed && !('stream' in result)) return;
     send(req, res, result);
-  } catch (err) {
+  } catch (thrown) {
+    // A wait cut by revocation ends the handler with whatever it met (a 404): answer the 401.
+    const err: unknown = revoked() ? controller.signal.reason : thrown;
     clearTimeout(timer);
     abort();
     if (res.headersSent || res.destroyed) {
