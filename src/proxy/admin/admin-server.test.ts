@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import net from 'node:net';
 import { test } from 'node:test';
 import { HexmeshError } from '../../errors/hexmesh-error.ts';
 import { ProxyMetrics } from '../../telemetry/metrics.ts';
@@ -245,4 +246,35 @@ test('issue 9: hostChecker: a wildcard bind also accepts the machine own address
   assert.equal(one(`${hostname()}`), false);
   assert.deepEqual(splitHost('[::1]:4191'), { host: '::1', port: 4191 });
   assert.equal(splitHost('[::1'), undefined);
+});
+
+test('a client that connects and sends nothing, or drips its headers, is cut at headersTimeoutMs with 408', async (t) => {
+  const { admin, base } = await start({ headersTimeoutMs: 300 });
+  t.after(() => admin.close());
+  const port = Number(new URL(base).port);
+  const hold = (drip: string) =>
+    new Promise<{ text: string; ms: number }>((resolve) => {
+      const t0 = Date.now();
+      const s = net.connect(port, '127.0.0.1');
+      let i = 0;
+      let text = '';
+      const timer = setInterval(() => i < drip.length && s.write(drip[i++]), 50);
+      const giveUp = setTimeout(() => s.destroy(), 5000);
+      s.on('data', (d) => (text += d.toString('latin1')));
+      s.on('error', () => {});
+      s.on('close', () => {
+        clearInterval(timer);
+        clearTimeout(giveUp);
+        resolve({ text, ms: Date.now() - t0 });
+      });
+    });
+  const [idle, dripped] = await Promise.all([
+    hold(''),
+    hold(`GET /ready HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nX-Pad: ${'a'.repeat(200)}\r\n\r\n`),
+  ]);
+  for (const [name, r] of Object.entries({ idle, dripped })) {
+    assert.match(r.text, /^HTTP\/1\.1 408 /, `${name}: ${r.text}`);
+    assert.ok(r.ms < 2000, `${name}: closed after ${r.ms} ms`);
+  }
+  assert.equal((await fetch(`${base}/live`)).status, 200);
 });

@@ -33,6 +33,8 @@ export interface AdminServerOptions {
   tap?: TapHub;
   /** Destinations and endpoint state for `GET /endpoints`; absent: no `/endpoints`. */
   endpointsDump?(): unknown;
+  /** Time a client has to send a request's headers, idle new connections included (default 10 s; 408 beyond). */
+  headersTimeoutMs?: number;
 }
 
 const TEXT = 'text/plain; charset=utf-8';
@@ -68,7 +70,17 @@ export class AdminServer {
         methods: ['GET', 'HEAD'],
         handle: (res) => send(res, 200, JSON_TYPE, `${JSON.stringify(dump(), null, 2)}\n`),
       });
-    this.server = createServer((req, res) => this.route(req, res));
+    const headersTimeout = opts.headersTimeoutMs ?? 10_000;
+    // Node's defaults (60 s, checked every 30 s) let a slow or silent client hold a socket,
+    // and a file descriptor the data plane shares, for up to 90 s.
+    this.server = createServer(
+      {
+        headersTimeout,
+        requestTimeout: headersTimeout,
+        connectionsCheckingInterval: Math.min(1000, headersTimeout),
+      },
+      (req, res) => this.route(req, res),
+    );
     // Scrapers and probes reconnect often; do not keep idle sockets for long.
     this.server.keepAliveTimeout = 5000;
   }
