@@ -25,6 +25,15 @@ export function changesState(method: string): boolean {
   return !READ_ONLY.has(method);
 }
 
+/**
+ * True when a browser says another site's page sent the request (`Sec-Fetch-Site` other than
+ * `same-origin` or `none`, the user's own navigation). No page has business here, reading or
+ * not: a frame left loading `/tap` held one of its few viewer slots.
+ */
+export function fromAnotherSite(value: string | string[] | undefined): boolean {
+  return typeof value === 'string' && value !== 'same-origin' && value !== 'none';
+}
+
 /** True when the request carries the admin header (a page cannot, cross-origin, without a preflight). */
 export function hasAdminHeader(value: string | string[] | undefined): boolean {
   return typeof value === 'string' ? value.trim() !== '' : Array.isArray(value) && value.length > 0;

@@ -11,7 +11,7 @@ import type { ProxyMetrics } from '../../telemetry/metrics.ts';
 import { serveTap } from '../../telemetry/tap/tap-endpoint.ts';
 import type { TapHub } from '../../telemetry/tap/tap-hub.ts';
 import { redact } from '../../util/redact.ts';
-import { ADMIN_HEADER, changesState, hasAdminHeader, hostChecker } from './admin-guard.ts';
+import { ADMIN_HEADER, changesState, fromAnotherSite, hasAdminHeader, hostChecker } from './admin-guard.ts';
 
 export interface AdminServerOptions {
   /** Address to bind, e.g. `127.0.0.1` (the admin port is not for the network at large). */
@@ -131,6 +131,13 @@ export class AdminServer {
     const url = req.url ?? '/';
     const q = url.indexOf('?');
     const path = q === -1 ? url : url.slice(0, q);
+    if (fromAnotherSite(req.headers['sec-fetch-site']))
+      return send(
+        res,
+        403,
+        TEXT,
+        `admin listener: ${path} requested by another site's page (Sec-Fetch-Site: ${String(req.headers['sec-fetch-site'])}); refused (cross-site protection, docs/admin.md)\n`,
+      );
     const endpoint = this.endpoints.get(path);
     if (endpoint === undefined) return send(res, 404, TEXT, `no admin endpoint ${path}\n`);
     const method = req.method ?? 'GET';
