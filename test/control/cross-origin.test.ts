@@ -2,7 +2,8 @@
  * The API's rule for requests from other web pages (src/control/http/cross-origin.ts,
  * docs/api-security.md), header by header: what a browser says (`Sec-Fetch-Site`, else
  * `Origin` against `Host`) decides state changes and upgrades; clients that are not browsers
- * send neither and pass; reads are answered without CORS. The browser itself:
+ * send neither and pass; API reads from another site's page are refused too (a frame could
+ * hold a tap or a blocking query), dashboard page loads are not; no CORS ever. The browser itself:
  * test/dashboard/cross-origin-browser.test.ts.
  */
 import { test, before, after } from 'node:test';
@@ -62,13 +63,23 @@ test('state changes: refused when the browser says another origin sent them, els
   }
 });
 
-test('reads are answered without CORS: no Access-Control-Allow-Origin, preflights not approved', async () => {
-  const read = await request(`${t.url}/v1/resources?kind=Service`, {
-    headers: { origin: 'https://evil.example', 'sec-fetch-site': 'cross-site' },
-  });
-  await read.body.dump();
-  assert.equal(read.statusCode, 200);
-  assert.equal(read.headers['access-control-allow-origin'], undefined);
+test('API reads from another site are refused, dashboard page loads are not; never any CORS header', async () => {
+  const read = async (path: string, headers: Record<string, string>) => {
+    const r = await request(`${t.url}${path}`, { headers });
+    const text = await r.body.text();
+    assert.equal(r.headers['access-control-allow-origin'], undefined, path);
+    return `${r.statusCode} ${text.includes('cross-origin request refused') ? 'refused' : ''}`.trim();
+  };
+  const crossSite = { origin: 'https://evil.example', 'sec-fetch-site': 'cross-site' };
+  assert.equal(await read('/v1/resources?kind=Service', crossSite), '403 refused');
+  assert.equal(
+    await read('/v1/tap?service=web', { 'sec-fetch-site': 'cross-site', 'sec-fetch-dest': 'iframe' }),
+    '403 refused',
+  );
+  assert.equal(await read('/v1/resources?kind=Service', { 'sec-fetch-site': 'same-origin' }), '200');
+  assert.equal(await read('/v1/resources?kind=Service', {}), '200');
+  // A link to the dashboard from another site (the page itself is public; this one has none mounted).
+  assert.equal(await read('/', { 'sec-fetch-site': 'cross-site', 'sec-fetch-mode': 'navigate' }), '302');
   const preflight = await request(`${t.url}/v1/kv/x`, {
     method: 'OPTIONS',
     headers: {

@@ -3,9 +3,10 @@
  * off (`hexmesh control --auth off`, an embedded control plane) no credential is needed, so
  * any page the user opens could send the browser's "simple" requests (a `fetch` in no-cors
  * mode, a form POST, both without a CORS preflight) to http://127.0.0.1:7070 and apply
- * resources or create tokens. The API refuses a state-changing request the browser marks as
- * coming from another origin (docs/api-security.md, "Requests from other web pages"); the
- * dashboard's own same-origin calls go on working. CORS is never granted.
+ * resources or create tokens. The API refuses a state-changing request, or any API request,
+ * the browser marks as coming from another origin (docs/api-security.md, "Requests from
+ * other web pages"); the dashboard's own same-origin calls and a link to it go on working.
+ * CORS is never granted.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -16,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
 import { call, startCp } from '../control/helpers.ts';
-import { CHROMIUM, launchChromium, skipWithoutChromium } from './browser-support.ts';
+import { CHROMIUM, launchChromium, skipWithoutChromium, waitFor } from './browser-support.ts';
 
 const serviceYaml = (name: string) =>
   `apiVersion: hexmesh.io/v1alpha1\nkind: Service\nmetadata: {name: ${name}, namespace: default}\nspec:\n  ports: [{port: 80}]\n`;
@@ -119,6 +120,28 @@ test(
         kv: 404,
         'instance registered': false,
       });
+
+      // A frame left loading an API URL (a blocking query here, a tap alike) would hold a slot
+      // while the page stays open: refused at once.
+      await page.evaluate((cpUrl) => {
+        const f = document.createElement('iframe');
+        f.src = `${cpUrl}/v1/kv/csrf?index=100000&wait=20s`;
+        document.body.append(f);
+      }, cp.url);
+      await waitFor('the API frame to answer', async () => {
+        const frame = page.frames().find((f) => f.url().includes('/v1/kv/csrf'));
+        return frame !== undefined && (await frame.content()).includes('cross-origin request refused');
+      });
+      // A link from another site to the dashboard still opens it.
+      await page.evaluate((cpUrl) => {
+        const a = document.createElement('a');
+        a.href = `${cpUrl}/ui/`;
+        a.id = 'to-dashboard';
+        a.textContent = 'dashboard';
+        document.body.append(a);
+      }, cp.url);
+      const [nav] = await Promise.all([page.waitForNavigation(), page.click('#to-dashboard')]);
+      assert.equal(nav?.status(), 200);
 
       // The dashboard's own calls (same origin) still write.
       await page.goto(`${cp.url}/ui/`);

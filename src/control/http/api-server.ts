@@ -7,7 +7,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { HexmeshError } from '../../errors/hexmesh-error.ts';
 import { readBody } from './body.ts';
 import { MAX_WAIT_MS } from './blocking.ts';
-import { changesState, crossOriginRefusal, foreignHostRefusal } from './cross-origin.ts';
+import { crossOriginRefusal, foreignHostRefusal, needsSameOrigin } from './cross-origin.ts';
 import { badRequest, errorResponse } from './error-response.ts';
 import type { ApiRequest, ApiResult, Router } from './router.ts';
 import type { ApiAuth } from '../auth/api-auth.ts';
@@ -67,11 +67,11 @@ async function handle(router: Router, opts: ApiServerOptions, req: IncomingMessa
       throw badRequest(`malformed percent-encoding in path ${JSON.stringify(path)}`);
     }
     const method = req.method ?? 'GET';
-    // Before anything runs: a page on another origin may not change state, nor a page that
-    // rebound its name to this loopback listener do anything (cross-origin.ts).
+    // Before anything runs: a page on another origin may not change state or use the API, nor
+    // a page that rebound its name to this loopback listener do anything (cross-origin.ts).
     const refused =
       (opts.loopbackHosts ? foreignHostRefusal(req, `${method} ${path}`, opts.loopbackHosts) : undefined) ??
-      (changesState(method) ? crossOriginRefusal(req, `${method} ${path}`) : undefined);
+      (needsSameOrigin(method, path) ? crossOriginRefusal(req, `${method} ${path}`) : undefined);
     if (refused) throw refused;
     const m = router.match(method, decoded);
     if (m.kind === 'not-found')

@@ -11,8 +11,10 @@
  * - without it, an `Origin` header must name the host the request was sent to;
  * - neither: not a browser (the CLI, curl, proxies), it passes.
  *
- * Requests that only read (GET, HEAD, OPTIONS) are not checked: a page cannot read their
- * answers without CORS, which the API never grants. Upgrades are checked whatever their method.
+ * Reads of the API (`/v1/…`) are checked too: a page cannot read their answers without CORS,
+ * which the API never grants, but a frame left loading `/v1/tap` or a blocking query holds a
+ * slot (a tap viewer on every proxy of the service). Upgrades are checked whatever their
+ * method. Only page loads of the dashboard (`/`, `/ui/…`: a link from another site) pass.
  *
  * DNS rebinding defeats both: the page re-points its own name at 127.0.0.1, and to the
  * browser its calls are then same-origin. They still carry that name in `Host`, so a control
@@ -26,9 +28,9 @@ import { HexmeshError } from '../../errors/hexmesh-error.ts';
 
 const READ_ONLY = new Set(['GET', 'HEAD', 'OPTIONS']);
 
-/** True when `req` may change state: a method other than GET, HEAD and OPTIONS. */
-export function changesState(method: string): boolean {
-  return !READ_ONLY.has(method);
+/** True when the request must come from the API's own origin or no browser: a state change or an API path. */
+export function needsSameOrigin(method: string, path: string): boolean {
+  return !READ_ONLY.has(method) || path.startsWith('/v1/');
 }
 
 function sameOrigin(req: IncomingMessage): { ok: boolean; from: string } {
@@ -59,7 +61,7 @@ export function crossOriginRefusal(req: IncomingMessage, what: string): HexmeshE
   return new HexmeshError(
     'HEXMESH_ERR_DENIED',
     `cross-origin request refused: ${what} was sent by a page at ${from}; the API takes ` +
-      'state changes from its own dashboard and from clients that are not browsers (docs/api-security.md)',
+      'requests from its own dashboard and from clients that are not browsers (docs/api-security.md)',
   );
 }
 
