@@ -35,6 +35,7 @@ export async function startInjector(
     image: opts.image,
     control: opts.control,
     version: opts.image,
+    ...(opts.onError && { onError: opts.onError }),
   });
   const a = await webhook.listen(opts.listen.port, opts.listen.address);
   let timer: NodeJS.Timeout | undefined;

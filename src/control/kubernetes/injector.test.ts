@@ -11,6 +11,7 @@ import {
 } from './injector.ts';
 
 const OPTS = { image: 'hexmesh/proxy:test', control: ['http://cp:7070'], version: '0.1.0' };
+const HEAD = { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview' };
 const pod = (p: Pod['metadata'] = {}, spec: Pod['spec'] = { containers: [{ name: 'app' }] }): Pod => ({
   metadata: p,
   spec,
@@ -137,7 +138,7 @@ describe('kubernetes injector', () => {
       '--outbound-port',
       '4140',
       '--exclude-inbound-ports',
-      '9901, 15021',
+      '9901,15021',
       '--exclude-outbound-cidrs',
       '169.254.169.254/32',
     ]);
@@ -152,7 +153,7 @@ describe('kubernetes injector', () => {
   });
 
   it('answers AdmissionReview with a base64 JSON Patch, or allows without one', () => {
-    const review = (object: Pod) => ({ request: { uid: 'u1', kind: { kind: 'Pod' }, object } });
+    const review = (object: Pod) => ({ ...HEAD, request: { uid: 'u1', kind: { kind: 'Pod' }, object } });
     const r = admissionResponse(review(pod()), OPTS) as {
       response: { uid: string; patchType: string; patch: string };
     };
@@ -179,7 +180,7 @@ describe('kubernetes injector', () => {
       { name: 'NODE_OPTIONS', value: '--max-semi-space-size=1' },
     ]);
     assert.equal(proxySemiSpaceMiB(pod({ annotations: { 'hexmesh.io/proxy-semi-space-mib': '16' } })), 16);
-    const review = (object: Pod) => ({ request: { uid: 'u2', kind: { kind: 'Pod' }, object } });
+    const review = (object: Pod) => ({ ...HEAD, request: { uid: 'u2', kind: { kind: 'Pod' }, object } });
     for (const bad of ['0', '17', '1.5', '-1', '2MiB', '', '1e1', '--inspect']) {
       const r = admissionResponse(
         review(pod({ annotations: { 'hexmesh.io/proxy-semi-space-mib': bad } })),
@@ -207,5 +208,49 @@ describe('kubernetes injector', () => {
       OPTS,
     ) as { response: Record<string, unknown> };
     assert.deepEqual(skipped.response, { uid: 'u2', allowed: true });
+  });
+
+  it('refuses a review or Pod of the wrong shape with an AdmissionReview, never a throw', () => {
+    const answer = (review: unknown) =>
+      admissionResponse(review, OPTS) as {
+        kind: string;
+        response: { uid: string; allowed: boolean; status?: { code: number; message: string } };
+      };
+    const req = (object: unknown) => ({ ...HEAD, request: { uid: 'u3', kind: { kind: 'Pod' }, object } });
+    for (const [review, why] of [
+      [null, /not an AdmissionReview/],
+      [{ request: { uid: 'u3', kind: { kind: 'Pod' }, object: pod() } }, /apiVersion/],
+      [{ ...HEAD, request: { kind: { kind: 'Pod' }, object: pod() } }, /request\.uid/],
+      [req({ spec: { containers: [{ name: 'a' }], initContainers: 5 } }), /not a Pod: spec\.initContainers/],
+      [req({ spec: { containers: [null] } }), /not a Pod: spec\.containers\.0/],
+      [req({ metadata: { annotations: { 'hexmesh.io/proxy-semi-space-mib': 1 } } }), /not a Pod/],
+      [req({ kind: 'Service', spec: {} }), /not a Pod: kind/],
+    ] as const) {
+      const r = answer(review);
+      assert.equal(r.kind, 'AdmissionReview');
+      assert.equal(r.response.allowed, false);
+      assert.equal(r.response.status?.code, 400);
+      assert.match(r.response.status!.message, why);
+    }
+    // Not a Pod, or not a CREATE: allowed as it is.
+    const svc = answer({ ...HEAD, request: { uid: 'u4', kind: { kind: 'Service' }, object: {} } });
+    assert.equal(svc.response.allowed, true);
+    const update = answer({
+      ...HEAD,
+      request: { uid: 'u5', kind: { kind: 'Pod' }, operation: 'UPDATE', object: pod() },
+    }) as { response: Record<string, unknown> };
+    assert.deepEqual(update.response, { uid: 'u5', allowed: true });
+  });
+
+  it('does not inject a hostNetwork Pod, and says so', () => {
+    const hostPod = pod({}, { containers: [{ name: 'app' }], hostNetwork: true });
+    assert.match(skipReason(hostPod)!, /hostNetwork/);
+    const r = admissionResponse(
+      { ...HEAD, request: { uid: 'u6', kind: { kind: 'Pod' }, object: hostPod } },
+      OPTS,
+    ) as { response: { allowed: boolean; patch?: string; warnings?: string[] } };
+    assert.equal(r.response.allowed, true);
+    assert.equal(r.response.patch, undefined);
+    assert.match(r.response.warnings![0], /not injected \(hostNetwork/);
   });
 });

@@ -18,6 +18,8 @@
 import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { z } from 'zod';
+import { captureOptions } from '../../proxy/capture/iptables-rules.ts';
 
 export const INJECT_LABEL = 'hexmesh.io/inject';
 export const INJECTED_ANNOTATION = 'hexmesh.io/injected';
@@ -57,6 +59,16 @@ export const TOKEN_DIR = '/var/run/secrets/hexmesh';
 export const TOKEN_AUDIENCE = 'hexmesh';
 export const OUTBOUND_PORT = 4140;
 export const ADMIN_PORT = 4191;
+/** The proxy's own ports: an app port naming one would loop the proxy into itself. */
+const PROXY_PORTS: ReadonlyMap<number, string> = new Map([
+  [INBOUND_PORT, 'inbound listener'],
+  [OUTBOUND_PORT, 'outbound listener'],
+  [ADMIN_PORT, 'admin listener'],
+]);
+/** Entries one exclusion annotation may list (each is an iptables rule in the Pod). */
+export const MAX_CAPTURE_EXCLUSIONS = 64;
+/** An AdmissionReview of a Pod is well under this (the API server stores objects to 1.5 MiB). */
+export const MAX_REVIEW_BYTES = 4 * 1024 * 1024;
 
 export interface InjectorOptions {
   /** The proxy image (`hexmesh` package installed, `hexmesh` on PATH). */
@@ -65,6 +77,8 @@ export interface InjectorOptions {
   control: readonly string[];
   /** The value of INJECTED_ANNOTATION (the mesh version). */
   version: string;
+  /** A request the webhook failed on for a reason of its own (it answers allowed: false). */
+  onError?(err: unknown): void;
 }
 
 interface Container {
@@ -85,8 +99,68 @@ export interface Pod {
     containers?: Container[];
     initContainers?: Container[];
     serviceAccountName?: string;
+    hostNetwork?: boolean;
     volumes?: { name: string; [k: string]: unknown }[];
   };
+}
+
+/**
+ * What the injector reads of a Pod, checked before anything reads it: an AdmissionReview sent
+ * straight to the webhook's port may carry anything (a number where a list was, a null
+ * container), and a throw in the request handler used to end the control plane's process.
+ * Loose objects: every other field of the Pod is left as it is.
+ */
+const containerSchema = z.looseObject({
+  name: z.string(),
+  ports: z
+    .array(
+      z.looseObject({
+        containerPort: z.number().int().optional(),
+        name: z.string().optional(),
+        protocol: z.string().optional(),
+      }),
+    )
+    .optional(),
+});
+const podSchema = z.looseObject({
+  apiVersion: z.string().optional(),
+  kind: z.literal('Pod').optional(),
+  metadata: z
+    .looseObject({
+      name: z.string().optional(),
+      generateName: z.string().optional(),
+      namespace: z.string().optional(),
+      labels: z.record(z.string(), z.string()).optional(),
+      annotations: z.record(z.string(), z.string()).optional(),
+    })
+    .optional(),
+  spec: z
+    .looseObject({
+      containers: z.array(containerSchema).optional(),
+      initContainers: z.array(containerSchema).optional(),
+      serviceAccountName: z.string().optional(),
+      hostNetwork: z.boolean().optional(),
+      volumes: z.array(z.looseObject({ name: z.string() })).optional(),
+    })
+    .optional(),
+});
+const reviewSchema = z.object({
+  apiVersion: z.literal('admission.k8s.io/v1'),
+  kind: z.literal('AdmissionReview'),
+  request: z.looseObject({
+    uid: z.string().min(1),
+    kind: z.looseObject({ kind: z.string() }),
+    operation: z.string().optional(),
+    object: z.unknown(),
+  }),
+});
+
+/** `path: reason` of a schema's first few issues, for a refusal message. */
+function issues(err: z.ZodError): string {
+  return err.issues
+    .slice(0, 3)
+    .map((i) => `${i.path.join('.') || '(body)'}: ${i.message}`)
+    .join('; ');
 }
 
 type PatchOp = { op: 'add' | 'replace'; path: string; value: unknown };
@@ -94,11 +168,31 @@ type PatchOp = { op: 'add' | 'replace'; path: string; value: unknown };
 /** JSON Patch escaping of one path segment (RFC 6901). */
 const seg = (s: string) => s.replace(/~/g, '~0').replace(/\//g, '~1');
 
-/** The service a Pod belongs to: annotation, then the usual app labels, then its name's stem. */
+/** A Pod the injector refuses to admit, and why (the API server shows the message to its creator). */
+export class InjectionRefused extends Error {}
+
+/** Refuse `raw` as the value of annotation `key`, quoting at most 64 characters of it. */
+function refuse(key: string, expected: string, raw: string): never {
+  const shown = JSON.stringify(raw.slice(0, 64)) + (raw.length > 64 ? ` (${raw.length} characters)` : '');
+  throw new InjectionRefused(`annotation ${key}: expected ${expected}, got ${shown}`);
+}
+
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+
+/**
+ * The service a Pod belongs to: annotation, then the usual app labels, then its name's stem.
+ * The annotation is taken as written or refused; labels and names are made a DNS label.
+ * @throws InjectionRefused for an annotation that is not a DNS label.
+ */
 export function podService(pod: Pod): string {
   const m = pod.metadata ?? {};
+  const annotated = m.annotations?.[SERVICE_ANNOTATION];
+  if (annotated !== undefined) {
+    if (!DNS_LABEL.test(annotated))
+      refuse(SERVICE_ANNOTATION, 'a DNS label (a-z, 0-9 and -, at most 63 characters)', annotated);
+    return annotated;
+  }
   const name =
-    m.annotations?.[SERVICE_ANNOTATION] ??
     m.labels?.['app.kubernetes.io/name'] ??
     m.labels?.app ??
     (m.generateName ?? m.name ?? 'app').replace(/-[a-z0-9]{5,10}(-[a-z0-9]{5})?-?$/, '').replace(/-$/, '');
@@ -106,17 +200,39 @@ export function podService(pod: Pod): string {
     name
       .toLowerCase()
       .replace(/[^a-z0-9-]/g, '-')
+      .slice(0, 63)
       .replace(/^-+|-+$/g, '') || 'app'
   );
 }
 
-/** The app's port: the annotation, else the first TCP containerPort of the first container. */
+/**
+ * The app's port: the annotation, else the first TCP containerPort of the first container.
+ * @throws InjectionRefused for an annotation that is not a port, or a port of the proxy's own.
+ */
 export function podAppPort(pod: Pod): number | undefined {
-  const a = Number(pod.metadata?.annotations?.[APP_PORT_ANNOTATION]);
-  if (Number.isInteger(a) && a > 0 && a < 65536) return a;
+  const raw = pod.metadata?.annotations?.[APP_PORT_ANNOTATION];
+  if (raw !== undefined) {
+    const n = Number(raw.trim());
+    if (!/^[0-9]{1,5}$/.test(raw.trim()) || n < 1 || n > 65535)
+      refuse(APP_PORT_ANNOTATION, 'a port number from 1 to 65535', raw);
+    const proxy = PROXY_PORTS.get(n);
+    if (proxy)
+      throw new InjectionRefused(
+        `annotation ${APP_PORT_ANNOTATION}: ${n} is the proxy's ${proxy}; the app must listen on another port`,
+      );
+    return n;
+  }
   for (const c of pod.spec?.containers ?? [])
     for (const p of c.ports ?? [])
-      if ((p.protocol ?? 'TCP') === 'TCP' && p.containerPort) return p.containerPort;
+      if ((p.protocol ?? 'TCP') === 'TCP' && p.containerPort) {
+        const proxy = PROXY_PORTS.get(p.containerPort);
+        if (proxy)
+          throw new InjectionRefused(
+            `container ${c.name} port ${p.containerPort} is the proxy's ${proxy}; the app must listen on ` +
+              `another port (or name it with annotation ${APP_PORT_ANNOTATION})`,
+          );
+        return p.containerPort;
+      }
   return undefined;
 }
 
@@ -124,13 +240,14 @@ export function podAppPort(pod: Pod): number | undefined {
 export function skipReason(pod: Pod): string | undefined {
   if (pod.metadata?.annotations?.[INJECT_LABEL] === 'false') return `annotation ${INJECT_LABEL}: "false"`;
   if (pod.metadata?.labels?.[INJECT_LABEL] === 'disabled') return `label ${INJECT_LABEL}=disabled`;
+  // As Istio and Linkerd: in the node's network namespace the capture container (root,
+  // NET_ADMIN) would rewrite the node's own nat table, and the proxy would take node ports.
+  if (pod.spec?.hostNetwork === true)
+    return "hostNetwork: the capture rules would apply to the node's own network";
   const all = [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])];
   if (all.some((c) => c.name === PROXY_CONTAINER || c.name === CAPTURE_CONTAINER)) return 'already injected';
   return undefined;
 }
-
-/** A Pod the injector refuses to admit, and why (the API server shows the message to its creator). */
-export class InjectionRefused extends Error {}
 
 /**
  * The proxy's semi-space limit from PROXY_SEMI_SPACE_ANNOTATION, or undefined when unset.
@@ -142,10 +259,7 @@ export function proxySemiSpaceMiB(pod: Pod): number | undefined {
   const v = raw.trim();
   const n = Number(v);
   if (!/^[0-9]+$/.test(v) || n < 1 || n > MAX_SEMI_SPACE_MIB)
-    throw new InjectionRefused(
-      `annotation ${PROXY_SEMI_SPACE_ANNOTATION}: expected a whole number of MiB from 1 to ` +
-        `${MAX_SEMI_SPACE_MIB}, got ${JSON.stringify(raw.slice(0, 64))}`,
-    );
+    refuse(PROXY_SEMI_SPACE_ANNOTATION, `a whole number of MiB from 1 to ${MAX_SEMI_SPACE_MIB}`, raw);
   return n;
 }
 
@@ -200,19 +314,53 @@ export function proxyContainer(pod: Pod, opts: InjectorOptions): Record<string, 
   };
 }
 
+/** @throws InjectionRefused for anything but "true" or "false". */
 function captured(pod: Pod): boolean {
-  return pod.metadata?.annotations?.[CAPTURE_ANNOTATION] !== 'false';
+  const v = pod.metadata?.annotations?.[CAPTURE_ANNOTATION];
+  if (v === undefined || v === 'true') return true;
+  if (v === 'false') return false;
+  refuse(CAPTURE_ANNOTATION, '"true" or "false"', v);
 }
 
+/** @throws InjectionRefused for another value: a typo must not mean the permissive policy. */
 function outboundPolicy(pod: Pod): string {
   const v = pod.metadata?.annotations?.[OUTBOUND_POLICY_ANNOTATION];
-  return v === 'REGISTRY_ONLY' ? v : 'ALLOW_ANY';
+  if (v === undefined) return 'ALLOW_ANY';
+  if (v === 'ALLOW_ANY' || v === 'REGISTRY_ONLY') return v;
+  refuse(OUTBOUND_POLICY_ANNOTATION, 'ALLOW_ANY or REGISTRY_ONLY', v);
+}
+
+/**
+ * One exclusion annotation as the capture command's argument: each entry checked by the rule
+ * `hexmesh capture` applies (iptables-rules.ts), written back comma-separated. Refused here,
+ * the Pod is not created and its creator reads why; passed on raw, a bad value only failed
+ * the init container later, or reached a root, NET_ADMIN container as written.
+ * @throws InjectionRefused naming the annotation.
+ */
+function exclusions(key: string, kind: 'ports' | 'cidrs', raw: string): string | undefined {
+  const entries = raw
+    .split(',')
+    .map((e) => e.trim())
+    .filter(Boolean);
+  if (!entries.length) return undefined;
+  const expected = kind === 'ports' ? 'a comma-separated list of ports' : 'a comma-separated list of CIDRs';
+  if (entries.length > MAX_CAPTURE_EXCLUSIONS)
+    refuse(key, `${expected}, at most ${MAX_CAPTURE_EXCLUSIONS} entries`, raw);
+  try {
+    if (kind === 'ports') {
+      if (!entries.every((e) => /^[0-9]{1,5}$/.test(e))) throw new Error('not a port');
+      captureOptions({ proxyUid: PROXY_UID, excludeInboundPorts: entries.map(Number) });
+    } else captureOptions({ proxyUid: PROXY_UID, excludeOutboundCidrs: entries });
+  } catch {
+    refuse(key, kind === 'ports' ? `${expected} (1 to 65535)` : `${expected} (10.0.0.0/8, fd00::/8)`, raw);
+  }
+  return entries.join(',');
 }
 
 /**
  * The capture init container: `hexmesh capture` with the pod's exclusions. Root with
  * NET_ADMIN/NET_RAW only for the moment it runs (iptables in the pod's network namespace);
- * the annotation values reach it as single argv entries and are validated by the command.
+ * the annotation values reach it checked and rewritten (`exclusions`), as single argv entries.
  */
 export function captureContainer(pod: Pod, opts: InjectorOptions): Record<string, unknown> {
   const args = [
@@ -231,7 +379,11 @@ export function captureContainer(pod: Pod, opts: InjectorOptions): Record<string
     excludeOutboundCidrs: '--exclude-outbound-cidrs',
   } as const;
   for (const k of Object.keys(CAPTURE_EXCLUDE_ANNOTATIONS) as (keyof typeof flag)[]) {
-    const v = a[CAPTURE_EXCLUDE_ANNOTATIONS[k]]?.trim();
+    const key = CAPTURE_EXCLUDE_ANNOTATIONS[k];
+    const v =
+      a[key] === undefined
+        ? undefined
+        : exclusions(key, k === 'excludeOutboundCidrs' ? 'cidrs' : 'ports', a[key]);
     if (v) args.push(flag[k], v);
   }
   return {
@@ -282,30 +434,57 @@ export function injectionPatch(pod: Pod, opts: InjectorOptions): PatchOp[] {
   return ops;
 }
 
-/** An AdmissionReview (admission.k8s.io/v1) request → its response. */
+const REVIEW_HEAD = { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview' } as const;
+
+/** An AdmissionReview that refuses, with `message` for whoever sent it. */
+export function admissionRefusal(uid: string, code: number, message: string): Record<string, unknown> {
+  const reason = code === 413 ? 'RequestEntityTooLarge' : code >= 500 ? 'InternalError' : 'BadRequest';
+  return {
+    ...REVIEW_HEAD,
+    response: { uid, allowed: false, status: { code, reason, message: `hexmesh injector: ${message}` } },
+  };
+}
+
+/**
+ * An AdmissionReview (admission.k8s.io/v1) request → its response. Anything else, or a Pod
+ * whose fields are not what Kubernetes sends, is refused with an AdmissionReview naming why;
+ * only a CREATE of a Pod is patched (the webhook is registered for nothing else).
+ */
 export function admissionResponse(review: unknown, opts: InjectorOptions): Record<string, unknown> {
-  const req = (review as { request?: { uid?: string; object?: Pod; kind?: { kind?: string } } })?.request;
-  const uid = req?.uid ?? '';
-  const base = { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview' };
-  if (!req || req.kind?.kind !== 'Pod' || !req.object)
+  const r = reviewSchema.safeParse(review);
+  if (!r.success) {
+    const uid = (review as { request?: { uid?: unknown } } | null)?.request?.uid;
+    return admissionRefusal(
+      typeof uid === 'string' ? uid : '',
+      400,
+      `not an AdmissionReview admission.k8s.io/v1: ${issues(r.error)}`,
+    );
+  }
+  const req = r.data.request;
+  const uid = req.uid;
+  if (req.kind.kind !== 'Pod')
     return {
-      ...base,
+      ...REVIEW_HEAD,
       response: { uid, allowed: true, warnings: ['hexmesh injector: not a Pod; left as it is'] },
     };
+  if ((req.operation ?? 'CREATE') !== 'CREATE') return { ...REVIEW_HEAD, response: { uid, allowed: true } };
+  const pod = podSchema.safeParse(req.object);
+  if (!pod.success) return admissionRefusal(uid, 400, `not a Pod: ${issues(pod.error)}`);
   let patch: PatchOp[];
   try {
-    patch = injectionPatch(req.object, opts);
+    patch = injectionPatch(pod.data as Pod, opts);
   } catch (err) {
     if (!(err instanceof InjectionRefused)) throw err;
-    const message = `hexmesh injector: ${err.message}`;
-    return {
-      ...base,
-      response: { uid, allowed: false, status: { code: 400, reason: 'BadRequest', message } },
-    };
+    return admissionRefusal(uid, 400, err.message);
   }
-  if (!patch.length) return { ...base, response: { uid, allowed: true } };
+  if (!patch.length) {
+    const why = skipReason(pod.data as Pod);
+    // Said to whoever created it (kubectl prints warnings): it asked for the mesh and gets none.
+    const warnings = why?.startsWith('hostNetwork') ? [`hexmesh injector: not injected (${why})`] : undefined;
+    return { ...REVIEW_HEAD, response: { uid, allowed: true, ...(warnings && { warnings }) } };
+  }
   return {
-    ...base,
+    ...REVIEW_HEAD,
     response: {
       uid,
       allowed: true,
@@ -416,22 +595,50 @@ export class InjectionWebhook {
     };
     if (req.method !== 'POST' || (req.url ?? '').split('?')[0] !== '/inject')
       return reply(404, { error: 'POST /inject only' });
+    const tooLarge = () =>
+      admissionRefusal(
+        '',
+        413,
+        `the request is larger than ${MAX_REVIEW_BYTES} bytes; not a Pod this webhook patches`,
+      );
+    if (Number(req.headers['content-length'] ?? 0) > MAX_REVIEW_BYTES) {
+      res.setHeader('connection', 'close');
+      return reply(413, tooLarge());
+    }
     const chunks: Buffer[] = [];
     let size = 0;
     req.on('data', (c: Buffer) => {
       size += c.length;
-      // An AdmissionReview of a Pod is well under this; more is not a Pod we will patch.
-      if (size > 4 * 1024 * 1024) req.destroy();
-      else chunks.push(c);
+      if (size <= MAX_REVIEW_BYTES) return void chunks.push(c);
+      // A chunked body past the limit: answer and stop reading (the connection closes).
+      if (res.headersSent) return;
+      res.setHeader('connection', 'close');
+      reply(413, tooLarge());
+      req.pause();
+      res.on('finish', () => req.destroy());
     });
     req.on('end', () => {
+      if (res.headersSent) return;
       let review: unknown;
       try {
         review = JSON.parse(Buffer.concat(chunks).toString('utf8'));
       } catch (e) {
-        return reply(400, { error: `invalid JSON: ${(e as Error).message}` });
+        return reply(400, admissionRefusal('', 400, `the body is not JSON: ${(e as Error).message}`));
       }
-      reply(200, admissionResponse(review, this.#opts));
+      let answer: Record<string, unknown>;
+      try {
+        answer = admissionResponse(review, this.#opts);
+      } catch (err) {
+        // A bug of ours must cost one Pod (allowed: false, or failurePolicy), never the process.
+        this.#opts.onError?.(err);
+        const uid = (review as { request?: { uid?: unknown } } | null)?.request?.uid;
+        answer = admissionRefusal(
+          typeof uid === 'string' ? uid : '',
+          500,
+          `internal error: ${(err as Error)?.message}`,
+        );
+      }
+      reply(200, answer);
     });
   }
 
