@@ -448,3 +448,43 @@ test(
     }
   },
 );
+
+test(
+  'revoking the join token a workload certificate was got with cuts its discovery stream, its kept-alive connection and its reconnect',
+  { timeout: 60_000 },
+  async () => {
+    const st = await tempStore();
+    const t = await startTlsCp(st.store);
+    const agent = new https.Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      const ca = (await t.cp.identity.bundle()).pem;
+      const join = await t.cp.identity.tokens.create('default', 'web', 60_000);
+      const kc = await createKeyAndCsr({});
+      const issued = await t.cp.identity.sign({ csr: kc.csrPem, token: join.token });
+      const asWeb = { ca, cert: issued.certChainPem, key: kc.keyPem };
+      const s = await discoveryStream(t.url, asWeb, { id: 'web-1', service: 'web' });
+      const whoami = () =>
+        new Promise<{ status: number; reused: boolean }>((resolve, reject) => {
+          const req = https.get(`${t.url}/v1/auth/whoami`, { ...asWeb, agent }, (res) => {
+            res.resume();
+            res.on('end', () => resolve({ status: res.statusCode!, reused: req.reusedSocket }));
+          });
+          req.on('error', reject);
+        });
+      assert.equal((await whoami()).status, 200);
+
+      assert.ok(await t.cp.identity.tokens.revoke(join.info.id));
+      const closed = await within(s.closed, 5000, 'close after the join token was revoked');
+      assert.equal(closed.code, 4401);
+      assert.match(closed.reason, new RegExp(`its join token ${join.info.id} was revoked`));
+      const kept = await whoami();
+      assert.ok(kept.reused, 'the same TLS connection');
+      assert.equal(kept.status, 401);
+      await assert.rejects(discoveryStream(t.url, asWeb, { id: 'web-1', service: 'web' }), /refused: 401/);
+    } finally {
+      agent.destroy();
+      await t.cp.close();
+      await st.close();
+    }
+  },
+);

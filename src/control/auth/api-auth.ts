@@ -19,6 +19,7 @@ import type { IncomingMessage } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import { HexmeshError } from '../../errors/hexmesh-error.ts';
 import { parseSpiffeId, uriSans } from '../../identity/identity-source.ts';
+import { joinTokenOfSubject } from '../../identity/ca.ts';
 import { INSTANCE_ID, type JoinTokens } from '../../identity/join-tokens.ts';
 import type { ApiTokens } from './api-tokens.ts';
 import type { LiveCredentials } from './live-credentials.ts';
@@ -36,6 +37,8 @@ export type Credential =
       readonly spiffeId: string;
       readonly cert: X509Certificate;
       readonly expiresAt: number;
+      /** The join token it was got with (its subject names it): revoking that ends it too. */
+      readonly joinToken?: string;
     };
 
 /** A caller the API has authenticated. */
@@ -87,6 +90,8 @@ export interface ApiAuthOptions {
 }
 
 const principals = new WeakMap<IncomingMessage, Principal>();
+/** Why a client certificate TLS verified no longer counts (authenticate → check). */
+const staleCerts = new WeakMap<IncomingMessage, string>();
 
 /** The principal `check`/`checkUpgrade` found for this request (undefined with auth off). */
 export function principalOf(req: IncomingMessage): Principal | undefined {
@@ -128,12 +133,21 @@ export class ApiAuth {
         );
       const uri = uris[0]?.startsWith('spiffe://') ? uris[0] : undefined;
       const id = uri ? parseSpiffeId(uri) : undefined;
-      if (id && id.trustDomain === (await this.#opts.trustDomain())) {
-        // TLS verified the certificate when the connection was made; a connection kept alive
-        // carries it past its expiry or the rotation that removed its authority.
-        const x509 = sock.getPeerX509Certificate!()!;
-        const stale = this.#opts.live?.staleCertificate(uri!, x509);
-        if (stale !== undefined) throw new HexmeshError('HEXMESH_ERR_UNAUTHENTICATED', stale);
+      const ours = id !== undefined && id.trustDomain === (await this.#opts.trustDomain());
+      // TLS verified the certificate when the connection was made; a connection kept alive
+      // carries it past its expiry, the rotation that removed its authority, or the revocation
+      // of the join token it was got with (which ended its renewals, ca.ts). Such a certificate
+      // counts as none, like one TLS did not verify.
+      const x509 = ours ? sock.getPeerX509Certificate!()! : undefined;
+      const joinToken = x509 && joinTokenOfSubject(x509.subject);
+      const stale =
+        x509 &&
+        (this.#opts.live?.staleCertificate(uri!, x509) ??
+          (joinToken !== undefined && !(await this.#opts.joinTokens.exists(joinToken))
+            ? `client certificate ${uri!}: its join token ${joinToken} was revoked`
+            : undefined));
+      if (stale !== undefined) staleCerts.set(req, stale);
+      else if (id && x509) {
         // A certificate got with an instance-bound join token names its instance (CN).
         const instance = instanceOf(cert?.subject?.CN);
         return {
@@ -149,10 +163,10 @@ export class ApiAuth {
             spiffeId: uri!,
             cert: x509,
             expiresAt: Date.parse(x509.validTo),
+            ...(joinToken !== undefined && { joinToken }),
           },
         };
-      }
-      if (uri !== undefined)
+      } else if (uri !== undefined)
         throw new HexmeshError(
           'HEXMESH_ERR_UNAUTHENTICATED',
           `client certificate ${uri} is not an identity of this mesh's trust domain`,
@@ -247,6 +261,8 @@ export class ApiAuth {
     if (!p) {
       // Name why a presented certificate did not count (another CA, expired), rather than
       // answering as if nothing had been sent.
+      const stale = staleCerts.get(req);
+      if (stale !== undefined) throw new HexmeshError('HEXMESH_ERR_UNAUTHENTICATED', `${what}: ${stale}`);
       const refused = refusedClientCert(req);
       if (refused !== undefined)
         throw new HexmeshError(

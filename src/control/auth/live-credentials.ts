@@ -2,7 +2,8 @@
  * Credentials of the requests that outlive their authentication: a watch, a tap, a blocking
  * query, a discovery WebSocket. Each holds its caller's credential here and is cut, once and
  * with the reason, when that credential is revoked (an API token or join token deleted), expires,
- * or, for a workload certificate, when a root rotation removes the authority that issued it.
+ * or, for a workload certificate, when the join token it was got with is revoked or a root
+ * rotation removes the authority that issued it.
  * As Kubernetes closes a watch when its token expires and Consul re-checks the ACL token of a
  * blocking query: a revocation reaches open streams, not only the next request.
  *
@@ -81,9 +82,13 @@ export class LiveCredentials {
     if (credential.kind === 'certificate') {
       this.#certs.add(h);
       const stale = this.staleCertificate(credential.spiffeId, credential.cert);
-      if (stale !== undefined) this.#cut(h, stale);
-    } else {
-      const key = tokenKey(credential);
+      if (stale !== undefined) {
+        this.#cut(h, stale);
+        return noop;
+      }
+    }
+    const key = revocationKey(credential);
+    if (key !== undefined) {
       let set = this.#tokens.get(key);
       if (!set) this.#tokens.set(key, (set = new Set()));
       set.add(h);
@@ -234,19 +239,20 @@ export class LiveCredentials {
     if (h.done) return;
     h.done = true;
     clearTimeout(h.timer);
-    if (h.credential.kind === 'certificate') {
-      this.#certs.delete(h);
-      return;
-    }
-    const key = tokenKey(h.credential);
+    if (h.credential.kind === 'certificate') this.#certs.delete(h);
+    const key = revocationKey(h.credential);
+    if (key === undefined) return;
     const set = this.#tokens.get(key);
     set?.delete(h);
     if (set?.size === 0) this.#tokens.delete(key);
   }
 }
 
-function tokenKey(c: Extract<Credential, { kind: 'api-token' | 'join-token' }>): string {
-  return (c.kind === 'api-token' ? API_TOKENS_PREFIX : TOKENS_PREFIX) + c.id;
+/** The store key whose deletion revokes `c`: its token's record, or a certificate's join token. */
+function revocationKey(c: Credential): string | undefined {
+  if (c.kind === 'api-token') return API_TOKENS_PREFIX + c.id;
+  if (c.kind === 'join-token') return TOKENS_PREFIX + c.id;
+  return c.joinToken === undefined ? undefined : TOKENS_PREFIX + c.joinToken;
 }
 
 const what = (c: Credential): string =>
@@ -257,7 +263,9 @@ const what = (c: Credential): string =>
       : `client certificate ${c.spiffeId}`;
 
 function revoked(c: Credential): string {
-  return `${what(c)} was revoked`;
+  return c.kind === 'certificate'
+    ? `${what(c)}: its join token ${c.joinToken} was revoked`
+    : `${what(c)} was revoked`;
 }
 
 function expired(c: Credential, at: number): string {
