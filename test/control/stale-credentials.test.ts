@@ -196,6 +196,33 @@ test(
   },
 );
 
+test('a token revoked on one replica ends the watch it opened on another', { timeout: 30_000 }, async () => {
+  const st = await tempStore();
+  const a = await startCp({ store: st.store, auth: { mode: 'enforce' } });
+  const b = await startCp({ store: st.store, auth: { mode: 'enforce' } });
+  try {
+    const admin = (await a.cp.tokens.create({ name: 'admin', role: 'admin' })).token;
+    const { token, info } = await a.cp.tokens.create({ name: 'reader', role: 'operator' });
+    const s = await ndjson(b.url, '/v1/watch?prefix=kv', token);
+    await call(a.url, 'PUT', '/v1/kv/app/a', 'x', bearer(admin));
+    await within(
+      s.next((l) => l.type === 'put'),
+      5000,
+      'first change on replica b',
+    );
+    assert.equal(
+      (await call(a.url, 'DELETE', `/v1/auth/tokens/${info.id}`, undefined, bearer(admin))).status,
+      200,
+    );
+    await within(s.ended, 5000, 'end of the watch on replica b after revocation on replica a');
+    assert.match(s.lines[s.lines.length - 1].message ?? '', new RegExp(`API token ${info.id} was revoked`));
+  } finally {
+    await b.close();
+    await a.close();
+    await st.close();
+  }
+});
+
 test('a watch is closed when its API token expires', { timeout: 30_000 }, async () => {
   const t = await enforcing();
   try {

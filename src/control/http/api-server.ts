@@ -123,10 +123,11 @@ async function handle(router: Router, opts: ApiServerOptions, req: IncomingMessa
     ]);
     clearTimeout(timer);
     if (revoked()) throw controller.signal.reason;
-    if ('stream' in result) hold();
     // A stream is handed its response even so: it may hold a slot to release.
     if (res.destroyed && !('stream' in result)) return;
     send(req, res, result);
+    // One still open (a watch, a tap; not a file or a redirect) lives on its credential.
+    if ('stream' in result && !res.writableEnded && !res.destroyed) hold();
   } catch (thrown) {
     // A wait cut by revocation ends the handler with whatever it met (a 404): answer the 401.
     const err: unknown = revoked() ? controller.signal.reason : thrown;
