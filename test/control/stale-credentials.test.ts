@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
-import type tls from 'node:tls';
+import tls from 'node:tls';
 import { WebSocket } from 'ws';
 import { ControlPlane } from '../../src/control/control-plane.ts';
 import { createKeyAndCsr } from '../../src/identity/csr.ts';
@@ -398,6 +398,25 @@ async function startTlsCp(store: Store, identity: { leafTtlMs?: number } = {}) {
   return { cp, url: `https://127.0.0.1:${a.port}` };
 }
 
+/** `GET /v1/auth/whoami` on a TLS connection of its own, resuming `session` when given. */
+function whoamiOnce(
+  url: string,
+  opts: tls.ConnectionOptions,
+): Promise<{ status: number; resumed: boolean; session: Buffer | undefined }> {
+  const { port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    let session: Buffer | undefined;
+    const s = tls.connect({ host: '127.0.0.1', port: Number(port), servername: 'localhost', ...opts }, () =>
+      s.write('GET /v1/auth/whoami HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n'),
+    );
+    s.on('session', (b: Buffer) => (session = b));
+    let head = '';
+    s.on('data', (d: Buffer) => (head += d.toString()));
+    s.on('end', () => resolve({ status: Number(head.split(' ')[1]), resumed: s.isSessionReused(), session }));
+    s.on('error', reject);
+  });
+}
+
 async function workloadCert(cp: ControlPlane, svc: string) {
   const join = await cp.identity.tokens.create('default', svc, 60_000);
   const kc = await createKeyAndCsr({});
@@ -477,7 +496,7 @@ test(
 );
 
 test(
-  'revoking the join token a workload certificate was got with cuts its discovery stream, its kept-alive connection and its reconnect',
+  'revoking the join token a workload certificate was got with cuts its discovery stream, its kept-alive connection, its reconnect and a resumed TLS session',
   { timeout: 60_000 },
   async () => {
     const st = await tempStore();
@@ -499,6 +518,8 @@ test(
           req.on('error', reject);
         });
       assert.equal((await whoami()).status, 200);
+      const first = await whoamiOnce(t.url, asWeb);
+      assert.equal(first.status, 200);
 
       assert.ok(await t.cp.identity.tokens.revoke(join.info.id));
       const closed = await within(s.closed, 5000, 'close after the join token was revoked');
@@ -508,6 +529,10 @@ test(
       assert.ok(kept.reused, 'the same TLS connection');
       assert.equal(kept.status, 401);
       await assert.rejects(discoveryStream(t.url, asWeb, { id: 'web-1', service: 'web' }), /refused: 401/);
+      // A resumed TLS session skips certificate verification: the request is checked still.
+      const resumed = await whoamiOnce(t.url, { ...asWeb, session: first.session });
+      assert.ok(resumed.resumed, 'the TLS session was resumed');
+      assert.equal(resumed.status, 401);
     } finally {
       agent.destroy();
       await t.cp.close();
