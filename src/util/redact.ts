@@ -16,7 +16,9 @@ export function redact(v: unknown, depth = 0): unknown {
     const out: Record<string, unknown> = {};
     for (const [k, x] of Object.entries(v as Record<string, unknown>))
       out[k] =
-        SECRET_KEY.test(k) && x !== null && typeof x !== 'boolean' ? '<redacted>' : redact(x, depth + 1);
+        SECRET_KEY.test(k) && x !== null && typeof x !== 'boolean' && typeof x !== 'number'
+          ? '<redacted>'
+          : redact(x, depth + 1);
     // Header pairs ({name: 'Authorization', value: 'Bearer …'} in header modifiers and
     // matches): the secret is named by the pair's name, not by a field name.
     const { name, value } = v as { name?: unknown; value?: unknown };

@@ -20,3 +20,12 @@ test('redact hides the value of a header pair named like a credential, keeps oth
   assert.ok(shown.includes('"name":"Authorization"'), 'the header name stays');
   assert.ok(shown.includes('"value":"prod"'), 'harmless values stay');
 });
+
+test('redact keeps numbers under token-like names (a rate limit is config, not a secret), hides strings', () => {
+  const shown = redact({
+    rateLimit: { maxTokens: 10, tokensPerFill: 5, fillInterval: '1s' },
+    auth: { token: 'hxat.abc.def', privateKeyPem: 'x' },
+  }) as { rateLimit: Record<string, unknown>; auth: Record<string, unknown> };
+  assert.deepEqual(shown.rateLimit, { maxTokens: 10, tokensPerFill: 5, fillInterval: '1s' });
+  assert.deepEqual(shown.auth, { token: '<redacted>', privateKeyPem: '<redacted>' });
+});
