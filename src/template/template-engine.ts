@@ -39,8 +39,27 @@ function name(filter: string, v: unknown): string {
 
 const DNS = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
 
+/**
+ * A render that runs longer than this fails (the last good file stays): a template that
+ * renders itself, or loops over a range read from KV, would otherwise hold every template's
+ * render pass — and the process's exit — for ever.
+ */
+export const RENDER_LIMIT_MS = 10_000;
+/**
+ * Elements and characters one render may make: ranges, filter results and every `{{ }}`
+ * output (a 1 MiB KV value in a loop would otherwise grow the output without bound).
+ */
+export const MEMORY_LIMIT = 32 * 1024 * 1024;
+
+export interface RenderLimits {
+  /** Default RENDER_LIMIT_MS. */
+  renderLimitMs?: number;
+  /** Default MEMORY_LIMIT. */
+  memoryLimit?: number;
+}
+
 /** A Liquid engine with the data filters. `root` is where `{% render %}`/`{% include %}` look. */
-export function createEngine(root: string): Liquid {
+export function createEngine(root: string, limits: RenderLimits = {}): Liquid {
   const engine = new Liquid({
     root: [root],
     partials: [root],
@@ -49,6 +68,14 @@ export function createEngine(root: string): Liquid {
     strictVariables: false,
     ownPropertyOnly: true,
     cache: false,
+    renderLimit: limits.renderLimitMs ?? RENDER_LIMIT_MS,
+    memoryLimit: limits.memoryLimit ?? MEMORY_LIMIT,
+    // Not an escape: every output is charged to the render's memory limit.
+    // (liquidjs stringifies what it returns; returning the value unchanged keeps its output.)
+    outputEscape(this: { context: { memoryLimit: { use(n: number): void } } }, v: unknown) {
+      this.context.memoryLimit.use(typeof v === 'string' ? v.length : 1);
+      return v as string;
+    },
   });
   engine.registerFilter(
     'service',

@@ -14,6 +14,7 @@ import { writeFileAtomic } from './atomic-write.ts';
 import { DependencyWatcher, dependencyId, type Dependency } from './dependency.ts';
 import { QuietPeriod } from './quiet-period.ts';
 import type * as EngineModule from './template-engine.ts';
+import type { RenderLimits } from './template-engine.ts';
 
 /**
  * The Liquid engine module, loaded by the first create(): every CLI command shares one bundle,
@@ -41,6 +42,8 @@ export interface TemplateRunnerOptions {
   log?: (line: string) => void;
   /** Render and command failures (the runner goes on). */
   warn?: (line: string) => void;
+  /** Time and memory a render may take (defaults: template-engine.ts RENDER_LIMIT_MS, MEMORY_LIMIT). */
+  limits?: RenderLimits;
   /** Runs a reload command (default: `sh -c`, output inherited, 60 s limit). */
   runCommand?: (command: string) => Promise<{ code: number | null; signal: string | null }>;
 }
@@ -87,6 +90,8 @@ export class TemplateRunner {
   readonly #opts: TemplateRunnerOptions;
   readonly #entries: Entry[];
   readonly #watchers = new Map<string, DependencyWatcher>();
+  /** Dependencies whose reads fail (reported once until they read again). */
+  readonly #failing = new Set<string>();
   readonly #quiet: QuietPeriod;
   #rendering: Promise<boolean> | undefined;
   #again = false;
@@ -116,7 +121,7 @@ export class TemplateRunner {
           { cause: err },
         );
       }
-      const engine = createEngine(dirname(source));
+      const engine = createEngine(dirname(source), opts.limits);
       const tpl = parseTemplate(engine, text, spec.source);
       const current = await readFile(spec.destination, 'utf8').catch(() => undefined);
       entries.push({ spec, engine, tpl, deps: new Set(), current, dirty: true });
@@ -207,7 +212,16 @@ export class TemplateRunner {
     if (!w) {
       w = new DependencyWatcher(this.#opts.client, d, {
         waitMs: this.#opts.queryWaitMs,
-        onChange: () => this.#changed(id),
+        onChange: () => {
+          this.#failing.delete(id);
+          this.#changed(id);
+        },
+        // Said once per outage (the watcher retries with backoff): the files stay as they are.
+        onError: (err) => {
+          if (this.#failing.has(id) || this.#closed) return;
+          this.#failing.add(id);
+          this.#opts.warn?.(`cannot read ${id}: ${(err as Error).message}; retrying, files left as they are`);
+        },
       });
       this.#watchers.set(id, w);
     }
