@@ -8,7 +8,8 @@
  * the key's reconcile reads the informers' caches and the store, and writes the difference.
  * A full resync runs when this replica becomes the mirror's leader (store lease, role
  * `kubernetes`), so changes made while no replica ran are caught up, and objects deleted
- * then are removed. Only what carries `hexmesh.io/source: kubernetes` is ever deleted.
+ * then are removed. Only what carries `hexmesh.io/source: kubernetes` is ever deleted, and a
+ * key only once the informers it reads have listed everything (`#ready`).
  */
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { KEYS, type Store } from '../../store/store.ts';
@@ -62,6 +63,8 @@ const RETRY_MS = 2000;
 
 interface Mirrored {
   kind: string;
+  /** The informer's name (its resource's plural). */
+  plural: string;
   apiVersion: string;
   /** Collection path of the objects, `/apis/<group>/<version>/<plural>`. */
   path: string;
@@ -93,6 +96,8 @@ export class KubernetesSource {
   #draining: Promise<void> | undefined;
   readonly #retries = new Set<NodeJS.Timeout>();
   readonly #lastError = new Map<string, string>();
+  /** Informers (by name) whose first list is in: only then is an absence in their cache true. */
+  readonly #listed = new Set<string>();
   #closed = false;
 
   constructor(opts: KubernetesSourceOptions) {
@@ -143,6 +148,7 @@ export class KubernetesSource {
       );
       this.#mirrored.set(k.kind, {
         kind: k.kind,
+        plural: k.plural,
         apiVersion: `${k.group}/${k.version}`,
         path,
         route: k.route,
@@ -170,7 +176,7 @@ export class KubernetesSource {
 
   #onLeader(leader: boolean): void {
     this.#log(`kubernetes: ${leader ? 'now writing the mirror (leader)' : 'no longer the mirror writer'}`);
-    if (leader) void this.#resyncAll();
+    if (leader) void this.#resync();
   }
 
   /** Stop watching and resign (another replica's mirror takes over at once). Idempotent. */
@@ -184,7 +190,11 @@ export class KubernetesSource {
     await this.#leader?.close({ resign: true });
   }
 
-  /** Start an informer; on a broken list or watch, log once per distinct reason and start again. */
+  /**
+   * Start an informer; on a broken list or watch, log once per distinct reason and start again.
+   * Its first complete list (or a 404: a kind the API server does not serve has no objects)
+   * marks it listed, and the leader then reconciles the keys it holds (`#resync`).
+   */
   #watch(
     name: string,
     informer: KubeInformer<KubernetesObject>,
@@ -193,6 +203,21 @@ export class KubernetesSource {
     informer.on('add', onObject);
     informer.on('update', onObject);
     informer.on('delete', onObject);
+    const start = () => {
+      // The library reports a failed list to 'error' listeners and still resolves start().
+      let failed = false;
+      const onError = (err: unknown) => {
+        failed = true;
+        if (err instanceof KubeApiError && err.status === 404) this.#onListed(name);
+      };
+      informer.on('error', onError);
+      informer
+        .start()
+        .then(() => {
+          if (!failed) this.#onListed(name);
+        }, restart)
+        .finally(() => informer.off('error', onError));
+    };
     const restart = (err?: unknown) => {
       if (this.#closed) return;
       const msg = err instanceof Error ? err.message : String(err ?? 'watch ended');
@@ -202,7 +227,7 @@ export class KubernetesSource {
       }
       const t = setTimeout(() => {
         this.#retries.delete(t);
-        if (!this.#closed) informer.start().catch(restart);
+        if (!this.#closed) start();
       }, RETRY_MS);
       this.#retries.add(t);
     };
@@ -210,8 +235,30 @@ export class KubernetesSource {
     informer.on('connect', () => {
       if (this.#lastError.delete(name)) this.#log(`kubernetes: ${name}: watching again`);
     });
-    informer.start().catch(restart);
+    start();
     return informer;
+  }
+
+  #onListed(name: string): void {
+    if (this.#listed.has(name)) return;
+    this.#listed.add(name);
+    if (!this.isLeader) return;
+    if (name === 'services' || name === 'endpointslices') void this.#resync((key) => key.startsWith('svc:'));
+    else {
+      const kind = [...this.#mirrored.values()].find((m) => m.plural === name)?.kind;
+      if (kind) void this.#resync((key) => key.startsWith(`res:${kind}/`));
+    }
+  }
+
+  /**
+   * Whether the informers a key is read from have listed everything once. Before that, an
+   * object missing from a cache may only not be listed yet: reconciling would delete it from
+   * the store (every endpoint of every Service, an AuthorizationPolicy) until the list came in.
+   */
+  #ready(key: string): boolean {
+    if (key.startsWith('svc:')) return this.#listed.has('services') && this.#listed.has('endpointslices');
+    const m = this.#mirrored.get(key.slice(4, key.indexOf('/')));
+    return !m || this.#listed.has(m.plural);
   }
 
   #enqueueService(o: KubernetesObject): void {
@@ -236,7 +283,8 @@ export class KubernetesSource {
     while (this.#pending.size && !this.#closed) {
       const key = this.#pending.values().next().value!;
       this.#pending.delete(key);
-      if (!this.isLeader) continue;
+      // Not ready: its informer's first list enqueues it again (#onListed).
+      if (!this.isLeader || !this.#ready(key)) continue;
       try {
         await this.#reconcile(key);
       } catch (e) {
@@ -250,31 +298,34 @@ export class KubernetesSource {
     }
   }
 
-  /** Everything Kubernetes has, and everything we wrote before: every key once. */
-  async #resyncAll(): Promise<void> {
+  /** Everything Kubernetes has, and everything we wrote before: every key (of `only`) once. */
+  async #resync(only: (key: string) => boolean = () => true): Promise<void> {
+    const enqueue = (key: string) => {
+      if (only(key)) this.#enqueue(key);
+    };
     try {
       for (const s of this.#services?.list() ?? [])
-        this.#enqueue(`svc:${s.metadata?.namespace}/${s.metadata?.name}`);
+        enqueue(`svc:${s.metadata?.namespace}/${s.metadata?.name}`);
       for (const m of this.#mirrored.values())
         for (const o of m.informer.list())
-          this.#enqueue(`res:${m.kind}/${o.metadata?.namespace}/${o.metadata?.name}`);
+          enqueue(`res:${m.kind}/${o.metadata?.namespace}/${o.metadata?.name}`);
       const res = await this.#store.range(KEYS.resources);
       for (const kv of res.kvs) {
         const doc = JSON.parse(kv.value) as StoredDoc;
         if (!fromKubernetes(doc)) continue;
         const id = kv.key.slice(KEYS.resources.length);
-        this.#enqueue(doc.kind === 'Service' ? `svc:${id.slice('Service/'.length)}` : `res:${id}`);
+        enqueue(doc.kind === 'Service' ? `svc:${id.slice('Service/'.length)}` : `res:${id}`);
       }
       const ins = await this.#store.range(KEYS.instances);
       for (const kv of ins.kvs) {
         const i = JSON.parse(kv.value) as Instance;
-        if (i.labels?.[SOURCE_LABEL] === SOURCE_VALUE) this.#enqueue(`svc:${i.namespace}/${i.service}`);
+        if (i.labels?.[SOURCE_LABEL] === SOURCE_VALUE) enqueue(`svc:${i.namespace}/${i.service}`);
       }
     } catch (e) {
       this.#log(`kubernetes: resync: ${(e as Error).message}; retrying`);
       const t = setTimeout(() => {
         this.#retries.delete(t);
-        if (this.isLeader) void this.#resyncAll();
+        if (this.isLeader) void this.#resync(only);
       }, RETRY_MS);
       this.#retries.add(t);
     }
