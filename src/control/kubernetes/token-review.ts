@@ -11,6 +11,12 @@ import { KubeApi, KubeApiError } from './kube-api.ts';
 /** The audience of the projected token the injected sidecar mounts. */
 export const TOKEN_AUDIENCE = 'hexmesh';
 const SA_PREFIX = 'system:serviceaccount:';
+/**
+ * A ServiceAccount token is a JWS in compact form: three base64url parts. A projected one is
+ * about 1 KiB; 16 KiB leaves room for any claims Kubernetes adds.
+ */
+const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
+export const MAX_TOKEN_LENGTH = 16 * 1024;
 
 export interface ServiceAccountIdentity {
   namespace: string;
@@ -35,9 +41,14 @@ export class TokenReviewer {
   /**
    * The ServiceAccount a token belongs to, or undefined when the API server does not
    * authenticate it for our audience (expired, revoked, deleted Pod, another audience, not
-   * a ServiceAccount). Throws only when the API server cannot be asked.
+   * a ServiceAccount, not a JWT at all: that one without asking). Throws only when the API
+   * server cannot be asked.
    */
   async review(token: string): Promise<ServiceAccountIdentity | undefined> {
+    // The certificate endpoint is public: without this, each string sent there as a token was
+    // one TokenReview (up to the body limit in size) the control plane made the API server
+    // answer, and an empty one a 400 from it that surfaced as an API error.
+    if (token.length > MAX_TOKEN_LENGTH || !JWT_SHAPE.test(token)) return undefined;
     const path = '/apis/authentication.k8s.io/v1/tokenreviews';
     const r = await this.#api.request('POST', path, {
       apiVersion: 'authentication.k8s.io/v1',
