@@ -6,8 +6,11 @@
  * them to the sidecars like any route; `kubectl get httproute` shows the weights.
  *
  * Each object is written by server-side apply (field manager `hexmesh-rollouts`): a write
- * says the whole desired object, so a retried or repeated one changes nothing.
+ * says the whole desired object, so a retried or repeated one changes nothing. The apply is
+ * forced, so an object of that name must be the Rollout's own (`#mayWrite`): the names come
+ * from whoever wrote the Rollout, and a forced apply would take over anyone's Service.
  */
+import { HexmeshError } from '../../errors/hexmesh-error.ts';
 import type { Selector, TrafficState, TrafficWriter } from '../../rollout/traffic.ts';
 import { KubeApiError, type KubeApi } from './kube-api.ts';
 
@@ -69,29 +72,51 @@ export class KubeRolloutTraffic implements TrafficWriter {
     });
     const services = [svc(this.stableName, s.stable), svc(this.canaryName, s.canary)];
     if (s.preview) services.push(svc(s.preview.name, s.preview.selector));
+    const servicePath = (name: string) => `/api/v1/namespaces/${this.namespace}/services/${name}`;
+    const routePath = `/apis/gateway.networking.k8s.io/v1/namespaces/${this.namespace}/httproutes/${this.routeName}`;
+    for (const o of services) await this.#mayWrite('Service', servicePath(o.metadata.name));
+    await this.#mayWrite('HTTPRoute', routePath);
     // Services first: the route never names a backend that selects the wrong pods.
-    for (const o of services)
-      await serverSideApply(this.#api, `/api/v1/namespaces/${this.namespace}/services/${o.metadata.name}`, o);
+    for (const o of services) await serverSideApply(this.#api, servicePath(o.metadata.name), o);
     const port = ports[0]?.port ?? 80;
-    await serverSideApply(
-      this.#api,
-      `/apis/gateway.networking.k8s.io/v1/namespaces/${this.namespace}/httproutes/${this.routeName}`,
-      {
-        apiVersion: 'gateway.networking.k8s.io/v1',
-        kind: 'HTTPRoute',
-        metadata: meta(this.routeName),
-        spec: {
-          parentRefs: [{ group: '', kind: 'Service', name: this.service }],
-          rules: [
-            {
-              backendRefs: [
-                { name: this.stableName, port, weight: 100 - s.weight },
-                { name: this.canaryName, port, weight: s.weight },
-              ],
-            },
-          ],
-        },
+    await serverSideApply(this.#api, routePath, {
+      apiVersion: 'gateway.networking.k8s.io/v1',
+      kind: 'HTTPRoute',
+      metadata: meta(this.routeName),
+      spec: {
+        parentRefs: [{ group: '', kind: 'Service', name: this.service }],
+        rules: [
+          {
+            backendRefs: [
+              { name: this.stableName, port, weight: 100 - s.weight },
+              { name: this.canaryName, port, weight: s.weight },
+            ],
+          },
+        ],
       },
+    });
+  }
+
+  /**
+   * Refuse to write an object that exists and is not this Rollout's (no ownerReference to its
+   * uid): a Service someone else made, or another Rollout's. A forced apply would replace its
+   * selector (its traffic to the rollout's pods) and add the Rollout as its owner (deleting the
+   * Rollout would delete it). Missing objects are created.
+   */
+  async #mayWrite(kind: string, path: string): Promise<void> {
+    if (!this.#owner) return;
+    const r = await this.#api.request('GET', path);
+    if (r.status === 404) return;
+    if (r.status !== 200) throw new KubeApiError('GET', path, r);
+    const refs = (JSON.parse(r.body) as { metadata?: { ownerReferences?: { uid?: string }[] } }).metadata
+      ?.ownerReferences;
+    if (refs?.some((o) => o.uid === this.#owner!.uid)) return;
+    const name = path.slice(path.lastIndexOf('/') + 1);
+    throw new HexmeshError(
+      'HEXMESH_ERR_CONFLICT',
+      `${kind} ${this.namespace}/${name} exists and is not this Rollout's (no ownerReference to ` +
+        `Rollout ${String(this.#owner.name)}): not taken over; name another Service in the Rollout, ` +
+        'or delete that one',
     );
   }
 
