@@ -10,6 +10,9 @@
  *   text) but a line break in one is refused for the same reason.
  * - A check definition names no target and no command: the control plane runs no check at
  *   all, and a sidecar runs its own `--check` flags against its own app only.
+ * - An instance record is small: its labels travel in every discovery snapshot of the service
+ *   to every client sidecar, so a workload registering instances with megabytes of labels
+ *   would have every client of its service closed for reading too slowly (4008).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -169,6 +172,53 @@ test('a check definition names no target and runs no command', async () => {
       bearer(t.web),
     );
     assert.equal(ok.status, 200, JSON.stringify(ok.body));
+  } finally {
+    await t.close();
+  }
+});
+
+test('an instance record is bounded: at most 64 labels of bounded size and 16 checks', async () => {
+  const t = await enforcing();
+  try {
+    const big = Object.fromEntries(Array.from({ length: 200 }, (_, i) => [`k${i}`, 'v'.repeat(4000)]));
+    const tooBig: { fields: Record<string, unknown>; path: RegExp }[] = [
+      // 800 KB of labels, inside the 1 MiB body limit: sent to every client of the service.
+      { fields: { labels: big }, path: /^labels/ },
+      {
+        fields: { labels: Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`k${i}`, 'v'])) },
+        path: /^labels$/,
+      },
+      { fields: { labels: { version: 'v'.repeat(254) } }, path: /^labels\.version$/ },
+      { fields: { labels: { ['k'.repeat(318)]: 'v' } }, path: /^labels/ },
+      {
+        fields: { checks: Array.from({ length: 17 }, (_, i) => ({ name: `c${i}`, type: 'tcp' })) },
+        path: /^checks$/,
+      },
+      { fields: { checks: [{ name: 'n'.repeat(129), type: 'tcp' }] }, path: /^checks\[0\]\.name$/ },
+    ];
+    for (const [n, { fields, path }] of tooBig.entries()) {
+      const r = await call(t.url, 'PUT', '/v1/catalog/register', instance(`big-${n}`, fields), bearer(t.web));
+      assert.equal(r.status, 400, `case ${n}: ${JSON.stringify(r.body).slice(0, 300)}`);
+      assert.ok(
+        r.body.error.problems.some((p: { path: string }) => path.test(p.path)),
+        `case ${n}: ${JSON.stringify(r.body.error.problems).slice(0, 300)}`,
+      );
+    }
+    // The largest allowed: 64 labels (Kubernetes-size keys, 253-character values), 16 checks.
+    const labels = Object.fromEntries(
+      Array.from({ length: 64 }, (_, i) => [`k${i}`.padEnd(317, 'k'), 'v'.repeat(253)]),
+    );
+    const checks = Array.from({ length: 16 }, (_, i) => ({ name: `c${i}`, type: 'tcp' }));
+    const ok = await call(
+      t.url,
+      'PUT',
+      '/v1/catalog/register',
+      instance('max', { labels, checks }),
+      bearer(t.web),
+    );
+    assert.equal(ok.status, 200, JSON.stringify(ok.body).slice(0, 300));
+    const kv = await t.store.get('/hexmesh/instances/default/web/max');
+    assert.ok(kv!.value.length < 48 * 1024, `record of ${kv!.value.length} bytes`);
   } finally {
     await t.close();
   }

@@ -34,9 +34,17 @@ export const instanceAddress = z
   .string()
   .max(253)
   .refine((a) => isIP(a) !== 0 || HOST_NAME.test(a), 'must be an IP address or a DNS host name');
-/** Labels are free text (shown as text everywhere), on one line: a line break would start a config directive. */
-const labelText = z.string().regex(/^\P{Cc}*$/u, 'must not contain control characters (line breaks)');
-export const instanceLabels = z.record(labelText, labelText);
+/**
+ * Labels are free text (shown as text everywhere), on one line: a line break would start a
+ * config directive. And few and short: they travel in every discovery snapshot of the service
+ * to every client sidecar (64 labels; keys up to a Kubernetes label key's 317 characters).
+ */
+const oneLine = /^\P{Cc}*$/u;
+const noControl = 'must not contain control characters (line breaks)';
+export const MAX_LABELS = 64;
+export const instanceLabels = z
+  .record(z.string().min(1).max(317).regex(oneLine, noControl), z.string().max(253).regex(oneLine, noControl))
+  .refine((l) => Object.keys(l).length <= MAX_LABELS, `at most ${MAX_LABELS} labels`);
 /** The fields above on their own, for writers that do not come through `registerSchema`. */
 export const addressAndLabelsSchema = z.object({ address: instanceAddress, labels: instanceLabels });
 
@@ -47,7 +55,7 @@ export const addressAndLabelsSchema = z.object({ address: instanceAddress, label
  */
 export const checkSchema = z
   .object({
-    name: z.string().min(1),
+    name: z.string().min(1).max(128),
     type: z.enum(['http', 'tcp', 'grpc', 'ttl']),
     path: z
       .string()
@@ -74,7 +82,8 @@ export const registerSchema = z
       .regex(/^[^\s/]+:\d{1,5}$/, "must be 'host:port'")
       .optional(),
     labels: instanceLabels.default({}),
-    checks: z.array(checkSchema).default([]),
+    /** As many as a discovery hello may carry. */
+    checks: z.array(checkSchema).max(16).default([]),
     /** Heartbeat lease TTL (default 15s). */
     ttl: duration.optional(),
   })
