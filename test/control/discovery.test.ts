@@ -228,6 +228,34 @@ describe('discovery server', () => {
       [JSON.stringify({ type: 'subscribe', services: ['x'] }), 1008, /expected hello first/],
       [JSON.stringify({ type: 'hello', node: { id: 'a b', service: 'x', address: 'h' } }), 1008, /node\.id/],
       [JSON.stringify({ type: 'launch-missiles' }), 1008, /type/],
+      // A registration that would write its own lines into rendered config files (catalog/instance.ts).
+      [
+        JSON.stringify({
+          type: 'hello',
+          node: {
+            id: 'h1',
+            service: 'web',
+            address: '127.0.0.1:9 check addr 127.0.0.1 port 1 #',
+            appPort: 1,
+          },
+        }),
+        1008,
+        /node\.address/,
+      ],
+      [
+        JSON.stringify({
+          type: 'hello',
+          node: {
+            id: 'h2',
+            service: 'web',
+            address: '127.0.0.1',
+            appPort: 1,
+            labels: { a: 'x\nserver evil' },
+          },
+        }),
+        1008,
+        /node\.labels/,
+      ],
       [Buffer.from([0, 1, 2]), 1003, /binary/],
       ['x'.repeat(300 * 1024), 1009, /.*/],
     ];

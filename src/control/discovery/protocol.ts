@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 import { formatPath } from '../../config/config-error.ts';
-import { checkSchema } from '../catalog/instance.ts';
+import { checkSchema, instanceAddress, instanceLabels } from '../catalog/instance.ts';
 
 /** Path of the discovery endpoint on the control plane's HTTP server. */
 export const DISCOVERY_PATH = '/v1/discovery';
@@ -73,7 +73,8 @@ export const nodeSchema = z
       .regex(/^[A-Za-z0-9][-A-Za-z0-9_.]*$/, 'must be letters, digits, - _ .'),
     service: dnsName,
     namespace: dnsName.default('default'),
-    address: z.string().min(1).max(253),
+    /** Held to the catalog's rules here, so a bad one is refused as a bad message (1008). */
+    address: instanceAddress,
     /** The app's port; without one the proxy is a client only and no catalog instance is registered. */
     appPort: z.number().int().min(1).max(65535).optional(),
     meshPort: z.number().int().min(1).max(65535).optional(),
@@ -84,7 +85,7 @@ export const nodeSchema = z
     adminPort: z.number().int().min(1).max(65535).optional(),
     /** Older proxies: `host:port`; only the port is used (as `adminPort`). */
     adminAddress: z.string().max(300).optional(),
-    labels: z.record(z.string().max(63), z.string().max(253)).default({}),
+    labels: instanceLabels.default({}),
     checks: z.array(checkSchema).max(16).default([]),
   })
   .strict();
