@@ -163,3 +163,11 @@ test('a listener port already in use: a clear error naming the listener and addr
     assert.match(r.stderr, cases[i][2]);
   });
 });
+
+test('proxy --check http:<path> takes a path on the app only ("/health"), refused at start naming the flag', async () => {
+  for (const spec of ['http:health', 'http://evil.example/x', 'http:/a b']) {
+    const r = await runCli(['proxy', '--control', 'http://127.0.0.1:1', '--service', 'web', '--check', spec]);
+    assert.notEqual(r.code, 0, spec);
+    assert.match(r.stderr, /--check http:<path> must be a path on the app/, `${spec}: ${r.stderr}`);
+  }
+});

@@ -51,11 +51,21 @@ function hostPort(flag: string, v: string): { address: string; port: number } {
   return { address: v.slice(0, i), port };
 }
 
+/** An origin-form path on the app: `/` first (not `//`), no spaces or control characters. */
+const CHECK_PATH = /^\/(?!\/)[^\s\p{Cc}]*$/u;
+
 /** `--check http:/health`, `--check tcp`, `--check grpc`, `--check ttl:30s`; interval 10 s. */
 function parseCheck(v: string, i: number): NodeCheck {
   const [type, arg] = [v.split(':', 1)[0], v.slice(v.indexOf(':') + 1)];
   const has = v.includes(':');
-  if (type === 'http') return { name: `check-${i}`, type, path: has ? arg : '/health' };
+  if (type === 'http') {
+    const path = has ? arg : '/health';
+    // The catalog's rule for a check path (catalog/instance.ts, zod, not loaded here): the
+    // control plane would refuse the hello, and the proxy would retry it for ever.
+    if (!CHECK_PATH.test(path))
+      throw usage(`--check http:<path> must be a path on the app such as /health (got ${JSON.stringify(v)})`);
+    return { name: `check-${i}`, type, path };
+  }
   if (type === 'tcp' || type === 'grpc') return { name: `check-${i}`, type };
   if (type === 'ttl') {
     const ttl = parseDuration(has ? arg : '30s');
