@@ -72,7 +72,7 @@ test('a token revoked while the watch was broken still cuts its stream (re-check
     await s.store.delete(`${API_TOKENS_PREFIX}t2`);
     const later = Date.now() + 5000;
     while (other === undefined && Date.now() < later) await new Promise((r) => setTimeout(r, 20));
-    assert.match(String(other?.message), /API token t2 was revoked/);
+    assert.match(String((other as HexmeshError | undefined)?.message), /API token t2 was revoked/);
   } finally {
     live.close();
     await s.close();
