@@ -14,10 +14,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { CertificateAuthority } from '../../src/identity/ca.ts';
-import { InjectionWebhook, webhookConfiguration } from '../../src/control/kubernetes/injector.ts';
+import {
+  InjectionWebhook,
+  MAX_BUFFERED_BYTES,
+  MAX_REVIEW_BYTES,
+  webhookConfiguration,
+} from '../../src/control/kubernetes/injector.ts';
 import { SqliteStore } from '../../src/store/sqlite-store.ts';
 import { spawnKubeControl } from '../support/kube-control.ts';
 import { KubeApiServer, kubeApiserverMissingReason } from '../support/kube-apiserver.ts';
+import { until } from '../control/discovery-support.ts';
 
 const skip = kubeApiserverMissingReason();
 const OPTS = {
@@ -81,6 +87,8 @@ describe('kubernetes: the injection webhook under attack', { skip }, () => {
   let dir: string;
   let store: SqliteStore;
   let webhook: InjectionWebhook;
+  let hookUrl: string;
+  let hookCa: string;
 
   before(async () => {
     kube = await KubeApiServer.start();
@@ -91,6 +99,8 @@ describe('kubernetes: the injection webhook under attack', { skip }, () => {
     const serving = await ca.issueServing({ dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] });
     webhook = new InjectionWebhook({ certPem: serving.certChainPem, keyPem: serving.keyPem }, OPTS);
     const a = await webhook.listen(0, '127.0.0.1');
+    hookUrl = `https://127.0.0.1:${a.port}/inject`;
+    hookCa = (await ca.bundle()).pem;
     await kube.must(
       'POST',
       '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations',
@@ -321,5 +331,50 @@ describe('kubernetes: the injection webhook under attack', { skip }, () => {
     } finally {
       control.close();
     }
+  });
+
+  it('many large uploads at once: past the buffer budget the webhook answers 503, holding no more', async () => {
+    // Uploads that never end, each just under the per-request limit: without a budget across
+    // requests, each connection held 4 MiB (a few hundred of them, the control plane's heap).
+    const each = MAX_REVIEW_BYTES - 1;
+    const fit = Math.floor(MAX_BUFFERED_BYTES / each);
+    const extra = 3;
+    const statuses: number[] = [];
+    const reqs = Array.from({ length: fit + extra }, () => {
+      const req = https.request(hookUrl, {
+        method: 'POST',
+        ca: hookCa,
+        headers: { 'content-type': 'application/json', 'content-length': String(each + 1) },
+      });
+      req.on('response', (res) => {
+        statuses.push(res.statusCode ?? 0);
+        res.resume();
+      });
+      req.on('error', () => {});
+      req.write(Buffer.alloc(each, 0x20));
+      return req;
+    });
+    try {
+      await until(() => (statuses.length >= extra ? true : undefined), 60_000, `${extra} answers`);
+      assert.deepEqual(
+        statuses.filter((x) => x !== 503),
+        [],
+        'only 503s',
+      );
+    } finally {
+      for (const r of reqs) r.destroy();
+    }
+    // The budget is given back: a review is answered again.
+    const ok = await postHook(
+      hookUrl,
+      hookCa,
+      JSON.stringify({
+        apiVersion: 'admission.k8s.io/v1',
+        kind: 'AdmissionReview',
+        request: { uid: 'u-9', kind: { kind: 'Pod' }, operation: 'CREATE', object: pod('after-flood') },
+      }),
+    );
+    assert.equal(ok.status, 200, ok.text);
+    assert.ok((JSON.parse(ok.text) as ReviewOut).response?.patch);
   });
 });

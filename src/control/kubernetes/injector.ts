@@ -69,6 +69,13 @@ const PROXY_PORTS: ReadonlyMap<number, string> = new Map([
 export const MAX_CAPTURE_EXCLUSIONS = 64;
 /** An AdmissionReview of a Pod is well under this (the API server stores objects to 1.5 MiB). */
 export const MAX_REVIEW_BYTES = 4 * 1024 * 1024;
+/**
+ * Request bytes the webhook holds at once, all requests together (eight reviews at the limit;
+ * a real one is a few KiB). Past it a request is answered 503 and not read: the API server
+ * counts that as a call failure (failurePolicy), and the heap stays bounded however many
+ * connections send at once.
+ */
+export const MAX_BUFFERED_BYTES = 8 * MAX_REVIEW_BYTES;
 
 export interface InjectorOptions {
   /** The proxy image (`hexmesh` package installed, `hexmesh` on PATH). */
@@ -559,6 +566,8 @@ export function webhookConfiguration(opts: {
 export class InjectionWebhook {
   readonly server: https.Server;
   readonly #opts: InjectorOptions;
+  /** Bytes of request bodies held now (MAX_BUFFERED_BYTES). */
+  #buffered = 0;
 
   constructor(tls: { certPem: string; keyPem: string }, opts: InjectorOptions) {
     this.#opts = opts;
@@ -602,26 +611,45 @@ export class InjectionWebhook {
         `the request is larger than ${MAX_REVIEW_BYTES} bytes; not a Pod this webhook patches`,
       );
     if (Number(req.headers['content-length'] ?? 0) > MAX_REVIEW_BYTES) {
-      res.setHeader('connection', 'close');
+      // Read on and drop the body (nothing is kept; requestTimeout ends an endless one): a
+      // closed connection would reset the client before it read the answer.
+      req.resume();
       return reply(413, tooLarge());
     }
     const chunks: Buffer[] = [];
     let size = 0;
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size <= MAX_REVIEW_BYTES) return void chunks.push(c);
-      // A chunked body past the limit: answer and stop reading (the connection closes).
+    const release = () => {
+      this.#buffered -= size;
+      size = 0;
+      chunks.length = 0;
+    };
+    // However the request ends (answered, aborted), what it held is given back once.
+    req.once('close', release);
+    const refuse = (status: number, body: Record<string, unknown>) => {
       if (res.headersSent) return;
-      res.setHeader('connection', 'close');
-      reply(413, tooLarge());
-      req.pause();
-      res.on('finish', () => req.destroy());
+      reply(status, body);
+      release();
+    };
+    req.on('data', (c: Buffer) => {
+      // Answered already: the rest is dropped as it comes.
+      if (res.headersSent) return;
+      if (size + c.length > MAX_REVIEW_BYTES) return refuse(413, tooLarge());
+      if (this.#buffered + c.length > MAX_BUFFERED_BYTES)
+        return refuse(
+          503,
+          admissionRefusal('', 503, `busy: ${MAX_BUFFERED_BYTES} bytes of requests held already; try again`),
+        );
+      size += c.length;
+      this.#buffered += c.length;
+      chunks.push(c);
     });
     req.on('end', () => {
       if (res.headersSent) return;
+      const body = Buffer.concat(chunks);
+      release();
       let review: unknown;
       try {
-        review = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+        review = JSON.parse(body.toString('utf8'));
       } catch (e) {
         return reply(400, admissionRefusal('', 400, `the body is not JSON: ${(e as Error).message}`));
       }
