@@ -30,6 +30,17 @@ function positiveCount(v: string): number {
   return n;
 }
 
+/** A repeatable comma-separated flag: every value of every use, blanks dropped. */
+function commaList(v: string, prev: string[] = []): string[] {
+  return [
+    ...prev,
+    ...v
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean),
+  ];
+}
+
 function durationMs(v: string): number {
   const ms = parseDuration(v);
   if (ms === undefined)
@@ -99,24 +110,12 @@ export function controlCommand(): Command {
     .option(
       '--advertise <names>',
       'with --tls: extra DNS names / IP addresses for the serving certificate, comma-separated',
-      (v: string, prev: string[] = []) => [
-        ...prev,
-        ...v
-          .split(',')
-          .map((s) => s.trim())
-          .filter(Boolean),
-      ],
+      commaList,
     )
     .option(
       '--allowed-hosts <names>',
       'DNS names a control plane listening on loopback also answers to (a reverse proxy passing its own Host), comma-separated; others are refused (DNS rebinding)',
-      (v: string, prev: string[] = []) => [
-        ...prev,
-        ...v
-          .split(',')
-          .map((s) => s.trim())
-          .filter(Boolean),
-      ],
+      commaList,
     )
     .option(
       '--kubernetes',
