@@ -77,7 +77,19 @@ describe('kubernetes: the mirror after a restart or a crash', { skip }, () => {
       rules: [
         { apiGroups: [''], resources: ['services'], verbs: ['get', 'list', 'watch'] },
         { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['*'] },
-        { apiGroups: ['gateway.networking.k8s.io', 'hexmesh.io'], resources: ['*'], verbs: ['*'] },
+        { apiGroups: ['gateway.networking.k8s.io'], resources: ['*'], verbs: ['*'] },
+        // Not authorizationpolicies (granted with the slices): a policy must not lapse either.
+        {
+          apiGroups: ['hexmesh.io'],
+          resources: [
+            'trafficpolicies',
+            'trafficpolicies/status',
+            'peerauthentications',
+            'requestauthentications',
+            'rollouts',
+          ],
+          verbs: ['*'],
+        },
       ],
     });
     await kube.must('POST', `${rbac}/clusterrolebindings`, {
@@ -104,7 +116,14 @@ describe('kubernetes: the mirror after a restart or a crash', { skip }, () => {
         apiVersion: 'rbac.authorization.k8s.io/v1',
         kind: 'ClusterRole',
         metadata: { name: 'mirror-slices', labels: {} },
-        rules: [{ apiGroups: ['discovery.k8s.io'], resources: ['endpointslices'], verbs: ['list', 'watch'] }],
+        rules: [
+          { apiGroups: ['discovery.k8s.io'], resources: ['endpointslices'], verbs: ['list', 'watch'] },
+          {
+            apiGroups: ['hexmesh.io'],
+            resources: ['authorizationpolicies', 'authorizationpolicies/status'],
+            verbs: ['*'],
+          },
+        ],
       })
       .then(() =>
         kube.must('POST', '/apis/rbac.authorization.k8s.io/v1/clusterrolebindings', {
@@ -149,6 +168,17 @@ describe('kubernetes: the mirror after a restart or a crash', { skip }, () => {
       want.set(name, addrs);
     }
     const expected = () => [...want].map(([s, a]) => `${s}=${[...a].sort().join(',')}`).sort();
+    await kube.must('POST', '/apis/hexmesh.io/v1alpha1/namespaces/takeover/authorizationpolicies', {
+      apiVersion: 'hexmesh.io/v1alpha1',
+      kind: 'AuthorizationPolicy',
+      metadata: { name: 'no-admin', namespace: 'takeover' },
+      spec: {
+        targetRef: { kind: 'Service', name: 'svc-2' },
+        action: 'DENY',
+        rules: [{ to: [{ operation: { paths: ['/admin*'] } }] }],
+      },
+    });
+    const policyKey = KEYS.resource('AuthorizationPolicy', 'takeover', 'no-admin');
     const store = await SqliteStore.open(join(mkdir('hexmesh-k8s-restart-'), 'hexmesh.db'), {
       synchronous: 'normal',
     });
@@ -160,6 +190,7 @@ describe('kubernetes: the mirror after a restart or a crash', { skip }, () => {
       30_000,
       'the first replica mirrored every Service',
     );
+    await until(async () => (await store.get(policyKey)) ?? undefined, 10_000, 'the policy mirrored');
     // A rolling restart: the first replica stops and hands the Lease over at once. Meanwhile,
     // Kubernetes changes: a Service goes, another loses an endpoint, a new one comes.
     await first.close();
@@ -201,9 +232,12 @@ describe('kubernetes: the mirror after a restart or a crash', { skip }, () => {
       await second.start();
       assert.equal(second.isLeader, true, 'the Lease was handed over');
       await until(
-        () => logs.some((l) => /endpointslices: .*forbidden/.test(l)) || undefined,
+        () =>
+          (logs.some((l) => /endpointslices: .*forbidden/.test(l)) &&
+            logs.some((l) => /authorizationpolicies: .*forbidden/.test(l))) ||
+          undefined,
         10_000,
-        'the EndpointSlice list refused',
+        'the EndpointSlice and AuthorizationPolicy lists refused',
       );
       // The mirror is at work (a policy created now is mirrored), its EndpointSlices not listed:
       // every Service and endpoint of the store must still be there.
@@ -232,6 +266,7 @@ describe('kubernetes: the mirror after a restart or a crash', { skip }, () => {
       ).catch(async (e: Error) => {
         throw new Error(`${e.message}: ${(await mirrored(store, 'takeover')).join(' ')}`);
       });
+      assert.ok(await store.get(policyKey), 'the AuthorizationPolicy is kept');
       // What went while no replica ran, and only that, is deleted.
       const wrong = deletes.filter(
         (k) =>
