@@ -2,8 +2,8 @@
  * A Rollout's routing objects against a real kube-apiserver: the control plane writes Services
  * `<svc>-stable`, `<svc>-canary`, a blue/green preview Service named in the Rollout and an
  * HTTPRoute `<svc>-rollout`, by server-side apply with force. Whoever may create a Rollout
- * names them; an object of that name that is not the Rollout's own (a Service someone else
- * made) is not taken over: its selector, its owner and so its life stay as they were.
+ * names them; an object of that name that is not the Rollout's own (a Service or route someone
+ * else made) is not taken over: its selector, its owner and so its life stay as they were.
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -91,5 +91,36 @@ describe('kubernetes: a Rollout does not take over objects that are not its own'
       app: 'shop',
       tier: 'stable',
     });
+  });
+
+  it('a hand-made HTTPRoute <svc>-rollout is not taken over', async () => {
+    await service('api', { app: 'api' });
+    const ROUTES = `/apis/gateway.networking.k8s.io/v1/namespaces/${NS}/httproutes`;
+    const mine = {
+      parentRefs: [{ group: '', kind: 'Service', name: 'api' }],
+      rules: [{ backendRefs: [{ name: 'api', port: 80 }] }],
+    };
+    await kube.must('POST', ROUTES, {
+      apiVersion: 'gateway.networking.k8s.io/v1',
+      kind: 'HTTPRoute',
+      metadata: { name: 'api-rollout' },
+      spec: mine,
+    });
+    const traffic = new KubeRolloutTraffic(api, NS, 'api', owner('44444444-4444-4444-4444-444444444444'));
+    await assert.rejects(
+      traffic.apply(state()),
+      /HTTPRoute default\/api-rollout exists and is not this Rollout's/,
+    );
+    const route = await kube.must<{ metadata: { ownerReferences?: unknown[] }; spec: { rules: unknown } }>(
+      'GET',
+      `${ROUTES}/api-rollout`,
+    );
+    assert.deepEqual(route.spec.rules, [
+      {
+        matches: [{ path: { type: 'PathPrefix', value: '/' } }],
+        backendRefs: [{ group: '', kind: 'Service', name: 'api', port: 80, weight: 1 }],
+      },
+    ]);
+    assert.equal(route.metadata.ownerReferences, undefined);
   });
 });
