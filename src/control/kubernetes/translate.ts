@@ -287,6 +287,14 @@ export function mirroredResource(
   apiVersion: string,
 ): { doc: StoredDoc } | { error: string } {
   const spec = stripNulls(obj.spec ?? {});
+  // A local Rollout's template is a command line that `hexmesh up`'s rollout controller runs on
+  // its host. From Kubernetes it is never that: whoever may write a Rollout in some namespace
+  // must not put a command into the store a local runner would execute.
+  if (kind === 'Rollout' && spec.template !== undefined)
+    return {
+      error:
+        'spec.template: a local command line, not run from Kubernetes; name the Deployment to roll out with spec.workloadRef',
+    };
   const doc = { apiVersion, kind, metadata: meta(obj), spec };
   try {
     return {
