@@ -206,6 +206,48 @@ describe('kubernetes: the injection webhook under attack', { skip }, () => {
     assert.match(r.body, /hexmesh injector: container app port 4143 is the proxy's inbound listener/);
   });
 
+  it("the Pod's own security context does not reach the injected containers", async () => {
+    // Pod-level fields apply to every container that does not set its own: the injected ones
+    // set theirs, so a Pod asking for root, no seccomp or a privileged app gains nothing there.
+    const r = await create(
+      'rooty',
+      {},
+      {
+        securityContext: { runAsUser: 0, runAsGroup: 0, runAsNonRoot: false },
+        containers: [
+          {
+            name: 'app',
+            image: 'shop/web:1',
+            ports: [{ containerPort: 8080 }],
+            securityContext: { privileged: true },
+          },
+        ],
+      },
+    );
+    assert.equal(r.status, 201, r.body);
+    const inits = (
+      JSON.parse(r.body) as {
+        spec: { initContainers: { name: string; securityContext: Record<string, unknown> }[] };
+      }
+    ).spec.initContainers;
+    const sc = Object.fromEntries(inits.map((c) => [c.name, c.securityContext]));
+    assert.deepEqual(sc['hexmesh-proxy'], {
+      runAsUser: 2102,
+      runAsGroup: 2102,
+      runAsNonRoot: true,
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      capabilities: { drop: ['ALL'] },
+    });
+    assert.deepEqual(sc['hexmesh-capture'], {
+      runAsUser: 0,
+      runAsNonRoot: false,
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      capabilities: { drop: ['ALL'], add: ['NET_ADMIN', 'NET_RAW'] },
+    });
+  });
+
   it("a hostNetwork Pod is not injected: the capture container would rewrite the node's nat table", async () => {
     const r = await create('node-agent', {}, { hostNetwork: true });
     assert.equal(r.status, 201, r.body);
