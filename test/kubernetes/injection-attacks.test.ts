@@ -9,6 +9,8 @@
  */
 import assert from 'node:assert/strict';
 import https from 'node:https';
+import net from 'node:net';
+import tls from 'node:tls';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -418,5 +420,27 @@ describe('kubernetes: the injection webhook under attack', { skip }, () => {
     );
     assert.equal(ok.status, 200, ok.text);
     assert.ok((JSON.parse(ok.text) as ReviewOut).response?.patch);
+  });
+
+  it('a connection that never finishes its TLS handshake, or never sends a request, is cut within seconds', async () => {
+    const port = Number(new URL(hookUrl).port);
+    const closedAfter = (socket: net.Socket) =>
+      new Promise<number>((resolve) => {
+        const t0 = Date.now();
+        socket.on('error', () => {});
+        socket.once('close', () => resolve(Date.now() - t0));
+      });
+    // TCP only: without a handshake timeout of its own, TLS waits 120 s.
+    const raw = net.connect(port, '127.0.0.1');
+    // A finished handshake, then nothing.
+    const idle = tls.connect({ port, host: '127.0.0.1', ca: hookCa, servername: 'localhost' });
+    try {
+      const [a, b] = await Promise.all([closedAfter(raw), closedAfter(idle)]);
+      assert.ok(a < 15_000, `no handshake: cut after ${a} ms`);
+      assert.ok(b < 15_000, `no request: cut after ${b} ms`);
+    } finally {
+      raw.destroy();
+      idle.destroy();
+    }
   });
 });
