@@ -14,9 +14,10 @@ import { LockFile } from '../../src/store/lock-file.ts';
 test('a lock held by a zombie is taken over; one held by a live process is refused', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'hexmesh-lock-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
-  // `sleep 0` runs in the background of a shell that then becomes `sleep 30`, which never
-  // waits for it: it stays a zombie while its parent lives.
-  const parent = spawn('sh', ['-c', 'sleep 0 & echo $!; exec sleep 30'], {
+  // `sleep 0.3` runs in the background of a shell that then becomes `sleep 30`, which never
+  // waits for it: it stays a zombie while its parent lives. (With `sleep 0` the shell itself
+  // could reap it before its `exec`, and there was no process left to look at: ci24.)
+  const parent = spawn('sh', ['-c', 'sleep 0.3 & echo $!; exec sleep 30'], {
     stdio: ['ignore', 'pipe', 'ignore'],
   });
   t.after(() => parent.kill('SIGKILL'));
