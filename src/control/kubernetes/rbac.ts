@@ -28,11 +28,12 @@ export const CLUSTER_RULES: readonly PolicyRule[] = [
   { apiGroups: [''], resources: ['services'], verbs: ['get', ...WATCH, 'create', 'patch'] },
   // kubernetes-source.ts: EndpointSlices → catalog instances.
   { apiGroups: ['discovery.k8s.io'], resources: ['endpointslices'], verbs: WATCH },
-  // kubernetes-source.ts mirrors routes; kube-traffic.ts applies <svc>-rollout.
+  // kubernetes-source.ts mirrors routes; kube-traffic.ts reads <svc>-rollout (it applies only
+  // a route of its own, never one someone else made under that name) and applies it.
   {
     apiGroups: ['gateway.networking.k8s.io'],
     resources: ['httproutes'],
-    verbs: [...WATCH, 'create', 'patch'],
+    verbs: ['get', ...WATCH, 'create', 'patch'],
   },
   { apiGroups: ['gateway.networking.k8s.io'], resources: ['grpcroutes'], verbs: WATCH },
   // kubernetes-source.ts writes route status (Accepted, ResolvedRefs).
