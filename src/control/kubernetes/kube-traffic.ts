@@ -6,10 +6,10 @@
  * them to the sidecars like any route; `kubectl get httproute` shows the weights.
  *
  * Each object is written by server-side apply (field manager `hexmesh-rollouts`): a write
- * says the whole desired object, so a retried or repeated one changes nothing. The names come
- * from whoever wrote the Rollout, so an object of that name must be the Rollout's own: a
- * Service is read first (`#mayWrite`, then a forced apply); the route, which the control
- * plane may not read (rbac.ts), is applied unforced, so another manager's fields refuse it.
+ * says the whole desired object, so a retried or repeated one changes nothing. The apply is
+ * forced, so an object of that name must be the Rollout's own (`#mayWrite`): the names come
+ * from whoever wrote the Rollout, and a forced apply would take over anyone's Service or route
+ * (rbac.ts grants `get` on both for this read).
  */
 import { HexmeshError } from '../../errors/hexmesh-error.ts';
 import type { Selector, TrafficState, TrafficWriter } from '../../rollout/traffic.ts';
@@ -25,17 +25,9 @@ interface ServicePort {
   appProtocol?: string;
 }
 
-/**
- * Server-side apply of one object at its own path (created when missing). `force: false`:
- * fields another manager set are not taken (409, the API server naming them).
- */
-export async function serverSideApply(
-  api: KubeApi,
-  path: string,
-  obj: unknown,
-  opts: { force?: boolean } = {},
-): Promise<void> {
-  const url = `${path}?fieldManager=${ROLLOUT_FIELD_MANAGER}&force=${opts.force ?? true}`;
+/** Server-side apply of one object at its own path (created when missing). */
+export async function serverSideApply(api: KubeApi, path: string, obj: unknown): Promise<void> {
+  const url = `${path}?fieldManager=${ROLLOUT_FIELD_MANAGER}&force=true`;
   const r = await api.request('PATCH', url, obj, 'application/apply-patch+yaml');
   if (r.status !== 200 && r.status !== 201) throw new KubeApiError('PATCH', path, r);
 }
@@ -84,10 +76,11 @@ export class KubeRolloutTraffic implements TrafficWriter {
     const servicePath = (name: string) => `/api/v1/namespaces/${this.namespace}/services/${name}`;
     const routePath = `/apis/gateway.networking.k8s.io/v1/namespaces/${this.namespace}/httproutes/${this.routeName}`;
     for (const o of services) await this.#mayWrite('Service', servicePath(o.metadata.name));
+    await this.#mayWrite('HTTPRoute', routePath);
     // Services first: the route never names a backend that selects the wrong pods.
     for (const o of services) await serverSideApply(this.#api, servicePath(o.metadata.name), o);
     const port = ports[0]?.port ?? 80;
-    const route = {
+    await serverSideApply(this.#api, routePath, {
       apiVersion: 'gateway.networking.k8s.io/v1',
       kind: 'HTTPRoute',
       metadata: meta(this.routeName),
@@ -102,14 +95,6 @@ export class KubeRolloutTraffic implements TrafficWriter {
           },
         ],
       },
-    };
-    await serverSideApply(this.#api, routePath, route, { force: false }).catch((err: unknown) => {
-      if (!(err instanceof KubeApiError) || err.status !== 409) throw err;
-      throw new HexmeshError(
-        'HEXMESH_ERR_CONFLICT',
-        `HTTPRoute ${this.namespace}/${this.routeName} exists and is not this Rollout's: not taken over (${err.message})`,
-        { cause: err },
-      );
     });
   }
 
