@@ -162,6 +162,8 @@ interface Granted {
   readonly spiffeId: string;
   readonly instance?: string;
   readonly joinToken?: string;
+  /** Proved by a platform token: renewals need a fresh one (see #renewalIdentity). */
+  readonly platformToken?: boolean;
 }
 
 export class CertificateAuthority {
@@ -431,7 +433,12 @@ export class CertificateAuthority {
   async sign(req: SignRequest, caller?: { spiffeId: string; instance?: string }): Promise<Issued> {
     const { state, rev } = await this.#state();
     const csr = await checkCsr(req.csr);
-    const { spiffeId: granted, instance, joinToken } = await this.#grantedIdentity(req, csr.der, state);
+    const {
+      spiffeId: granted,
+      instance,
+      joinToken,
+      platformToken,
+    } = await this.#grantedIdentity(req, csr.der, state);
     // Proxies take any certificate of this CA naming the control plane's identity as the
     // control plane (control-tls.ts): it comes only from issueServing, never from a proof.
     if (granted === controlPlaneSpiffeId(state.trustDomain))
@@ -471,6 +478,7 @@ export class CertificateAuthority {
         spiffeId: granted,
         ...(instance !== undefined && { instance }),
         ...(joinToken !== undefined && { joinToken }),
+        ...(platformToken && { platformToken }),
         publicKey: csr.publicKey,
         serial,
         notBefore,
@@ -559,7 +567,10 @@ export class CertificateAuthority {
         const who = await this.#opts.platformToken(req.token);
         if (!who)
           throw new HexmeshError('HEXMESH_ERR_UNAUTHENTICATED', 'the platform token was not accepted');
-        return { spiffeId: makeSpiffeId(state.trustDomain, who.namespace, who.serviceAccount) };
+        return {
+          spiffeId: makeSpiffeId(state.trustDomain, who.namespace, who.serviceAccount),
+          platformToken: true,
+        };
       }
       const t = await this.tokens.verify(req.token);
       return {
@@ -623,6 +634,14 @@ export class CertificateAuthority {
       throw new HexmeshError(
         'HEXMESH_ERR_UNAUTHENTICATED',
         'renewal refused: the certificate carries no SPIFFE ID of this trust domain',
+      );
+    // A platform token's certificate is not its own proof: the token is asked again (a
+    // TokenReview), so a deleted Pod or ServiceAccount ends the line at the next renewal, as a
+    // revoked join token does below. The proxy then sends its token file's current token.
+    if (/^OU=platform-token$/m.test(leaf.subject))
+      throw new HexmeshError(
+        'HEXMESH_ERR_UNAUTHENTICATED',
+        'renewal refused: a certificate got with a platform (Kubernetes ServiceAccount) token renews with a fresh token, which proves the Pod still stands',
       );
     // The instance it was bound to carries over: a renewal never widens or moves it.
     const instance = instanceOfSubject(leaf.subject);

@@ -133,6 +133,11 @@ export interface LeafParams {
   readonly instance?: string;
   /** The id of the join token it descends from, as its subject `OU=join-token <id>` (renewals check it still stands). */
   readonly joinToken?: string;
+  /**
+   * Got with a platform token (a Kubernetes ServiceAccount token), as its subject
+   * `OU=platform-token`: it renews with a fresh token only, which proves the Pod still stands.
+   */
+  readonly platformToken?: boolean;
   readonly publicKey: x509.PublicKey;
   readonly serial: string;
   readonly notBefore: Date;
@@ -156,6 +161,7 @@ export async function createLeafCert(
     subject: [
       'O=hexmesh',
       ...(p.joinToken !== undefined ? [`OU=join-token ${p.joinToken}`] : []),
+      ...(p.platformToken ? ['OU=platform-token'] : []),
       ...(p.instance !== undefined ? [`CN=${p.instance}`] : []),
     ].join(', '),
     issuer: issuerCert.subject,

@@ -64,6 +64,49 @@ test('renews at half the lifetime (2 s certificates), keeps the old one until th
   }
 });
 
+test("a platform-token certificate renews with the token file's current token; once the platform refuses it, the current certificate is kept", async () => {
+  // The platform's answer stands in for a TokenReview (test/kubernetes/token-attacks.test.ts
+  // runs the real one): the token file holds the Pod's current token, rotated by the kubelet.
+  let podStands = true;
+  const t = await startCp({
+    identity: {
+      leafTtlMs: 2000,
+      platformToken: async (tok) =>
+        podStands && tok === 'pod-token' ? { namespace: 'shop', serviceAccount: 'web' } : undefined,
+    },
+  });
+  const d = await tempDir();
+  const logs: string[] = [];
+  let src: ControlIdentitySource | undefined;
+  try {
+    const tokenFile = join(d.dir, 'token');
+    await writeFile(tokenFile, 'pod-token\n');
+    src = new ControlIdentitySource({
+      urls: [t.url],
+      tokenFile,
+      proxyId: 'web-1',
+      log: (l) => logs.push(l),
+    });
+    const seen = new Set<string>();
+    src.onChange(() => seen.add(src!.current()!.certChainPem));
+    src.start();
+    await src.ready(AbortSignal.timeout(10_000));
+    assert.match(certInfo(src.current()!.certChainPem).subject, /OU=platform-token/);
+    // Renewals: the certificate alone is refused (401), the token file's token is not.
+    await until('two renewals', () => seen.size >= 3, 12_000);
+    assert.ok(logs.some((l) => /valid until/.test(l)));
+    // The Pod is gone: the next renewal fails, and the proxy keeps serving what it has.
+    podStands = false;
+    const held = src.current()!;
+    await until('a refused renewal', () => logs.some((l) => /certificate request failed/.test(l)), 8_000);
+    assert.equal(src.current()!.certChainPem, held.certChainPem, 'the current certificate is kept');
+  } finally {
+    src?.close();
+    await t.close();
+    await d.close();
+  }
+});
+
 test('no control plane: retries with backoff, no certificate; a bad token is retried, not fatal', async () => {
   const t = await startCp({ identity: {} });
   try {

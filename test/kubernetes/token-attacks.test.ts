@@ -144,30 +144,26 @@ describe('kubernetes: ServiceAccount token abuse', { skip }, () => {
     assert.equal(await tokenReviews(), before + 1);
   });
 
-  // A hole this audit found outside its files (src/identity/ca.ts): a certificate got with a
-  // ServiceAccount token renews on its own proof alone, so deleting the Pod or the
-  // ServiceAccount ends nothing already issued (join tokens have this: 9546af4). Kept as a
-  // todo until the CA re-checks a platform token's line at renewal.
-  it(
-    "a certificate got with a deleted Pod's token stops renewing",
-    { todo: 'src/identity/ca.ts renews a ServiceAccount-token certificate without asking again' },
-    async () => {
-      const pod = await createPod('web-3', 'web');
-      const first = await createKeyAndCsr();
-      const issued = await ca.sign({ csr: first.csrPem, token: await token('web', pod) });
-      await kube.must('DELETE', '/api/v1/namespaces/shop/pods/web-3?gracePeriodSeconds=0');
-      await kube.must('DELETE', '/api/v1/namespaces/shop/serviceaccounts/web');
+  // A certificate got with a ServiceAccount token is not its own proof: its renewal asks for a
+  // fresh token (a TokenReview), so deleting the Pod or the ServiceAccount ends the line.
+  it("a certificate got with a Pod's token renews only with a fresh token: a deleted Pod's line ends", async () => {
+    const pod = await createPod('web-3', 'web');
+    const first = await createKeyAndCsr();
+    const issued = await ca.sign({ csr: first.csrPem, token: await token('web', pod) });
+    const byCertificate = async (cur: { certChainPem: string }, key: string) => {
       const next = await createKeyAndCsr();
-      await assert.rejects(
-        ca.sign({
-          csr: next.csrPem,
-          renewal: {
-            certificate: issued.certChainPem,
-            signature: renewalSignature(first.keyPem, next.csrPem),
-          },
-        }),
-        'renewed for a deleted Pod and ServiceAccount',
-      );
-    },
-  );
+      return ca.sign({
+        csr: next.csrPem,
+        renewal: { certificate: cur.certChainPem, signature: renewalSignature(key, next.csrPem) },
+      });
+    };
+    // The certificate alone does not renew, even while the Pod stands...
+    await assert.rejects(byCertificate(issued, first.keyPem), /renews with a fresh token/);
+    // ...a fresh token of the standing Pod does (the proxy sends its token file's on that 401).
+    const again = await ca.sign({ csr: (await createKeyAndCsr()).csrPem, token: await token('web', pod) });
+    assert.equal(again.spiffeId, issued.spiffeId);
+    await kube.must('DELETE', '/api/v1/namespaces/shop/pods/web-3?gracePeriodSeconds=0');
+    await kube.must('DELETE', '/api/v1/namespaces/shop/serviceaccounts/web');
+    await assert.rejects(byCertificate(issued, first.keyPem), /renews with a fresh token/);
+  });
 });
